@@ -1,0 +1,1361 @@
+//! `bench`: shelf's own HTTP load generator.
+//!
+//! It drives any server that takes `PUT`, `GET` and `DELETE` on a URL: shelf
+//! (Gitea's generic package API), Gitea itself, nginx WebDAV, dufs, and so on.
+//! The HTTP/1.1 client is written here on top of `std::net` (one keep-alive
+//! connection per client thread, `TCP_NODELAY`). Upload bodies are streamed
+//! from a pseudo-random generator through a 1 MiB buffer, so even a large file
+//! never sits in memory.
+//!
+//! ```text
+//! # a local shelf, token from the environment, all workloads, 3 rounds
+//! SHELF_TOKEN=... cargo run --release --example bench
+//!
+//! # only the small-file workload, more files and clients
+//! cargo run --release --example bench -- --token T --workload small \
+//!     --small-count 5000 --concurrency 16
+//!
+//! # one 256 MiB file, 5 rounds, leave the uploads on the server
+//! cargo run --release --example bench -- --token T --workload large \
+//!     --large-size 256M --rounds 5 --no-cleanup
+//!
+//! # another server: nginx WebDAV with HTTP Basic auth
+//! cargo run --release --example bench -- \
+//!     --url 'http://127.0.0.1:8081/dav/{pkg}/{ver}/{file}' --basic bench:benchtoken
+//! ```
+//!
+//! Workloads, each run `--rounds` times under a fresh package name
+//! (`bench-<pid>-<round>`), so runs never collide:
+//!
+//! * `large`: PUT one `--large-size` file, then GET it; MB/s for each
+//!   (MB = 10^6 bytes). The download is checked byte for byte against a 64-bit
+//!   hash of what was sent, computed while reading.
+//! * `small`: `--concurrency` clients PUT `--small-count` files of
+//!   `--small-size`, GET them all (length and hash checked), then DELETE them;
+//!   req/s and p50/p99 latency for each phase.
+//!
+//! At the end of a round the version is deleted (`DELETE` of the URL template
+//! with `/{file}` removed; with a trailing slash too when the server asks for
+//! one, as nginx does; file by file when the server answers 404 or 405),
+//! unless `--no-cleanup`, which also skips the small DELETE phase.
+//!
+//! Output is plain lines: `round N ...` per round and phase, then a summary of
+//! medians over the rounds (`large PUT  <x> MB/s`,
+//! `small GET  <x> req/s  p50 <ms> ms  p99 <ms> ms`, ...), then `errors N`.
+//! Any failed request (non-2xx status, short body, hash mismatch, I/O error)
+//! is printed to stderr and makes the exit status 1; bad usage exits 2.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use argh::FromArgs;
+use base64::Engine as _;
+
+const DEFAULT_URL: &str = "http://127.0.0.1:8080/api/packages/admin/generic/{pkg}/{ver}/{file}";
+/// Size of each connection's read buffer and of the upload write buffer.
+const BUF: usize = 1 << 20;
+/// Longest status or header line accepted from the server.
+const MAX_LINE: u64 = 16 << 10;
+/// Socket read/write timeout: a server that stalls this long is an error.
+const IO_TIMEOUT: Duration = Duration::from_secs(300);
+/// At most this many error lines are printed; all of them are counted.
+const MAX_PRINTED_ERRORS: usize = 30;
+/// Bytes of an error response's body quoted in the error line.
+const SNIPPET: usize = 160;
+const MB: f64 = 1e6;
+
+// ------------------------------------------------------------------ CLI
+
+#[derive(FromArgs)]
+/// Load generator for shelf, or any server taking PUT/GET/DELETE on a URL.
+struct Args {
+    /// URL template with {pkg}, {ver} and {file} placeholders, http://host:port/path only
+    /// (default http://127.0.0.1:8080/api/packages/admin/generic/{pkg}/{ver}/{file})
+    #[argh(option, default = "DEFAULT_URL.to_string()")]
+    url: String,
+
+    /// token sent as `Authorization: token T` (default: $SHELF_TOKEN)
+    #[argh(option)]
+    token: Option<String>,
+
+    /// HTTP Basic credentials USER:PASS, instead of a token
+    #[argh(option)]
+    basic: Option<String>,
+
+    /// workload to run: large, small or all (default all)
+    #[argh(option, default = "Workload::All", from_str_fn(parse_workload))]
+    workload: Workload,
+
+    /// size of the large file; K, M, G suffixes are binary (default 1G)
+    #[argh(option, default = "1 << 30", from_str_fn(parse_size))]
+    large_size: u64,
+
+    /// size of each small file (default 4K)
+    #[argh(option, default = "4 << 10", from_str_fn(parse_size))]
+    small_size: u64,
+
+    /// number of small files (default 2000)
+    #[argh(option, default = "2000")]
+    small_count: usize,
+
+    /// client connections for the small workload (default 8)
+    #[argh(option, default = "8")]
+    concurrency: usize,
+
+    /// rounds per workload; the summary shows their medians (default 3)
+    #[argh(option, default = "3")]
+    rounds: usize,
+
+    /// leave the uploads on the server (also skips the small DELETE phase)
+    #[argh(switch)]
+    no_cleanup: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Workload {
+    Large,
+    Small,
+    All,
+}
+
+impl Workload {
+    fn large(self) -> bool {
+        matches!(self, Workload::Large | Workload::All)
+    }
+    fn small(self) -> bool {
+        matches!(self, Workload::Small | Workload::All)
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Workload::Large => "large",
+            Workload::Small => "small",
+            Workload::All => "all",
+        }
+    }
+}
+
+fn parse_workload(s: &str) -> Result<Workload, String> {
+    match s {
+        "large" => Ok(Workload::Large),
+        "small" => Ok(Workload::Small),
+        "all" => Ok(Workload::All),
+        _ => Err(format!("unknown workload {s:?}: use large, small or all")),
+    }
+}
+
+/// `123`, `4K`, `1M`, `1G` (binary multiples; a trailing `B`/`iB` is allowed).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix("ib"))
+        .or_else(|| t.strip_suffix(['B', 'b']))
+        .unwrap_or(t);
+    let (num, shift) = match t.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&t[..i], 10),
+        Some((i, 'm' | 'M')) => (&t[..i], 20),
+        Some((i, 'g' | 'G')) => (&t[..i], 30),
+        Some((i, 't' | 'T')) => (&t[..i], 40),
+        _ => (t, 0),
+    };
+    let n: u64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad size {s:?}: use a number with an optional K, M or G suffix"))?;
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+// ------------------------------------------------------------------ target URL
+
+/// `http://host:port/path-template`, split once at start-up.
+struct Target {
+    host: String,
+    port: u16,
+    /// `host:port` as written, for the Host header and messages.
+    authority: String,
+    /// Path with `{pkg}`, `{ver}`, `{file}` placeholders.
+    path: String,
+}
+
+impl Target {
+    fn parse(url: &str) -> Result<Target, String> {
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("{url}: only http://host:port/path URLs are supported"))?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => return Err(format!("{url}: the URL has no path")),
+        };
+        if authority.is_empty() || authority.contains(['{', '@']) {
+            return Err(format!("{url}: bad host {authority:?}"));
+        }
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let (h, after) = v6
+                .split_once(']')
+                .ok_or_else(|| format!("{url}: unclosed [ in host"))?;
+            (h, after.strip_prefix(':'))
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (authority, None),
+            }
+        };
+        let port = match port {
+            Some(p) => p
+                .parse::<u16>()
+                .map_err(|_| format!("{url}: bad port {p:?}"))?,
+            None => 80,
+        };
+        for ph in ["{pkg}", "{ver}", "/{file}"] {
+            if !path.contains(ph) {
+                return Err(format!("{url}: the template needs {ph}"));
+            }
+        }
+        if path.contains(['?', '#']) {
+            return Err(format!("{url}: query strings are not supported"));
+        }
+        Ok(Target {
+            host: host.to_string(),
+            port,
+            authority: authority.to_string(),
+            path: path.to_string(),
+        })
+    }
+
+    fn file_path(&self, pkg: &str, ver: &str, file: &str) -> String {
+        self.path
+            .replace("{pkg}", pkg)
+            .replace("{ver}", ver)
+            .replace("{file}", file)
+    }
+
+    /// The template with `/{file}` removed: the version's URL.
+    fn version_path(&self, pkg: &str, ver: &str) -> String {
+        self.path
+            .replacen("/{file}", "", 1)
+            .replace("{pkg}", pkg)
+            .replace("{ver}", ver)
+    }
+
+    /// `.../{pkg}/` when the template reads `.../{pkg}/{ver}/...`.
+    fn package_dir(&self, pkg: &str) -> Option<String> {
+        let i = self.path.find("{pkg}/{ver}")?;
+        Some(format!(
+            "{}/",
+            self.path[..i + "{pkg}".len()].replace("{pkg}", pkg)
+        ))
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.authority, path)
+    }
+}
+
+// ------------------------------------------------------------------ content and hash
+
+const K1: u64 = 0x9E37_79B9_7F4A_7C15;
+const K2: u64 = 0xC2B2_AE3D_27D4_EB4F;
+
+/// splitmix64 finaliser.
+fn mix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(K1);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+fn le64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_le_bytes(a)
+}
+
+/// Deterministic pseudo-random bytes: four interleaved xorshift64 streams.
+/// The output depends only on the seed, never on how `fill` is called.
+struct Gen {
+    s: [u64; 4],
+    spare: [u8; 32],
+    spare_pos: usize,
+}
+
+impl Gen {
+    fn new(seed: u64) -> Gen {
+        let mut s = [0u64; 4];
+        for (k, v) in s.iter_mut().enumerate() {
+            *v = mix64(seed ^ (k as u64).wrapping_mul(K2)) | 1;
+        }
+        Gen {
+            s,
+            spare: [0; 32],
+            spare_pos: 32,
+        }
+    }
+
+    fn stripe(&mut self, out: &mut [u8]) {
+        for (k, w) in out.chunks_exact_mut(8).enumerate() {
+            let mut x = self.s[k];
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            self.s[k] = x;
+            w.copy_from_slice(&x.to_le_bytes());
+        }
+    }
+
+    fn fill(&mut self, out: &mut [u8]) {
+        let k = (32 - self.spare_pos).min(out.len());
+        out[..k].copy_from_slice(&self.spare[self.spare_pos..self.spare_pos + k]);
+        self.spare_pos += k;
+        let mut it = out[k..].chunks_exact_mut(32);
+        for c in &mut it {
+            self.stripe(c);
+        }
+        let rest = it.into_remainder();
+        if !rest.is_empty() {
+            let mut sp = [0u8; 32];
+            self.stripe(&mut sp);
+            rest.copy_from_slice(&sp[..rest.len()]);
+            self.spare = sp;
+            self.spare_pos = rest.len();
+        }
+    }
+}
+
+/// A cheap streaming 64-bit hash (four multiply lanes over 32-byte stripes);
+/// the result does not depend on how the input is split into `update` calls.
+struct Hash64 {
+    lanes: [u64; 4],
+    tail: [u8; 32],
+    tail_len: usize,
+    total: u64,
+}
+
+impl Hash64 {
+    fn new() -> Hash64 {
+        Hash64 {
+            lanes: [K1, K2, K1 ^ K2, K1.rotate_left(32)],
+            tail: [0; 32],
+            tail_len: 0,
+            total: 0,
+        }
+    }
+
+    fn stripe(lanes: &mut [u64; 4], s: &[u8]) {
+        for (k, lane) in lanes.iter_mut().enumerate() {
+            *lane = (*lane ^ le64(&s[k * 8..])).wrapping_mul(K2).rotate_left(29);
+        }
+    }
+
+    fn update(&mut self, mut d: &[u8]) {
+        self.total += d.len() as u64;
+        if self.tail_len > 0 {
+            let k = (32 - self.tail_len).min(d.len());
+            self.tail[self.tail_len..self.tail_len + k].copy_from_slice(&d[..k]);
+            self.tail_len += k;
+            d = &d[k..];
+            if self.tail_len < 32 {
+                return;
+            }
+            Self::stripe(&mut self.lanes, &self.tail);
+            self.tail_len = 0;
+        }
+        let mut it = d.chunks_exact(32);
+        for s in &mut it {
+            Self::stripe(&mut self.lanes, s);
+        }
+        let r = it.remainder();
+        self.tail[..r.len()].copy_from_slice(r);
+        self.tail_len = r.len();
+    }
+
+    fn finish(&self) -> u64 {
+        let mut h = self.total.wrapping_mul(K1);
+        for l in self.lanes {
+            h = mix64(h ^ l);
+        }
+        for &b in &self.tail[..self.tail_len] {
+            h = (h ^ u64::from(b)).wrapping_mul(K2);
+        }
+        mix64(h)
+    }
+}
+
+/// Hash of the first `len` bytes of `Gen::new(seed)`, using `scratch` as buffer.
+fn content_hash(seed: u64, len: u64, scratch: &mut [u8]) -> u64 {
+    let mut g = Gen::new(seed);
+    let mut h = Hash64::new();
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(scratch.len() as u64) as usize;
+        g.fill(&mut scratch[..n]);
+        h.update(&scratch[..n]);
+        left -= n as u64;
+    }
+    h.finish()
+}
+
+// ------------------------------------------------------------------ HTTP/1.1 client
+
+/// An upload body: `len` bytes of `Gen::new(seed)`.
+#[derive(Clone, Copy)]
+struct Body {
+    len: u64,
+    seed: u64,
+}
+
+struct Resp {
+    status: u16,
+    reason: String,
+    /// Body bytes received (and passed to the sink).
+    body_len: u64,
+    /// The server will not take another request on this connection.
+    close: bool,
+    /// Start of the body of a 3xx/4xx/5xx answer, for error messages.
+    snippet: String,
+    /// Hash of the uploaded body, when there was one.
+    sent_hash: Option<u64>,
+}
+
+impl Resp {
+    fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    fn short(&self) -> String {
+        format!("HTTP {} {}", self.status, self.reason)
+    }
+
+    fn describe(&self) -> String {
+        let mut s = format!("HTTP {} {}", self.status, self.reason);
+        if !self.snippet.is_empty() {
+            s.push_str(&format!(" ({})", self.snippet));
+        }
+        s
+    }
+}
+
+enum Fail {
+    /// Nothing at all came back: on a reused keep-alive connection this means
+    /// the server had closed it, and the request is sent again once.
+    Stale(io::Error),
+    Other(String),
+}
+
+fn is_closed_kind(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+    )
+}
+
+fn connect(t: &Target) -> Result<BufReader<TcpStream>, String> {
+    let s = TcpStream::connect((t.host.as_str(), t.port))
+        .map_err(|e| format!("connect to {}: {e}", t.authority))?;
+    s.set_nodelay(true)
+        .and_then(|()| s.set_read_timeout(Some(IO_TIMEOUT)))
+        .and_then(|()| s.set_write_timeout(Some(IO_TIMEOUT)))
+        .map_err(|e| format!("socket options for {}: {e}", t.authority))?;
+    Ok(BufReader::with_capacity(BUF, s))
+}
+
+/// One client: one keep-alive connection, opened lazily and reopened when the
+/// server closes it.
+struct Conn<'a> {
+    target: &'a Target,
+    /// `Authorization: ...\r\n`, or empty.
+    auth: &'a str,
+    stream: Option<BufReader<TcpStream>>,
+    wbuf: Vec<u8>,
+}
+
+impl<'a> Conn<'a> {
+    fn new(target: &'a Target, auth: &'a str) -> Conn<'a> {
+        Conn {
+            target,
+            auth,
+            stream: None,
+            wbuf: Vec::new(),
+        }
+    }
+
+    /// Sends one request and reads the whole response, passing body bytes to
+    /// `sink`. Errors carry the method and URL.
+    fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<Body>,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<Resp, String> {
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: shelf-bench\r\n{}",
+            self.target.authority, self.auth
+        );
+        if let Some(b) = body {
+            head.push_str(&format!("Content-Length: {}\r\n", b.len));
+        }
+        head.push_str("\r\n");
+        let want = match body {
+            Some(b) => (head.len() as u64).saturating_add(b.len).min(BUF as u64) as usize,
+            None => head.len(),
+        };
+        if self.wbuf.len() < want {
+            self.wbuf.resize(want.max(head.len()), 0);
+        }
+        let what = || format!("{method} {}", self.target.url(path));
+        let mut retried = false;
+        loop {
+            let reused = self.stream.is_some();
+            let stream = match &mut self.stream {
+                Some(s) => s,
+                slot @ None => {
+                    slot.insert(connect(self.target).map_err(|e| format!("{}: {e}", what()))?)
+                }
+            };
+            match exchange(stream, &mut self.wbuf, head.as_bytes(), body, method, sink) {
+                Ok(r) => {
+                    if r.close {
+                        self.stream = None;
+                    }
+                    return Ok(r);
+                }
+                Err(Fail::Stale(_)) if reused && !retried => {
+                    self.stream = None;
+                    retried = true;
+                }
+                Err(Fail::Stale(e)) => {
+                    self.stream = None;
+                    return Err(format!("{}: no response: {e}", what()));
+                }
+                Err(Fail::Other(m)) => {
+                    self.stream = None;
+                    return Err(format!("{}: {m}", what()));
+                }
+            }
+        }
+    }
+}
+
+/// Writes the request (streaming the body through `wbuf`) and reads the answer.
+fn exchange(
+    stream: &mut BufReader<TcpStream>,
+    wbuf: &mut [u8],
+    head: &[u8],
+    body: Option<Body>,
+    method: &str,
+    sink: &mut dyn FnMut(&[u8]),
+) -> Result<Resp, Fail> {
+    match send(stream.get_mut(), wbuf, head, body) {
+        Ok(sent_hash) => {
+            let mut r = read_response(stream, method, sink)?;
+            r.sent_hash = sent_hash;
+            Ok(r)
+        }
+        // The server may have answered early (401, 413, ...) and closed.
+        Err(e) => match read_response(stream, method, sink) {
+            Ok(mut r) => {
+                r.close = true;
+                Ok(r)
+            }
+            Err(Fail::Stale(_)) if is_closed_kind(&e) => Err(Fail::Stale(e)),
+            Err(_) => Err(Fail::Other(format!("sending the request: {e}"))),
+        },
+    }
+}
+
+fn send(
+    w: &mut TcpStream,
+    wbuf: &mut [u8],
+    head: &[u8],
+    body: Option<Body>,
+) -> io::Result<Option<u64>> {
+    wbuf[..head.len()].copy_from_slice(head);
+    let mut used = head.len();
+    let Some(b) = body else {
+        w.write_all(&wbuf[..used])?;
+        return Ok(None);
+    };
+    let mut gen = Gen::new(b.seed);
+    let mut hash = Hash64::new();
+    let mut left = b.len;
+    loop {
+        let n = left.min((wbuf.len() - used) as u64) as usize;
+        let chunk = &mut wbuf[used..used + n];
+        gen.fill(chunk);
+        hash.update(chunk);
+        used += n;
+        left -= n as u64;
+        w.write_all(&wbuf[..used])?;
+        used = 0;
+        if left == 0 {
+            return Ok(Some(hash.finish()));
+        }
+    }
+}
+
+fn read_line(r: &mut BufReader<TcpStream>, line: &mut Vec<u8>) -> io::Result<usize> {
+    line.clear();
+    r.by_ref().take(MAX_LINE).read_until(b'\n', line)
+}
+
+fn closed(what: &str) -> Fail {
+    Fail::Other(format!("connection closed {what}"))
+}
+
+fn io_fail(what: &str) -> impl Fn(io::Error) -> Fail + '_ {
+    move |e| Fail::Other(format!("{what}: {e}"))
+}
+
+fn read_response(
+    r: &mut BufReader<TcpStream>,
+    method: &str,
+    sink: &mut dyn FnMut(&[u8]),
+) -> Result<Resp, Fail> {
+    let mut line = Vec::with_capacity(256);
+    let mut first = true;
+    loop {
+        let n = match read_line(r, &mut line) {
+            Ok(n) => n,
+            Err(e) if first && is_closed_kind(&e) => return Err(Fail::Stale(e)),
+            Err(e) => return Err(Fail::Other(format!("reading the status line: {e}"))),
+        };
+        if n == 0 {
+            if first {
+                return Err(Fail::Stale(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "connection closed before the response",
+                )));
+            }
+            return Err(closed("before the status line"));
+        }
+        first = false;
+        let text = String::from_utf8_lossy(&line);
+        let mut parts = text.trim_end().splitn(3, ' ');
+        let version = parts.next().unwrap_or("");
+        let status: u16 = match (version.starts_with("HTTP/1."), parts.next().map(str::parse)) {
+            (true, Some(Ok(s))) => s,
+            _ => {
+                return Err(Fail::Other(format!(
+                    "bad status line {:?}",
+                    text.trim_end()
+                )))
+            }
+        };
+        let reason = parts.next().unwrap_or("").to_string();
+        let mut close = version == "HTTP/1.0";
+        let mut length: Option<u64> = None;
+        let mut chunked = false;
+        loop {
+            let n = read_line(r, &mut line).map_err(io_fail("reading headers"))?;
+            if n == 0 {
+                return Err(closed("in the headers"));
+            }
+            if line == b"\r\n" || line == b"\n" {
+                break;
+            }
+            let text = String::from_utf8_lossy(&line);
+            let Some((name, value)) = text.split_once(':') else {
+                return Err(Fail::Other(format!(
+                    "bad header line {:?}",
+                    text.trim_end()
+                )));
+            };
+            let value = value.trim();
+            if name.eq_ignore_ascii_case("content-length") {
+                let v = value
+                    .parse()
+                    .map_err(|_| Fail::Other(format!("bad Content-Length {value:?}")))?;
+                length = Some(v);
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                chunked = value.to_ascii_lowercase().contains("chunked");
+            } else if name.eq_ignore_ascii_case("connection") {
+                let v = value.to_ascii_lowercase();
+                if v.contains("close") {
+                    close = true;
+                } else if v.contains("keep-alive") {
+                    close = false;
+                }
+            }
+        }
+        if (100..200).contains(&status) && status != 101 {
+            continue; // 100 Continue and friends: the real answer follows
+        }
+        let mut snippet = Vec::new();
+        let mut body_len = 0u64;
+        let mut feed = |b: &[u8]| {
+            body_len += b.len() as u64;
+            if status >= 300 && snippet.len() < SNIPPET {
+                let k = (SNIPPET - snippet.len()).min(b.len());
+                snippet.extend_from_slice(&b[..k]);
+            }
+            sink(b);
+        };
+        if method == "HEAD" || status == 204 || status == 304 {
+            // no body
+        } else if chunked {
+            read_chunked(r, &mut line, &mut feed)?;
+        } else if let Some(n) = length {
+            read_exact_body(r, n, &mut feed)?;
+        } else {
+            // no framing: the body runs to the end of the connection
+            close = true;
+            loop {
+                let buf = r.fill_buf().map_err(io_fail("reading the body"))?;
+                if buf.is_empty() {
+                    break;
+                }
+                let k = buf.len();
+                feed(buf);
+                r.consume(k);
+            }
+        }
+        let snippet = snippet_text(&snippet);
+        return Ok(Resp {
+            status,
+            reason,
+            body_len,
+            close,
+            snippet,
+            sent_hash: None,
+        });
+    }
+}
+
+/// The start of an error body as one line, HTML tags dropped.
+fn snippet_text(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut plain = String::with_capacity(text.len());
+    let mut in_tag = false;
+    for ch in text.chars() {
+        match ch {
+            '<' => {
+                in_tag = true;
+                plain.push(' ');
+            }
+            '>' if in_tag => in_tag = false,
+            _ if !in_tag => plain.push(ch),
+            _ => {}
+        }
+    }
+    plain.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn read_exact_body(
+    r: &mut BufReader<TcpStream>,
+    n: u64,
+    feed: &mut dyn FnMut(&[u8]),
+) -> Result<(), Fail> {
+    let mut left = n;
+    while left > 0 {
+        let buf = r.fill_buf().map_err(io_fail("reading the body"))?;
+        if buf.is_empty() {
+            return Err(Fail::Other(format!(
+                "connection closed after {} of {n} body bytes",
+                n - left
+            )));
+        }
+        let k = buf.len().min(left.min(usize::MAX as u64) as usize);
+        feed(&buf[..k]);
+        r.consume(k);
+        left -= k as u64;
+    }
+    Ok(())
+}
+
+fn read_chunked(
+    r: &mut BufReader<TcpStream>,
+    line: &mut Vec<u8>,
+    feed: &mut dyn FnMut(&[u8]),
+) -> Result<(), Fail> {
+    loop {
+        let n = read_line(r, line).map_err(io_fail("reading a chunk size"))?;
+        if n == 0 {
+            return Err(closed("in a chunked body"));
+        }
+        let text = String::from_utf8_lossy(line);
+        let hex = text.split(';').next().unwrap_or("").trim();
+        let size = u64::from_str_radix(hex, 16)
+            .map_err(|_| Fail::Other(format!("bad chunk size {:?}", text.trim_end())))?;
+        if size == 0 {
+            // trailers, up to the blank line
+            loop {
+                let n = read_line(r, line).map_err(io_fail("reading trailers"))?;
+                if n == 0 || line == b"\r\n" || line == b"\n" {
+                    return Ok(());
+                }
+            }
+        }
+        read_exact_body(r, size, feed)?;
+        let n = read_line(r, line).map_err(io_fail("reading a chunk end"))?;
+        if n == 0 || (line != b"\r\n" && line != b"\n") {
+            return Err(Fail::Other("missing CRLF after a chunk".to_string()));
+        }
+    }
+}
+
+// ------------------------------------------------------------------ errors and stats
+
+#[derive(Default)]
+struct Errors {
+    count: AtomicUsize,
+}
+
+impl Errors {
+    fn report(&self, msg: &str) {
+        let n = self.count.fetch_add(1, Ordering::Relaxed);
+        if n < MAX_PRINTED_ERRORS {
+            eprintln!("error: {msg}");
+        } else if n == MAX_PRINTED_ERRORS {
+            eprintln!("error: ... more errors (not printed; counted in the summary)");
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+}
+
+/// Nearest-rank percentile of sorted samples, in ms.
+fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1].as_secs_f64() * 1e3
+}
+
+/// Milliseconds with 3 decimals, or `n/a` when there was no sample.
+fn ms(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:.3}")
+    } else {
+        "n/a".to_string()
+    }
+}
+
+fn median(v: &[f64]) -> Option<f64> {
+    let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    Some(if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    })
+}
+
+#[derive(Clone, Copy)]
+struct SmallStat {
+    rps: f64,
+    p50: f64,
+    p99: f64,
+}
+
+/// Per-round numbers of phases that had no error, for the medians.
+#[derive(Default)]
+struct Summary {
+    large_put: Vec<f64>,
+    large_get: Vec<f64>,
+    small: [Vec<SmallStat>; 3],
+}
+
+const SMALL_PHASES: [&str; 3] = ["PUT", "GET", "DELETE"];
+
+// ------------------------------------------------------------------ workloads
+
+struct Bench<'a> {
+    target: &'a Target,
+    args: &'a Args,
+    errors: Errors,
+    pid: u32,
+    stamp: u64,
+}
+
+impl Bench<'_> {
+    fn names(&self, workload: &str, round: usize) -> (String, String) {
+        (
+            format!("bench-{}-{round}", self.pid),
+            format!("{workload}-{}", self.stamp),
+        )
+    }
+
+    fn seed(&self, round: usize, index: u64, workload: u64) -> u64 {
+        mix64(((round as u64) << 40) ^ (workload << 32) ^ index)
+    }
+
+    /// PUT then GET one large file.
+    fn large_round(&self, conn: &mut Conn, round: usize, sum: &mut Summary) {
+        let (pkg, ver) = self.names("large", round);
+        let file = "large.bin";
+        let path = self.target.file_path(&pkg, &ver, file);
+        let url = self.target.url(&path);
+        let size = self.args.large_size;
+        let body = Body {
+            len: size,
+            seed: self.seed(round, 0, 1),
+        };
+
+        let t = Instant::now();
+        let put = conn.request("PUT", &path, Some(body), &mut |_| {});
+        let secs = t.elapsed().as_secs_f64();
+        let sent_hash = match put {
+            Ok(r) if r.ok() => {
+                let rate = size as f64 / MB / secs;
+                println!(
+                    "round {round} large PUT     {size} B  {secs:.3} s  {rate:.1} MB/s  HTTP {}",
+                    r.status
+                );
+                sum.large_put.push(rate);
+                r.sent_hash
+            }
+            Ok(r) => {
+                let msg = format!("PUT {url}: {}", r.describe());
+                self.fail_line(round, "large PUT", &msg, &r.short());
+                None
+            }
+            Err(e) => {
+                self.fail_line(round, "large PUT", &e, "I/O error");
+                None
+            }
+        };
+        let Some(sent_hash) = sent_hash else {
+            println!("round {round} large GET     skipped (PUT failed)");
+            return;
+        };
+
+        let mut hash = Hash64::new();
+        let t = Instant::now();
+        let get = conn.request("GET", &path, None, &mut |b| hash.update(b));
+        let secs = t.elapsed().as_secs_f64();
+        let got = hash.finish();
+        match get {
+            Ok(r) if !r.ok() => {
+                let msg = format!("GET {url}: {}", r.describe());
+                self.fail_line(round, "large GET", &msg, &r.short());
+            }
+            Ok(r) if r.body_len != size => {
+                let msg = format!(
+                    "GET {url}: HTTP {}: {} body bytes, {size} uploaded",
+                    r.status, r.body_len
+                );
+                self.fail_line(round, "large GET", &msg, "wrong length");
+            }
+            Ok(r) if got != sent_hash => {
+                let msg = format!(
+                    "GET {url}: HTTP {}: content differs from the upload (hash {got:016x}, sent {sent_hash:016x})",
+                    r.status
+                );
+                self.fail_line(round, "large GET", &msg, "content differs");
+            }
+            Ok(r) => {
+                let rate = size as f64 / MB / secs;
+                println!(
+                    "round {round} large GET     {size} B  {secs:.3} s  {rate:.1} MB/s  HTTP {}  hash ok",
+                    r.status
+                );
+                sum.large_get.push(rate);
+            }
+            Err(e) => self.fail_line(round, "large GET", &e, "I/O error"),
+        }
+        if !self.args.no_cleanup {
+            self.cleanup_version(conn, &pkg, &ver, &[file.to_string()]);
+        }
+    }
+
+    fn fail_line(&self, round: usize, what: &str, msg: &str, short: &str) {
+        self.errors.report(msg);
+        println!("round {round} {what}     failed: {short}");
+    }
+
+    /// Many small files: PUT, GET, DELETE, each phase spread over the clients.
+    fn small_round(&self, conns: &mut [Conn], round: usize, sum: &mut Summary) {
+        let (pkg, ver) = self.names("small", round);
+        let size = self.args.small_size;
+        let count = self.args.small_count;
+        let file = |i: usize| format!("small-{i:06}.bin");
+        let seed = |i: usize| self.seed(round, i as u64, 2);
+        let all: Vec<usize> = (0..count).collect();
+
+        let put = self.phase(conns, &all, |c, _, i| {
+            let path = self.target.file_path(&pkg, &ver, &file(i));
+            let r = c.request(
+                "PUT",
+                &path,
+                Some(Body {
+                    len: size,
+                    seed: seed(i),
+                }),
+                &mut |_| {},
+            )?;
+            if r.ok() {
+                Ok(())
+            } else {
+                Err(format!("PUT {}: {}", self.target.url(&path), r.describe()))
+            }
+        });
+        self.small_line(round, 0, &put, sum);
+        if put.done.is_empty() {
+            println!("round {round} small GET     skipped (no file uploaded)");
+            println!("round {round} small DELETE  skipped (no file uploaded)");
+            return;
+        }
+
+        // GET and DELETE what was uploaded
+        let get = self.phase(conns, &put.done, |c, scratch, i| {
+            let path = self.target.file_path(&pkg, &ver, &file(i));
+            let mut hash = Hash64::new();
+            let r = c.request("GET", &path, None, &mut |b| hash.update(b))?;
+            let url = || self.target.url(&path);
+            if !r.ok() {
+                return Err(format!("GET {}: {}", url(), r.describe()));
+            }
+            if r.body_len != size {
+                return Err(format!(
+                    "GET {}: HTTP {}: {} body bytes, {size} uploaded",
+                    url(),
+                    r.status,
+                    r.body_len
+                ));
+            }
+            if hash.finish() != content_hash(seed(i), size, scratch) {
+                return Err(format!(
+                    "GET {}: HTTP {}: content differs from the upload",
+                    url(),
+                    r.status
+                ));
+            }
+            Ok(())
+        });
+        self.small_line(round, 1, &get, sum);
+
+        if self.args.no_cleanup {
+            println!("round {round} small DELETE  skipped (--no-cleanup)");
+            return;
+        }
+        let del = self.phase(conns, &put.done, |c, _, i| {
+            let path = self.target.file_path(&pkg, &ver, &file(i));
+            let r = c.request("DELETE", &path, None, &mut |_| {})?;
+            if r.ok() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "DELETE {}: {}",
+                    self.target.url(&path),
+                    r.describe()
+                ))
+            }
+        });
+        self.small_line(round, 2, &del, sum);
+        // Files left over: those whose DELETE failed.
+        let left: Vec<String> = put
+            .done
+            .iter()
+            .filter(|i| del.done.binary_search(i).is_err())
+            .map(|&i| file(i))
+            .collect();
+        if let Some(c) = conns.first_mut() {
+            self.cleanup_version(c, &pkg, &ver, &left);
+        }
+    }
+
+    fn small_line(&self, round: usize, phase: usize, p: &Phase, sum: &mut Summary) {
+        let secs = p.elapsed.as_secs_f64();
+        let n = p.done.len() + p.failed;
+        let stat = SmallStat {
+            rps: n as f64 / secs,
+            p50: percentile_ms(&p.lats, 0.50),
+            p99: percentile_ms(&p.lats, 0.99),
+        };
+        let mut line = format!(
+            "round {round} small {:<7} {n} req  {secs:.3} s  {:.1} req/s  p50 {} ms  p99 {} ms",
+            SMALL_PHASES[phase],
+            stat.rps,
+            ms(stat.p50),
+            ms(stat.p99)
+        );
+        if p.failed > 0 {
+            line.push_str(&format!("  errors {}", p.failed));
+        } else if n > 0 {
+            sum.small[phase].push(stat);
+        }
+        println!("{line}");
+    }
+
+    /// Runs `op` on every item, spread over one thread per connection.
+    fn phase<F>(&self, conns: &mut [Conn], items: &[usize], op: F) -> Phase
+    where
+        F: Fn(&mut Conn, &mut [u8], usize) -> Result<(), String> + Sync,
+    {
+        let next = AtomicUsize::new(0);
+        let clients = conns.len().min(items.len()).max(1);
+        let scratch_len = self.args.small_size.clamp(1, 64 << 10) as usize;
+        let start = Instant::now();
+        let per_thread: Vec<(Vec<Duration>, Vec<usize>, usize)> = thread::scope(|s| {
+            let handles: Vec<_> = conns
+                .iter_mut()
+                .take(clients)
+                .map(|c| {
+                    let (next, op) = (&next, &op);
+                    s.spawn(move || {
+                        let mut scratch = vec![0u8; scratch_len];
+                        let (mut lats, mut done, mut failed) = (Vec::new(), Vec::new(), 0);
+                        loop {
+                            let k = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(&i) = items.get(k) else { break };
+                            let t = Instant::now();
+                            match op(c, &mut scratch, i) {
+                                Ok(()) => {
+                                    lats.push(t.elapsed());
+                                    done.push(i);
+                                }
+                                Err(e) => {
+                                    self.errors.report(&e);
+                                    failed += 1;
+                                }
+                            }
+                        }
+                        (lats, done, failed)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        self.errors.report("a client thread panicked");
+                        (Vec::new(), Vec::new(), 1)
+                    })
+                })
+                .collect()
+        });
+        let elapsed = start.elapsed();
+        let mut p = Phase {
+            elapsed,
+            lats: Vec::new(),
+            done: Vec::new(),
+            failed: 0,
+        };
+        for (l, d, f) in per_thread {
+            p.lats.extend(l);
+            p.done.extend(d);
+            p.failed += f;
+        }
+        p.lats.sort_unstable();
+        p.done.sort_unstable();
+        p
+    }
+
+    /// File servers (nginx, dufs) keep the empty `{pkg}/` directory after its
+    /// versions are gone: remove it, best effort and silently (a registry
+    /// drops the package with its last version and answers 404 or 405 here).
+    fn drop_package_dir(&self, conn: &mut Conn, round: usize) {
+        if let Some(path) = self
+            .target
+            .package_dir(&format!("bench-{}-{round}", self.pid))
+        {
+            let _ = conn.request("DELETE", &path, None, &mut |_| {});
+        }
+    }
+
+    /// Deletes the version; tolerant of servers that want a trailing slash on
+    /// a collection (nginx: 409) and of ones without a version DELETE (404 or
+    /// 405: then `files` are deleted one by one).
+    fn cleanup_version(&self, conn: &mut Conn, pkg: &str, ver: &str, files: &[String]) {
+        let vpath = self.target.version_path(pkg, ver);
+        // (status, message) of the last refusal
+        let mut last = (0u16, String::new());
+        for path in [vpath.clone(), format!("{vpath}/")] {
+            let r = match conn.request("DELETE", &path, None, &mut |_| {}) {
+                Ok(r) => r,
+                Err(e) => return self.errors.report(&format!("cleanup: {e}")),
+            };
+            if r.ok() {
+                return;
+            }
+            let msg = format!(
+                "cleanup: DELETE {}: {}",
+                self.target.url(&path),
+                r.describe()
+            );
+            last = (r.status, msg);
+            match r.status {
+                // nginx answers 409 for a collection without the slash
+                409 | 300..=399 => continue,
+                404 | 405 => break,
+                _ => return self.errors.report(&last.1),
+            }
+        }
+        if files.is_empty() {
+            // Nothing is left in it: a registry drops an empty version itself
+            // (404), a server without a version DELETE has nothing more (405).
+            if !matches!(last.0, 404 | 405) {
+                self.errors.report(&last.1);
+            }
+            return;
+        }
+        for f in files {
+            let path = self.target.file_path(pkg, ver, f);
+            match conn.request("DELETE", &path, None, &mut |_| {}) {
+                Ok(r) if r.ok() => {}
+                Ok(r) => self.errors.report(&format!(
+                    "cleanup: DELETE {}: {}",
+                    self.target.url(&path),
+                    r.describe()
+                )),
+                Err(e) => self.errors.report(&format!("cleanup: {e}")),
+            }
+        }
+    }
+}
+
+struct Phase {
+    elapsed: Duration,
+    /// Latencies of the successful requests, sorted.
+    lats: Vec<Duration>,
+    /// Items that succeeded, sorted.
+    done: Vec<usize>,
+    failed: usize,
+}
+
+// ------------------------------------------------------------------ main
+
+fn auth_header(args: &Args) -> Result<(String, &'static str), String> {
+    let bad = |s: &Option<String>| s.as_deref().is_some_and(|v| v.contains(['\r', '\n']));
+    if bad(&args.token) || bad(&args.basic) {
+        return Err("the credentials contain a line break".to_string());
+    }
+    match (&args.token, &args.basic) {
+        (Some(_), Some(_)) => Err("give --token or --basic, not both".to_string()),
+        (_, Some(b)) => {
+            if !b.contains(':') {
+                return Err("--basic takes USER:PASS".to_string());
+            }
+            let enc = base64::engine::general_purpose::STANDARD.encode(b);
+            Ok((format!("Authorization: Basic {enc}\r\n"), "basic"))
+        }
+        (Some(t), None) => Ok((format!("Authorization: token {t}\r\n"), "token")),
+        (None, None) => match std::env::var("SHELF_TOKEN") {
+            Ok(t) if !t.is_empty() => Ok((
+                format!("Authorization: token {t}\r\n"),
+                "token ($SHELF_TOKEN)",
+            )),
+            _ => Ok((String::new(), "none")),
+        },
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Args = argh::from_env();
+    let target = match Target::parse(&args.url) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (auth, auth_kind) = match auth_header(&args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.rounds == 0 || args.concurrency == 0 {
+        eprintln!("bench: --rounds and --concurrency must be at least 1");
+        return ExitCode::from(2);
+    }
+    if let Err(e) = connect(&target) {
+        eprintln!("error: {e}");
+        return ExitCode::from(1);
+    }
+
+    let bench = Bench {
+        target: &target,
+        args: &args,
+        errors: Errors::default(),
+        pid: std::process::id(),
+        stamp: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    };
+    println!(
+        "bench url {} auth {auth_kind} workload {} rounds {} large-size {} small-size {} small-count {} concurrency {}",
+        args.url,
+        args.workload.name(),
+        args.rounds,
+        args.large_size,
+        args.small_size,
+        args.small_count,
+        args.concurrency
+    );
+
+    let mut sum = Summary::default();
+    let mut large_conn = Conn::new(&target, &auth);
+    let mut small_conns: Vec<Conn> = (0..args.concurrency.min(args.small_count.max(1)))
+        .map(|_| Conn::new(&target, &auth))
+        .collect();
+    for round in 1..=args.rounds {
+        if args.workload.large() {
+            bench.large_round(&mut large_conn, round, &mut sum);
+        }
+        if args.workload.small() && args.small_count > 0 {
+            bench.small_round(&mut small_conns, round, &mut sum);
+        }
+        if !args.no_cleanup {
+            bench.drop_package_dir(&mut large_conn, round);
+        }
+    }
+
+    println!("summary median of {} rounds", args.rounds);
+    if args.workload.large() {
+        for (name, v) in [("PUT", &sum.large_put), ("GET", &sum.large_get)] {
+            match median(v) {
+                Some(m) => println!("large {name}  {m:.1} MB/s"),
+                None => println!("large {name}  n/a (no round without errors)"),
+            }
+        }
+    }
+    if args.workload.small() && args.small_count > 0 {
+        for (k, name) in SMALL_PHASES.iter().enumerate() {
+            let v = &sum.small[k];
+            if k == 2 && args.no_cleanup {
+                println!("small {name}  skipped (--no-cleanup)");
+                continue;
+            }
+            let rps: Vec<f64> = v.iter().map(|s| s.rps).collect();
+            let p50: Vec<f64> = v.iter().map(|s| s.p50).collect();
+            let p99: Vec<f64> = v.iter().map(|s| s.p99).collect();
+            match (median(&rps), median(&p50), median(&p99)) {
+                (Some(r), Some(a), Some(b)) => {
+                    println!("small {name}  {r:.1} req/s  p50 {a:.3} ms  p99 {b:.3} ms")
+                }
+                _ => println!("small {name}  n/a (no round without errors)"),
+            }
+        }
+    }
+    if args.no_cleanup {
+        println!(
+            "note: --no-cleanup: uploads left under bench-{}-*",
+            bench.pid
+        );
+    }
+    let errors = bench.errors.count();
+    println!("errors {errors}");
+    if errors > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
