@@ -167,6 +167,12 @@ pub fn now() -> u64 {
         .unwrap_or(0)
 }
 
+/// Case folding for keys, rune by rune like Go's `strings.ToLower` (which Gitea uses): no
+/// context-dependent rules, so a final `Σ` folds to `σ` as in Gitea, not to `ς`.
+pub fn fold_case(s: &str) -> String {
+    s.chars().flat_map(char::to_lowercase).collect()
+}
+
 /// The lower-cased key of a file and the display forms to store if the rows are new.
 /// Lower-casing is Unicode-aware (versions may be any Unicode), as Gitea's `strings.ToLower`.
 #[derive(Clone, Debug)]
@@ -189,10 +195,10 @@ impl FileCoords {
 
     fn lower(&self) -> [String; 4] {
         [
-            self.owner.to_lowercase(),
-            self.name.to_lowercase(),
-            self.version.to_lowercase(),
-            self.file.to_lowercase(),
+            fold_case(&self.owner),
+            fold_case(&self.name),
+            fold_case(&self.version),
+            fold_case(&self.file),
         ]
     }
 }
@@ -306,7 +312,7 @@ pub struct Store {
 
 /// redb's page cache. Kept small: chunks stream through it, and the bar is a flat RSS whatever
 /// the file size (DESIGN.md §6).
-const DEFAULT_CACHE_BYTES: usize = 16 << 20;
+const DEFAULT_CACHE_BYTES: usize = 4 << 20;
 
 impl Store {
     /// Opens (or creates) the database, checks its schema, and releases the pins of uploads that
@@ -482,9 +488,7 @@ impl Store {
     pub fn get_user(&self, login: &str) -> Result<Option<UserRecord>> {
         let txn = self.db.begin_read().ctx("beginning a read")?;
         let users = txn.open_table(USERS).ctx("opening users")?;
-        let row = users
-            .get(login.to_lowercase().as_str())
-            .ctx("reading a user")?;
+        let row = users.get(fold_case(login).as_str()).ctx("reading a user")?;
         row.map(|v| decode(v.value())).transpose()
     }
 
@@ -497,7 +501,7 @@ impl Store {
             created: now(),
         };
         let bytes = encode(&rec)?;
-        let key = login.to_lowercase();
+        let key = fold_case(login);
         self.durable(move |txn| {
             let mut users = txn.open_table(USERS).ctx("opening users")?;
             if users.get(key.as_str()).ctx("reading a user")?.is_some() {
@@ -525,7 +529,7 @@ impl Store {
             None => new_token().map_err(|e| Error::Db("drawing a token", Box::new(e.into())))?,
         };
         let hash = token_hash(&token);
-        let user = login.to_lowercase();
+        let user = fold_case(login);
         let rec = TokenRecord {
             user: user.clone(),
             name: name.to_string(),
@@ -565,7 +569,7 @@ impl Store {
     }
 
     pub fn list_tokens(&self, login: &str) -> Result<Option<Vec<TokenRecord>>> {
-        let user = login.to_lowercase();
+        let user = fold_case(login);
         let txn = self.db.begin_read().ctx("beginning a read")?;
         let users = txn.open_table(USERS).ctx("opening users")?;
         if users.get(user.as_str()).ctx("reading a user")?.is_none() {
@@ -586,7 +590,7 @@ impl Store {
 
     /// Deletes the user's token of that name; `Ok(false)` when there is none.
     pub fn revoke_token(&self, login: &str, name: &str) -> Result<bool> {
-        let user = login.to_lowercase();
+        let user = fold_case(login);
         let name = name.to_string();
         self.durable(move |txn| {
             let mut tokens = txn.open_table(TOKENS).ctx("opening tokens")?;
@@ -854,11 +858,7 @@ impl Store {
 
     /// Deletes a version and all its files.
     pub fn delete_version(&self, owner: &str, name: &str, version: &str) -> Result<Deleted> {
-        let (o, n, v) = (
-            owner.to_lowercase(),
-            name.to_lowercase(),
-            version.to_lowercase(),
-        );
+        let (o, n, v) = (fold_case(owner), fold_case(name), fold_case(version));
         self.durable(move |txn| {
             let mut versions = txn.open_table(VERSIONS).ctx("opening versions")?;
             let vkey = (o.as_str(), GENERIC, n.as_str(), v.as_str());
@@ -911,11 +911,7 @@ impl Store {
 
     /// Whether a version exists (to tell "no such version" from "no such file" on a 404).
     pub fn version_exists(&self, owner: &str, name: &str, version: &str) -> Result<bool> {
-        let (o, n, v) = (
-            owner.to_lowercase(),
-            name.to_lowercase(),
-            version.to_lowercase(),
-        );
+        let (o, n, v) = (fold_case(owner), fold_case(name), fold_case(version));
         let txn = self.db.begin_read().ctx("beginning a read")?;
         let versions = txn.open_table(VERSIONS).ctx("opening versions")?;
         Ok(versions
@@ -1336,6 +1332,12 @@ mod tests {
         assert_eq!(out, &data[start as usize..start as usize + 10]);
         drop(s);
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn case_folding_is_per_rune_as_go() {
+        assert_eq!(fold_case("ΟΔΟΣ"), "οδοσ");
+        assert_eq!(fold_case("V1.0-RC"), "v1.0-rc");
     }
 
     #[test]
