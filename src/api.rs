@@ -5,8 +5,10 @@
 //! is calling and `store` for data, and knows no redb type.
 
 use crate::auth::{self, AuthError, Credentials};
-use crate::http::{http_date, parse_http_date, Request, Response, ResponseBody};
-use crate::store::{self, Deleted, FileCoords, FileRecord, Published, Store, UserRecord};
+use crate::http::{http_date, parse_http_date, BodySource, Request, Response, ResponseBody};
+use crate::store::{
+    self, Deleted, FileCoords, FileReader, FileRecord, Published, Store, UserRecord,
+};
 use std::io::{self, Read};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -315,9 +317,9 @@ impl Api {
         match range {
             RangeSpec::Whole => {
                 let mut resp = with_headers(Response::new(200), &base);
-                resp.body = ResponseBody::Reader {
+                resp.body = ResponseBody::Source {
                     len: rec.size,
-                    reader: Box::new(reader),
+                    source: Box::new(Download(reader)),
                 };
                 Ok(resp)
             }
@@ -326,15 +328,24 @@ impl Api {
                     "Content-Range",
                     format!("bytes {}-{}/{}", start, end - 1, rec.size),
                 );
-                resp.body = ResponseBody::Reader {
+                resp.body = ResponseBody::Source {
                     len: end - start,
-                    reader: Box::new(reader.with_range(start, end)),
+                    source: Box::new(Download(reader.with_range(start, end))),
                 };
                 Ok(resp)
             }
             RangeSpec::Unsatisfiable => Ok(Response::text(416, "invalid range")
                 .with_header("Content-Range", format!("bytes */{}", rec.size))),
         }
+    }
+}
+
+/// A file download, lent to the HTTP layer page by page.
+struct Download(FileReader);
+
+impl BodySource for Download {
+    fn next_slice(&mut self) -> io::Result<&[u8]> {
+        self.0.next_slice()
     }
 }
 

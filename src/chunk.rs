@@ -12,6 +12,9 @@ use std::io::{self, Read};
 /// file but the last is exactly this long, which makes locating a byte offset O(1).
 pub const CHUNK_SIZE: usize = 1_044_480;
 
+/// The chunk buffer starts this small and grows to `CHUNK_SIZE` as data arrives.
+const FIRST_BUFFER: usize = 64 * 1024;
+
 /// The SHA-256 of a chunk's bytes: its key in the content-addressed chunk table.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ChunkId(pub [u8; 32]);
@@ -50,7 +53,7 @@ impl<R: Read> Chunker<R> {
     pub fn new(reader: R) -> Chunker<R> {
         Chunker {
             reader,
-            buf: vec![0; CHUNK_SIZE],
+            buf: Vec::new(),
             file_hash: Sha256::new(),
             total: 0,
             at_end: false,
@@ -65,6 +68,11 @@ impl<R: Read> Chunker<R> {
         }
         let mut filled = 0;
         while filled < CHUNK_SIZE {
+            if filled == self.buf.len() {
+                // Grow on demand: a 4 KiB upload must not allocate and zero a whole chunk.
+                let grown = (self.buf.len() * 4).clamp(FIRST_BUFFER, CHUNK_SIZE);
+                self.buf.resize(grown, 0);
+            }
             match self.reader.read(&mut self.buf[filled..]) {
                 Ok(0) => {
                     self.at_end = true;

@@ -691,10 +691,23 @@ fn is_tchar(b: u8) -> bool {
 // Responses
 // ---------------------------------------------------------------------------------------------
 
+/// A body that lends its bytes slice by slice, so they go to the socket without being copied
+/// through a buffer (a file download hands out redb's chunk pages directly).
+pub trait BodySource: Send {
+    /// The next bytes of the body; an empty slice once it is exhausted.
+    fn next_slice(&mut self) -> io::Result<&[u8]>;
+}
+
 /// A response body.
 pub enum ResponseBody {
     Empty,
     Bytes(Vec<u8>),
+    /// Streamed from a `BodySource`; exactly `len` bytes are expected, with the same abort rule
+    /// as `Reader`.
+    Source {
+        len: u64,
+        source: Box<dyn BodySource>,
+    },
     /// Streamed: exactly `len` bytes are expected from `reader`; if the reader errors or ends early,
     /// the connection is aborted (closed) — never padded, never a short "complete" response.
     Reader {
@@ -709,7 +722,7 @@ impl ResponseBody {
         match self {
             ResponseBody::Empty => 0,
             ResponseBody::Bytes(b) => b.len() as u64,
-            ResponseBody::Reader { len, .. } => *len,
+            ResponseBody::Reader { len, .. } | ResponseBody::Source { len, .. } => *len,
         }
     }
 
@@ -724,6 +737,7 @@ impl fmt::Debug for ResponseBody {
             ResponseBody::Empty => f.write_str("Empty"),
             ResponseBody::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
             ResponseBody::Reader { len, .. } => write!(f, "Reader({len} bytes)"),
+            ResponseBody::Source { len, .. } => write!(f, "Source({len} bytes)"),
         }
     }
 }
@@ -960,35 +974,12 @@ fn write_response(
         ResponseBody::Reader { len, reader } if send_body && len > 0 => {
             let r = stream_body(stream, bufs, &head, len, reader);
             bufs.head = head;
-            return match r {
-                Ok(n) => Sent {
-                    status,
-                    body_bytes: n,
-                    ok: true,
-                },
-                Err(StreamError::Reader(e)) => {
-                    log::error!("response body reader failed before any byte was sent: {e}");
-                    let sent = write_response(
-                        stream,
-                        bufs,
-                        layer_error(500, "internal server error"),
-                        head_only,
-                        false,
-                    );
-                    Sent { ok: false, ..sent }
-                }
-                Err(StreamError::Aborted { written, err }) => {
-                    log::warn!(
-                        "response body aborted after {written} of {len} bytes; closing connection: {err}"
-                    );
-                    let _ = stream.shutdown(Shutdown::Both);
-                    Sent {
-                        status,
-                        body_bytes: written,
-                        ok: false,
-                    }
-                }
-            };
+            return streamed_outcome(stream, bufs, r, status, len, head_only);
+        }
+        ResponseBody::Source { len, source } if send_body && len > 0 => {
+            let r = stream_source(stream, &mut head, len, source);
+            bufs.head = head;
+            return streamed_outcome(stream, bufs, r, status, len, head_only);
         }
         _ => w.write_all(&head).map(|()| 0),
     };
@@ -1008,6 +999,89 @@ fn write_response(
             }
         }
     }
+}
+
+/// Turns the result of streaming a body into what was sent: a reader that failed before the
+/// first byte becomes a 500; a failure after it aborts the connection.
+fn streamed_outcome(
+    stream: &TcpStream,
+    bufs: &mut WorkerBufs,
+    r: Result<u64, StreamError>,
+    status: u16,
+    len: u64,
+    head_only: bool,
+) -> Sent {
+    match r {
+        Ok(n) => Sent {
+            status,
+            body_bytes: n,
+            ok: true,
+        },
+        Err(StreamError::Reader(e)) => {
+            log::error!("response body reader failed before any byte was sent: {e}");
+            let sent = write_response(
+                stream,
+                bufs,
+                layer_error(500, "internal server error"),
+                head_only,
+                false,
+            );
+            Sent { ok: false, ..sent }
+        }
+        Err(StreamError::Aborted { written, err }) => {
+            log::warn!(
+                "response body aborted after {written} of {len} bytes; closing connection: {err}"
+            );
+            let _ = stream.shutdown(Shutdown::Both);
+            Sent {
+                status,
+                body_bytes: written,
+                ok: false,
+            }
+        }
+    }
+}
+
+/// Streams `head` and exactly `len` bytes lent by `source`, without an intermediate buffer
+/// (a small body still goes out in the same write as the head).
+fn stream_source(
+    stream: &TcpStream,
+    head: &mut Vec<u8>,
+    len: u64,
+    mut source: Box<dyn BodySource>,
+) -> Result<u64, StreamError> {
+    let mut w = stream;
+    let mut written = 0u64;
+    let mut head_sent = false;
+    while written < len {
+        let slice = match source.next_slice() {
+            Ok([]) => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("response body source ended {} bytes early", len - written),
+            )),
+            Ok(s) => Ok(s),
+            Err(e) => Err(e),
+        };
+        let slice = match slice {
+            Ok(s) => &s[..s.len().min((len - written) as usize)],
+            Err(err) if !head_sent => return Err(StreamError::Reader(err)),
+            Err(err) => return Err(StreamError::Aborted { written, err }),
+        };
+        let result = if !head_sent && slice.len() <= INLINE_BODY {
+            head.extend_from_slice(slice);
+            w.write_all(head)
+        } else if !head_sent {
+            w.write_all(head).and_then(|()| w.write_all(slice))
+        } else {
+            w.write_all(slice)
+        };
+        head_sent = true;
+        if let Err(err) = result {
+            return Err(StreamError::Aborted { written, err });
+        }
+        written += slice.len() as u64;
+    }
+    Ok(written)
 }
 
 enum StreamError {

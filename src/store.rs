@@ -1148,13 +1148,17 @@ impl FileReader {
     }
 }
 
-impl Read for FileReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.pos >= self.end || buf.is_empty() {
-            return Ok(0);
+impl FileReader {
+    /// The next bytes of the file (or range), lent straight from the chunk's page: an empty
+    /// slice at the end. Loads at most one chunk at a time.
+    pub fn next_slice(&mut self) -> io::Result<&[u8]> {
+        if self.pos >= self.end {
+            return Ok(&[]);
         }
         let index = (self.pos / CHUNK_SIZE as u64) as usize;
         if self.current.as_ref().map(|c| c.0) != Some(index) {
+            // Release the previous page before loading the next: one chunk in memory.
+            self.current = None;
             let id = self.ids.get(index).ok_or_else(|| {
                 io::Error::other(format!("file has no chunk {index} for offset {}", self.pos))
             })?;
@@ -1170,16 +1174,31 @@ impl Read for FileReader {
         };
         let data = guard.value();
         let within = (self.pos - index as u64 * CHUNK_SIZE as u64) as usize;
-        let left_in_range = (self.end - self.pos) as usize;
-        let avail = data.len().saturating_sub(within).min(left_in_range);
+        let avail = data
+            .len()
+            .saturating_sub(within)
+            .min((self.end - self.pos) as usize);
         if avail == 0 {
             return Err(io::Error::other(format!(
                 "chunk {index} is shorter than the file record says"
             )));
         }
-        let n = avail.min(buf.len());
-        buf[..n].copy_from_slice(&data[within..within + n]);
-        self.pos += n as u64;
+        self.pos += avail as u64;
+        Ok(&data[within..within + avail])
+    }
+}
+
+impl Read for FileReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let before = self.pos;
+        let slice = self.next_slice()?;
+        let n = slice.len().min(buf.len());
+        buf[..n].copy_from_slice(&slice[..n]);
+        // Give back what did not fit: the next call lends it again.
+        self.pos = before + n as u64;
         Ok(n)
     }
 }
