@@ -84,6 +84,18 @@ pub fn authenticate(store: &Store, creds: &Credentials) -> Result<Option<UserRec
     }
 }
 
+/// Whether `user` (None: anonymous) may read `owner`'s packages. Every namespace is public
+/// until visibility exists (accounts issue); callers already ask, so that rule lands in one place.
+pub fn may_read(_user: Option<&UserRecord>, _owner: &UserRecord) -> bool {
+    true
+}
+
+/// `may_read` for an owner known only by its lower-cased name (deploy by checksum looks at every
+/// namespace that holds the bytes).
+pub fn may_read_owner_name(_user: Option<&UserRecord>, _owner: &str) -> bool {
+    true
+}
+
 /// Whether `user` may publish or delete in `owner`'s namespace: the owner or a site admin.
 pub fn may_write(user: Option<&UserRecord>, owner: &UserRecord) -> bool {
     match user {

@@ -63,6 +63,10 @@ pub struct Serve {
     /// seconds a request body may stall before the upload is abandoned (default 30)
     #[argh(option)]
     pub body_timeout: Option<f64>,
+    /// the URL clients reach shelf at, for links in JSON answers (default: from the Host
+    /// header; env SHELF_EXTERNAL_URL)
+    #[argh(option)]
+    pub external_url: Option<String>,
 }
 
 /// Manage users (works on the database file while no server holds it).
@@ -169,6 +173,7 @@ pub struct ServeSettings {
     pub head_timeout: Duration,
     pub idle_timeout: Duration,
     pub body_timeout: Duration,
+    pub external_url: Option<String>,
 }
 
 impl ServeSettings {
@@ -213,6 +218,17 @@ impl ServeSettings {
             head_timeout: secs(s.head_timeout, 10.0, "head-timeout")?,
             idle_timeout: secs(s.idle_timeout, 15.0, "idle-timeout")?,
             body_timeout: secs(s.body_timeout, 30.0, "body-timeout")?,
+            external_url: match s.external_url.or_else(|| env_or("SHELF_EXTERNAL_URL")) {
+                Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
+                    Some(u.trim_end_matches('/').to_string())
+                }
+                Some(u) => {
+                    return Err(format!(
+                        "--external-url must start with http:// or https://, not {u:?}"
+                    ))
+                }
+                None => None,
+            },
         })
     }
 }

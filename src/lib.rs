@@ -7,4 +7,5 @@ pub mod auth;
 pub mod chunk;
 pub mod config;
 pub mod http;
+pub mod multipart;
 pub mod store;

@@ -69,12 +69,13 @@ fn run(cli: Cli) -> Result<(), String> {
             let report = store.check().map_err(|e| e.to_string())?;
             let secs = started.elapsed().as_secs_f64();
             println!(
-                "{} files, {} bytes; {} chunks, {} bytes; {} pins; checked in {secs:.2} s ({:.0} MB/s)",
+                "{} files, {} bytes; {} chunks, {} bytes; {} pins; {} distinct contents; checked in {secs:.2} s ({:.0} MB/s)",
                 report.files,
                 report.logical_bytes,
                 report.chunks,
                 report.physical_bytes,
                 report.pins,
+                report.contents,
                 report.physical_bytes as f64 / 1e6 / secs.max(1e-9)
             );
             for f in &report.faults {
@@ -146,18 +147,17 @@ fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
-fn open_store(path: &Path) -> Result<Store, String> {
+fn open_store(path: &Path) -> Result<Arc<Store>, String> {
     Store::open(path).map_err(|e| e.to_string())
 }
 
-fn close(store: Store) -> Result<(), String> {
+fn close(store: Arc<Store>) -> Result<(), String> {
     store.close().map_err(|e| e.to_string())
 }
 
 fn serve(s: ServeSettings) -> Result<(), String> {
     let store = open_store(&s.db)?;
     bootstrap_admin(&store)?;
-    let store = Arc::new(store);
     let server_config = ServerConfig {
         workers: s.workers,
         max_connections: s.max_connections,
@@ -188,6 +188,7 @@ fn serve(s: ServeSettings) -> Result<(), String> {
         Arc::clone(&store),
         ApiConfig {
             max_file_size: s.max_file_size,
+            external_url: s.external_url.clone(),
         },
     );
     println!(
@@ -199,8 +200,6 @@ fn serve(s: ServeSettings) -> Result<(), String> {
     server
         .run(Arc::new(move |req| api.handle(req)))
         .map_err(|e| format!("server stopped: {e}"))?;
-    let store = Arc::try_unwrap(store)
-        .map_err(|_| "requests still hold the database at shutdown".to_string())?;
     close(store)?;
     log::info!("database closed cleanly");
     Ok(())

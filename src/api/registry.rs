@@ -1,0 +1,685 @@
+//! The generic registry routes (`/api/packages/{owner}/generic/…`): Gitea's order of checks
+//! (GITEA-COMPAT §2), its statuses and plain-text messages, uploads (checksum verification,
+//! deploy by checksum, multipart), downloads (Range, conditionals, digests, counters, the
+//! `latest` alias) and deletes.
+
+use super::names::{
+    percent_decode, percent_encode, valid_file_name, valid_package_name, valid_version,
+};
+use super::ranges::{parse_range, MultiRange, RangeSpec};
+use super::Api;
+use crate::auth::{self, AuthError};
+use crate::chunk::{StreamDigests, Want};
+use crate::http::{http_date, parse_http_date, BodySource, Request, Response, ResponseBody};
+use crate::multipart;
+use crate::store::{self, Deleted, FileCoords, FileReader, FileRecord, Published, UserRecord};
+use base64::Engine;
+use std::io::{self, Read};
+use std::time::{Duration, UNIX_EPOCH};
+
+const REALM: &str = "Basic realm=\"shelf\"";
+const CACHE_CONTROL: &str = "max-age=0, private, must-revalidate, no-transform";
+/// The version name that, when no real version has it, means "the newest version that has
+/// this file" on GET and HEAD.
+const LATEST: &str = "latest";
+
+/// Every way a registry request can fail, mapped to status and body in exactly one place
+/// (`into_response`). Messages are Gitea's, so scripts matching on them keep working.
+#[derive(Debug)]
+enum ApiError {
+    NotFound(&'static str),
+    MethodNotAllowed(&'static str),
+    BadCredentials,
+    NoPermission,
+    InvalidName,
+    InvalidVersion,
+    InvalidFileName,
+    FileExists,
+    TooLarge,
+    BadRequest(String),
+    BadBody(io::Error),
+    Internal(String),
+}
+
+impl ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::NotFound(msg) => Response::text(404, msg),
+            ApiError::MethodNotAllowed(allow) => {
+                Response::text(405, "method not allowed").with_header("Allow", allow)
+            }
+            ApiError::BadCredentials => Response::text(401, "Failed to authenticate user"),
+            ApiError::NoPermission => Response::text(
+                401,
+                "user should have specific permission or be a site admin",
+            )
+            .with_header("WWW-Authenticate", REALM),
+            ApiError::InvalidName => Response::text(400, "invalid package name"),
+            ApiError::InvalidVersion => Response::text(400, "invalid package version"),
+            ApiError::InvalidFileName => Response::text(400, "invalid filename"),
+            ApiError::FileExists => Response::text(409, "package file already exists"),
+            ApiError::TooLarge => Response::text(403, "maximum allowed package type size exceeded"),
+            ApiError::BadRequest(msg) => Response::text(400, &msg),
+            ApiError::BadBody(e) => {
+                Response::text(400, &format!("the request body could not be read: {e}"))
+            }
+            ApiError::Internal(detail) => {
+                log::error!("internal error: {detail}");
+                Response::text(500, "internal server error")
+            }
+        }
+    }
+}
+
+impl From<store::Error> for ApiError {
+    fn from(e: store::Error) -> ApiError {
+        match e {
+            store::Error::Body(io) if is_too_large(&io) => ApiError::TooLarge,
+            store::Error::Body(io) => ApiError::BadBody(io),
+            store::Error::Rejected(msg) => ApiError::BadRequest(msg),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// The routes of GITEA-COMPAT §1, each `{…}` one percent-decoded path segment. `None` marks a
+/// segment that does not decode (bad escape or not UTF-8): it can name nothing.
+enum Route {
+    File {
+        owner: Option<String>,
+        name: Option<String>,
+        version: Option<String>,
+        file: Option<String>,
+    },
+    Version {
+        owner: Option<String>,
+        name: Option<String>,
+        version: Option<String>,
+    },
+}
+
+fn route(path: &str) -> Option<Route> {
+    let segs: Vec<&str> = path.split('/').collect();
+    match segs.as_slice() {
+        ["", "api", "packages", owner, "generic", name, version, file] if !file.is_empty() => {
+            Some(Route::File {
+                owner: percent_decode(owner),
+                name: percent_decode(name),
+                version: percent_decode(version),
+                file: percent_decode(file),
+            })
+        }
+        ["", "api", "packages", owner, "generic", name, version] if !version.is_empty() => {
+            Some(Route::Version {
+                owner: percent_decode(owner),
+                name: percent_decode(name),
+                version: percent_decode(version),
+            })
+        }
+        _ => None,
+    }
+}
+
+pub(super) fn handle(
+    api: &Api,
+    req: &mut Request,
+    path: &str,
+    query: &str,
+    who: &mut Option<String>,
+) -> Response {
+    match dispatch(api, req, path, query, who) {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn dispatch(
+    api: &Api,
+    req: &mut Request,
+    path: &str,
+    query: &str,
+    who: &mut Option<String>,
+) -> Result<Response, ApiError> {
+    // 1. route (404/405 before anything else)
+    let route = route(path).ok_or(ApiError::NotFound("Not found."))?;
+    let method = req.method.as_str();
+    match (&route, method) {
+        (Route::File { .. }, "GET" | "HEAD" | "PUT" | "DELETE") => {}
+        (Route::File { .. }, _) => {
+            return Err(ApiError::MethodNotAllowed("GET, HEAD, PUT, DELETE"))
+        }
+        (Route::Version { .. }, "DELETE") => {}
+        (Route::Version { .. }, _) => return Err(ApiError::MethodNotAllowed("DELETE")),
+    }
+    // 2. credentials: present but wrong is 401 even for a public read
+    let user = match api.caller(req, query) {
+        Ok(u) => u,
+        Err(AuthError::Invalid) => return Err(ApiError::BadCredentials),
+        Err(AuthError::Store(e)) => return Err(e.into()),
+    };
+    *who = user.as_ref().map(|u| u.login.clone());
+    // 3. owner
+    let owner_name = match &route {
+        Route::File { owner, .. } | Route::Version { owner, .. } => owner.clone(),
+    };
+    let owner = match owner_name {
+        Some(o) => api.store.get_user(&o)?,
+        None => None,
+    }
+    .ok_or(ApiError::NotFound("Not found."))?;
+    // 4. read access
+    if !auth::may_read(user.as_ref(), &owner) {
+        return Err(ApiError::NoPermission);
+    }
+    // 5. write access
+    let writes = matches!(method, "PUT" | "DELETE");
+    if writes && !auth::may_write(user.as_ref(), &owner) {
+        return Err(ApiError::NoPermission);
+    }
+    let caller = user.as_ref();
+    match route {
+        Route::File {
+            name,
+            version,
+            file,
+            ..
+        } => match method {
+            "PUT" => upload(api, req, &owner, caller, name, version, file),
+            _ => {
+                // GET, HEAD and DELETE never validate: an invalid name simply finds nothing.
+                let (Some(name), Some(version), Some(file)) = (name, version, file) else {
+                    return Err(ApiError::NotFound("package does not exist"));
+                };
+                let at = FileCoords::new(&owner.login, &name, &version, &file);
+                if method == "DELETE" {
+                    delete_file(api, &at)
+                } else {
+                    download(api, req, at)
+                }
+            }
+        },
+        Route::Version { name, version, .. } => {
+            let (Some(name), Some(version)) = (name, version) else {
+                return Err(ApiError::NotFound("package does not exist"));
+            };
+            match api.store.delete_version(&owner.login, &name, &version)? {
+                Deleted::Done => Ok(Response::new(204)),
+                _ => Err(ApiError::NotFound("package does not exist")),
+            }
+        }
+    }
+}
+
+fn upload(
+    api: &Api,
+    req: &mut Request,
+    owner: &UserRecord,
+    caller: Option<&UserRecord>,
+    name: Option<String>,
+    version: Option<String>,
+    file: Option<String>,
+) -> Result<Response, ApiError> {
+    // 6. validation, in Gitea's order: name, version, file name
+    let name = name
+        .filter(|n| valid_package_name(n))
+        .ok_or(ApiError::InvalidName)?;
+    let version = version
+        .filter(|v| valid_version(v))
+        .ok_or(ApiError::InvalidVersion)?;
+    let file = file
+        .filter(|f| valid_file_name(f))
+        .ok_or(ApiError::InvalidFileName)?;
+    let at = FileCoords::new(&owner.login, &name, &version, &file);
+    let creator = caller.map(|u| u.login.as_str()).unwrap_or("");
+    let expected = Expected::from_request(req).map_err(ApiError::BadRequest)?;
+
+    // Refusals that are known before the body go out before it (and before any
+    // `100 Continue`): a declared size over the limit, and an existing file.
+    let limit = api.config.max_file_size;
+    if let (Some(max), Some(declared)) = (limit, req.body.content_length()) {
+        if declared > max {
+            return Err(ApiError::TooLarge);
+        }
+    }
+    if api.store.file_exists(&at)? {
+        return Err(ApiError::FileExists);
+    }
+
+    if is_checksum_deploy(req) {
+        let sha256 = expected.sha256.ok_or_else(|| {
+            ApiError::BadRequest("X-Checksum-Deploy needs X-Checksum-Sha256".into())
+        })?;
+        let caller = caller.cloned();
+        let readable = move |owner: &str| auth::may_read_owner_name(caller.as_ref(), owner);
+        return match api.store.publish_existing(&at, creator, sha256, readable)? {
+            Published::Created => Ok(Response::new(201)),
+            Published::Conflict => Err(ApiError::FileExists),
+            Published::UnknownContent => {
+                Err(ApiError::NotFound("no stored file has this checksum"))
+            }
+        };
+    }
+
+    // 7–8. the body (the first file part of a multipart form), then the publishing commit,
+    // which decides a racing 409 for good.
+    let body = LimitedBody {
+        inner: &mut req.body,
+        left: limit,
+    };
+    let content_type = req.headers.get("content-type").unwrap_or("").to_string();
+    let published = if is_multipart_form(&content_type) {
+        let boundary = multipart::boundary(&content_type).ok_or_else(|| {
+            ApiError::BadRequest("multipart/form-data without a valid boundary".into())
+        })?;
+        let mut part = multipart::FirstFilePart::new(body, &boundary);
+        part.open().map_err(multipart_error)?;
+        api.store
+            .upload(&at, creator, part, expected.want(), |d| expected.verify(d))
+            .map_err(|e| match e {
+                store::Error::Body(io) if io.kind() == io::ErrorKind::InvalidData => {
+                    multipart_error(io)
+                }
+                other => other.into(),
+            })?
+    } else {
+        api.store
+            .upload(&at, creator, body, expected.want(), |d| expected.verify(d))?
+    };
+    match published {
+        Published::Created => Ok(Response::new(201)),
+        Published::Conflict => Err(ApiError::FileExists),
+        Published::UnknownContent => Err(ApiError::Internal("upload without content".into())),
+    }
+}
+
+fn is_multipart_form(content_type: &str) -> bool {
+    content_type
+        .split(';')
+        .next()
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("multipart/form-data"))
+}
+
+fn multipart_error(e: io::Error) -> ApiError {
+    if e.kind() == io::ErrorKind::InvalidData {
+        ApiError::BadRequest(format!("invalid multipart body: {e}"))
+    } else if is_too_large(&e) {
+        ApiError::TooLarge
+    } else {
+        ApiError::BadBody(e)
+    }
+}
+
+fn is_checksum_deploy(req: &Request) -> bool {
+    req.header("x-checksum-deploy")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+/// Digests a client sent with an upload, to be verified before anything is published
+/// (`X-Checksum-Sha256`/`-Sha1`/`-Md5`, `Content-MD5`, `Content-Digest`/`Repr-Digest`).
+#[derive(Default, Debug)]
+struct Expected {
+    sha256: Option<[u8; 32]>,
+    sha1: Option<[u8; 20]>,
+    md5: Option<[u8; 16]>,
+    sha512: Option<Vec<u8>>,
+}
+
+impl Expected {
+    fn from_request(req: &Request) -> Result<Expected, String> {
+        let mut e = Expected::default();
+        fn hex_header<const N: usize>(
+            req: &Request,
+            name: &str,
+            slot: &mut Option<[u8; N]>,
+        ) -> Result<(), String> {
+            if let Some(v) = req.header(name) {
+                let bytes = hex::decode(v.trim())
+                    .ok()
+                    .and_then(|b| <[u8; N]>::try_from(b).ok())
+                    .ok_or_else(|| format!("{name} is not {} hex digits", N * 2))?;
+                merge(slot, bytes, name)?;
+            }
+            Ok(())
+        }
+        hex_header(req, "x-checksum-sha256", &mut e.sha256)?;
+        hex_header(req, "x-checksum-sha1", &mut e.sha1)?;
+        hex_header(req, "x-checksum-md5", &mut e.md5)?;
+        if let Some(v) = req.header("content-md5") {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(v.trim())
+                .ok()
+                .and_then(|b| <[u8; 16]>::try_from(b).ok())
+                .ok_or("Content-MD5 is not the base64 of 16 bytes")?;
+            merge(&mut e.md5, bytes, "Content-MD5")?;
+        }
+        for name in ["content-digest", "repr-digest"] {
+            if let Some(v) = req.header(name) {
+                for (alg, bytes) in parse_digest_fields(v).map_err(|m| format!("{name}: {m}"))? {
+                    match alg.as_str() {
+                        "sha-256" => {
+                            let b = <[u8; 32]>::try_from(bytes)
+                                .map_err(|_| format!("{name}: sha-256 is not 32 bytes"))?;
+                            merge(&mut e.sha256, b, name)?;
+                        }
+                        "sha-512" => {
+                            if bytes.len() != 64 {
+                                return Err(format!("{name}: sha-512 is not 64 bytes"));
+                            }
+                            if e.sha512.as_ref().is_some_and(|s| *s != bytes) {
+                                return Err(format!("{name} contradicts another digest"));
+                            }
+                            e.sha512 = Some(bytes);
+                        }
+                        // RFC 9530: digests a recipient does not support are ignored.
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(e)
+    }
+
+    fn want(&self) -> Want {
+        Want {
+            md5: self.md5.is_some(),
+            sha1: self.sha1.is_some(),
+            sha512: self.sha512.is_some(),
+        }
+    }
+
+    fn verify(&self, got: &StreamDigests) -> Result<(), String> {
+        fn check(name: &str, want: Option<&[u8]>, got: Option<&[u8]>) -> Result<(), String> {
+            match (want, got) {
+                (Some(w), Some(g)) if w != g => Err(format!(
+                    "checksum mismatch: the request says {name} {}, the body has {}",
+                    hex::encode(w),
+                    hex::encode(g)
+                )),
+                _ => Ok(()),
+            }
+        }
+        check(
+            "sha256",
+            self.sha256.as_ref().map(|a| &a[..]),
+            Some(&got.sha256),
+        )?;
+        check(
+            "sha1",
+            self.sha1.as_ref().map(|a| &a[..]),
+            got.sha1.as_ref().map(|a| &a[..]),
+        )?;
+        check(
+            "md5",
+            self.md5.as_ref().map(|a| &a[..]),
+            got.md5.as_ref().map(|a| &a[..]),
+        )?;
+        check("sha512", self.sha512.as_deref(), got.sha512.as_deref())
+    }
+}
+
+fn merge<const N: usize>(
+    slot: &mut Option<[u8; N]>,
+    value: [u8; N],
+    name: &str,
+) -> Result<(), String> {
+    match slot {
+        Some(existing) if *existing != value => Err(format!("{name} contradicts another digest")),
+        _ => {
+            *slot = Some(value);
+            Ok(())
+        }
+    }
+}
+
+/// RFC 9530 `Content-Digest`/`Repr-Digest`: a structured-field dictionary of
+/// `algorithm=:base64:` members.
+fn parse_digest_fields(v: &str) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let mut out = Vec::new();
+    for member in v.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+        let (alg, value) = member
+            .split_once('=')
+            .ok_or_else(|| format!("member {member:?} has no value"))?;
+        let value = value.trim();
+        let b64 = value
+            .strip_prefix(':')
+            .and_then(|v| v.strip_suffix(':'))
+            .ok_or_else(|| format!("{alg} is not a :byte sequence:"))?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|_| format!("{alg} is not base64"))?;
+        out.push((alg.trim().to_ascii_lowercase(), bytes));
+    }
+    Ok(out)
+}
+
+fn delete_file(api: &Api, at: &FileCoords) -> Result<Response, ApiError> {
+    match api.store.delete_file(at)? {
+        Deleted::Done => Ok(Response::new(204)),
+        Deleted::NoVersion => Err(ApiError::NotFound("package does not exist")),
+        Deleted::NoFile => Err(ApiError::NotFound("package file does not exist")),
+    }
+}
+
+fn download(api: &Api, req: &Request, mut at: FileCoords) -> Result<Response, ApiError> {
+    let mut opened = api.store.open_file(&at)?;
+    if opened.is_none() && at.version.eq_ignore_ascii_case(LATEST) {
+        // No real version is called `latest`: the newest version that has this file.
+        if let Some(v) = api
+            .store
+            .latest_version_with_file(&at.owner, &at.name, &at.file)?
+        {
+            at.version = v;
+            opened = api.store.open_file(&at)?;
+        }
+    }
+    let Some((rec, reader)) = opened else {
+        return Err(
+            if api.store.version_exists(&at.owner, &at.name, &at.version)? {
+                ApiError::NotFound("package file does not exist")
+            } else {
+                ApiError::NotFound("package does not exist")
+            },
+        );
+    };
+    let etag = format!("\"{}\"", hex::encode(rec.sha256));
+    let modified = UNIX_EPOCH + Duration::from_secs(rec.created);
+    let base = file_headers(&rec, &etag, &http_date(modified));
+
+    // Conditional requests, in the order of RFC 9110 §13.2.2 (as Go's ServeContent).
+    if let Some(im) = req.header("if-match") {
+        if !etag_list_matches(im, &etag) {
+            return Ok(with_headers(Response::new(412), &base));
+        }
+    } else if let Some(t) = req.header("if-unmodified-since").and_then(parse_http_date) {
+        if modified > t {
+            return Ok(with_headers(Response::new(412), &base));
+        }
+    }
+    if let Some(inm) = req.header("if-none-match") {
+        if etag_list_matches(inm, &etag) {
+            return Ok(with_headers(Response::new(304), &base));
+        }
+    } else if let Some(t) = req.header("if-modified-since").and_then(parse_http_date) {
+        if modified <= t {
+            return Ok(with_headers(Response::new(304), &base));
+        }
+    }
+
+    let range_applies = match req.header("if-range") {
+        None => true,
+        Some(v) if v.trim_start().starts_with('"') || v.trim_start().starts_with("W/") => {
+            v.trim() == etag
+        }
+        Some(v) => parse_http_date(v) == Some(modified),
+    };
+    let range = match req.header("range") {
+        Some(r) if range_applies && rec.size > 0 => parse_range(r, rec.size),
+        _ => RangeSpec::Whole,
+    };
+    let (status, mut resp) = match range {
+        RangeSpec::Whole => {
+            let mut resp = with_headers(Response::new(200), &base);
+            resp.body = ResponseBody::Source {
+                len: rec.size,
+                source: Box::new(Download(reader)),
+            };
+            (200, resp)
+        }
+        RangeSpec::Parts(parts) if parts.len() == 1 => {
+            let (start, end) = parts[0];
+            let mut resp = with_headers(Response::new(206), &base).with_header(
+                "Content-Range",
+                format!("bytes {}-{}/{}", start, end - 1, rec.size),
+            );
+            resp.body = ResponseBody::Source {
+                len: end - start,
+                source: Box::new(Download(reader.with_range(start, end))),
+            };
+            (206, resp)
+        }
+        RangeSpec::Parts(parts) => {
+            let boundary = store::new_token().map_err(|e| ApiError::Internal(e.to_string()))?;
+            let body = MultiRange::new(reader, &parts, &boundary);
+            let mut headers: Vec<(String, String)> = base
+                .iter()
+                .filter(|(k, _)| k != "Content-Type")
+                .cloned()
+                .collect();
+            headers.push((
+                "Content-Type".into(),
+                format!("multipart/byteranges; boundary={boundary}"),
+            ));
+            let mut resp = with_headers(Response::new(206), &headers);
+            resp.body = ResponseBody::Source {
+                len: body.len(),
+                source: Box::new(body),
+            };
+            (206, resp)
+        }
+        RangeSpec::Unsatisfiable => {
+            return Ok(Response::text(416, "invalid range")
+                .with_header("Content-Range", format!("bytes */{}", rec.size)))
+        }
+    };
+    if req.method == "GET" {
+        // HEAD does not count, as Gitea.
+        api.store.count_download(&at);
+    }
+    resp.status = status;
+    Ok(resp)
+}
+
+/// A file download, lent to the HTTP layer page by page.
+struct Download(FileReader);
+
+impl BodySource for Download {
+    fn next_slice(&mut self) -> io::Result<&[u8]> {
+        self.0.next_slice()
+    }
+}
+
+fn file_headers(rec: &FileRecord, etag: &str, last_modified: &str) -> Vec<(String, String)> {
+    let sha_b64 = base64::engine::general_purpose::STANDARD.encode(rec.sha256);
+    let pairs = [
+        ("Content-Type", "application/octet-stream".to_string()),
+        ("Accept-Ranges", "bytes".to_string()),
+        ("Last-Modified", last_modified.to_string()),
+        ("ETag", etag.to_string()),
+        ("X-Checksum-Sha256", hex::encode(rec.sha256)),
+        ("Repr-Digest", format!("sha-256=:{sha_b64}:")),
+        (
+            "Content-Disposition",
+            format!(
+                "attachment; filename=\"{}\"; filename*=UTF-8''{}",
+                rec.name,
+                percent_encode(&rec.name)
+            ),
+        ),
+        (
+            "Access-Control-Expose-Headers",
+            "Content-Disposition".to_string(),
+        ),
+        ("X-Content-Type-Options", "nosniff".to_string()),
+        ("Cache-Control", CACHE_CONTROL.to_string()),
+    ];
+    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+fn with_headers(mut resp: Response, headers: &[(String, String)]) -> Response {
+    resp.headers.extend(headers.iter().cloned());
+    resp
+}
+
+/// Whether an `If-Match`/`If-None-Match` list names our (strong) ETag; `*` matches any file.
+fn etag_list_matches(list: &str, etag: &str) -> bool {
+    list.split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t == etag || t.strip_prefix("W/") == Some(etag))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Upload size limit
+
+/// Marks the io::Error a `LimitedBody` returns, so it maps to 403 and not to a bad body.
+#[derive(Debug)]
+struct TooLarge;
+
+impl std::fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("upload larger than the configured maximum file size")
+    }
+}
+
+impl std::error::Error for TooLarge {}
+
+fn is_too_large(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<TooLarge>())
+}
+
+/// Counts body bytes against `--max-file-size`; exceeding it is an error, never a short file.
+struct LimitedBody<'a, R> {
+    inner: &'a mut R,
+    left: Option<u64>,
+}
+
+impl<R: Read> Read for LimitedBody<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(left) = &mut self.left {
+            if n as u64 > *left {
+                return Err(io::Error::other(TooLarge));
+            }
+            *left -= n as u64;
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_fields() {
+        let f = parse_digest_fields(
+            "sha-256=:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=:, md5=:AA==:",
+        )
+        .expect("parse");
+        assert_eq!(f.len(), 2);
+        assert_eq!(f[0].0, "sha-256");
+        assert_eq!(
+            hex::encode(&f[0].1),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert!(parse_digest_fields("sha-256=abc").is_err());
+        assert!(parse_digest_fields("sha-256=:!!:").is_err());
+    }
+
+    #[test]
+    fn etag_lists() {
+        assert!(etag_list_matches("\"a\", \"b\"", "\"b\""));
+        assert!(etag_list_matches("*", "\"b\""));
+        assert!(etag_list_matches("W/\"b\"", "\"b\""));
+        assert!(!etag_list_matches("\"c\"", "\"b\""));
+    }
+}

@@ -1,0 +1,425 @@
+//! The JSON API under `/api/v1` for packages (GITEA-COMPAT §11 and §16): listings with Gitea's
+//! paging headers, one version, its files with every digest, the newest version, deletes, and
+//! `/api/v1/version`. Errors are JSON `{"message", "url"}` with Gitea's JSON-API statuses
+//! (403 where the registry routes say 401).
+
+use super::names::percent_decode;
+use super::Api;
+use crate::auth::{self, AuthError};
+use crate::http::{rfc3339, Request, Response, ResponseBody};
+use crate::store::{self, Deleted, FileEntry, Page, UserRecord, VersionEntry};
+use serde_json::{json, Value};
+use std::time::{Duration, UNIX_EPOCH};
+
+/// Gitea's `[api] DEFAULT_PAGING_NUM` and `MAX_RESPONSE_ITEMS`.
+const DEFAULT_LIMIT: u64 = 30;
+const MAX_LIMIT: u64 = 50;
+/// The version clients see: Gitea's API level shelf follows, with shelf's own as metadata (a
+/// string Go's version parsers accept).
+const API_VERSION: &str = concat!("1.22.0+shelf-", env!("CARGO_PKG_VERSION"));
+
+enum JsonError {
+    Unauthorized(&'static str),
+    Forbidden(String),
+    NotFound,
+    MethodNotAllowed,
+    Internal(String),
+}
+
+impl From<store::Error> for JsonError {
+    fn from(e: store::Error) -> JsonError {
+        JsonError::Internal(e.to_string())
+    }
+}
+
+fn json_response(status: u16, body: &Value) -> Response {
+    let mut r = Response::new(status)
+        .with_header("Content-Type", "application/json;charset=utf-8")
+        .with_header("X-Content-Type-Options", "nosniff");
+    r.body = ResponseBody::Bytes(body.to_string().into_bytes());
+    r
+}
+
+impl JsonError {
+    fn into_response(self, base: &str) -> Response {
+        let url = format!("{base}/api/swagger");
+        match self {
+            JsonError::Unauthorized(msg) => {
+                json_response(401, &json!({ "message": msg, "url": url }))
+            }
+            JsonError::Forbidden(msg) => json_response(403, &json!({ "message": msg, "url": url })),
+            JsonError::NotFound => json_response(
+                404,
+                &json!({
+                    "errors": ["package does not exist"],
+                    "message": "The target couldn't be found.",
+                    "url": url,
+                }),
+            ),
+            JsonError::MethodNotAllowed => {
+                json_response(405, &json!({ "message": "method not allowed", "url": url }))
+            }
+            JsonError::Internal(detail) => {
+                log::error!("internal error: {detail}");
+                json_response(
+                    500,
+                    &json!({ "message": "internal server error", "url": url }),
+                )
+            }
+        }
+    }
+}
+
+pub(super) fn handle(
+    api: &Api,
+    req: &mut Request,
+    path: &str,
+    query: &str,
+    who: &mut Option<String>,
+) -> Response {
+    let base = api.base_url(req);
+    match dispatch(api, req, path, query, who, &base) {
+        Ok(r) => r,
+        Err(e) => e.into_response(&base),
+    }
+}
+
+/// Query parameters, form-decoded (`+` is a space here, unlike in paths).
+fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| percent_decode(&v.replace('+', " ")))?
+    })
+}
+
+fn paging(query: &str) -> (u64, u64) {
+    let page = query_param(query, "page")
+        .and_then(|p| p.parse::<u64>().ok())
+        .filter(|&p| p >= 1)
+        .unwrap_or(1);
+    let limit = query_param(query, "limit")
+        .and_then(|l| l.parse::<u64>().ok())
+        .filter(|&l| l >= 1)
+        .map(|l| l.min(MAX_LIMIT))
+        .unwrap_or(DEFAULT_LIMIT);
+    (page, limit)
+}
+
+fn dispatch(
+    api: &Api,
+    req: &mut Request,
+    path: &str,
+    query: &str,
+    who: &mut Option<String>,
+    base: &str,
+) -> Result<Response, JsonError> {
+    let segs: Vec<&str> = path.split('/').skip(3).collect(); // after "", "api", "v1"
+    let method = req.method.as_str();
+    if segs.as_slice() == ["version"] {
+        return match method {
+            "GET" | "HEAD" => Ok(json_response(200, &json!({ "version": API_VERSION }))),
+            _ => Err(JsonError::MethodNotAllowed),
+        };
+    }
+    let ["packages", owner, rest @ ..] = segs.as_slice() else {
+        return Err(JsonError::NotFound);
+    };
+    let user = match api.caller(req, query) {
+        Ok(u) => u,
+        Err(AuthError::Invalid) => return Err(JsonError::Unauthorized("user does not exist")),
+        Err(AuthError::Store(e)) => return Err(e.into()),
+    };
+    *who = user.as_ref().map(|u| u.login.clone());
+    let Some(user) = user else {
+        return Err(JsonError::Unauthorized("token is required"));
+    };
+    let owner = percent_decode(owner)
+        .map(|o| api.store.get_user(&o))
+        .transpose()?
+        .flatten()
+        .ok_or(JsonError::NotFound)?;
+    if !auth::may_read(Some(&user), &owner) {
+        return Err(JsonError::Forbidden(
+            "no access to this owner's packages".into(),
+        ));
+    }
+    let decode = |s: &str| percent_decode(s).ok_or(JsonError::NotFound);
+    let require_write = || {
+        if auth::may_write(Some(&user), &owner) {
+            Ok(())
+        } else {
+            Err(JsonError::Forbidden(
+                "user should have specific permission or be a site admin".into(),
+            ))
+        }
+    };
+    match (method, rest) {
+        ("GET", []) => {
+            let (page, limit) = paging(query);
+            let q = query_param(query, "q");
+            let page_items = match query_param(query, "type").as_deref() {
+                None | Some("") | Some("generic") => {
+                    api.store
+                        .list_owner_versions(&owner.login, q.as_deref(), page, limit)?
+                }
+                Some(_) => Page {
+                    total: 0,
+                    items: Vec::new(),
+                },
+            };
+            Ok(list_response(
+                api,
+                base,
+                path,
+                query,
+                (page, limit),
+                page_items,
+                &owner,
+            ))
+        }
+        ("GET", ["generic", name]) => {
+            let (page, limit) = paging(query);
+            let page_items = api
+                .store
+                .list_package_versions(&owner.login, &decode(name)?, page, limit)?
+                .ok_or(JsonError::NotFound)?;
+            Ok(list_response(
+                api,
+                base,
+                path,
+                query,
+                (page, limit),
+                page_items,
+                &owner,
+            ))
+        }
+        ("DELETE", ["generic", name]) => {
+            require_write()?;
+            if api.store.delete_package(&owner.login, &decode(name)?)? {
+                Ok(Response::new(204))
+            } else {
+                Err(JsonError::NotFound)
+            }
+        }
+        ("GET", ["generic", name, "-", "latest"]) => {
+            let entry = api
+                .store
+                .latest_version(&owner.login, &decode(name)?)?
+                .ok_or(JsonError::NotFound)?;
+            Ok(json_response(200, &package_json(api, base, &owner, &entry)))
+        }
+        ("GET", ["generic", name, version]) => {
+            let entry = api
+                .store
+                .get_version(&owner.login, &decode(name)?, &decode(version)?)?
+                .ok_or(JsonError::NotFound)?;
+            Ok(json_response(200, &package_json(api, base, &owner, &entry)))
+        }
+        ("DELETE", ["generic", name, version]) => {
+            require_write()?;
+            match api
+                .store
+                .delete_version(&owner.login, &decode(name)?, &decode(version)?)?
+            {
+                Deleted::Done => Ok(Response::new(204)),
+                _ => Err(JsonError::NotFound),
+            }
+        }
+        ("GET", ["generic", name, version, "files"]) => {
+            let files = api
+                .store
+                .list_files(&owner.login, &decode(name)?, &decode(version)?)?
+                .ok_or(JsonError::NotFound)?;
+            let items: Vec<Value> = files.iter().map(file_json).collect();
+            Ok(json_response(200, &Value::Array(items)))
+        }
+        (_, [_, ..]) if rest.len() <= 4 => Err(JsonError::MethodNotAllowed),
+        _ => Err(JsonError::NotFound),
+    }
+}
+
+fn list_response(
+    api: &Api,
+    base: &str,
+    path: &str,
+    query: &str,
+    (page, limit): (u64, u64),
+    listing: Page<VersionEntry>,
+    owner: &UserRecord,
+) -> Response {
+    let items: Vec<Value> = listing
+        .items
+        .iter()
+        .map(|e| package_json(api, base, owner, e))
+        .collect();
+    let mut resp = json_response(200, &Value::Array(items))
+        .with_header("X-Total-Count", listing.total.to_string())
+        .with_header("Access-Control-Expose-Headers", "X-Total-Count, Link");
+    if let Some(link) = link_header(base, path, query, page, limit, listing.total) {
+        resp = resp.with_header("Link", link);
+    }
+    resp
+}
+
+/// Gitea's `Link` header: absolute URLs, the caller's other query parameters kept, in the order
+/// next, last, first, prev.
+fn link_header(
+    base: &str,
+    path: &str,
+    query: &str,
+    page: u64,
+    limit: u64,
+    total: u64,
+) -> Option<String> {
+    let pages = total.div_ceil(limit).max(1);
+    let others: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("page=") && !p.starts_with("limit="))
+        .collect();
+    let url = |p: u64| {
+        let mut q = others.join("&");
+        if !q.is_empty() {
+            q.push('&');
+        }
+        format!("<{base}{path}?{q}page={p}&limit={limit}>")
+    };
+    let mut links = Vec::new();
+    if page < pages {
+        links.push(format!("{}; rel=\"next\"", url(page + 1)));
+        links.push(format!("{}; rel=\"last\"", url(pages)));
+    }
+    if page > 1 {
+        links.push(format!("{}; rel=\"first\"", url(1)));
+        links.push(format!("{}; rel=\"prev\"", url(page - 1)));
+    }
+    (!links.is_empty()).then(|| links.join(","))
+}
+
+fn time(secs: u64) -> String {
+    rfc3339(UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+/// Gitea's User object (modules/structs/user.go), with `username` as a copy of `login`.
+fn user_json(base: &str, u: &UserRecord) -> Value {
+    json!({
+        "id": u.id,
+        "login": u.login,
+        "login_name": "",
+        "source_id": 0,
+        "full_name": "",
+        "email": "",
+        "avatar_url": "",
+        "html_url": format!("{base}/{}", u.login),
+        "language": "",
+        "is_admin": u.is_admin,
+        "last_login": time(u.created),
+        "created": time(u.created),
+        "restricted": false,
+        "active": u.active,
+        "prohibit_login": !u.active,
+        "location": "",
+        "website": "",
+        "description": "",
+        "visibility": "public",
+        "followers_count": 0,
+        "following_count": 0,
+        "starred_repos_count": 0,
+        "username": u.login,
+    })
+}
+
+/// Gitea's stand-in for a deleted user.
+fn ghost_json(base: &str) -> Value {
+    let mut v = user_json(
+        base,
+        &UserRecord {
+            id: 0,
+            login: "Ghost".into(),
+            is_admin: false,
+            active: false,
+            created: 0,
+        },
+    );
+    v["id"] = json!(-1);
+    v
+}
+
+/// Gitea's Package object (modules/structs/package.go) for one version; `downloads` is shelf's.
+fn package_json(api: &Api, base: &str, owner: &UserRecord, e: &VersionEntry) -> Value {
+    let creator = match api.store.get_user(&e.version.creator) {
+        Ok(Some(u)) => user_json(base, &u),
+        _ => ghost_json(base),
+    };
+    json!({
+        "id": e.version.id,
+        "owner": user_json(base, owner),
+        "repository": null,
+        "creator": creator,
+        "type": "generic",
+        "name": e.package.name,
+        "version": e.version.version,
+        "html_url": format!(
+            "{base}/{}/-/packages/generic/{}/{}",
+            owner.login,
+            super::percent_encode(&store::fold_case(&e.package.name)),
+            super::percent_encode(&store::fold_case(&e.version.version)),
+        ),
+        "created_at": time(e.version.created),
+        "downloads": e.version.downloads,
+    })
+}
+
+/// Gitea's PackageFile object, with the size under both names clients use (§16.1).
+fn file_json(f: &FileEntry) -> Value {
+    json!({
+        "id": f.file.id,
+        "size": f.file.size,
+        "Size": f.file.size,
+        "name": f.file.name,
+        "md5": f.digests.md5,
+        "sha1": f.digests.sha1,
+        "sha256": f.digests.sha256,
+        "sha512": f.digests.sha512,
+        "downloads": f.file.downloads,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paging_defaults_and_caps() {
+        assert_eq!(paging(""), (1, 30));
+        assert_eq!(paging("page=3&limit=10"), (3, 10));
+        assert_eq!(paging("page=0&limit=500"), (1, 50));
+        assert_eq!(paging("limit=x"), (1, 30));
+    }
+
+    #[test]
+    fn links_keep_other_parameters() {
+        let l = link_header(
+            "http://h",
+            "/api/v1/packages/a",
+            "type=generic&page=2&limit=10",
+            2,
+            10,
+            35,
+        )
+        .expect("links");
+        assert_eq!(
+            l,
+            "<http://h/api/v1/packages/a?type=generic&page=3&limit=10>; rel=\"next\",\
+             <http://h/api/v1/packages/a?type=generic&page=4&limit=10>; rel=\"last\",\
+             <http://h/api/v1/packages/a?type=generic&page=1&limit=10>; rel=\"first\",\
+             <http://h/api/v1/packages/a?type=generic&page=1&limit=10>; rel=\"prev\""
+        );
+        assert_eq!(link_header("http://h", "/p", "", 1, 30, 5), None);
+    }
+
+    #[test]
+    fn form_decoded_query() {
+        assert_eq!(query_param("q=a+b%2B&x=1", "q").as_deref(), Some("a b+"));
+        assert_eq!(query_param("q", "q").as_deref(), Some(""));
+    }
+}

@@ -1,0 +1,770 @@
+//! shelf's own strict, synchronous HTTP/1.1 server (DESIGN.md §5).
+//!
+//! This module owns every socket in the process: the listener, the accept loop, a bounded pool of
+//! worker threads (each serving one connection at a time with blocking I/O), request-head parsing on
+//! `httparse` with size/count limits, request-body framing (Content-Length and strict chunked
+//! decoding), `Expect: 100-continue`, keep-alive and pipelining, response framing, the per-request
+//! `catch_unwind`, timeouts, graceful shutdown and the access log.
+//!
+//! It must not know about redb, routes, users or packages: a [`Handler`] receives an owned
+//! [`Request`] whose body is an [`io::Read`] and returns a [`Response`].
+//!
+//! Invariants this layer guarantees to handlers and clients:
+//! - a request body never ends early without an error: truncation is `UnexpectedEof`, bad chunked
+//!   framing is `InvalidData`, a stall is `WouldBlock`/`TimedOut`;
+//! - nothing is allocated from a client-declared size;
+//! - an ambiguous or malformed head is answered with an error and the connection is closed, so no
+//!   byte of a rejected request is ever parsed as a following request (no smuggling);
+//! - a streamed response body either delivers exactly its declared length or the connection is
+//!   aborted: never padded, never a short "complete" response;
+//! - no request (malformed, slow, panicking) can stop the accept loop or kill a worker.
+//!
+//! The code is split by what it owns: `conn.rs` (a connection's socket and read buffer),
+//! `request.rs` (request heads, headers and body framing decisions), `body.rs` (the request body and
+//! its Content-Length and chunked decoders), `response.rs` (response types, head encoding, writing
+//! and streaming), `date.rs` (HTTP dates); this file holds the configuration, the server, the accept
+//! loop, the worker pool and the per-connection request loop.
+
+mod body;
+mod conn;
+mod date;
+mod request;
+mod response;
+#[cfg(test)]
+mod tests;
+
+use std::any::Any;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::io::AsRawFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub use body::Body;
+pub use date::{http_date, parse_http_date, rfc3339};
+pub use request::{Headers, Request};
+pub use response::{BodySource, Response, ResponseBody};
+
+use body::{BodySrc, ConnBody, Framing, MAX_TRAILER_LINE};
+use conn::Conn;
+use request::{connection_tokens, read_head, request_framing, HeadError};
+use response::{encode_head, layer_error, write_response, Sent, WorkerBufs};
+
+/// After a handler left its request body unread: how much we read and discard to keep the connection.
+const DRAIN_BYTES: u64 = 256 * 1024;
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+/// Before closing a connection that may still carry unread input: read and discard at most this much
+/// (so the kernel does not answer unread data with a RST that destroys our response in flight).
+const LINGER_BYTES: usize = 1024 * 1024;
+const LINGER_TIME: Duration = Duration::from_secs(1);
+/// Granularity of the keep-alive idle wait (shutdown and queue pressure are checked this often).
+const IDLE_SLICE: Duration = Duration::from_millis(100);
+/// How long `run` waits for in-flight requests after shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Write timeout of the fast 503 written by the accept thread.
+const BUSY_WRITE_TIMEOUT: Duration = Duration::from_millis(100);
+
+// ---------------------------------------------------------------------------------------------
+// Configuration
+// ---------------------------------------------------------------------------------------------
+
+/// Limits and timeouts of the server.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Worker threads; each serves one connection at a time.
+    pub workers: usize,
+    /// Accepted connections (queued + active) beyond this get a fast 503 and are closed.
+    pub max_connections: usize,
+    /// The whole request head must arrive within this (slowloris).
+    pub head_timeout: Duration,
+    /// Keep-alive wait for the first byte of the next request.
+    pub idle_timeout: Duration,
+    /// Longest stall between two reads of a request body.
+    pub body_timeout: Duration,
+    /// Longest stall of a response write.
+    pub write_timeout: Duration,
+    /// Largest request head (request line + headers); larger → 431.
+    pub max_head_bytes: usize,
+    /// Most header fields in a request head; more → 431.
+    pub max_headers: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            workers: 32,
+            max_connections: 512,
+            head_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(15),
+            body_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(60),
+            max_head_bytes: 64 * 1024,
+            max_headers: 100,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Size of a connection's read buffer: a whole head of `max_head_bytes` must fit in it, as must
+    /// the longest chunk-size or trailer line.
+    fn read_buf_size(&self) -> usize {
+        self.max_head_bytes.max(MAX_TRAILER_LINE) + 8 * 1024
+    }
+}
+
+/// The request handler shared by all workers.
+pub type Handler = Arc<dyn Fn(&mut Request) -> Response + Send + Sync>;
+
+// ---------------------------------------------------------------------------------------------
+// Serving connections
+// ---------------------------------------------------------------------------------------------
+
+/// State shared by the accept loop, the workers and shutdown handles.
+struct Shared {
+    shutdown: AtomicBool,
+    /// Accepted connections not yet closed: queued + held by a worker.
+    open: AtomicUsize,
+    /// Connections held by a worker.
+    busy: AtomicUsize,
+    workers: usize,
+}
+
+impl Shared {
+    fn shutting_down(&self) -> bool {
+        self.shutdown.load(Ordering::SeqCst)
+    }
+
+    /// Connections wait in the queue while every worker is busy.
+    fn under_pressure(&self) -> bool {
+        let open = self.open.load(Ordering::SeqCst);
+        let busy = self.busy.load(Ordering::SeqCst);
+        busy >= self.workers && open > busy
+    }
+}
+
+struct Ctx {
+    cfg: ServerConfig,
+    handler: Handler,
+    shared: Arc<Shared>,
+}
+
+struct Job {
+    stream: TcpStream,
+    peer: SocketAddr,
+}
+
+/// Decrements the connection counters when a worker is done with a connection.
+struct ConnGuard<'a>(&'a Shared);
+
+impl Drop for ConnGuard<'_> {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::SeqCst);
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn worker_loop(ctx: &Ctx, rx: &Mutex<Receiver<Job>>) {
+    let mut bufs = WorkerBufs::default();
+    loop {
+        let job = {
+            let guard = match rx.lock() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            guard.recv()
+        };
+        let Ok(job) = job else { return };
+        ctx.shared.busy.fetch_add(1, Ordering::SeqCst);
+        let _guard = ConnGuard(&ctx.shared);
+        let peer = job.peer;
+        let served = catch_unwind(AssertUnwindSafe(|| serve_connection(ctx, job, &mut bufs)));
+        if served.is_err() {
+            log::error!("panic while serving a connection from {peer}; connection dropped");
+            bufs = WorkerBufs::default();
+        }
+    }
+}
+
+fn serve_connection(ctx: &Ctx, job: Job, bufs: &mut WorkerBufs) {
+    let Job { stream, peer } = job;
+    if let Err(e) = stream.set_nodelay(true) {
+        log::debug!("TCP_NODELAY on connection from {peer}: {e}");
+    }
+    if let Err(e) = stream.set_write_timeout(Some(ctx.cfg.write_timeout)) {
+        log::debug!("write timeout on connection from {peer}: {e}; closing");
+        return;
+    }
+    let stream = Arc::new(stream);
+    let mut conn = Conn::new(
+        Arc::clone(&stream),
+        bufs.take_read_buf(ctx.cfg.read_buf_size()),
+    );
+    // The first request's head (including its first byte) must arrive within head_timeout.
+    let mut deadline = Instant::now() + ctx.cfg.head_timeout;
+    loop {
+        match serve_request(ctx, conn, &stream, peer, deadline, bufs) {
+            Next::Keep(c) => conn = c,
+            Next::Close(buf) => {
+                if let Some(buf) = buf {
+                    bufs.read = Some(buf);
+                }
+                return;
+            }
+        }
+        if !wait_for_request(&mut conn, &ctx.shared, ctx.cfg.idle_timeout) {
+            bufs.read = Some(conn.buf);
+            return;
+        }
+        deadline = Instant::now() + ctx.cfg.head_timeout;
+    }
+}
+
+/// Waits (keep-alive idle) until the next request's first byte is buffered. False: close silently
+/// (peer closed, idle timeout, shutdown, or other connections are waiting for a worker).
+fn wait_for_request(conn: &mut Conn, shared: &Shared, idle: Duration) -> bool {
+    if conn.buffered() > 0 {
+        return true;
+    }
+    let deadline = Instant::now() + idle;
+    loop {
+        let now = Instant::now();
+        if now >= deadline || shared.shutting_down() {
+            return false;
+        }
+        if conn.set_timeout(IDLE_SLICE.min(deadline - now)).is_err() {
+            return false;
+        }
+        match conn.fill() {
+            Ok(0) => return false,
+            Ok(_) => return true,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                if shared.under_pressure() {
+                    return false;
+                }
+            }
+            Err(_) => return false,
+        }
+    }
+}
+
+enum Next {
+    Keep(Conn),
+    /// Connection closed; the read buffer for reuse if it was recovered.
+    Close(Option<Box<[u8]>>),
+}
+
+/// Reads one request, runs the handler, writes the response.
+fn serve_request(
+    ctx: &Ctx,
+    mut conn: Conn,
+    stream: &Arc<TcpStream>,
+    peer: SocketAddr,
+    deadline: Instant,
+    bufs: &mut WorkerBufs,
+) -> Next {
+    let head = match read_head(&mut conn, &ctx.cfg, deadline) {
+        Ok(h) => h,
+        Err(HeadError::Silent) => return Next::Close(Some(conn.buf)),
+        Err(HeadError::Reject(status, msg)) => {
+            let started = Instant::now();
+            let sent = write_response(stream, bufs, layer_error(status, msg), false, false);
+            access_log(peer, "-", "-", &sent, started, None);
+            if sent.ok {
+                linger_close(stream);
+            }
+            return Next::Close(Some(conn.buf));
+        }
+    };
+    let started = Instant::now();
+    let head_only = head.method == "HEAD";
+
+    let host_count = head.headers.get_all("host").count();
+    let framing = if host_count > 1 || (head.minor == 1 && host_count == 0) {
+        Err((400, "missing or repeated Host header"))
+    } else {
+        request_framing(&head)
+    };
+    let (framing, content_length, chunked) = match framing {
+        Ok(f) => f,
+        Err((status, msg)) => {
+            let sent = write_response(stream, bufs, layer_error(status, msg), head_only, false);
+            access_log(peer, &head.method, &head.target, &sent, started, None);
+            if sent.ok {
+                linger_close(stream);
+            }
+            return Next::Close(Some(conn.buf));
+        }
+    };
+
+    let (asks_close, asks_keep_alive) = connection_tokens(&head.headers);
+    let keep_requested = if head.minor == 0 {
+        asks_keep_alive && !asks_close
+    } else {
+        !asks_close
+    };
+    let expect_continue = head.minor == 1
+        && framing != Framing::Done
+        && head.headers.get_all("expect").any(|v| {
+            v.trim_matches([' ', '\t'])
+                .eq_ignore_ascii_case("100-continue")
+        });
+
+    let body = Body::from_conn(
+        ConnBody {
+            conn,
+            framing,
+            expect_continue,
+            continue_sent: false,
+            error: None,
+            timeout: ctx.cfg.body_timeout,
+            body_timeout: ctx.cfg.body_timeout,
+        },
+        content_length,
+        chunked,
+    );
+    let mut req = Request {
+        method: head.method,
+        target: head.target,
+        headers: head.headers,
+        peer,
+        body,
+    };
+
+    let handler = &ctx.handler;
+    let (resp, panicked) = match catch_unwind(AssertUnwindSafe(|| handler(&mut req))) {
+        Ok(r) => (r, false),
+        Err(payload) => {
+            log::error!(
+                "handler panicked on {} {}: {}",
+                req.method,
+                path_of(&req.target),
+                panic_message(payload.as_ref())
+            );
+            (layer_error(500, "internal server error"), true)
+        }
+    };
+
+    // Take the connection back from the body. If the handler swapped the body out, the
+    // connection's input position is unknown: it cannot carry another request.
+    let body = std::mem::take(&mut req.body);
+    let mut cb = match body.src {
+        BodySrc::Conn(cb) => Some(cb),
+        _ => None,
+    };
+    let mut keep = keep_requested && !panicked && !ctx.shared.shutting_down();
+    let mut unread_input = false;
+    match cb.as_mut() {
+        None => {
+            keep = false;
+            unread_input = true;
+        }
+        Some(cb) => {
+            if cb.error.is_some() {
+                keep = false;
+                unread_input = true;
+            } else if !cb.is_done() {
+                unread_input = true;
+                if cb.expect_continue && !cb.continue_sent {
+                    // The client waits for 100 before sending the body: close instead of draining.
+                    keep = false;
+                } else if keep {
+                    keep = cb.drain(DRAIN_BYTES, Instant::now() + DRAIN_TIME);
+                    unread_input = !keep;
+                }
+            }
+        }
+    }
+
+    let user = resp.user.clone();
+    let sent = write_response(stream, bufs, resp, head_only, keep);
+    access_log(
+        peer,
+        &req.method,
+        &req.target,
+        &sent,
+        started,
+        user.as_deref(),
+    );
+
+    match cb {
+        Some(cb) if keep && sent.ok => Next::Keep(cb.conn),
+        cb => {
+            if sent.ok && unread_input {
+                linger_close(stream);
+            } else if cb.is_none() {
+                // The body (holding a handle to the socket) may live on in the handler's hands.
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+            Next::Close(cb.map(|cb| cb.conn.buf))
+        }
+    }
+}
+
+/// Half-closes, then reads and discards input for a bounded time, so that unread request bytes do
+/// not make the kernel reset the connection before the client has read our response.
+fn linger_close(stream: &TcpStream) {
+    if stream.shutdown(Shutdown::Write).is_err() {
+        return;
+    }
+    let deadline = Instant::now() + LINGER_TIME;
+    let mut scratch = [0u8; 16 * 1024];
+    let mut total = 0;
+    let mut r = stream;
+    loop {
+        let now = Instant::now();
+        if now >= deadline || total > LINGER_BYTES {
+            return;
+        }
+        if stream
+            .set_read_timeout(Some((deadline - now).max(Duration::from_millis(1))))
+            .is_err()
+        {
+            return;
+        }
+        match r.read(&mut scratch) {
+            Ok(0) => return,
+            Ok(n) => total += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// The request-target without its query string (which may carry tokens).
+fn path_of(target: &str) -> &str {
+    target.split('?').next().unwrap_or("")
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s
+    } else {
+        "non-string panic payload"
+    }
+}
+
+/// Replaces control characters so a log line stays one line.
+fn log_safe(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.chars().any(|c| c.is_control() || c == ' ') {
+        s.chars()
+            .map(|c| if c.is_control() || c == ' ' { '_' } else { c })
+            .collect::<String>()
+            .into()
+    } else {
+        s.into()
+    }
+}
+
+/// One line per request: peer ip, method, path (no query), status, body bytes, ms, user.
+fn access_log(
+    peer: SocketAddr,
+    method: &str,
+    target: &str,
+    sent: &Sent,
+    started: Instant,
+    user: Option<&str>,
+) {
+    if !log::log_enabled!(target: "shelf::access", log::Level::Info) {
+        return;
+    }
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    log::info!(
+        target: "shelf::access",
+        "{} {} {} {} {} {:.1}ms {}",
+        peer.ip(),
+        log_safe(method),
+        log_safe(path_of(target)),
+        sent.status,
+        sent.body_bytes,
+        ms,
+        log_safe(user.unwrap_or("-"))
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server, accept loop, shutdown
+// ---------------------------------------------------------------------------------------------
+
+/// A bound, not yet running server.
+pub struct Server {
+    listener: TcpListener,
+    config: ServerConfig,
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+/// Stops a running [`Server`]; `Clone + Send`.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    shared: Arc<Shared>,
+    wake_addr: SocketAddr,
+}
+
+impl ShutdownHandle {
+    /// Stops accepting; in-flight requests finish, keep-alive connections are closed.
+    pub fn shutdown(&self) {
+        if !self.shared.shutdown.swap(true, Ordering::SeqCst) {
+            // Wake the accept loop now rather than at its next poll timeout.
+            let _ = TcpStream::connect_timeout(&self.wake_addr, Duration::from_millis(500));
+        }
+    }
+}
+
+impl Server {
+    /// Binds the listener and raises the RLIMIT_NOFILE soft limit to the hard limit.
+    pub fn bind(addr: &str, config: ServerConfig) -> io::Result<Server> {
+        raise_nofile_limit();
+        let listener = TcpListener::bind(addr)
+            .map_err(|e| io::Error::new(e.kind(), format!("binding {addr}: {e}")))?;
+        let local_addr = listener.local_addr().map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("local address of listener on {addr}: {e}"),
+            )
+        })?;
+        let workers = config.workers.max(1);
+        Ok(Server {
+            listener,
+            config,
+            local_addr,
+            shared: Arc::new(Shared {
+                shutdown: AtomicBool::new(false),
+                open: AtomicUsize::new(0),
+                busy: AtomicUsize::new(0),
+                workers,
+            }),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        let mut wake_addr = self.local_addr;
+        if wake_addr.ip().is_unspecified() {
+            wake_addr.set_ip(match wake_addr.ip() {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            });
+        }
+        ShutdownHandle {
+            shared: Arc::clone(&self.shared),
+            wake_addr,
+        }
+    }
+
+    /// Blocks: accept loop + worker pool, until shutdown; then stops accepting, lets in-flight
+    /// requests finish (bounded by a grace period of ~10 s), and returns.
+    pub fn run(self, handler: Handler) -> io::Result<()> {
+        let Server {
+            listener,
+            config,
+            local_addr,
+            shared,
+        } = self;
+        let workers = shared.workers;
+        let (tx, rx) = sync_channel::<Job>(config.max_connections.max(1));
+        let rx = Arc::new(Mutex::new(rx));
+        let ctx = Arc::new(Ctx {
+            cfg: config,
+            handler,
+            shared: Arc::clone(&shared),
+        });
+        let mut handles = Vec::with_capacity(workers);
+        for i in 0..workers {
+            let rx = Arc::clone(&rx);
+            let ctx = Arc::clone(&ctx);
+            let spawned = thread::Builder::new()
+                .name(format!("shelf-http-{i}"))
+                .spawn(move || worker_loop(&ctx, &rx));
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    shared.shutdown.store(true, Ordering::SeqCst);
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("spawning HTTP worker thread {i}: {e}"),
+                    ));
+                }
+            }
+        }
+        log::info!("listening on http://{local_addr} with {workers} workers");
+        accept_loop(&listener, &ctx, &tx);
+        drop(listener);
+        drop(tx);
+
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        while handles.iter().any(|h| !h.is_finished()) {
+            if Instant::now() >= deadline {
+                log::warn!(
+                    "shutdown: grace period of {SHUTDOWN_GRACE:?} over with requests still in flight"
+                );
+                return Ok(());
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        for h in handles {
+            let _ = h.join();
+        }
+        log::info!("HTTP server on {local_addr} stopped");
+        Ok(())
+    }
+}
+
+fn accept_loop(listener: &TcpListener, ctx: &Ctx, tx: &SyncSender<Job>) {
+    let shared = &ctx.shared;
+    let max = ctx.cfg.max_connections.max(1);
+    let fd = listener.as_raw_fd();
+    loop {
+        if shared.shutting_down() {
+            return;
+        }
+        match wait_readable(fd, 250) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                log::warn!("poll on listener: {e}");
+                thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        }
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                if shared.shutting_down() {
+                    return;
+                }
+                if shared.open.load(Ordering::SeqCst) >= max {
+                    reject_busy(stream, peer);
+                    continue;
+                }
+                shared.open.fetch_add(1, Ordering::SeqCst);
+                match tx.try_send(Job { stream, peer }) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(job)) => {
+                        shared.open.fetch_sub(1, Ordering::SeqCst);
+                        reject_busy(job.stream, job.peer);
+                    }
+                    Err(TrySendError::Disconnected(_)) => {
+                        shared.open.fetch_sub(1, Ordering::SeqCst);
+                        log::error!("all HTTP workers are gone; stopping the accept loop");
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                let code = e.raw_os_error();
+                if matches!(
+                    code,
+                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                ) {
+                    log::warn!("accept: {e} (out of resources); backing off 100 ms");
+                    thread::sleep(Duration::from_millis(100));
+                } else if matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted
+                        | io::ErrorKind::WouldBlock
+                        | io::ErrorKind::ConnectionAborted
+                        | io::ErrorKind::ConnectionReset
+                ) {
+                    log::debug!("accept: {e}");
+                } else {
+                    log::warn!("accept: {e}");
+                    thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+}
+
+/// Waits until `fd` is readable or `timeout_ms` passes; Ok(false) on timeout.
+fn wait_readable(fd: std::os::unix::io::RawFd, timeout_ms: i32) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is a valid pollfd for the duration of the call and nfds is 1.
+    let r = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r > 0)
+    }
+}
+
+/// The fast 503 from the accept thread: one non-blocking-ish write, then close.
+fn reject_busy(stream: TcpStream, peer: SocketAddr) {
+    let started = Instant::now();
+    let body = "server busy, retry later\n";
+    let mut out = Vec::with_capacity(256);
+    encode_head(
+        &mut out,
+        503,
+        &[
+            (
+                "Content-Type".to_string(),
+                "text/plain; charset=utf-8".to_string(),
+            ),
+            ("Retry-After".to_string(), "1".to_string()),
+        ],
+        Some(body.len() as u64),
+        false,
+    );
+    out.extend_from_slice(body.as_bytes());
+    let _ = stream.set_write_timeout(Some(BUSY_WRITE_TIMEOUT));
+    let ok = (&stream).write_all(&out).is_ok();
+    let _ = stream.shutdown(Shutdown::Write);
+    let sent = Sent {
+        status: 503,
+        body_bytes: if ok { body.len() as u64 } else { 0 },
+        ok,
+    };
+    access_log(peer, "-", "-", &sent, started, None);
+}
+
+fn raise_nofile_limit() {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `rl` is a valid, writable rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } != 0 {
+        log::warn!("getrlimit(RLIMIT_NOFILE): {}", io::Error::last_os_error());
+        return;
+    }
+    if rl.rlim_cur >= rl.rlim_max {
+        return;
+    }
+    for want in [rl.rlim_max, 1 << 20] {
+        if want <= rl.rlim_cur || want > rl.rlim_max {
+            continue;
+        }
+        let new = libc::rlimit {
+            rlim_cur: want,
+            rlim_max: rl.rlim_max,
+        };
+        // SAFETY: `new` is a valid rlimit.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) } == 0 {
+            log::debug!("RLIMIT_NOFILE raised from {} to {want}", rl.rlim_cur);
+            return;
+        }
+    }
+    log::warn!(
+        "could not raise RLIMIT_NOFILE from {}: {}",
+        rl.rlim_cur,
+        io::Error::last_os_error()
+    );
+}

@@ -1,0 +1,340 @@
+//! Read-side queries for the JSON API: owners' versions newest first with paging, a package's
+//! versions, a version's files with all their digests, the newest version; and the computation
+//! of md5/sha1/sha512 off the upload's critical path.
+
+use super::*;
+use crate::chunk::{ExtraHashers, StreamDigests, Want};
+use redb::ReadableDatabase;
+
+/// All digests of a file body (lower-case hex).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Digests {
+    pub md5: String,
+    pub sha1: String,
+    pub sha256: String,
+    pub sha512: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct VersionEntry {
+    pub package: PackageRecord,
+    pub version: VersionRecord,
+}
+
+#[derive(Debug, Clone)]
+pub struct FileEntry {
+    pub file: FileRecord,
+    pub digests: Digests,
+}
+
+/// One page of a listing and the number of items in all pages.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub total: u64,
+    pub items: Vec<T>,
+}
+
+impl Store {
+    /// An owner's versions of every package, newest first; `q` keeps packages whose name
+    /// contains it (case-insensitive). `page` counts from 1.
+    pub fn list_owner_versions(
+        &self,
+        owner: &str,
+        q: Option<&str>,
+        page: u64,
+        limit: u64,
+    ) -> Result<Page<VersionEntry>> {
+        let o = fold_case(owner);
+        let q = q.map(fold_case).filter(|q| !q.is_empty());
+        let txn = self.db.begin_read().ctx("beginning a read")?;
+        let order = txn.open_table(VERSION_ORDER).ctx("opening version_order")?;
+        let versions = txn.open_table(VERSIONS).ctx("opening versions")?;
+        let packages = txn.open_table(PACKAGES).ctx("opening packages")?;
+        let skip = page.saturating_sub(1).saturating_mul(limit);
+        let o_next = format!("{o}\0");
+        let range = (o.as_str(), 0u64, "", "")..(o_next.as_str(), 0u64, "", "");
+        let mut keys = Vec::new();
+        let mut total = 0u64;
+        if q.is_none() {
+            total = txn
+                .open_table(OWNER_VERSIONS)
+                .ctx("opening owner_versions")?
+                .get(o.as_str())
+                .ctx("counting versions")?
+                .map(|g| g.value())
+                .unwrap_or(0);
+            for row in order
+                .range(range)
+                .ctx("listing versions")?
+                .skip(skip as usize)
+            {
+                if keys.len() as u64 >= limit {
+                    break;
+                }
+                let (k, _) = row.ctx("listing versions")?;
+                let (_, _, n, v) = k.value();
+                keys.push((n.to_string(), v.to_string()));
+            }
+        } else {
+            let q = q.unwrap_or_default();
+            for row in order.range(range).ctx("listing versions")? {
+                let (k, _) = row.ctx("listing versions")?;
+                let (_, _, n, v) = k.value();
+                if !n.contains(q.as_str()) {
+                    continue;
+                }
+                if total >= skip && (keys.len() as u64) < limit {
+                    keys.push((n.to_string(), v.to_string()));
+                }
+                total += 1;
+            }
+        }
+        let mut items = Vec::with_capacity(keys.len());
+        for (n, v) in keys {
+            let package = packages
+                .get((o.as_str(), GENERIC, n.as_str()))
+                .ctx("reading a package")?
+                .ok_or_else(|| Error::Corrupt(format!("version of missing package {n}")))?;
+            let version = versions
+                .get((o.as_str(), GENERIC, n.as_str(), v.as_str()))
+                .ctx("reading a version")?
+                .ok_or_else(|| Error::Corrupt(format!("ordered version {n}/{v} is missing")))?;
+            items.push(VersionEntry {
+                package: decode(package.value())?,
+                version: decode(version.value())?,
+            });
+        }
+        Ok(Page { total, items })
+    }
+
+    /// A package's versions, newest first; `None` when the package does not exist.
+    pub fn list_package_versions(
+        &self,
+        owner: &str,
+        name: &str,
+        page: u64,
+        limit: u64,
+    ) -> Result<Option<Page<VersionEntry>>> {
+        let (o, n) = (fold_case(owner), fold_case(name));
+        let txn = self.db.begin_read().ctx("beginning a read")?;
+        let packages = txn.open_table(PACKAGES).ctx("opening packages")?;
+        let Some(package) = packages
+            .get((o.as_str(), GENERIC, n.as_str()))
+            .ctx("reading a package")?
+        else {
+            return Ok(None);
+        };
+        let package: PackageRecord = decode(package.value())?;
+        let versions = txn.open_table(VERSIONS).ctx("opening versions")?;
+        let n_next = format!("{n}\0");
+        let mut all = Vec::new();
+        for row in versions
+            .range(
+                (o.as_str(), GENERIC, n.as_str(), "")..(o.as_str(), GENERIC, n_next.as_str(), ""),
+            )
+            .ctx("listing versions")?
+        {
+            let (_, v) = row.ctx("listing versions")?;
+            all.push(decode::<VersionRecord>(v.value())?);
+        }
+        all.sort_by_key(|v| std::cmp::Reverse(v.id));
+        let total = all.len() as u64;
+        let skip = page.saturating_sub(1).saturating_mul(limit);
+        let items = all
+            .into_iter()
+            .skip(skip as usize)
+            .take(limit as usize)
+            .map(|version| VersionEntry {
+                package: package.clone(),
+                version,
+            })
+            .collect();
+        Ok(Some(Page { total, items }))
+    }
+
+    pub fn get_version(
+        &self,
+        owner: &str,
+        name: &str,
+        version: &str,
+    ) -> Result<Option<VersionEntry>> {
+        let (o, n, v) = (fold_case(owner), fold_case(name), fold_case(version));
+        let txn = self.db.begin_read().ctx("beginning a read")?;
+        let packages = txn.open_table(PACKAGES).ctx("opening packages")?;
+        let versions = txn.open_table(VERSIONS).ctx("opening versions")?;
+        let Some(version) = versions
+            .get((o.as_str(), GENERIC, n.as_str(), v.as_str()))
+            .ctx("reading a version")?
+        else {
+            return Ok(None);
+        };
+        let package = packages
+            .get((o.as_str(), GENERIC, n.as_str()))
+            .ctx("reading a package")?
+            .ok_or_else(|| Error::Corrupt(format!("version of missing package {n}")))?;
+        Ok(Some(VersionEntry {
+            package: decode(package.value())?,
+            version: decode(version.value())?,
+        }))
+    }
+
+    /// The newest version of a package (by creation), if any.
+    pub fn latest_version(&self, owner: &str, name: &str) -> Result<Option<VersionEntry>> {
+        Ok(self
+            .list_package_versions(owner, name, 1, 1)?
+            .and_then(|p| p.items.into_iter().next()))
+    }
+
+    /// The newest version of a package (by creation) that has a file of this name.
+    pub fn latest_version_with_file(
+        &self,
+        owner: &str,
+        name: &str,
+        file: &str,
+    ) -> Result<Option<String>> {
+        let (o, n, f) = (fold_case(owner), fold_case(name), fold_case(file));
+        let txn = self.db.begin_read().ctx("beginning a read")?;
+        let versions = txn.open_table(VERSIONS).ctx("opening versions")?;
+        let files = txn.open_table(FILES).ctx("opening files")?;
+        let n_next = format!("{n}\0");
+        let mut best: Option<(u64, String)> = None;
+        for row in versions
+            .range(
+                (o.as_str(), GENERIC, n.as_str(), "")..(o.as_str(), GENERIC, n_next.as_str(), ""),
+            )
+            .ctx("listing versions")?
+        {
+            let (k, v) = row.ctx("listing versions")?;
+            let rec: VersionRecord = decode(v.value())?;
+            if best.as_ref().is_some_and(|(id, _)| *id > rec.id) {
+                continue;
+            }
+            let vkey = k.value().3;
+            if files
+                .get((o.as_str(), GENERIC, n.as_str(), vkey, f.as_str()))
+                .ctx("reading a file")?
+                .is_some()
+            {
+                best = Some((rec.id, vkey.to_string()));
+            }
+        }
+        Ok(best.map(|(_, v)| v))
+    }
+
+    /// A version's files with every digest (computed now for bodies the hasher has not reached);
+    /// `None` when the version does not exist.
+    pub fn list_files(
+        &self,
+        owner: &str,
+        name: &str,
+        version: &str,
+    ) -> Result<Option<Vec<FileEntry>>> {
+        let (o, n, v) = (fold_case(owner), fold_case(name), fold_case(version));
+        let recs = {
+            let txn = self.db.begin_read().ctx("beginning a read")?;
+            let versions = txn.open_table(VERSIONS).ctx("opening versions")?;
+            if versions
+                .get((o.as_str(), GENERIC, n.as_str(), v.as_str()))
+                .ctx("reading a version")?
+                .is_none()
+            {
+                return Ok(None);
+            }
+            let files = txn.open_table(FILES).ctx("opening files")?;
+            let v_next = format!("{v}\0");
+            let mut recs = Vec::new();
+            for row in files
+                .range(
+                    (o.as_str(), GENERIC, n.as_str(), v.as_str(), "")
+                        ..(o.as_str(), GENERIC, n.as_str(), v_next.as_str(), ""),
+                )
+                .ctx("listing files")?
+            {
+                let (_, val) = row.ctx("listing files")?;
+                recs.push(decode::<FileRecord>(val.value())?);
+            }
+            recs
+        };
+        let mut out = Vec::with_capacity(recs.len());
+        for file in recs {
+            let digests = self.ensure_digests(&file.sha256)?;
+            out.push(FileEntry { file, digests });
+        }
+        out.sort_by_key(|e| e.file.id);
+        Ok(Some(out))
+    }
+
+    /// All digests of a body, computing and storing md5/sha1/sha512 if they are missing.
+    pub fn ensure_digests(&self, sha256: &[u8; 32]) -> Result<Digests> {
+        let (content, mut reader) = {
+            let txn = self.db.begin_read().ctx("beginning a read")?;
+            let contents = txn.open_table(CONTENTS).ctx("opening contents")?;
+            let content: ContentRecord = match contents.get(sha256).ctx("reading a content")? {
+                Some(c) => decode(c.value())?,
+                None => {
+                    return Err(Error::Corrupt(format!(
+                        "content {} is missing",
+                        hex::encode(sha256)
+                    )))
+                }
+            };
+            let chunks = txn.open_table(CHUNKS).ctx("opening chunks")?;
+            let reader = FileReader::new(chunks, content.chunks.clone(), content.size);
+            (content, reader)
+        };
+        let hex_of = |c: &ContentRecord| -> Option<Digests> {
+            Some(Digests {
+                md5: hex::encode(c.md5?),
+                sha1: hex::encode(c.sha1?),
+                sha256: hex::encode(sha256),
+                sha512: hex::encode(c.sha512.as_ref()?),
+            })
+        };
+        if let Some(d) = hex_of(&content) {
+            return Ok(d);
+        }
+        let want = Want {
+            md5: content.md5.is_none(),
+            sha1: content.sha1.is_none(),
+            sha512: content.sha512.is_none(),
+        };
+        let mut hashers = ExtraHashers::new(want);
+        loop {
+            let slice = reader.next_slice().map_err(Error::Body)?;
+            if slice.is_empty() {
+                break;
+            }
+            hashers.update(slice);
+        }
+        let mut computed = StreamDigests::default();
+        hashers.finish_into(&mut computed);
+        let full = ContentRecord {
+            md5: content.md5.or(computed.md5),
+            sha1: content.sha1.or(computed.sha1),
+            sha512: content.sha512.clone().or(computed.sha512),
+            ..content
+        };
+        let digests = hex_of(&full)
+            .ok_or_else(|| Error::Corrupt("digests still missing after hashing".into()))?;
+        let sha = *sha256;
+        // Store them unless the body went away (or another writer filled them) meanwhile.
+        self.durable(move |txn| {
+            let mut contents = txn.open_table(CONTENTS).ctx("opening contents")?;
+            let current = contents
+                .get(&sha)
+                .ctx("reading a content")?
+                .map(|g| decode::<ContentRecord>(g.value()))
+                .transpose()?;
+            if let Some(mut c) = current {
+                c.md5 = c.md5.or(full.md5);
+                c.sha1 = c.sha1.or(full.sha1);
+                c.sha512 = c.sha512.or(full.sha512);
+                contents
+                    .insert(&sha, encode(&c)?.as_slice())
+                    .ctx("writing digests")?;
+            }
+            Ok(())
+        })?;
+        Ok(digests)
+    }
+}

@@ -1,0 +1,705 @@
+//! The registry's state in one redb file: users, tokens, packages, versions, files, the
+//! contents they point at, and the content-addressed chunks that hold the bytes.
+//!
+//! Owns the schema, the record codec and the group committer (this file), users and tokens
+//! (`users.rs`), uploads, downloads and deletes (`files.rs`), listings and extra digests
+//! (`listing.rs`), and the integrity check (`check.rs`). Knows nothing about HTTP.
+//!
+//! Invariants kept here (DESIGN.md §3):
+//! - a file row is written only in the durable transaction that publishes it, together with its
+//!   package and version rows and the decision whether it conflicts (409);
+//! - a `contents` row describes one distinct file body (by sha256): its chunk list, its digests
+//!   and how many files show it; it goes with its last file;
+//! - `chunk_refs[c]` = references to `c` from `contents` rows + pins from uploads in progress;
+//!   a chunk row exists exactly when its count is > 0, and both change in the same transaction;
+//! - chunk rows are immutable once written;
+//! - no write transaction is held while waiting on the network: the body is read between
+//!   transactions, one chunk at a time.
+
+mod check;
+mod files;
+mod listing;
+mod users;
+
+pub use check::CheckReport;
+pub use files::{Deleted, FileReader, Published};
+pub use listing::{Digests, FileEntry, Page, VersionEntry};
+pub use users::{new_token, token_hash};
+
+use crate::chunk::CHUNK_SIZE;
+use redb::{Database, Durability, ReadableTable, TableDefinition, WriteTransaction};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Version of the on-disk layout. A change to any table or record bumps it and adds a migration.
+pub const SCHEMA_VERSION: u32 = 1;
+/// First byte of every bincode record: the record's own format version.
+const RECORD_V1: u8 = 1;
+/// The only package type shelf serves; part of every package key so other types can follow.
+pub const GENERIC: &str = "generic";
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+const TOKENS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("tokens");
+type PackageKey<'a> = (&'a str, &'a str, &'a str);
+type VersionKey<'a> = (&'a str, &'a str, &'a str, &'a str);
+type FileKey<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str);
+const PACKAGES: TableDefinition<PackageKey, &[u8]> = TableDefinition::new("packages");
+const VERSIONS: TableDefinition<VersionKey, &[u8]> = TableDefinition::new("versions");
+const FILES: TableDefinition<FileKey, &[u8]> = TableDefinition::new("files");
+/// (owner, u64::MAX − version id, name, version): an owner's versions, newest first.
+const VERSION_ORDER: TableDefinition<(&str, u64, &str, &str), ()> =
+    TableDefinition::new("version_order");
+/// owner → number of versions (X-Total-Count without a scan).
+const OWNER_VERSIONS: TableDefinition<&str, u64> = TableDefinition::new("owner_versions");
+/// sha256 of a file body → `ContentRecord`.
+const CONTENTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("contents");
+/// (sha256, owner) → number of the owner's files with that body (deploy by checksum looks
+/// only in namespaces the caller may read).
+const CONTENT_OWNERS: TableDefinition<(&[u8; 32], &str), u64> =
+    TableDefinition::new("content_owners");
+const CHUNKS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("chunks");
+const CHUNK_REFS: TableDefinition<&[u8; 32], u64> = TableDefinition::new("chunk_refs");
+/// (upload id, sequence number) → chunk pinned by that upload in progress.
+const UPLOADS: TableDefinition<(u64, u32), &[u8; 32]> = TableDefinition::new("uploads");
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+#[derive(Debug)]
+pub enum Error {
+    /// redb failed; the string says what shelf was doing.
+    Db(&'static str, Box<redb::Error>),
+    /// Another process (a running server) holds the database file.
+    InUse(PathBuf),
+    /// A record or the schema is not what this build understands.
+    Corrupt(String),
+    /// Reading the upload body failed (truncated, malformed, too slow, too large): nothing stored.
+    Body(io::Error),
+    /// The body was read but refused (a checksum the client sent did not match): nothing stored.
+    Rejected(String),
+    /// The committer thread is gone (only during shutdown).
+    Closed,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Db(what, e) => write!(f, "database error while {what}: {e}"),
+            Error::InUse(p) => write!(
+                f,
+                "the database {} is in use by another process (a running shelf server?); stop it first",
+                p.display()
+            ),
+            Error::Corrupt(m) => write!(f, "database content not understood: {m}"),
+            Error::Body(e) => write!(f, "reading the request body failed: {e}"),
+            Error::Rejected(m) => write!(f, "upload refused: {m}"),
+            Error::Closed => write!(f, "the store is shutting down"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Attaches what shelf was doing to any redb error.
+trait Context<T> {
+    fn ctx(self, what: &'static str) -> Result<T>;
+}
+
+impl<T, E: Into<redb::Error>> Context<T> for std::result::Result<T, E> {
+    fn ctx(self, what: &'static str) -> Result<T> {
+        self.map_err(|e| Error::Db(what, Box::new(e.into())))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Records
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct UserRecord {
+    pub id: u64,
+    /// Display form of the login, as created.
+    pub login: String,
+    pub is_admin: bool,
+    pub active: bool,
+    pub created: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct TokenRecord {
+    /// Lower-cased login of the owner.
+    pub user: String,
+    pub name: String,
+    pub created: u64,
+    /// Last eight characters of the token, to tell tokens apart in listings.
+    pub last_eight: String,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct PackageRecord {
+    pub id: u64,
+    pub name: String,
+    pub created: u64,
+    pub creator: String,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct VersionRecord {
+    /// Also orders versions: a larger id was created later.
+    pub id: u64,
+    pub version: String,
+    pub created: u64,
+    pub creator: String,
+    /// GETs of any of its files (HEAD does not count), as Gitea counts.
+    pub downloads: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct FileRecord {
+    pub id: u64,
+    pub name: String,
+    pub size: u64,
+    /// Key of the file's `ContentRecord`.
+    pub sha256: [u8; 32],
+    pub created: u64,
+    pub creator: String,
+    pub downloads: u64,
+}
+
+/// One distinct file body, shared by every file with these bytes.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ContentRecord {
+    pub size: u64,
+    /// Chunk ids in order; all but the last hold exactly `CHUNK_SIZE` bytes.
+    pub chunks: Vec<[u8; 32]>,
+    /// How many file rows show this body.
+    pub files: u64,
+    /// Computed off the upload's critical path (or during it, when the client sent them to be
+    /// verified); `None` until then.
+    pub md5: Option<[u8; 16]>,
+    pub sha1: Option<[u8; 20]>,
+    pub sha512: Option<Vec<u8>>,
+}
+
+fn encode<T: Serialize>(rec: &T) -> Result<Vec<u8>> {
+    let mut out = vec![RECORD_V1];
+    bincode::serialize_into(&mut out, rec)
+        .map_err(|e| Error::Corrupt(format!("cannot encode record: {e}")))?;
+    Ok(out)
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    match bytes.split_first() {
+        Some((&RECORD_V1, rest)) => bincode::deserialize(rest)
+            .map_err(|e| Error::Corrupt(format!("cannot decode record: {e}"))),
+        Some((v, _)) => Err(Error::Corrupt(format!("unknown record format {v}"))),
+        None => Err(Error::Corrupt("empty record".into())),
+    }
+}
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Case folding for keys, rune by rune like Go's `strings.ToLower` (which Gitea uses): no
+/// context-dependent rules, so a final `Σ` folds to `σ` as in Gitea, not to `ς`.
+pub fn fold_case(s: &str) -> String {
+    s.chars().flat_map(char::to_lowercase).collect()
+}
+
+/// The lower-cased key of a file and the display forms to store if the rows are new.
+/// Lower-casing is Unicode-aware (versions may be any Unicode), as Gitea's `strings.ToLower`.
+#[derive(Clone, Debug)]
+pub struct FileCoords {
+    pub owner: String,
+    pub name: String,
+    pub version: String,
+    pub file: String,
+}
+
+impl FileCoords {
+    pub fn new(owner: &str, name: &str, version: &str, file: &str) -> FileCoords {
+        FileCoords {
+            owner: owner.to_string(),
+            name: name.to_string(),
+            version: version.to_string(),
+            file: file.to_string(),
+        }
+    }
+
+    pub(crate) fn lower(&self) -> [String; 4] {
+        [
+            fold_case(&self.owner),
+            fold_case(&self.name),
+            fold_case(&self.version),
+            fold_case(&self.file),
+        ]
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum TokenOutcome {
+    Created(String),
+    NoSuchUser,
+    NameTaken,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The committer: one thread that runs durable write jobs in batches (group commit).
+
+type Finisher = Box<dyn FnOnce(Result<()>) + Send>;
+type Job = Box<dyn FnOnce(&WriteTransaction) -> Option<Finisher> + Send>;
+
+/// Most jobs one durable commit carries; bounds the latency a job can add to its batch-mates.
+const MAX_BATCH: usize = 128;
+
+fn run_committer(db: Arc<Database>, jobs: mpsc::Receiver<Job>) {
+    let mut pending: Vec<Job> = Vec::new();
+    loop {
+        if pending.is_empty() {
+            match jobs.recv() {
+                Ok(job) => pending.push(job),
+                Err(_) => return,
+            }
+        }
+        while pending.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => pending.push(job),
+                Err(_) => break,
+            }
+        }
+        let txn = match db.begin_write() {
+            Ok(mut t) => {
+                t.set_quick_repair(true);
+                t
+            }
+            Err(e) => {
+                let err = Error::Db("beginning a durable transaction", Box::new(e.into()));
+                log::error!("{err}");
+                // Fail every waiting job: their callers answer 500 and the client may retry.
+                for job in pending.drain(..) {
+                    drop(job);
+                }
+                continue;
+            }
+        };
+        let mut finishers = Vec::with_capacity(pending.len());
+        let mut failed = false;
+        let mut batch = std::mem::take(&mut pending).into_iter();
+        for job in batch.by_ref() {
+            match job(&txn) {
+                Some(fin) => finishers.push(fin),
+                None => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        // Jobs not yet run go to the next batch untouched.
+        pending.extend(batch);
+        let outcome = if failed {
+            drop(txn);
+            Err(Error::Corrupt(
+                "another change in the same commit failed; retry".into(),
+            ))
+        } else {
+            txn.commit().ctx("committing")
+        };
+        match outcome {
+            Ok(()) => finishers.into_iter().for_each(|f| f(Ok(()))),
+            Err(e) => {
+                log::error!("durable commit failed: {e}");
+                let msg = e.to_string();
+                for f in finishers {
+                    f(Err(Error::Corrupt(msg.clone())));
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The store
+
+pub struct Store {
+    db: Arc<Database>,
+    path: PathBuf,
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    committer: Mutex<Option<thread::JoinHandle<()>>>,
+    next_upload: AtomicU64,
+    /// Downloads not yet written: (owner, name, version, file) lower-cased → count. Flushed in
+    /// batches so that a GET never waits for a durable write.
+    downloads: Mutex<HashMap<[String; 4], u64>>,
+    /// Bodies whose md5/sha1/sha512 are still to be computed by the hasher thread.
+    digest_queue: Mutex<Option<mpsc::Sender<[u8; 32]>>>,
+}
+
+/// How often pending download counts are written.
+const COUNTER_FLUSH: Duration = Duration::from_secs(2);
+
+/// redb's page cache. Kept small: chunks stream through it, and the bar is a flat RSS whatever
+/// the file size (DESIGN.md §6).
+const DEFAULT_CACHE_BYTES: usize = 4 << 20;
+
+impl Store {
+    /// Opens (or creates) the database, checks its schema, and releases the pins of uploads that
+    /// were in progress when the previous process stopped.
+    pub fn open(path: &Path) -> Result<Arc<Store>> {
+        let db = redb::Builder::new()
+            .set_cache_size(DEFAULT_CACHE_BYTES)
+            .create(path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => Error::InUse(path.to_path_buf()),
+                other => Error::Db("opening the database", Box::new(other.into())),
+            })?;
+        let db = Arc::new(db);
+        let (tx, rx) = mpsc::channel::<Job>();
+        let committer_db = Arc::clone(&db);
+        let handle = thread::Builder::new()
+            .name("shelf-committer".into())
+            .spawn(move || run_committer(committer_db, rx))
+            .map_err(|e| Error::Db("starting the committer", Box::new(e.into())))?;
+        let store = Arc::new(Store {
+            db,
+            path: path.to_path_buf(),
+            jobs: Mutex::new(Some(tx)),
+            committer: Mutex::new(Some(handle)),
+            next_upload: AtomicU64::new(1),
+            downloads: Mutex::new(HashMap::new()),
+            digest_queue: Mutex::new(None),
+        });
+        store.init_schema()?;
+        store.sweep_abandoned_uploads()?;
+        store.start_background()?;
+        Ok(store)
+    }
+
+    /// The counter flusher and the digest hasher. Both hold only a `Weak` reference, so they end
+    /// when the store is closed.
+    fn start_background(self: &Arc<Store>) -> Result<()> {
+        let weak = Arc::downgrade(self);
+        thread::Builder::new()
+            .name("shelf-counters".into())
+            .spawn(move || loop {
+                thread::sleep(COUNTER_FLUSH);
+                let Some(store) = weak.upgrade() else { return };
+                if let Err(e) = store.flush_downloads() {
+                    log::error!("writing download counts: {e}");
+                }
+            })
+            .map_err(|e| Error::Db("starting the counter thread", Box::new(e.into())))?;
+        let (tx, rx) = mpsc::channel::<[u8; 32]>();
+        if let Ok(mut q) = self.digest_queue.lock() {
+            *q = Some(tx);
+        }
+        let weak = Arc::downgrade(self);
+        thread::Builder::new()
+            .name("shelf-digests".into())
+            .spawn(move || {
+                while let Ok(sha256) = rx.recv() {
+                    let Some(store) = weak.upgrade() else { return };
+                    if let Err(e) = store.ensure_digests(&sha256) {
+                        log::error!("computing digests of {}: {e}", hex::encode(sha256));
+                    }
+                }
+            })
+            .map_err(|e| Error::Db("starting the digest thread", Box::new(e.into())))?;
+        Ok(())
+    }
+
+    /// Queues a body for md5/sha1/sha512 (best effort: a listing computes what is missing).
+    fn queue_digests(&self, sha256: [u8; 32]) {
+        if let Some(q) = self
+            .digest_queue
+            .lock()
+            .ok()
+            .as_ref()
+            .and_then(|q| q.as_ref())
+        {
+            let _ = q.send(sha256);
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn init_schema(&self) -> Result<()> {
+        self.durable(|txn| {
+            let mut meta = txn.open_table(META).ctx("opening meta")?;
+            let stored = meta
+                .get("schema_version")
+                .ctx("reading schema version")?
+                .map(|v| v.value().to_vec());
+            match stored {
+                Some(v) => {
+                    let found = <[u8; 4]>::try_from(v.as_slice())
+                        .map(u32::from_le_bytes)
+                        .map_err(|_| Error::Corrupt("schema_version is not a u32".into()))?;
+                    if found != SCHEMA_VERSION {
+                        return Err(Error::Corrupt(format!(
+                            "schema version {found}, this shelf understands {SCHEMA_VERSION}"
+                        )));
+                    }
+                    let chunk = meta
+                        .get("chunk_size")
+                        .ctx("reading chunk size")?
+                        .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
+                        .map(u64::from_le_bytes);
+                    if chunk != Some(CHUNK_SIZE as u64) {
+                        return Err(Error::Corrupt(format!(
+                            "chunk size {chunk:?}, this shelf uses {CHUNK_SIZE}"
+                        )));
+                    }
+                }
+                None => {
+                    meta.insert("schema_version", &SCHEMA_VERSION.to_le_bytes()[..])
+                        .ctx("writing schema version")?;
+                    meta.insert("chunk_size", &(CHUNK_SIZE as u64).to_le_bytes()[..])
+                        .ctx("writing chunk size")?;
+                    meta.insert("created", &now().to_le_bytes()[..])
+                        .ctx("writing creation time")?;
+                }
+            }
+            // Create every table so that read transactions never meet a missing one.
+            txn.open_table(USERS).ctx("creating users")?;
+            txn.open_table(TOKENS).ctx("creating tokens")?;
+            txn.open_table(PACKAGES).ctx("creating packages")?;
+            txn.open_table(VERSIONS).ctx("creating versions")?;
+            txn.open_table(FILES).ctx("creating files")?;
+            txn.open_table(VERSION_ORDER)
+                .ctx("creating version_order")?;
+            txn.open_table(OWNER_VERSIONS)
+                .ctx("creating owner_versions")?;
+            txn.open_table(CONTENTS).ctx("creating contents")?;
+            txn.open_table(CONTENT_OWNERS)
+                .ctx("creating content_owners")?;
+            txn.open_table(CHUNKS).ctx("creating chunks")?;
+            txn.open_table(CHUNK_REFS).ctx("creating chunk_refs")?;
+            txn.open_table(UPLOADS).ctx("creating uploads")?;
+            Ok(())
+        })
+    }
+
+    /// Every row of `uploads` belongs to a process that is gone: drop its pins, and with them
+    /// any chunk nothing else references. Returns how many pins were released.
+    fn sweep_abandoned_uploads(&self) -> Result<u64> {
+        let released = self.durable(|txn| {
+            let mut uploads = txn.open_table(UPLOADS).ctx("opening uploads")?;
+            let mut refs = txn.open_table(CHUNK_REFS).ctx("opening chunk_refs")?;
+            let mut chunks = txn.open_table(CHUNKS).ctx("opening chunks")?;
+            let mut released = 0u64;
+            let mut max_id = 0u64;
+            while let Some((k, v)) = uploads.pop_first().ctx("sweeping uploads")? {
+                max_id = max_id.max(k.value().0);
+                let id = *v.value();
+                drop((k, v));
+                files::unref_chunk(&mut refs, &mut chunks, &id)?;
+                released += 1;
+            }
+            Ok((released, max_id))
+        })?;
+        self.next_upload.store(released.1 + 1, Ordering::Relaxed);
+        if released.0 > 0 {
+            log::warn!(
+                "released {} chunk pins of uploads interrupted by the last stop",
+                released.0
+            );
+        }
+        Ok(released.0)
+    }
+
+    /// Runs `f` in the next group commit and returns its result once that commit is durable.
+    /// `f` must not mutate anything when it returns `Err` (domain refusals are `Ok` values).
+    fn durable<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<R> + Send + 'static,
+    {
+        let (tx, rx) = mpsc::sync_channel::<Result<R>>(1);
+        let job: Job = Box::new(move |txn| match f(txn) {
+            Ok(r) => Some(Box::new(move |commit: Result<()>| {
+                let _ = tx.send(commit.map(|()| r));
+            })),
+            Err(e) => {
+                log::error!("{e}");
+                let _ = tx.send(Err(e));
+                None
+            }
+        });
+        {
+            let guard = self.jobs.lock().map_err(|_| Error::Closed)?;
+            let sender = guard.as_ref().ok_or(Error::Closed)?;
+            sender.send(job).map_err(|_| Error::Closed)?;
+        }
+        rx.recv().map_err(|_| Error::Closed)?
+    }
+
+    /// A short, non-durable write transaction (chunk writes). A crash rolls it back unless a
+    /// later durable commit persisted it, and then the startup sweep reclaims what it pinned.
+    fn quick_write<R>(&self, f: impl FnOnce(&WriteTransaction) -> Result<R>) -> Result<R> {
+        let mut txn = self.db.begin_write().ctx("beginning a chunk transaction")?;
+        txn.set_durability(Durability::None)
+            .ctx("setting chunk durability")?;
+        let r = f(&txn)?;
+        txn.commit().ctx("committing a chunk")?;
+        Ok(r)
+    }
+
+    /// Closes the database cleanly: writes pending counters, waits for queued commits, then
+    /// releases the file. Fails if requests still hold the store.
+    pub fn close(self: Arc<Store>) -> Result<()> {
+        if let Err(e) = self.flush_downloads() {
+            log::error!("writing download counts at close: {e}");
+        }
+        // The background threads hold the store only for the moment of one flush or hash.
+        let mut arc = self;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let store = loop {
+            match Arc::try_unwrap(arc) {
+                Ok(store) => break store,
+                Err(still_shared) if std::time::Instant::now() < deadline => {
+                    arc = still_shared;
+                    thread::sleep(Duration::from_millis(10));
+                }
+                Err(_) => return Err(Error::Corrupt("the store is still in use at close".into())),
+            }
+        };
+        if let Ok(mut q) = store.digest_queue.lock() {
+            q.take();
+        }
+        if let Ok(mut g) = store.jobs.lock() {
+            g.take();
+        }
+        if let Some(h) = store.committer.lock().ok().and_then(|mut g| g.take()) {
+            let _ = h.join();
+        }
+        match Arc::try_unwrap(store.db) {
+            Ok(db) => db.close().ctx("closing the database"),
+            Err(_) => Err(Error::Corrupt("database still in use at close".into())),
+        }
+    }
+
+    /// Allocates an id (users, packages, versions, files) inside a write transaction.
+    fn next_id(txn: &WriteTransaction) -> Result<u64> {
+        let mut meta = txn.open_table(META).ctx("opening meta")?;
+        let current = meta
+            .get("next_id")
+            .ctx("reading next id")?
+            .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
+            .map(u64::from_le_bytes)
+            .unwrap_or(1);
+        meta.insert("next_id", &(current + 1).to_le_bytes()[..])
+            .ctx("writing next id")?;
+        Ok(current)
+    }
+
+    /// Counts a download (GET, not HEAD) of a file; written within `COUNTER_FLUSH`.
+    pub fn count_download(&self, at: &FileCoords) {
+        if let Ok(mut pending) = self.downloads.lock() {
+            *pending.entry(at.lower()).or_default() += 1;
+        }
+    }
+
+    /// Writes pending download counts to their files and versions in one commit.
+    pub fn flush_downloads(&self) -> Result<()> {
+        let pending = match self.downloads.lock() {
+            Ok(mut p) if !p.is_empty() => std::mem::take(&mut *p),
+            _ => return Ok(()),
+        };
+        self.durable(move |txn| {
+            let mut files = txn.open_table(FILES).ctx("opening files")?;
+            let mut versions = txn.open_table(VERSIONS).ctx("opening versions")?;
+            for ([o, n, v, f], count) in &pending {
+                let fkey = (o.as_str(), GENERIC, n.as_str(), v.as_str(), f.as_str());
+                let file = files
+                    .get(fkey)
+                    .ctx("reading a file")?
+                    .map(|g| g.value().to_vec());
+                if let Some(bytes) = file {
+                    let mut rec: FileRecord = decode(&bytes)?;
+                    rec.downloads += count;
+                    files
+                        .insert(fkey, encode(&rec)?.as_slice())
+                        .ctx("counting")?;
+                }
+                let vkey = (o.as_str(), GENERIC, n.as_str(), v.as_str());
+                let version = versions
+                    .get(vkey)
+                    .ctx("reading a version")?
+                    .map(|g| g.value().to_vec());
+                if let Some(bytes) = version {
+                    let mut rec: VersionRecord = decode(&bytes)?;
+                    rec.downloads += count;
+                    versions
+                        .insert(vkey, encode(&rec)?.as_slice())
+                        .ctx("counting")?;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A store in a fresh temp directory; the directory is removed with the guard.
+    pub(crate) struct TempStore {
+        pub store: Arc<Store>,
+        dir: PathBuf,
+    }
+
+    impl Drop for TempStore {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    pub(crate) fn temp_store() -> TempStore {
+        let dir = std::env::temp_dir().join(format!(
+            "shelf-store-test-{}-{}",
+            std::process::id(),
+            new_token().expect("randomness")
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let store = Store::open(&dir.join("t.redb")).expect("open");
+        TempStore { store, dir }
+    }
+
+    #[test]
+    fn case_folding_is_per_rune_as_go() {
+        assert_eq!(fold_case("ΟΔΟΣ"), "οδοσ");
+        assert_eq!(fold_case("V1.0-RC"), "v1.0-rc");
+    }
+
+    #[test]
+    fn reopen_keeps_schema_and_ids() {
+        let dir = std::env::temp_dir().join(format!("shelf-reopen-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("r.redb");
+        let s = Store::open(&path).expect("open");
+        assert!(s.create_user("u1", false).expect("user"));
+        let first = s.get_user("u1").expect("get").expect("exists").id;
+        s.close().expect("close");
+        let s = Store::open(&path).expect("reopen");
+        assert!(s.create_user("u2", false).expect("user"));
+        let second = s.get_user("u2").expect("get").expect("exists").id;
+        assert!(second > first);
+        s.close().expect("close");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
