@@ -19,6 +19,13 @@
 //! cargo run --release --example bench -- --token T --workload large \
 //!     --large-size 256M --rounds 5 --no-cleanup
 //!
+//! # the JSON API listing of an owner with 100,000 versions; keep the data
+//! # and reuse it in a second run
+//! cargo run --release --example bench -- --token T --workload listing \
+//!     --rounds 1 --no-cleanup
+//! cargo run --release --example bench -- --token T --workload listing \
+//!     --rounds 3 --listing-skip-setup
+//!
 //! # another server: nginx WebDAV with HTTP Basic auth
 //! cargo run --release --example bench -- \
 //!     --url 'http://127.0.0.1:8081/dav/{pkg}/{ver}/{file}' --basic bench:benchtoken
@@ -33,6 +40,19 @@
 //! * `small`: `--concurrency` clients PUT `--small-count` files of
 //!   `--small-size`, GET them all (length and hash checked), then DELETE them;
 //!   req/s and p50/p99 latency for each phase.
+//! * `listing` (shelf or Gitea only, and not part of `all`): once, before the
+//!   rounds, `--concurrency` clients publish `--listing-versions` versions of
+//!   one 1-byte file spread over `--listing-packages` packages
+//!   (`PUT {base}/api/packages/{owner}/generic/listing-NNNN/1.0.J/f`, with the
+//!   base and the owner taken from `--url`); `--listing-skip-setup` reuses
+//!   the versions a `--no-cleanup` run left. Each round then times, on one
+//!   keep-alive connection after 10 warm-up requests, `--listing-requests`
+//!   sequential `GET {base}/api/v1/packages/{owner}` of the first page
+//!   (`page=1&limit=50`), of a deep page (`page=versions/50/2`) and of a
+//!   search (`q=-NNNN&limit=50`, one package's versions): p50/p99/max
+//!   latency, with `X-Total-Count` and the number of array elements checked.
+//!   At the end the packages are deleted
+//!   (`DELETE {base}/api/v1/packages/{owner}/generic/{pkg}`).
 //!
 //! At the end of a round the version is deleted (`DELETE` of the URL template
 //! with `/{file}` removed; with a trailing slash too when the server asks for
@@ -41,7 +61,8 @@
 //!
 //! Output is plain lines: `round N ...` per round and phase, then a summary of
 //! medians over the rounds (`large PUT  <x> MB/s`,
-//! `small GET  <x> req/s  p50 <ms> ms  p99 <ms> ms`, ...), then `errors N`.
+//! `small GET  <x> req/s  p50 <ms> ms  p99 <ms> ms`,
+//! `listing deep  p50 <ms> ms  p99 <ms> ms  max <ms> ms`, ...), then `errors N`.
 //! Any failed request (non-2xx status, short body, hash mismatch, I/O error)
 //! is printed to stderr and makes the exit status 1; bad usage exits 2.
 
@@ -86,7 +107,7 @@ struct Args {
     #[argh(option)]
     basic: Option<String>,
 
-    /// workload to run: large, small or all (default all)
+    /// workload to run: large, small, all (both) or listing (default all)
     #[argh(option, default = "Workload::All", from_str_fn(parse_workload))]
     workload: Workload,
 
@@ -113,6 +134,23 @@ struct Args {
     /// leave the uploads on the server (also skips the small DELETE phase)
     #[argh(switch)]
     no_cleanup: bool,
+
+    /// versions the listing workload publishes (default 100000)
+    #[argh(option, default = "100_000")]
+    listing_versions: usize,
+
+    /// packages the listing versions are spread over (default 100)
+    #[argh(option, default = "100")]
+    listing_packages: usize,
+
+    /// timed requests per listing query, after 10 warm-up ones (default 200)
+    #[argh(option, default = "200")]
+    listing_requests: usize,
+
+    /// do not publish the listing versions: the owner already has them from a
+    /// run with --no-cleanup and the same --listing-versions/--listing-packages
+    #[argh(switch)]
+    listing_skip_setup: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -120,6 +158,7 @@ enum Workload {
     Large,
     Small,
     All,
+    Listing,
 }
 
 impl Workload {
@@ -129,11 +168,15 @@ impl Workload {
     fn small(self) -> bool {
         matches!(self, Workload::Small | Workload::All)
     }
+    fn listing(self) -> bool {
+        self == Workload::Listing
+    }
     fn name(self) -> &'static str {
         match self {
             Workload::Large => "large",
             Workload::Small => "small",
             Workload::All => "all",
+            Workload::Listing => "listing",
         }
     }
 }
@@ -143,7 +186,10 @@ fn parse_workload(s: &str) -> Result<Workload, String> {
         "large" => Ok(Workload::Large),
         "small" => Ok(Workload::Small),
         "all" => Ok(Workload::All),
-        _ => Err(format!("unknown workload {s:?}: use large, small or all")),
+        "listing" => Ok(Workload::Listing),
+        _ => Err(format!(
+            "unknown workload {s:?}: use large, small, all or listing"
+        )),
     }
 }
 
@@ -419,6 +465,8 @@ struct Resp {
     snippet: String,
     /// Hash of the uploaded body, when there was one.
     sent_hash: Option<u64>,
+    /// The `X-Total-Count` header (Gitea's JSON API listings), when there was one.
+    total_count: Option<u64>,
 }
 
 impl Resp {
@@ -653,6 +701,7 @@ fn read_response(
         let mut close = version == "HTTP/1.0";
         let mut length: Option<u64> = None;
         let mut chunked = false;
+        let mut total_count = None;
         loop {
             let n = read_line(r, &mut line).map_err(io_fail("reading headers"))?;
             if n == 0 {
@@ -674,6 +723,8 @@ fn read_response(
                     .parse()
                     .map_err(|_| Fail::Other(format!("bad Content-Length {value:?}")))?;
                 length = Some(v);
+            } else if name.eq_ignore_ascii_case("x-total-count") {
+                total_count = value.parse().ok();
             } else if name.eq_ignore_ascii_case("transfer-encoding") {
                 chunked = value.to_ascii_lowercase().contains("chunked");
             } else if name.eq_ignore_ascii_case("connection") {
@@ -725,6 +776,7 @@ fn read_response(
             close,
             snippet,
             sent_hash: None,
+            total_count,
         });
     }
 }
@@ -862,12 +914,20 @@ struct SmallStat {
     p99: f64,
 }
 
+#[derive(Clone, Copy)]
+struct ListingStat {
+    p50: f64,
+    p99: f64,
+    max: f64,
+}
+
 /// Per-round numbers of phases that had no error, for the medians.
 #[derive(Default)]
 struct Summary {
     large_put: Vec<f64>,
     large_get: Vec<f64>,
     small: [Vec<SmallStat>; 3],
+    listing: [Vec<ListingStat>; 3],
 }
 
 const SMALL_PHASES: [&str; 3] = ["PUT", "GET", "DELETE"];
@@ -1228,6 +1288,324 @@ struct Phase {
     failed: usize,
 }
 
+// ------------------------------------------------------------------ listing workload
+
+/// Untimed requests before each timed listing query.
+const LISTING_WARMUP: usize = 10;
+/// Page size of the listing queries: Gitea's `MAX_RESPONSE_ITEMS`.
+const LISTING_LIMIT: u64 = 50;
+const LISTING_QUERIES: [&str; 3] = ["first", "deep", "search"];
+
+/// Where the listing workload's requests go, taken from the URL template
+/// `http://host:port{prefix}/api/packages/{owner}/...`. Version `i` of the
+/// data set is `1.0.{i / P}` of package `listing-{i % P}` (P packages, the
+/// number zero-padded), with one 1-byte file `f`.
+struct Listing {
+    /// The path before `/api/packages/`: where the server is mounted.
+    prefix: String,
+    /// The owner segment, as written in the template.
+    owner: String,
+    packages: usize,
+    /// Digits of the package numbers: every name has the same length, so the
+    /// search fragment `-NNNN` matches one package only.
+    width: usize,
+}
+
+impl Listing {
+    fn new(t: &Target, packages: usize) -> Result<Listing, String> {
+        let bad = || {
+            format!(
+                "{}: the listing workload needs a shelf or Gitea URL, .../api/packages/{{owner}}/...",
+                t.url(&t.path)
+            )
+        };
+        let (prefix, rest) = t.path.split_once("/api/packages/").ok_or_else(bad)?;
+        let owner = rest.split('/').next().unwrap_or("");
+        if owner.is_empty() || owner.contains(['{', '}']) {
+            return Err(bad());
+        }
+        Ok(Listing {
+            prefix: prefix.to_string(),
+            owner: owner.to_string(),
+            packages,
+            width: packages.saturating_sub(1).to_string().len().max(4),
+        })
+    }
+
+    fn package(&self, k: usize) -> String {
+        format!("listing-{k:0w$}", w = self.width)
+    }
+
+    /// The search fragment: the number of the middle package, with its dash.
+    fn fragment(&self) -> String {
+        format!("-{:0w$}", self.search_package(), w = self.width)
+    }
+
+    fn search_package(&self) -> usize {
+        self.packages / 2
+    }
+
+    fn upload_path(&self, i: usize) -> String {
+        format!(
+            "{}/api/packages/{}/generic/{}/1.0.{}/f",
+            self.prefix,
+            self.owner,
+            self.package(i % self.packages),
+            i / self.packages
+        )
+    }
+
+    fn list_path(&self, query: &str) -> String {
+        format!("{}/api/v1/packages/{}?{query}", self.prefix, self.owner)
+    }
+
+    fn package_path(&self, k: usize) -> String {
+        format!(
+            "{}/api/v1/packages/{}/generic/{}",
+            self.prefix,
+            self.owner,
+            self.package(k)
+        )
+    }
+}
+
+/// What the listings should report: versions of the owner, and of the
+/// package the search query finds.
+struct ListingExpect {
+    total: u64,
+    search: u64,
+}
+
+/// Number of elements of the JSON array `body`, or `None` when it is not one.
+/// Only the structure is looked at (brackets, braces, strings), not the values.
+fn json_array_len(body: &[u8]) -> Option<usize> {
+    let mut depth = 0usize;
+    let (mut in_str, mut esc) = (false, false);
+    let (mut started, mut ended) = (false, false);
+    let mut count = 0;
+    for &b in body {
+        if in_str {
+            if esc {
+                esc = false;
+            } else if b == b'\\' {
+                esc = true;
+            } else if b == b'"' {
+                in_str = false;
+            }
+            continue;
+        }
+        if b.is_ascii_whitespace() {
+            continue;
+        }
+        if depth == 0 {
+            if started || b != b'[' {
+                return None; // not an array, or something after it
+            }
+            started = true;
+            depth = 1;
+            continue;
+        }
+        if depth == 1 && count == 0 && b != b']' {
+            count = 1; // the first element
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => depth += 1,
+            b']' | b'}' => {
+                depth -= 1;
+                if depth == 0 {
+                    if b != b']' {
+                        return None;
+                    }
+                    ended = true;
+                }
+            }
+            b',' if depth == 1 => count += 1,
+            _ => {}
+        }
+    }
+    ended.then_some(count)
+}
+
+impl Bench<'_> {
+    /// Publishes the listing data set with all the clients; `None` when the
+    /// owner ends up with no version of it.
+    fn listing_setup(&self, conns: &mut [Conn], l: &Listing) -> Option<ListingExpect> {
+        let n = self.args.listing_versions;
+        let k = l.search_package();
+        if self.args.listing_skip_setup {
+            println!("listing setup   skipped (--listing-skip-setup)");
+            let p = self.args.listing_packages;
+            return Some(ListingExpect {
+                total: n as u64,
+                search: (n / p + usize::from(k < n % p)) as u64,
+            });
+        }
+        let all: Vec<usize> = (0..n).collect();
+        let put = self.phase(conns, &all, |c, _, i| {
+            let path = l.upload_path(i);
+            let r = c.request(
+                "PUT",
+                &path,
+                Some(Body {
+                    len: 1,
+                    seed: self.seed(0, i as u64, 3),
+                }),
+                &mut |_| {},
+            )?;
+            if r.ok() {
+                Ok(())
+            } else {
+                Err(format!("PUT {}: {}", self.target.url(&path), r.describe()))
+            }
+        });
+        let secs = put.elapsed.as_secs_f64();
+        let reqs = put.done.len() + put.failed;
+        let mut line = format!(
+            "listing setup   PUT {reqs} req  {secs:.3} s  {:.1} req/s  p50 {} ms  p99 {} ms",
+            reqs as f64 / secs,
+            ms(percentile_ms(&put.lats, 0.50)),
+            ms(percentile_ms(&put.lats, 0.99))
+        );
+        if put.failed > 0 {
+            line.push_str(&format!("  errors {}", put.failed));
+        }
+        println!("{line}");
+        let exp = ListingExpect {
+            total: put.done.len() as u64,
+            search: put
+                .done
+                .iter()
+                .filter(|&&i| i % self.args.listing_packages == k)
+                .count() as u64,
+        };
+        (exp.total > 0).then_some(exp)
+    }
+
+    /// Times the three listing queries, one after the other on `conn`.
+    fn listing_round(
+        &self,
+        conn: &mut Conn,
+        l: &Listing,
+        exp: &ListingExpect,
+        round: usize,
+        sum: &mut Summary,
+    ) {
+        let deep = (self.args.listing_versions as u64 / LISTING_LIMIT / 2).max(1);
+        let page_len = |page: u64| {
+            exp.total
+                .saturating_sub((page - 1) * LISTING_LIMIT)
+                .min(LISTING_LIMIT)
+        };
+        let queries = [
+            (
+                format!("page=1&limit={LISTING_LIMIT}"),
+                exp.total,
+                page_len(1),
+            ),
+            (
+                format!("page={deep}&limit={LISTING_LIMIT}"),
+                exp.total,
+                page_len(deep),
+            ),
+            (
+                format!("q={}&limit={LISTING_LIMIT}", l.fragment()),
+                exp.search,
+                exp.search.min(LISTING_LIMIT),
+            ),
+        ];
+        let mut body = Vec::new();
+        for (q, (query, want_total, want_len)) in queries.iter().enumerate() {
+            let path = l.list_path(query);
+            let url = self.target.url(&path);
+            let mut lats = Vec::with_capacity(self.args.listing_requests);
+            let (mut failed, mut seen) = (0usize, None);
+            for k in 0..LISTING_WARMUP + self.args.listing_requests {
+                body.clear();
+                let t = Instant::now();
+                let r = conn.request("GET", &path, None, &mut |b| body.extend_from_slice(b));
+                let lat = t.elapsed();
+                let r = match r {
+                    Ok(r) if r.ok() => r,
+                    Ok(r) => {
+                        self.errors.report(&format!("GET {url}: {}", r.describe()));
+                        failed += 1;
+                        continue;
+                    }
+                    Err(e) => {
+                        self.errors.report(&e);
+                        failed += 1;
+                        continue;
+                    }
+                };
+                if k >= LISTING_WARMUP {
+                    lats.push(lat);
+                }
+                seen = r.total_count;
+                let wrong = match (r.total_count, json_array_len(&body)) {
+                    (None, _) => Some("no X-Total-Count header".to_string()),
+                    (Some(t), _) if t != *want_total => {
+                        Some(format!("X-Total-Count {t}, expected {want_total}"))
+                    }
+                    (_, None) => Some("the body is not a JSON array".to_string()),
+                    (_, Some(n)) if n as u64 != *want_len => {
+                        Some(format!("{n} items, expected {want_len}"))
+                    }
+                    _ => None,
+                };
+                if let Some(w) = wrong {
+                    self.errors
+                        .report(&format!("GET {url}: HTTP {}: {w}", r.status));
+                    failed += 1;
+                }
+            }
+            lats.sort_unstable();
+            let stat = ListingStat {
+                p50: percentile_ms(&lats, 0.50),
+                p99: percentile_ms(&lats, 0.99),
+                max: lats.last().map_or(f64::NAN, |d| d.as_secs_f64() * 1e3),
+            };
+            let seen = seen.map_or("none".to_string(), |t| t.to_string());
+            let mut line = format!(
+                "round {round} listing {:<7} {} req  p50 {} ms  p99 {} ms  max {} ms  X-Total-Count {seen}  ?{query}",
+                LISTING_QUERIES[q],
+                lats.len(),
+                ms(stat.p50),
+                ms(stat.p99),
+                ms(stat.max)
+            );
+            if failed > 0 {
+                line.push_str(&format!("  errors {failed}"));
+            } else if !lats.is_empty() {
+                sum.listing[q].push(stat);
+            }
+            println!("{line}");
+        }
+    }
+
+    /// Deletes the listing packages through the JSON API.
+    fn listing_cleanup(&self, conn: &mut Conn, l: &Listing) {
+        let t = Instant::now();
+        let mut deleted = 0;
+        for k in 0..l.packages.min(self.args.listing_versions) {
+            let path = l.package_path(k);
+            match conn.request("DELETE", &path, None, &mut |_| {}) {
+                Ok(r) if r.status == 204 => deleted += 1,
+                Ok(r) => self.errors.report(&format!(
+                    "cleanup: DELETE {}: {}",
+                    self.target.url(&path),
+                    r.describe()
+                )),
+                Err(e) => self.errors.report(&format!("cleanup: {e}")),
+            }
+        }
+        println!(
+            "listing cleanup DELETE {deleted} packages  {:.3} s",
+            t.elapsed().as_secs_f64()
+        );
+    }
+}
+
 // ------------------------------------------------------------------ main
 
 fn auth_header(args: &Args) -> Result<(String, &'static str), String> {
@@ -1275,6 +1653,23 @@ fn main() -> ExitCode {
         eprintln!("bench: --rounds and --concurrency must be at least 1");
         return ExitCode::from(2);
     }
+    let listing = if args.workload.listing() {
+        if args.listing_versions == 0 || args.listing_packages == 0 || args.listing_requests == 0 {
+            eprintln!(
+                "bench: --listing-versions, --listing-packages and --listing-requests must be at least 1"
+            );
+            return ExitCode::from(2);
+        }
+        match Listing::new(&target, args.listing_packages) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("bench: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        None
+    };
     if let Err(e) = connect(&target) {
         eprintln!("error: {e}");
         return ExitCode::from(1);
@@ -1290,22 +1685,41 @@ fn main() -> ExitCode {
             .map(|d| d.as_secs())
             .unwrap_or(0),
     };
-    println!(
-        "bench url {} auth {auth_kind} workload {} rounds {} large-size {} small-size {} small-count {} concurrency {}",
-        args.url,
-        args.workload.name(),
-        args.rounds,
-        args.large_size,
-        args.small_size,
-        args.small_count,
-        args.concurrency
-    );
+    if listing.is_some() {
+        println!(
+            "bench url {} auth {auth_kind} workload {} rounds {} listing-versions {} listing-packages {} listing-requests {} concurrency {}",
+            args.url,
+            args.workload.name(),
+            args.rounds,
+            args.listing_versions,
+            args.listing_packages,
+            args.listing_requests,
+            args.concurrency
+        );
+    } else {
+        println!(
+            "bench url {} auth {auth_kind} workload {} rounds {} large-size {} small-size {} small-count {} concurrency {}",
+            args.url,
+            args.workload.name(),
+            args.rounds,
+            args.large_size,
+            args.small_size,
+            args.small_count,
+            args.concurrency
+        );
+    }
 
     let mut sum = Summary::default();
     let mut large_conn = Conn::new(&target, &auth);
     let mut small_conns: Vec<Conn> = (0..args.concurrency.min(args.small_count.max(1)))
         .map(|_| Conn::new(&target, &auth))
         .collect();
+    let expect = listing.as_ref().and_then(|l| {
+        let mut conns: Vec<Conn> = (0..args.concurrency.min(args.listing_versions))
+            .map(|_| Conn::new(&target, &auth))
+            .collect();
+        bench.listing_setup(&mut conns, l)
+    });
     for round in 1..=args.rounds {
         if args.workload.large() {
             bench.large_round(&mut large_conn, round, &mut sum);
@@ -1313,8 +1727,21 @@ fn main() -> ExitCode {
         if args.workload.small() && args.small_count > 0 {
             bench.small_round(&mut small_conns, round, &mut sum);
         }
-        if !args.no_cleanup {
+        if let Some(l) = &listing {
+            match &expect {
+                Some(exp) => bench.listing_round(&mut large_conn, l, exp, round, &mut sum),
+                None => println!("round {round} listing skipped (no version published)"),
+            }
+        }
+        if !args.no_cleanup && (args.workload.large() || args.workload.small()) {
             bench.drop_package_dir(&mut large_conn, round);
+        }
+    }
+    if let Some(l) = &listing {
+        if args.no_cleanup {
+            println!("listing cleanup skipped (--no-cleanup)");
+        } else {
+            bench.listing_cleanup(&mut large_conn, l);
         }
     }
 
@@ -1345,7 +1772,27 @@ fn main() -> ExitCode {
             }
         }
     }
-    if args.no_cleanup {
+    if listing.is_some() {
+        for (k, name) in LISTING_QUERIES.iter().enumerate() {
+            let v = &sum.listing[k];
+            let p50: Vec<f64> = v.iter().map(|s| s.p50).collect();
+            let p99: Vec<f64> = v.iter().map(|s| s.p99).collect();
+            let max: Vec<f64> = v.iter().map(|s| s.max).collect();
+            match (median(&p50), median(&p99), median(&max)) {
+                (Some(a), Some(b), Some(c)) => {
+                    println!("listing {name}  p50 {a:.3} ms  p99 {b:.3} ms  max {c:.3} ms")
+                }
+                _ => println!("listing {name}  n/a (no round without errors)"),
+            }
+        }
+    }
+    if let (true, Some(l)) = (args.no_cleanup, &listing) {
+        println!(
+            "note: --no-cleanup: the listing data is left under {}'s listing-* packages; \
+             reuse it with --listing-skip-setup",
+            l.owner
+        );
+    } else if args.no_cleanup {
         println!(
             "note: --no-cleanup: uploads left under bench-{}-*",
             bench.pid

@@ -1,11 +1,17 @@
-//! Who is asking: parsing credentials (Basic, `token`, `Bearer`, query tokens) and resolving them
-//! to a user, and the permission rules.
+//! Who is asking and what they may do: parsing credentials (Basic, `token`, `Bearer`, query
+//! tokens), resolving them to a caller (tokens by hash, passwords with Argon2id), slowing down
+//! repeated failures per address, and the access matrix of GITEA-COMPAT §8 (visibility,
+//! organization roles, token scopes and limits).
 //!
 //! Knows header *values*, never HTTP types; asks `store` for users and tokens. Secrets are never
 //! logged, and tokens are looked up by their SHA-256, so no stored secret is compared in clear.
 
-use crate::store::{self, Store, UserRecord};
+use crate::store::{self, OwnerKind, Role, Store, TokenRecord, UserRecord, Visibility};
 use base64::Engine;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// Credentials as the client presented them.
 #[derive(Debug, PartialEq, Eq)]
@@ -57,50 +63,310 @@ pub fn query_token(query: &str) -> Option<String> {
 
 #[derive(Debug)]
 pub enum AuthError {
-    /// Credentials were presented and are wrong: 401 even on a public read.
+    /// Credentials were presented and are wrong (or expired, revoked, deactivated): 401 even
+    /// on a public read.
     Invalid,
+    /// Too many failed attempts from this address: retry after this many seconds.
+    Throttled(u64),
     Store(store::Error),
 }
 
-/// Resolves credentials to an active user. `Ok(None)` is an anonymous request.
-pub fn authenticate(store: &Store, creds: &Credentials) -> Result<Option<UserRecord>, AuthError> {
-    let token = match creds {
-        Credentials::Anonymous => return Ok(None),
-        Credentials::Token(t) => t.as_str(),
-        // Basic with an empty secret or `x-oauth-basic`: the user name is the token.
-        Credentials::Basic { user, secret } if secret.is_empty() || secret == "x-oauth-basic" => {
-            user.as_str()
-        }
-        // Otherwise the secret is tried as a token, whatever user name came with it. Passwords
-        // are not stored yet, so a secret that is not a token is a failed login.
-        Credentials::Basic { secret, .. } => secret.as_str(),
-    };
-    if token.is_empty() {
-        return Err(AuthError::Invalid);
+/// A signed-in caller: the user, and the token it used (`None`: a password login, which
+/// carries no scope restriction, as in Gitea).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: UserRecord,
+    pub token: Option<TokenRecord>,
+}
+
+/// Read or write access to packages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// Why access to an owner's packages is refused. The registry answers 401 (with a challenge)
+/// for all but `PublicOnly` (403), as Gitea; the JSON API answers 403.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    /// No permission (or not signed in).
+    NoPermission,
+    /// The token's scopes do not cover the operation (or it is limited to another owner or
+    /// package).
+    Scope,
+    /// A `public-only` token against a private owner.
+    PublicOnly,
+}
+
+impl Caller {
+    /// Whether the token's scopes cover `access` to packages.
+    fn package_scope(&self, access: Access) -> bool {
+        self.scope("package", access)
     }
-    match store.user_by_token(token).map_err(AuthError::Store)? {
-        Some(user) if user.active => Ok(Some(user)),
+
+    /// Whether the token's scopes cover `access` in a Gitea scope category (`package`, `admin`,
+    /// `user`, `organization`, …). Password logins carry every scope.
+    pub fn scope(&self, category: &str, access: Access) -> bool {
+        let Some(t) = &self.token else { return true };
+        t.scopes.iter().any(|s| {
+            s == "all"
+                || *s == format!("write:{category}")
+                || (access == Access::Read && *s == format!("read:{category}"))
+        })
+    }
+
+    fn public_only(&self) -> bool {
+        self.token
+            .as_ref()
+            .is_some_and(|t| t.scopes.iter().any(|s| s == "public-only"))
+    }
+}
+
+/// Argon2id at one of OWASP's recommended cost settings (m = 7 MiB, t = 5, p = 1): the same
+/// strength as 19 MiB × 2, with less memory per concurrent login.
+fn argon2() -> Result<argon2::Argon2<'static>, String> {
+    let params = argon2::Params::new(7 * 1024, 5, 1, None).map_err(|e| e.to_string())?;
+    Ok(argon2::Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        params,
+    ))
+}
+
+/// The PHC string to store for a password.
+pub fn hash_password(password: &str) -> Result<String, String> {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| format!("no randomness: {e}"))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
+    argon2()?
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// Checks a password against its stored hash (constant time in the comparison).
+pub fn verify_password(stored: &str, password: &str) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    let Ok(parsed) = PasswordHash::new(stored) else {
+        return false;
+    };
+    argon2().is_ok_and(|a| a.verify_password(password.as_bytes(), &parsed).is_ok())
+}
+
+/// A hash to verify against when the user does not exist, so that a wrong user name costs as
+/// much time as a wrong password (no user enumeration by timing).
+fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| hash_password("shelf-dummy-password").unwrap_or_default())
+}
+
+/// Slows down repeated failed sign-ins per client address: a token bucket of `BURST` failures
+/// refilled one per `REFILL`; an empty bucket answers 429 without checking the credentials.
+/// Per address, so a third party cannot lock out the real user; bounded in memory.
+pub struct Limiter {
+    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+    burst: f64,
+}
+
+/// Failures allowed in a row from one address before it is slowed down.
+pub const DEFAULT_BURST: u32 = 10;
+const REFILL: Duration = Duration::from_secs(6);
+const MAX_TRACKED: usize = 10_000;
+
+impl Default for Limiter {
+    fn default() -> Self {
+        Limiter::new(DEFAULT_BURST)
+    }
+}
+
+impl Limiter {
+    /// A limiter allowing `burst` failures in a row (then one more per 6 s).
+    pub fn new(burst: u32) -> Limiter {
+        Limiter {
+            buckets: Mutex::new(HashMap::new()),
+            burst: f64::from(burst.max(1)),
+        }
+    }
+
+    fn level(&self, entry: (f64, Instant), now: Instant) -> f64 {
+        let refilled = now.duration_since(entry.1).as_secs_f64() / REFILL.as_secs_f64();
+        (entry.0 + refilled).min(self.burst)
+    }
+
+    /// `Err(seconds to wait)` when the address has no attempts left.
+    fn check(&self, ip: IpAddr) -> Result<(), u64> {
+        let Ok(buckets) = self.buckets.lock() else {
+            return Ok(());
+        };
+        match buckets.get(&ip) {
+            Some(&e) if self.level(e, Instant::now()) < 1.0 => {
+                let missing = 1.0 - self.level(e, Instant::now());
+                Err((missing * REFILL.as_secs_f64()).ceil().max(1.0) as u64)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn fail(&self, ip: IpAddr) {
+        let Ok(mut buckets) = self.buckets.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        if buckets.len() >= MAX_TRACKED && !buckets.contains_key(&ip) {
+            // Forget addresses that have recovered; if none has, the oldest half.
+            let burst = self.burst;
+            buckets.retain(|_, e| self.level(*e, now) < burst);
+            if buckets.len() >= MAX_TRACKED {
+                let mut ages: Vec<Instant> = buckets.values().map(|e| e.1).collect();
+                ages.sort();
+                let cutoff = ages[ages.len() / 2];
+                buckets.retain(|_, e| e.1 > cutoff);
+            }
+        }
+        let level = buckets
+            .get(&ip)
+            .map(|&e| self.level(e, now))
+            .unwrap_or(self.burst);
+        buckets.insert(ip, ((level - 1.0).max(0.0), now));
+    }
+}
+
+/// Resolves credentials to an active caller. `Ok(None)` is an anonymous request.
+///
+/// Order as Gitea (GITEA-COMPAT §8): `token`/`Bearer` is a token; Basic with an empty secret or
+/// `x-oauth-basic` takes the user name as the token; otherwise the secret is first tried as a
+/// token (the token's owner is the caller whatever user name was sent), then as the password
+/// of the named user.
+pub fn authenticate(
+    store: &Store,
+    limiter: &Limiter,
+    peer: IpAddr,
+    creds: &Credentials,
+) -> Result<Option<Caller>, AuthError> {
+    let (token, password_of) = match creds {
+        Credentials::Anonymous => return Ok(None),
+        Credentials::Token(t) => (t.as_str(), None),
+        Credentials::Basic { user, secret } if secret.is_empty() || secret == "x-oauth-basic" => {
+            (user.as_str(), None)
+        }
+        Credentials::Basic { user, secret } => (secret.as_str(), Some(user.as_str())),
+    };
+    limiter.check(peer).map_err(AuthError::Throttled)?;
+    let result = resolve(store, token, password_of);
+    if matches!(result, Err(AuthError::Invalid)) {
+        limiter.fail(peer);
+    }
+    result.map(Some)
+}
+
+fn resolve(store: &Store, token: &str, password_of: Option<&str>) -> Result<Caller, AuthError> {
+    if !token.is_empty() {
+        if let Some((user, rec, hash)) = store.token_auth(token).map_err(AuthError::Store)? {
+            if rec.expires.is_some_and(|e| e <= store::now()) || !user.active {
+                return Err(AuthError::Invalid);
+            }
+            store.touch_token(hash);
+            return Ok(Caller {
+                user,
+                token: Some(rec),
+            });
+        }
+    }
+    let Some(login) = password_of else {
+        return Err(AuthError::Invalid);
+    };
+    let user = store.get_user(login).map_err(AuthError::Store)?;
+    let stored = user
+        .as_ref()
+        .and_then(|u| u.password.clone())
+        .unwrap_or_else(|| dummy_hash().to_string());
+    let ok = verify_password(&stored, token);
+    match user {
+        Some(u) if ok && u.active && u.password.is_some() && u.kind == OwnerKind::User => {
+            Ok(Caller {
+                user: u,
+                token: None,
+            })
+        }
         _ => Err(AuthError::Invalid),
     }
 }
 
-/// Whether `user` (None: anonymous) may read `owner`'s packages. Every namespace is public
-/// until visibility exists (accounts issue); callers already ask, so that rule lands in one place.
-pub fn may_read(_user: Option<&UserRecord>, _owner: &UserRecord) -> bool {
-    true
+/// The access matrix of GITEA-COMPAT §8 for `owner`'s packages (`package`: the package the
+/// request names, for package-limited tokens). Site admins may do everything their token
+/// allows; deactivated users never get here (their credentials are invalid).
+pub fn package_access(
+    store: &Store,
+    caller: Option<&Caller>,
+    owner: &UserRecord,
+    package: Option<&str>,
+    access: Access,
+) -> Result<Result<(), Denied>, store::Error> {
+    if let Some(c) = caller {
+        if let Some(t) = &c.token {
+            // Gitea checks the read scope on every request and the write scope on writes.
+            if !c.package_scope(Access::Read) || !c.package_scope(access) {
+                return Ok(Err(Denied::Scope));
+            }
+            if t.owner.as_ref().is_some_and(|o| *o != owner.key()) {
+                return Ok(Err(Denied::Scope));
+            }
+            if let (Some(limit), Some(p)) = (&t.package, package) {
+                if *limit != store::fold_case(p) {
+                    return Ok(Err(Denied::Scope));
+                }
+            }
+        }
+        if c.public_only() && owner.visibility == Visibility::Private {
+            return Ok(Err(Denied::PublicOnly));
+        }
+    }
+    let level = access_level(store, caller.map(|c| &c.user), owner)?;
+    let allowed = match access {
+        Access::Read => level.is_some(),
+        Access::Write => level >= Some(Role::Write),
+    };
+    Ok(if allowed {
+        Ok(())
+    } else {
+        Err(Denied::NoPermission)
+    })
 }
 
-/// `may_read` for an owner known only by its lower-cased name (deploy by checksum looks at every
-/// namespace that holds the bytes).
-pub fn may_read_owner_name(_user: Option<&UserRecord>, _owner: &str) -> bool {
-    true
+/// What `user` (None: anonymous) may do in `owner`'s namespace: `Admin` for the user itself and
+/// site admins, the member's role in an organization, `Read` where visibility allows, else
+/// nothing.
+pub fn access_level(
+    store: &Store,
+    user: Option<&UserRecord>,
+    owner: &UserRecord,
+) -> Result<Option<Role>, store::Error> {
+    let by_visibility = match owner.visibility {
+        Visibility::Public => Some(Role::Read),
+        Visibility::Limited if user.is_some() => Some(Role::Read),
+        _ => None,
+    };
+    let Some(user) = user else {
+        return Ok(by_visibility);
+    };
+    if user.is_admin || (owner.kind == OwnerKind::User && user.key() == owner.key()) {
+        return Ok(Some(Role::Admin));
+    }
+    let role = match owner.kind {
+        OwnerKind::Org => store.role_of(&owner.login, &user.login)?,
+        OwnerKind::User => None,
+    };
+    Ok(role.max(by_visibility))
 }
 
-/// Whether `user` may publish or delete in `owner`'s namespace: the owner or a site admin.
-pub fn may_write(user: Option<&UserRecord>, owner: &UserRecord) -> bool {
-    match user {
-        Some(u) => u.is_admin || u.login.eq_ignore_ascii_case(&owner.login),
-        None => false,
+/// Whether `user` may read the packages of the owner named `owner` (deploy by checksum looks at
+/// every namespace holding the bytes). An owner that cannot be read from the store is not.
+pub fn may_read_owner_name(store: &Store, user: Option<&UserRecord>, owner: &str) -> bool {
+    match store.get_user(owner) {
+        Ok(Some(o)) => matches!(access_level(store, user, &o), Ok(Some(_))),
+        _ => false,
     }
 }
 
@@ -156,6 +422,32 @@ mod tests {
                 secret: "".into()
             }
         );
+    }
+
+    #[test]
+    fn passwords_hash_and_verify() {
+        let h = hash_password("s3cret").expect("hash");
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password(&h, "s3cret"));
+        assert!(!verify_password(&h, "S3cret"));
+        assert!(!verify_password("garbage", "s3cret"));
+        assert_ne!(h, hash_password("s3cret").expect("hash"), "salted");
+    }
+
+    #[test]
+    fn limiter_allows_a_burst_then_throttles_one_address_only() {
+        let l = Limiter::default();
+        let a: IpAddr = [10, 0, 0, 1].into();
+        let b: IpAddr = [10, 0, 0, 2].into();
+        for _ in 0..10 {
+            assert!(l.check(a).is_ok());
+            l.fail(a);
+        }
+        assert!(
+            l.check(a).is_err(),
+            "eleventh failure in a row is throttled"
+        );
+        assert!(l.check(b).is_ok(), "another address is not affected");
     }
 
     #[test]

@@ -67,6 +67,13 @@ pub struct Serve {
     /// header; env SHELF_EXTERNAL_URL)
     #[argh(option)]
     pub external_url: Option<String>,
+    /// failed sign-ins in a row one address may make before it is answered 429 (default 10;
+    /// one more is allowed every 6 s)
+    #[argh(option)]
+    pub auth_failure_burst: Option<u32>,
+    /// days the audit log is kept (default 90)
+    #[argh(option)]
+    pub audit_retention_days: Option<u64>,
 }
 
 /// Manage users (works on the database file while no server holds it).
@@ -174,6 +181,8 @@ pub struct ServeSettings {
     pub idle_timeout: Duration,
     pub body_timeout: Duration,
     pub external_url: Option<String>,
+    pub auth_failure_burst: u32,
+    pub audit_retention_days: u64,
 }
 
 impl ServeSettings {
@@ -228,6 +237,16 @@ impl ServeSettings {
                     ))
                 }
                 None => None,
+            },
+            auth_failure_burst: match s.auth_failure_burst {
+                Some(0) => return Err("--auth-failure-burst must be at least 1".into()),
+                Some(n) => n,
+                None => 10, // auth::DEFAULT_BURST
+            },
+            audit_retention_days: match s.audit_retention_days {
+                Some(0) => return Err("--audit-retention-days must be at least 1".into()),
+                Some(n) => n,
+                None => 90,
             },
         })
     }

@@ -4,7 +4,7 @@
 use shelf::api::{Api, ApiConfig};
 use shelf::config::{self, Cli, Command, ServeSettings, TokenAction, UserAction};
 use shelf::http::{self, Server, ServerConfig};
-use shelf::store::{Store, TokenOutcome};
+use shelf::store::{NewToken, Store, TokenOutcome};
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
@@ -96,8 +96,14 @@ fn run(cli: Cli) -> Result<(), String> {
                     .name
                     .unwrap_or_else(|| format!("cli-{}", shelf::store::now()));
                 match store
-                    .create_token(&c.user, &name, None)
+                    .create_token(NewToken {
+                        user: c.user.clone(),
+                        name: name.clone(),
+                        scopes: vec!["all".into()],
+                        ..NewToken::default()
+                    })
                     .map_err(|e| e.to_string())?
+                    .0
                 {
                     TokenOutcome::Created(token) => {
                         println!(
@@ -134,9 +140,10 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             TokenAction::Revoke(r) => {
                 let store = open_store(&config::db_path(r.db))?;
-                if !store
+                if store
                     .revoke_token(&r.user, &r.name)
                     .map_err(|e| e.to_string())?
+                    .is_none()
                 {
                     return Err(format!("{} has no token named {:?}", r.user, r.name));
                 }
@@ -157,6 +164,7 @@ fn close(store: Arc<Store>) -> Result<(), String> {
 
 fn serve(s: ServeSettings) -> Result<(), String> {
     let store = open_store(&s.db)?;
+    store.set_audit_retention_days(s.audit_retention_days);
     bootstrap_admin(&store)?;
     let server_config = ServerConfig {
         workers: s.workers,
@@ -189,6 +197,7 @@ fn serve(s: ServeSettings) -> Result<(), String> {
         ApiConfig {
             max_file_size: s.max_file_size,
             external_url: s.external_url.clone(),
+            auth_failure_burst: s.auth_failure_burst,
         },
     );
     println!(
@@ -219,8 +228,15 @@ fn bootstrap_admin(store: &Store) -> Result<(), String> {
         .filter(|t| !t.is_empty());
     let from_env = given.is_some();
     match store
-        .create_token("admin", "bootstrap", given)
+        .create_token(NewToken {
+            user: "admin".into(),
+            name: "bootstrap".into(),
+            scopes: vec!["all".into()],
+            given,
+            ..NewToken::default()
+        })
         .map_err(|e| e.to_string())?
+        .0
     {
         TokenOutcome::Created(token) => {
             if from_env {

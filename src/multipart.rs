@@ -529,7 +529,7 @@ fn parse_part_headers(block: &[u8]) -> Result<Option<String>, &'static str> {
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_slice())
     };
-    if !kind.eq_ignore_ascii_case(b"form-data") || param(b"name").map_or(true, <[u8]>::is_empty) {
+    if !kind.eq_ignore_ascii_case(b"form-data") || param(b"name").is_none_or(<[u8]>::is_empty) {
         return Ok(None);
     }
     let filename = match (param(b"filename*"), param(b"filename")) {

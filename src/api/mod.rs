@@ -5,6 +5,7 @@
 //! Works on `http::Request`/`http::Response` values and never touches a socket; asks `auth` who
 //! is calling and `store` for data, and knows no redb type.
 
+mod admin;
 mod names;
 mod ranges;
 mod registry;
@@ -15,9 +16,9 @@ pub use names::{
     valid_version, MAX_COMPONENT_BYTES,
 };
 
-use crate::auth::{self, AuthError, Credentials};
+use crate::auth::{self, AuthError, Caller, Credentials, Limiter};
 use crate::http::{Request, Response};
-use crate::store::{Store, UserRecord};
+use crate::store::{self, AuditRecord, Store};
 use std::sync::Arc;
 
 #[derive(Clone, Debug, Default)]
@@ -26,16 +27,27 @@ pub struct ApiConfig {
     pub max_file_size: Option<u64>,
     /// The URL clients reach shelf at (for `html_url` and `Link`); else taken from `Host`.
     pub external_url: Option<String>,
+    /// Failed sign-ins in a row one address may make before it gets 429 (0: the default).
+    pub auth_failure_burst: u32,
 }
 
 pub struct Api {
     store: Arc<Store>,
     config: ApiConfig,
+    limiter: Limiter,
 }
 
 impl Api {
     pub fn new(store: Arc<Store>, config: ApiConfig) -> Api {
-        Api { store, config }
+        Api {
+            store,
+            limiter: if config.auth_failure_burst == 0 {
+                Limiter::default()
+            } else {
+                Limiter::new(config.auth_failure_burst)
+            },
+            config,
+        }
     }
 
     pub fn handle(&self, req: &mut Request) -> Response {
@@ -56,15 +68,53 @@ impl Api {
     }
 
     /// Who is calling: credentials from `Authorization`, else the `token`/`access_token` query
-    /// parameter. `Ok(None)` is anonymous; present but wrong credentials are an error.
-    fn caller(&self, req: &Request, query: &str) -> Result<Option<UserRecord>, AuthError> {
+    /// parameter. `Ok(None)` is anonymous; present but wrong credentials are an error (and an
+    /// audit entry; the secret itself is never recorded).
+    fn caller(&self, req: &Request, query: &str) -> Result<Option<Caller>, AuthError> {
         let mut creds = auth::parse_authorization(req.header("authorization"));
         if creds == Credentials::Anonymous {
             if let Some(t) = auth::query_token(query) {
                 creds = Credentials::Token(t);
             }
         }
-        auth::authenticate(&self.store, &creds)
+        let result = auth::authenticate(&self.store, &self.limiter, req.peer.ip(), &creds);
+        if let Err(e @ (AuthError::Invalid | AuthError::Throttled(_))) = &result {
+            let actor = match &creds {
+                Credentials::Basic { user, secret }
+                    if !secret.is_empty() && secret != "x-oauth-basic" =>
+                {
+                    user.clone()
+                }
+                _ => String::new(),
+            };
+            let outcome = match e {
+                AuthError::Throttled(_) => "throttled",
+                _ => "invalid credentials",
+            };
+            self.audit(req, &actor, "auth.failure", "", "", outcome);
+        }
+        result
+    }
+
+    /// Records an audit entry for this request.
+    fn audit(
+        &self,
+        req: &Request,
+        actor: &str,
+        action: &str,
+        owner: &str,
+        target: &str,
+        outcome: &str,
+    ) {
+        self.store.audit(AuditRecord {
+            time: store::now(),
+            actor: actor.to_string(),
+            addr: req.peer.ip().to_string(),
+            action: action.to_string(),
+            owner: store::fold_case(owner),
+            target: target.to_string(),
+            outcome: outcome.to_string(),
+        });
     }
 
     /// The base URL clients use, without a trailing slash.

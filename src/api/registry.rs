@@ -8,7 +8,7 @@ use super::names::{
 };
 use super::ranges::{parse_range, MultiRange, RangeSpec};
 use super::Api;
-use crate::auth::{self, AuthError};
+use crate::auth::{self, Access, AuthError, Caller, Denied};
 use crate::chunk::{StreamDigests, Want};
 use crate::http::{http_date, parse_http_date, BodySource, Request, Response, ResponseBody};
 use crate::multipart;
@@ -30,7 +30,9 @@ enum ApiError {
     NotFound(&'static str),
     MethodNotAllowed(&'static str),
     BadCredentials,
+    Throttled(u64),
     NoPermission,
+    PublicOnly,
     InvalidName,
     InvalidVersion,
     InvalidFileName,
@@ -49,6 +51,14 @@ impl ApiError {
                 Response::text(405, "method not allowed").with_header("Allow", allow)
             }
             ApiError::BadCredentials => Response::text(401, "Failed to authenticate user"),
+            ApiError::Throttled(secs) => {
+                Response::text(429, "too many failed authentication attempts; retry later")
+                    .with_header("Retry-After", secs.to_string())
+            }
+            ApiError::PublicOnly => Response::text(
+                403,
+                "token with public-only scope cannot access private packages",
+            ),
             ApiError::NoPermission => Response::text(
                 401,
                 "user should have specific permission or be a site admin",
@@ -152,39 +162,67 @@ fn dispatch(
         (Route::Version { .. }, _) => return Err(ApiError::MethodNotAllowed("DELETE")),
     }
     // 2. credentials: present but wrong is 401 even for a public read
-    let user = match api.caller(req, query) {
-        Ok(u) => u,
+    let caller = match api.caller(req, query) {
+        Ok(c) => c,
         Err(AuthError::Invalid) => return Err(ApiError::BadCredentials),
+        Err(AuthError::Throttled(secs)) => return Err(ApiError::Throttled(secs)),
         Err(AuthError::Store(e)) => return Err(e.into()),
     };
-    *who = user.as_ref().map(|u| u.login.clone());
+    *who = caller.as_ref().map(|c| c.user.login.clone());
     // 3. owner
-    let owner_name = match &route {
-        Route::File { owner, .. } | Route::Version { owner, .. } => owner.clone(),
+    let (owner_name, package) = match &route {
+        Route::File { owner, name, .. } | Route::Version { owner, name, .. } => {
+            (owner.clone(), name.clone())
+        }
     };
     let owner = match owner_name {
         Some(o) => api.store.get_user(&o)?,
         None => None,
     }
     .ok_or(ApiError::NotFound("Not found."))?;
-    // 4. read access
-    if !auth::may_read(user.as_ref(), &owner) {
-        return Err(ApiError::NoPermission);
-    }
-    // 5. write access
+    // 4. read access, 5. write access (token scopes and limits, visibility, roles)
     let writes = matches!(method, "PUT" | "DELETE");
-    if writes && !auth::may_write(user.as_ref(), &owner) {
-        return Err(ApiError::NoPermission);
+    let access = if writes { Access::Write } else { Access::Read };
+    match auth::package_access(
+        &api.store,
+        caller.as_ref(),
+        &owner,
+        package.as_deref(),
+        access,
+    )? {
+        Ok(()) => {}
+        Err(Denied::PublicOnly) => return Err(ApiError::PublicOnly),
+        Err(Denied::NoPermission | Denied::Scope) => return Err(ApiError::NoPermission),
     }
-    let caller = user.as_ref();
-    match route {
+    let actor = caller
+        .as_ref()
+        .map(|c| c.user.login.clone())
+        .unwrap_or_default();
+    let result = match route {
         Route::File {
             name,
             version,
             file,
             ..
         } => match method {
-            "PUT" => upload(api, req, &owner, caller, name, version, file),
+            "PUT" => {
+                let target = format!(
+                    "{}/{}/{}",
+                    name.as_deref().unwrap_or(""),
+                    version.as_deref().unwrap_or(""),
+                    file.as_deref().unwrap_or("")
+                );
+                let r = upload(api, req, &owner, caller.as_ref(), name, version, file);
+                api.audit(
+                    req,
+                    &actor,
+                    "package.publish",
+                    &owner.login,
+                    &target,
+                    outcome(&r),
+                );
+                r
+            }
             _ => {
                 // GET, HEAD and DELETE never validate: an invalid name simply finds nothing.
                 let (Some(name), Some(version), Some(file)) = (name, version, file) else {
@@ -192,7 +230,17 @@ fn dispatch(
                 };
                 let at = FileCoords::new(&owner.login, &name, &version, &file);
                 if method == "DELETE" {
-                    delete_file(api, &at)
+                    let r = delete_file(api, &at);
+                    let target = format!("{name}/{version}/{file}");
+                    api.audit(
+                        req,
+                        &actor,
+                        "package.delete_file",
+                        &owner.login,
+                        &target,
+                        outcome(&r),
+                    );
+                    r
                 } else {
                     download(api, req, at)
                 }
@@ -202,11 +250,34 @@ fn dispatch(
             let (Some(name), Some(version)) = (name, version) else {
                 return Err(ApiError::NotFound("package does not exist"));
             };
-            match api.store.delete_version(&owner.login, &name, &version)? {
+            let r = match api.store.delete_version(&owner.login, &name, &version)? {
                 Deleted::Done => Ok(Response::new(204)),
                 _ => Err(ApiError::NotFound("package does not exist")),
-            }
+            };
+            let target = format!("{name}/{version}");
+            api.audit(
+                req,
+                &actor,
+                "package.delete_version",
+                &owner.login,
+                &target,
+                outcome(&r),
+            );
+            r
         }
+    };
+    result
+}
+
+/// The audit outcome of a registry operation.
+fn outcome(r: &Result<Response, ApiError>) -> &'static str {
+    match r {
+        Ok(_) => "ok",
+        Err(ApiError::FileExists) => "conflict",
+        Err(ApiError::NotFound(_)) => "not found",
+        Err(ApiError::TooLarge) => "too large",
+        Err(ApiError::Internal(_)) => "error",
+        Err(_) => "refused",
     }
 }
 
@@ -214,7 +285,7 @@ fn upload(
     api: &Api,
     req: &mut Request,
     owner: &UserRecord,
-    caller: Option<&UserRecord>,
+    caller: Option<&Caller>,
     name: Option<String>,
     version: Option<String>,
     file: Option<String>,
@@ -230,7 +301,7 @@ fn upload(
         .filter(|f| valid_file_name(f))
         .ok_or(ApiError::InvalidFileName)?;
     let at = FileCoords::new(&owner.login, &name, &version, &file);
-    let creator = caller.map(|u| u.login.as_str()).unwrap_or("");
+    let creator = caller.map(|c| c.user.login.as_str()).unwrap_or("");
     let expected = Expected::from_request(req).map_err(ApiError::BadRequest)?;
 
     // Refusals that are known before the body go out before it (and before any
@@ -249,8 +320,9 @@ fn upload(
         let sha256 = expected.sha256.ok_or_else(|| {
             ApiError::BadRequest("X-Checksum-Deploy needs X-Checksum-Sha256".into())
         })?;
-        let caller = caller.cloned();
-        let readable = move |owner: &str| auth::may_read_owner_name(caller.as_ref(), owner);
+        let user = caller.map(|c| c.user.clone());
+        let store = std::sync::Arc::clone(&api.store);
+        let readable = move |owner: &str| auth::may_read_owner_name(&store, user.as_ref(), owner);
         return match api.store.publish_existing(&at, creator, sha256, readable)? {
             Published::Created => Ok(Response::new(201)),
             Published::Conflict => Err(ApiError::FileExists),

@@ -5,9 +5,9 @@
 
 use super::names::percent_decode;
 use super::Api;
-use crate::auth::{self, AuthError};
+use crate::auth::{self, Access, AuthError, Denied};
 use crate::http::{rfc3339, Request, Response, ResponseBody};
-use crate::store::{self, Deleted, FileEntry, Page, UserRecord, VersionEntry};
+use crate::store::{self, Deleted, FileEntry, OwnerKind, Page, UserRecord, VersionEntry};
 use serde_json::{json, Value};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -18,8 +18,12 @@ const MAX_LIMIT: u64 = 50;
 /// string Go's version parsers accept).
 const API_VERSION: &str = concat!("1.22.0+shelf-", env!("CARGO_PKG_VERSION"));
 
-enum JsonError {
+pub(super) enum JsonError {
     Unauthorized(&'static str),
+    Throttled(u64),
+    BadRequest(String),
+    /// Gitea answers validation errors with 422.
+    Unprocessable(String),
     Forbidden(String),
     NotFound,
     MethodNotAllowed,
@@ -32,7 +36,7 @@ impl From<store::Error> for JsonError {
     }
 }
 
-fn json_response(status: u16, body: &Value) -> Response {
+pub(super) fn json_response(status: u16, body: &Value) -> Response {
     let mut r = Response::new(status)
         .with_header("Content-Type", "application/json;charset=utf-8")
         .with_header("X-Content-Type-Options", "nosniff");
@@ -48,6 +52,17 @@ impl JsonError {
                 json_response(401, &json!({ "message": msg, "url": url }))
             }
             JsonError::Forbidden(msg) => json_response(403, &json!({ "message": msg, "url": url })),
+            JsonError::Throttled(secs) => json_response(
+                429,
+                &json!({ "message": "too many failed authentication attempts", "url": url }),
+            )
+            .with_header("Retry-After", secs.to_string()),
+            JsonError::BadRequest(msg) => {
+                json_response(400, &json!({ "message": msg, "url": url }))
+            }
+            JsonError::Unprocessable(msg) => {
+                json_response(422, &json!({ "message": msg, "url": url }))
+            }
             JsonError::NotFound => json_response(
                 404,
                 &json!({
@@ -85,14 +100,14 @@ pub(super) fn handle(
 }
 
 /// Query parameters, form-decoded (`+` is a space here, unlike in paths).
-fn query_param(query: &str, name: &str) -> Option<String> {
+pub(super) fn query_param(query: &str, name: &str) -> Option<String> {
     query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         (k == name).then(|| percent_decode(&v.replace('+', " ")))?
     })
 }
 
-fn paging(query: &str) -> (u64, u64) {
+pub(super) fn paging(query: &str) -> (u64, u64) {
     let page = query_param(query, "page")
         .and_then(|p| p.parse::<u64>().ok())
         .filter(|&p| p >= 1)
@@ -121,16 +136,17 @@ fn dispatch(
             _ => Err(JsonError::MethodNotAllowed),
         };
     }
-    let ["packages", owner, rest @ ..] = segs.as_slice() else {
-        return Err(JsonError::NotFound);
-    };
-    let user = match api.caller(req, query) {
-        Ok(u) => u,
+    let caller = match api.caller(req, query) {
+        Ok(c) => c,
         Err(AuthError::Invalid) => return Err(JsonError::Unauthorized("user does not exist")),
+        Err(AuthError::Throttled(secs)) => return Err(JsonError::Throttled(secs)),
         Err(AuthError::Store(e)) => return Err(e.into()),
     };
-    *who = user.as_ref().map(|u| u.login.clone());
-    let Some(user) = user else {
+    *who = caller.as_ref().map(|c| c.user.login.clone());
+    let ["packages", owner, rest @ ..] = segs.as_slice() else {
+        return super::admin::dispatch(api, req, &segs, query, caller, base);
+    };
+    let Some(caller) = caller else {
         return Err(JsonError::Unauthorized("token is required"));
     };
     let owner = percent_decode(owner)
@@ -138,22 +154,57 @@ fn dispatch(
         .transpose()?
         .flatten()
         .ok_or(JsonError::NotFound)?;
-    if !auth::may_read(Some(&user), &owner) {
-        return Err(JsonError::Forbidden(
-            "no access to this owner's packages".into(),
-        ));
+    let write_route = method == "DELETE";
+    let scope_access = if write_route {
+        Access::Write
+    } else {
+        Access::Read
+    };
+    if !caller.scope("package", scope_access) {
+        return Err(JsonError::Forbidden(format!(
+            "token does not have at least one of required scope(s): [{}:package]",
+            if write_route { "write" } else { "read" }
+        )));
     }
+    let package = match rest {
+        [_, name, ..] => percent_decode(name),
+        _ => None,
+    };
+    if let Err(denied) = auth::package_access(
+        &api.store,
+        Some(&caller),
+        &owner,
+        package.as_deref(),
+        Access::Read,
+    )? {
+        return Err(JsonError::Forbidden(denial_message(denied).into()));
+    }
+    // The type is case-insensitive like the other path parameters (§11); only `generic` exists.
+    let rest: Vec<&str> = rest
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            if i == 0 && s.eq_ignore_ascii_case("generic") {
+                "generic"
+            } else {
+                *s
+            }
+        })
+        .collect();
     let decode = |s: &str| percent_decode(s).ok_or(JsonError::NotFound);
-    let require_write = || {
-        if auth::may_write(Some(&user), &owner) {
-            Ok(())
-        } else {
-            Err(JsonError::Forbidden(
-                "user should have specific permission or be a site admin".into(),
-            ))
+    let require_write = || -> Result<(), JsonError> {
+        match auth::package_access(
+            &api.store,
+            Some(&caller),
+            &owner,
+            package.as_deref(),
+            Access::Write,
+        )? {
+            Ok(()) => Ok(()),
+            Err(denied) => Err(JsonError::Forbidden(denial_message(denied).into())),
         }
     };
-    match (method, rest) {
+    match (method, rest.as_slice()) {
         ("GET", []) => {
             let (page, limit) = paging(query);
             let q = query_param(query, "q");
@@ -233,7 +284,15 @@ fn dispatch(
             let items: Vec<Value> = files.iter().map(file_json).collect();
             Ok(json_response(200, &Value::Array(items)))
         }
-        (_, [_, ..]) if rest.len() <= 4 => Err(JsonError::MethodNotAllowed),
+        // A route that exists, with another method.
+        (
+            _,
+            []
+            | ["generic", _]
+            | ["generic", _, _]
+            | ["generic", _, "-", "latest"]
+            | ["generic", _, _, "files"],
+        ) => Err(JsonError::MethodNotAllowed),
         _ => Err(JsonError::NotFound),
     }
 }
@@ -263,7 +322,7 @@ fn list_response(
 
 /// Gitea's `Link` header: absolute URLs, the caller's other query parameters kept, in the order
 /// next, last, first, prev.
-fn link_header(
+pub(super) fn link_header(
     base: &str,
     path: &str,
     query: &str,
@@ -272,6 +331,8 @@ fn link_header(
     total: u64,
 ) -> Option<String> {
     let pages = total.div_ceil(limit).max(1);
+    // Gitea's paginator treats a page past the end as the last page.
+    let page = page.min(pages);
     let others: Vec<&str> = query
         .split('&')
         .filter(|p| !p.is_empty() && !p.starts_with("page=") && !p.starts_with("limit="))
@@ -295,19 +356,27 @@ fn link_header(
     (!links.is_empty()).then(|| links.join(","))
 }
 
-fn time(secs: u64) -> String {
+fn denial_message(d: Denied) -> &'static str {
+    match d {
+        Denied::NoPermission => "user should have specific permission or be a site admin",
+        Denied::Scope => "token does not have the required scope for this package",
+        Denied::PublicOnly => "token with public-only scope cannot access private packages",
+    }
+}
+
+pub(super) fn time(secs: u64) -> String {
     rfc3339(UNIX_EPOCH + Duration::from_secs(secs))
 }
 
 /// Gitea's User object (modules/structs/user.go), with `username` as a copy of `login`.
-fn user_json(base: &str, u: &UserRecord) -> Value {
+pub(super) fn user_json(base: &str, u: &UserRecord) -> Value {
     json!({
         "id": u.id,
         "login": u.login,
         "login_name": "",
         "source_id": 0,
-        "full_name": "",
-        "email": "",
+        "full_name": u.full_name,
+        "email": u.email,
         "avatar_url": "",
         "html_url": format!("{base}/{}", u.login),
         "language": "",
@@ -317,10 +386,10 @@ fn user_json(base: &str, u: &UserRecord) -> Value {
         "restricted": false,
         "active": u.active,
         "prohibit_login": !u.active,
-        "location": "",
-        "website": "",
-        "description": "",
-        "visibility": "public",
+        "location": u.location,
+        "website": u.website,
+        "description": u.description,
+        "visibility": u.visibility.as_str(),
         "followers_count": 0,
         "following_count": 0,
         "starred_repos_count": 0,
@@ -330,16 +399,10 @@ fn user_json(base: &str, u: &UserRecord) -> Value {
 
 /// Gitea's stand-in for a deleted user.
 fn ghost_json(base: &str) -> Value {
-    let mut v = user_json(
-        base,
-        &UserRecord {
-            id: 0,
-            login: "Ghost".into(),
-            is_admin: false,
-            active: false,
-            created: 0,
-        },
-    );
+    let mut ghost = UserRecord::new("Ghost", OwnerKind::User);
+    ghost.active = false;
+    ghost.created = 0;
+    let mut v = user_json(base, &ghost);
     v["id"] = json!(-1);
     v
 }
@@ -415,6 +478,12 @@ mod tests {
              <http://h/api/v1/packages/a?type=generic&page=1&limit=10>; rel=\"prev\""
         );
         assert_eq!(link_header("http://h", "/p", "", 1, 30, 5), None);
+        // A page past the end is the last page, as Gitea's paginator has it.
+        assert_eq!(link_header("http://h", "/p", "", 5, 1, 1), None);
+        assert_eq!(
+            link_header("http://h", "/p", "", 9, 3, 7).as_deref(),
+            Some("<http://h/p?page=1&limit=3>; rel=\"first\",<http://h/p?page=2&limit=3>; rel=\"prev\"")
+        );
     }
 
     #[test]

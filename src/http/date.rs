@@ -95,6 +95,47 @@ pub fn rfc3339(t: SystemTime) -> String {
     )
 }
 
+/// Parses RFC 3339 (`2026-01-31T12:00:00Z`, `…+02:00`, fractions ignored) or a plain date
+/// (`2026-01-31`, midnight UTC).
+pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    let s = s.trim();
+    let (date, rest) = s.split_at(s.len().min(10));
+    let mut ymd = date.split('-');
+    let (y, m, d) = (ymd.next()?, ymd.next()?, ymd.next()?);
+    if y.len() != 4 || m.len() != 2 || d.len() != 2 || ymd.next().is_some() {
+        return None;
+    }
+    let (y, m, d) = (num(y)?, num(m)? as u32, num(d)? as u32);
+    if !(1..=12).contains(&m) || d < 1 || d > days_in_month(y, m) {
+        return None;
+    }
+    let mut secs = days_from_civil(y, m, d) * 86_400;
+    if !rest.is_empty() {
+        let rest = rest.strip_prefix(['T', 't', ' '])?;
+        let (hms, mut zone) = rest.split_at(rest.len().min(8));
+        let mut t = hms.split(':');
+        let (h, mi, se) = (num(t.next()?)?, num(t.next()?)?, num(t.next()?)?);
+        if h > 23 || mi > 59 || se > 60 {
+            return None;
+        }
+        if let Some(frac) = zone.strip_prefix('.') {
+            zone = frac.trim_start_matches(|c: char| c.is_ascii_digit());
+        }
+        let offset = match zone {
+            "Z" | "z" => 0,
+            z if z.len() == 6 && (z.starts_with('+') || z.starts_with('-')) => {
+                let sign = if z.starts_with('-') { -1 } else { 1 };
+                sign * (num(&z[1..3])? * 3600 + num(&z[4..6])? * 60)
+            }
+            _ => return None,
+        };
+        secs += h * 3600 + mi * 60 + se - offset;
+    }
+    u64::try_from(secs)
+        .ok()
+        .map(|s| UNIX_EPOCH + Duration::from_secs(s))
+}
+
 /// Parses an HTTP date: IMF-fixdate, and the obsolete RFC 850 and asctime forms.
 pub fn parse_http_date(s: &str) -> Option<SystemTime> {
     let s = s.trim_matches([' ', '\t']);
@@ -164,6 +205,24 @@ fn month_of(s: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_parsing() {
+        let at = |s: &str| {
+            parse_rfc3339(s).map(|t| {
+                t.duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0)
+            })
+        };
+        assert_eq!(at("1994-11-06T08:49:37Z"), Some(784_111_777));
+        assert_eq!(at("1994-11-06T10:49:37+02:00"), Some(784_111_777));
+        assert_eq!(at("1994-11-06T08:49:37.123Z"), Some(784_111_777));
+        assert_eq!(at("1994-11-06"), Some(784_080_000));
+        assert_eq!(at("1994-13-06"), None);
+        assert_eq!(at("tomorrow"), None);
+        assert_eq!(at("1994-11-06T08:49"), None);
+    }
 
     #[test]
     fn rfc3339_times() {

@@ -257,37 +257,7 @@ impl Store {
     /// Deletes a package with all its versions; `Ok(false)` when there is no such package.
     pub fn delete_package(&self, owner: &str, name: &str) -> Result<bool> {
         let (o, n) = (fold_case(owner), fold_case(name));
-        self.durable(move |txn| {
-            let pkey = (o.as_str(), GENERIC, n.as_str());
-            if txn
-                .open_table(PACKAGES)
-                .ctx("opening packages")?
-                .get(pkey)
-                .ctx("reading a package")?
-                .is_none()
-            {
-                return Ok(false);
-            }
-            let mut versions = Vec::new();
-            {
-                let table = txn.open_table(VERSIONS).ctx("opening versions")?;
-                let n_next = format!("{n}\0");
-                let lo = (o.as_str(), GENERIC, n.as_str(), "");
-                let hi = (o.as_str(), GENERIC, n_next.as_str(), "");
-                for row in table.range(lo..hi).ctx("listing versions")? {
-                    versions.push(row.ctx("listing versions")?.0.value().3.to_string());
-                }
-            }
-            for v in &versions {
-                delete_version_rows(txn, &o, &n, v)?;
-            }
-            // A package without versions is removed with its last version; make sure.
-            txn.open_table(PACKAGES)
-                .ctx("opening packages")?
-                .remove(pkey)
-                .ctx("deleting a package")?;
-            Ok(true)
-        })
+        self.durable(move |txn| delete_package_rows(txn, &o, &n))
     }
 
     /// Opens a file for reading in one snapshot: the bytes stay readable to the end of the
@@ -510,6 +480,40 @@ fn publish_rows(txn: &WriteTransaction, new: NewFile, source: Source) -> Result<
         .insert(key, encode(&rec)?.as_slice())
         .ctx("writing a file")?;
     Ok((Published::Created, needs_digests))
+}
+
+/// Removes a package with all its versions; `Ok(false)` when there is no such package.
+pub(super) fn delete_package_rows(txn: &WriteTransaction, o: &str, n: &str) -> Result<bool> {
+    let pkey = (o, GENERIC, n);
+    if txn
+        .open_table(PACKAGES)
+        .ctx("opening packages")?
+        .get(pkey)
+        .ctx("reading a package")?
+        .is_none()
+    {
+        return Ok(false);
+    }
+    let mut versions = Vec::new();
+    {
+        let table = txn.open_table(VERSIONS).ctx("opening versions")?;
+        let n_next = format!("{n}\0");
+        for row in table
+            .range((o, GENERIC, n, "")..(o, GENERIC, n_next.as_str(), ""))
+            .ctx("listing versions")?
+        {
+            versions.push(row.ctx("listing versions")?.0.value().3.to_string());
+        }
+    }
+    for v in &versions {
+        delete_version_rows(txn, o, n, v)?;
+    }
+    // A package goes with its last version; this covers one left without versions.
+    txn.open_table(PACKAGES)
+        .ctx("opening packages")?
+        .remove(pkey)
+        .ctx("deleting a package")?;
+    Ok(true)
 }
 
 /// Removes a version's files, its row, its order row and count; the package goes with its last

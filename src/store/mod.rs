@@ -16,15 +16,17 @@
 //! - no write transaction is held while waiting on the network: the body is read between
 //!   transactions, one chunk at a time.
 
+mod audit;
 mod check;
 mod files;
 mod listing;
 mod users;
 
+pub use audit::AuditFilter;
 pub use check::CheckReport;
 pub use files::{Deleted, FileReader, Published};
 pub use listing::{Digests, FileEntry, Page, VersionEntry};
-pub use users::{new_token, token_hash};
+pub use users::{new_token, token_hash, Created, NewToken, UserDeleted};
 
 use crate::chunk::CHUNK_SIZE;
 use redb::{Database, Durability, ReadableTable, TableDefinition, WriteTransaction};
@@ -48,6 +50,16 @@ pub const GENERIC: &str = "generic";
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 const TOKENS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("tokens");
+/// (user, lower token name) → token hash: a user's tokens without a scan of all tokens.
+const USER_TOKENS: TableDefinition<(&str, &str), &[u8; 32]> = TableDefinition::new("user_tokens");
+/// (org, user) → direct membership role (`Role` as u8).
+const MEMBERS: TableDefinition<(&str, &str), u8> = TableDefinition::new("members");
+/// team id → `TeamRecord`.
+const TEAMS: TableDefinition<u64, &[u8]> = TableDefinition::new("teams");
+/// (team id, user) → (): team membership.
+const TEAM_MEMBERS: TableDefinition<(u64, &str), ()> = TableDefinition::new("team_members");
+/// (unix seconds, sequence) → `AuditRecord`.
+const AUDIT: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("audit");
 type PackageKey<'a> = (&'a str, &'a str, &'a str);
 type VersionKey<'a> = (&'a str, &'a str, &'a str, &'a str);
 type FileKey<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str);
@@ -124,24 +136,164 @@ impl<T, E: Into<redb::Error>> Context<T> for std::result::Result<T, E> {
 // ---------------------------------------------------------------------------------------------
 // Records
 
+/// Who may read an owner's packages (Gitea's three levels).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visibility {
+    Public,
+    /// Any signed-in user.
+    Limited,
+    /// The owner, its members and site admins.
+    Private,
+}
+
+impl Visibility {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Public => "public",
+            Visibility::Limited => "limited",
+            Visibility::Private => "private",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Visibility> {
+        match s.to_ascii_lowercase().as_str() {
+            "public" => Some(Visibility::Public),
+            "limited" => Some(Visibility::Limited),
+            "private" => Some(Visibility::Private),
+            _ => None,
+        }
+    }
+}
+
+/// Users and organizations share one namespace of names.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnerKind {
+    User,
+    Org,
+}
+
+/// A member's role in an organization; ordered: a higher role includes the lower ones.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// Read the organization's packages, even when it is private.
+    Read,
+    /// Publish and delete.
+    Write,
+    /// Manage members, teams and settings.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Read => "read",
+            Role::Write => "write",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// shelf's names, and Gitea's team permissions (`owner` is `admin`).
+    pub fn parse(s: &str) -> Option<Role> {
+        match s.to_ascii_lowercase().as_str() {
+            "read" => Some(Role::Read),
+            "write" => Some(Role::Write),
+            "admin" | "owner" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct UserRecord {
     pub id: u64,
     /// Display form of the login, as created.
     pub login: String,
+    pub kind: OwnerKind,
     pub is_admin: bool,
+    /// A deactivated user's credentials are refused everywhere, even on its own namespace.
     pub active: bool,
+    pub visibility: Visibility,
     pub created: u64,
+    /// Argon2id PHC string; `None`: no password login (tokens only).
+    pub password: Option<String>,
+    pub email: String,
+    pub full_name: String,
+    pub description: String,
+    pub website: String,
+    pub location: String,
+}
+
+impl UserRecord {
+    pub fn new(login: &str, kind: OwnerKind) -> UserRecord {
+        UserRecord {
+            id: 0,
+            login: login.to_string(),
+            kind,
+            is_admin: false,
+            active: true,
+            visibility: Visibility::Public,
+            created: now(),
+            password: None,
+            email: String::new(),
+            full_name: String::new(),
+            description: String::new(),
+            website: String::new(),
+            location: String::new(),
+        }
+    }
+
+    pub fn key(&self) -> String {
+        fold_case(&self.login)
+    }
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct TokenRecord {
+    pub id: u64,
     /// Lower-cased login of the owner.
     pub user: String,
     pub name: String,
     pub created: u64,
     /// Last eight characters of the token, to tell tokens apart in listings.
     pub last_eight: String,
+    /// Gitea's scope names (`read:package`, `write:package`, `all`, `public-only`, …).
+    pub scopes: Vec<String>,
+    /// Beyond Gitea: the only owner (lower-cased) this token may act on.
+    pub owner: Option<String>,
+    /// Beyond Gitea: the only package (lower-cased) of `owner` this token may act on.
+    pub package: Option<String>,
+    /// Unix time after which the token is refused.
+    pub expires: Option<u64>,
+    pub last_used: Option<u64>,
+}
+
+/// A Gitea team: a named group of an organization's members with one permission.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct TeamRecord {
+    pub id: u64,
+    /// Lower-cased organization.
+    pub org: String,
+    pub name: String,
+    pub description: String,
+    pub permission: Role,
+}
+
+/// One entry of the audit log.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    pub time: u64,
+    /// Login of whoever acted (empty: anonymous).
+    pub actor: String,
+    /// The client's address.
+    pub addr: String,
+    /// e.g. `package.publish`, `auth.failure`, `token.create`.
+    pub action: String,
+    /// Lower-cased owner the action concerns (empty if none).
+    pub owner: String,
+    /// What it acted on, e.g. `pkg/1.0/file.bin` or a token name.
+    pub target: String,
+    /// `ok` or what went wrong.
+    pub outcome: String,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -344,10 +496,18 @@ pub struct Store {
     downloads: Mutex<HashMap<[String; 4], u64>>,
     /// Bodies whose md5/sha1/sha512 are still to be computed by the hasher thread.
     digest_queue: Mutex<Option<mpsc::Sender<[u8; 32]>>>,
+    /// Token hash → when it was last used, not yet written.
+    token_uses: Mutex<HashMap<[u8; 32], u64>>,
+    /// Audit entries not yet written.
+    audit_queue: Mutex<Vec<AuditRecord>>,
+    /// How long audit entries are kept, in seconds.
+    audit_retention: AtomicU64,
 }
 
-/// How often pending download counts are written.
+/// How often pending download counts, token uses and audit entries are written.
 const COUNTER_FLUSH: Duration = Duration::from_secs(2);
+/// Audit entries older than this (seconds) are dropped: 90 days unless configured.
+const DEFAULT_AUDIT_RETENTION: u64 = 90 * 86_400;
 
 /// redb's page cache. Kept small: chunks stream through it, and the bar is a flat RSS whatever
 /// the file size (DESIGN.md §6).
@@ -379,6 +539,9 @@ impl Store {
             next_upload: AtomicU64::new(1),
             downloads: Mutex::new(HashMap::new()),
             digest_queue: Mutex::new(None),
+            token_uses: Mutex::new(HashMap::new()),
+            audit_queue: Mutex::new(Vec::new()),
+            audit_retention: AtomicU64::new(DEFAULT_AUDIT_RETENTION),
         });
         store.init_schema()?;
         store.sweep_abandoned_uploads()?;
@@ -395,8 +558,8 @@ impl Store {
             .spawn(move || loop {
                 thread::sleep(COUNTER_FLUSH);
                 let Some(store) = weak.upgrade() else { return };
-                if let Err(e) = store.flush_downloads() {
-                    log::error!("writing download counts: {e}");
+                if let Err(e) = store.flush_pending() {
+                    log::error!("writing counters and the audit log: {e}");
                 }
             })
             .map_err(|e| Error::Db("starting the counter thread", Box::new(e.into())))?;
@@ -476,6 +639,11 @@ impl Store {
             // Create every table so that read transactions never meet a missing one.
             txn.open_table(USERS).ctx("creating users")?;
             txn.open_table(TOKENS).ctx("creating tokens")?;
+            txn.open_table(USER_TOKENS).ctx("creating user_tokens")?;
+            txn.open_table(MEMBERS).ctx("creating members")?;
+            txn.open_table(TEAMS).ctx("creating teams")?;
+            txn.open_table(TEAM_MEMBERS).ctx("creating team_members")?;
+            txn.open_table(AUDIT).ctx("creating audit")?;
             txn.open_table(PACKAGES).ctx("creating packages")?;
             txn.open_table(VERSIONS).ctx("creating versions")?;
             txn.open_table(FILES).ctx("creating files")?;
@@ -561,8 +729,8 @@ impl Store {
     /// Closes the database cleanly: writes pending counters, waits for queued commits, then
     /// releases the file. Fails if requests still hold the store.
     pub fn close(self: Arc<Store>) -> Result<()> {
-        if let Err(e) = self.flush_downloads() {
-            log::error!("writing download counts at close: {e}");
+        if let Err(e) = self.flush_pending() {
+            log::error!("writing counters and the audit log at close: {e}");
         }
         // The background threads hold the store only for the moment of one flush or hash.
         let mut arc = self;
@@ -613,16 +781,33 @@ impl Store {
         }
     }
 
-    /// Writes pending download counts to their files and versions in one commit.
-    pub fn flush_downloads(&self) -> Result<()> {
-        let pending = match self.downloads.lock() {
-            Ok(mut p) if !p.is_empty() => std::mem::take(&mut *p),
-            _ => return Ok(()),
-        };
+    /// Writes pending download counts, token uses and audit entries in one commit, and drops
+    /// audit entries past their retention.
+    pub fn flush_pending(&self) -> Result<()> {
+        let downloads = self
+            .downloads
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default();
+        let uses = self
+            .token_uses
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default();
+        let audit = self
+            .audit_queue
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default();
+        let retention = self.audit_retention.load(Ordering::Relaxed);
+        let now_secs = now();
+        if downloads.is_empty() && uses.is_empty() && audit.is_empty() {
+            return Ok(());
+        }
         self.durable(move |txn| {
             let mut files = txn.open_table(FILES).ctx("opening files")?;
             let mut versions = txn.open_table(VERSIONS).ctx("opening versions")?;
-            for ([o, n, v, f], count) in &pending {
+            for ([o, n, v, f], count) in &downloads {
                 let fkey = (o.as_str(), GENERIC, n.as_str(), v.as_str(), f.as_str());
                 let file = files
                     .get(fkey)
@@ -648,6 +833,21 @@ impl Store {
                         .ctx("counting")?;
                 }
             }
+            let mut tokens = txn.open_table(TOKENS).ctx("opening tokens")?;
+            for (hash, when) in &uses {
+                let current = tokens
+                    .get(hash)
+                    .ctx("reading a token")?
+                    .map(|g| g.value().to_vec());
+                if let Some(bytes) = current {
+                    let mut rec: TokenRecord = decode(&bytes)?;
+                    rec.last_used = Some(*when);
+                    tokens
+                        .insert(hash, encode(&rec)?.as_slice())
+                        .ctx("writing token use")?;
+                }
+            }
+            audit::write_entries(txn, &audit, now_secs.saturating_sub(retention))?;
             Ok(())
         })
     }

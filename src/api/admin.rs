@@ -1,0 +1,886 @@
+//! The JSON API for accounts, shaped like Gitea's so provisioning scripts and client libraries
+//! work unchanged: who am I, users (site admins), tokens, organizations, members, teams, and the
+//! audit log. Errors and statuses as Gitea's JSON API (403 for a missing permission or scope,
+//! 422 for invalid input).
+
+use super::v1::{json_response, link_header, paging, query_param, time, user_json, JsonError};
+use super::{valid_owner_name, Api};
+use crate::auth::{self, Access, Caller};
+use crate::http::{parse_rfc3339, Request, Response};
+use crate::store::{
+    self, AuditFilter, Created, NewToken, OwnerKind, Page, Role, TeamRecord, TokenOutcome,
+    TokenRecord, UserDeleted, UserRecord, Visibility,
+};
+use serde_json::{json, Map, Value};
+use std::io::Read;
+use std::time::UNIX_EPOCH;
+
+/// Largest JSON request body accepted.
+const MAX_JSON_BODY: u64 = 1 << 20;
+
+/// Gitea's scope categories; every one exists as `read:…` and `write:…`.
+const SCOPE_CATEGORIES: [&str; 9] = [
+    "activitypub",
+    "admin",
+    "issue",
+    "misc",
+    "notification",
+    "organization",
+    "package",
+    "repository",
+    "user",
+];
+
+type Res = Result<Response, JsonError>;
+
+fn forbidden(msg: &str) -> JsonError {
+    JsonError::Forbidden(msg.to_string())
+}
+
+fn scope_error(category: &str, access: Access) -> JsonError {
+    let word = if access == Access::Write {
+        "write"
+    } else {
+        "read"
+    };
+    JsonError::Forbidden(format!(
+        "token does not have at least one of required scope(s): [{word}:{category}]"
+    ))
+}
+
+/// The caller, who must be signed in and whose token covers `category`.
+fn signed_in<'a>(
+    caller: &'a Option<Caller>,
+    category: &str,
+    access: Access,
+) -> Result<&'a Caller, JsonError> {
+    let c = caller
+        .as_ref()
+        .ok_or(JsonError::Unauthorized("token is required"))?;
+    if !c.scope(category, access) {
+        return Err(scope_error(category, access));
+    }
+    Ok(c)
+}
+
+/// The caller, who must be a site admin with the admin scope.
+fn site_admin(caller: &Option<Caller>, access: Access) -> Result<&Caller, JsonError> {
+    let c = signed_in(caller, "admin", access)?;
+    if !c.user.is_admin {
+        return Err(forbidden("you must be a site administrator"));
+    }
+    Ok(c)
+}
+
+fn read_json(req: &mut Request) -> Result<Map<String, Value>, JsonError> {
+    let mut body = Vec::new();
+    (&mut req.body)
+        .take(MAX_JSON_BODY + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| JsonError::BadRequest(format!("the request body could not be read: {e}")))?;
+    if body.len() as u64 > MAX_JSON_BODY {
+        return Err(JsonError::BadRequest("JSON body too large".into()));
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(JsonError::Unprocessable("expected a JSON object".into())),
+        Err(e) => Err(JsonError::Unprocessable(format!("invalid JSON: {e}"))),
+    }
+}
+
+fn str_field(m: &Map<String, Value>, k: &str) -> Result<Option<String>, JsonError> {
+    match m.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(JsonError::Unprocessable(format!("{k} must be a string"))),
+    }
+}
+
+fn bool_field(m: &Map<String, Value>, k: &str) -> Result<Option<bool>, JsonError> {
+    match m.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(JsonError::Unprocessable(format!("{k} must be a boolean"))),
+    }
+}
+
+fn visibility_field(m: &Map<String, Value>) -> Result<Option<Visibility>, JsonError> {
+    str_field(m, "visibility")?
+        .map(|v| {
+            Visibility::parse(&v).ok_or_else(|| {
+                JsonError::Unprocessable(format!(
+                    "visibility must be public, limited or private, not {v:?}"
+                ))
+            })
+        })
+        .transpose()
+}
+
+fn org_json(base: &str, o: &UserRecord) -> Value {
+    json!({
+        "id": o.id,
+        "name": o.login,
+        "username": o.login,
+        "full_name": o.full_name,
+        "email": o.email,
+        "avatar_url": "",
+        "description": o.description,
+        "website": o.website,
+        "location": o.location,
+        "visibility": o.visibility.as_str(),
+        "repo_admin_change_team_access": false,
+        "html_url": format!("{base}/{}", o.login),
+    })
+}
+
+fn gitea_permission(r: Role) -> &'static str {
+    match r {
+        Role::Read => "read",
+        Role::Write => "write",
+        Role::Admin => "owner",
+    }
+}
+
+fn team_json(base: &str, t: &TeamRecord, org: Option<&UserRecord>) -> Value {
+    let perm = gitea_permission(t.permission);
+    json!({
+        "id": t.id,
+        "name": t.name,
+        "description": t.description,
+        "organization": org.map(|o| org_json(base, o)),
+        "includes_all_repositories": true,
+        "permission": perm,
+        "units": ["repo.packages"],
+        "units_map": { "repo.packages": perm },
+        "can_create_org_repo": false,
+    })
+}
+
+fn token_json(t: &TokenRecord, clear: Option<&str>) -> Value {
+    json!({
+        "id": t.id,
+        "name": t.name,
+        "sha1": clear.unwrap_or(""),
+        "token_last_eight": t.last_eight,
+        "scopes": t.scopes,
+        "created_at": time(t.created),
+        "last_used_at": t.last_used.map(time),
+        "owner": t.owner,
+        "package": t.package,
+        "expires_at": t.expires.map(time),
+    })
+}
+
+fn paged(
+    base: &str,
+    path: &str,
+    query: &str,
+    (page, limit): (u64, u64),
+    total: u64,
+    items: Vec<Value>,
+) -> Response {
+    let mut resp = json_response(200, &Value::Array(items))
+        .with_header("X-Total-Count", total.to_string())
+        .with_header("Access-Control-Expose-Headers", "X-Total-Count, Link");
+    if let Some(link) = link_header(base, path, query, page, limit, total) {
+        resp = resp.with_header("Link", link);
+    }
+    resp
+}
+
+/// Routes of `/api/v1` other than `packages` and `version`; `segs` come after `/api/v1`.
+pub(super) fn dispatch(
+    api: &Api,
+    req: &mut Request,
+    segs: &[&str],
+    query: &str,
+    caller: Option<Caller>,
+    base: &str,
+) -> Res {
+    let decoded: Vec<String> = segs
+        .iter()
+        .map(|s| super::percent_decode(s).ok_or(JsonError::NotFound))
+        .collect::<Result<_, _>>()?;
+    let segs: Vec<&str> = decoded.iter().map(String::as_str).collect();
+    let path = format!("/api/v1/{}", segs.join("/"));
+    let method = req.method.clone();
+    let ctx = Ctx {
+        api,
+        base,
+        query,
+        path: &path,
+        caller: &caller,
+    };
+    match (method.as_str(), segs.as_slice()) {
+        ("GET", ["user"]) => {
+            let c = signed_in(&caller, "user", Access::Read)?;
+            Ok(json_response(200, &user_json(base, &c.user)))
+        }
+        ("GET", ["user", "orgs"]) => {
+            let c = signed_in(&caller, "organization", Access::Read)?;
+            let orgs = api.store.orgs_of(&c.user.login)?;
+            let items = orgs.iter().map(|o| org_json(base, o)).collect::<Vec<_>>();
+            let total = items.len() as u64;
+            Ok(paged(base, &path, query, paging(query), total, items))
+        }
+        ("GET", ["admin", "users"]) => ctx.list_owners(OwnerKind::User, true),
+        ("POST", ["admin", "users"]) => ctx.create_user(req),
+        ("GET", ["admin", "users", name]) => {
+            site_admin(&caller, Access::Read)?;
+            let u = ctx.owner(name, Some(OwnerKind::User))?;
+            Ok(json_response(200, &user_json(base, &u)))
+        }
+        ("PATCH", ["admin", "users", name]) => ctx.edit_user(req, name),
+        ("DELETE", ["admin", "users", name]) => ctx.delete_owner(req, name, OwnerKind::User),
+        ("POST", ["admin", "users", name, "orgs"]) => {
+            site_admin(&caller, Access::Write)?;
+            let owner = ctx.owner(name, Some(OwnerKind::User))?;
+            ctx.create_org(req, &owner)
+        }
+        ("POST", ["admin", "users", name, "tokens"]) => {
+            site_admin(&caller, Access::Write)?;
+            ctx.create_token(req, name)
+        }
+        ("GET", ["admin", "orgs"]) => ctx.list_owners(OwnerKind::Org, true),
+        ("GET", ["admin", "audit"]) => ctx.audit(),
+        ("GET", ["users", name]) => {
+            let c = signed_in(&caller, "user", Access::Read)?;
+            let u = ctx.owner(name, None)?;
+            if auth::access_level(&api.store, Some(&c.user), &u)?.is_none() {
+                return Err(JsonError::NotFound);
+            }
+            Ok(json_response(200, &user_json(base, &u)))
+        }
+        ("GET", ["users", name, "tokens"]) => {
+            ctx.token_owner(name)?;
+            let tokens = api.store.list_tokens(name)?.ok_or(JsonError::NotFound)?;
+            let items = tokens
+                .iter()
+                .map(|t| token_json(t, None))
+                .collect::<Vec<_>>();
+            let total = items.len() as u64;
+            Ok(paged(base, &path, query, paging(query), total, items))
+        }
+        ("POST", ["users", name, "tokens"]) => {
+            ctx.token_owner(name)?;
+            ctx.create_token(req, name)
+        }
+        ("DELETE", ["users", name, "tokens", token]) => {
+            ctx.token_owner(name)?;
+            let revoked = api.store.revoke_token(name, token)?;
+            let outcome = if revoked.is_some() { "ok" } else { "not found" };
+            ctx.audit_event(req, "token.revoke", "", &format!("{name}/{token}"), outcome);
+            revoked
+                .map(|_| Response::new(204))
+                .ok_or(JsonError::NotFound)
+        }
+        ("GET", ["orgs"]) => ctx.list_owners(OwnerKind::Org, false),
+        ("POST", ["orgs"]) => {
+            let c = signed_in(&caller, "organization", Access::Write)?;
+            let owner = c.user.clone();
+            ctx.create_org(req, &owner)
+        }
+        ("GET", ["orgs", org]) => {
+            let o = ctx.readable_org(org)?;
+            Ok(json_response(200, &org_json(base, &o)))
+        }
+        ("PATCH", ["orgs", org]) => ctx.edit_org(req, org),
+        ("DELETE", ["orgs", org]) => {
+            ctx.org_admin(org)?;
+            ctx.delete_owner(req, org, OwnerKind::Org)
+        }
+        ("GET", ["orgs", org, "members"]) => {
+            let o = ctx.readable_org(org)?;
+            let members = api.store.list_members(&o.login)?;
+            let items = members
+                .iter()
+                .map(|(u, role)| {
+                    let mut v = user_json(base, u);
+                    v["role"] = json!(role.as_str());
+                    v
+                })
+                .collect::<Vec<_>>();
+            let total = items.len() as u64;
+            Ok(paged(base, &path, query, paging(query), total, items))
+        }
+        ("PUT", ["orgs", org, "members", user]) => {
+            ctx.org_admin(org)?;
+            let body = read_json(req)?;
+            let role = match str_field(&body, "role")? {
+                None => Role::Read,
+                Some(r) => Role::parse(&r).ok_or_else(|| {
+                    JsonError::Unprocessable(format!(
+                        "role must be read, write or admin, not {r:?}"
+                    ))
+                })?,
+            };
+            ctx.owner(user, Some(OwnerKind::User))?;
+            let ok = api.store.set_member(org, user, role)?;
+            ctx.audit_event(
+                req,
+                "member.set",
+                org,
+                &format!("{user}={}", role.as_str()),
+                "ok",
+            );
+            if ok {
+                Ok(Response::new(204))
+            } else {
+                Err(JsonError::NotFound)
+            }
+        }
+        ("DELETE", ["orgs", org, "members", user]) => {
+            ctx.org_admin(org)?;
+            let ok = api.store.remove_member(org, user)?;
+            ctx.audit_event(
+                req,
+                "member.remove",
+                org,
+                user,
+                if ok { "ok" } else { "not found" },
+            );
+            if ok {
+                Ok(Response::new(204))
+            } else {
+                Err(JsonError::NotFound)
+            }
+        }
+        ("GET", ["orgs", org, "teams"]) => {
+            let o = ctx.readable_org(org)?;
+            let teams = api.store.list_teams(&o.login)?;
+            let items = teams
+                .iter()
+                .map(|t| team_json(base, t, Some(&o)))
+                .collect::<Vec<_>>();
+            let total = items.len() as u64;
+            Ok(paged(base, &path, query, paging(query), total, items))
+        }
+        ("POST", ["orgs", org, "teams"]) => {
+            let o = ctx.org_admin(org)?;
+            let body = read_json(req)?;
+            let name = str_field(&body, "name")?
+                .filter(|n| !n.trim().is_empty() && n.len() <= 255)
+                .ok_or_else(|| JsonError::Unprocessable("name is required".into()))?;
+            let permission = match str_field(&body, "permission")? {
+                None => Role::Read,
+                Some(p) if p == "none" => Role::Read,
+                Some(p) => Role::parse(&p)
+                    .ok_or_else(|| JsonError::Unprocessable(format!("invalid permission {p:?}")))?,
+            };
+            let description = str_field(&body, "description")?.unwrap_or_default();
+            let team = api
+                .store
+                .create_team(&o.login, &name, &description, permission)?
+                .ok_or(JsonError::NotFound)?;
+            ctx.audit_event(req, "team.create", &o.login, &name, "ok");
+            Ok(json_response(201, &team_json(base, &team, Some(&o))))
+        }
+        ("GET", ["teams", id]) => {
+            let (team, org) = ctx.team(id)?;
+            ctx.readable_org(&org.login)?;
+            Ok(json_response(200, &team_json(base, &team, Some(&org))))
+        }
+        ("GET", ["teams", id, "members"]) => {
+            let (team, org) = ctx.team(id)?;
+            ctx.readable_org(&org.login)?;
+            let members = api.store.list_members(&org.login)?;
+            let mut items = Vec::new();
+            for (u, _) in members {
+                if ctx.in_team(team.id, &u.login)? {
+                    items.push(user_json(base, &u));
+                }
+            }
+            let total = items.len() as u64;
+            Ok(paged(base, &path, query, paging(query), total, items))
+        }
+        ("PUT" | "DELETE", ["teams", id, "members", user]) => {
+            let (team, org) = ctx.team(id)?;
+            ctx.org_admin(&org.login)?;
+            let add = method == "PUT";
+            ctx.owner(user, Some(OwnerKind::User))?;
+            let ok = api.store.set_team_member(team.id, user, add)?;
+            let action = if add {
+                "team.member_add"
+            } else {
+                "team.member_remove"
+            };
+            ctx.audit_event(
+                req,
+                action,
+                &org.login,
+                &format!("{}:{user}", team.name),
+                "ok",
+            );
+            if ok {
+                Ok(Response::new(204))
+            } else {
+                Err(JsonError::NotFound)
+            }
+        }
+        _ => Err(JsonError::NotFound),
+    }
+}
+
+struct Ctx<'a> {
+    api: &'a Api,
+    base: &'a str,
+    query: &'a str,
+    path: &'a str,
+    caller: &'a Option<Caller>,
+}
+
+impl Ctx<'_> {
+    fn actor(&self) -> String {
+        self.caller
+            .as_ref()
+            .map(|c| c.user.login.clone())
+            .unwrap_or_default()
+    }
+
+    fn audit_event(&self, req: &Request, action: &str, owner: &str, target: &str, outcome: &str) {
+        self.api
+            .audit(req, &self.actor(), action, owner, target, outcome);
+    }
+
+    /// An owner by name, of `kind` when given; 404 otherwise.
+    fn owner(&self, name: &str, kind: Option<OwnerKind>) -> Result<UserRecord, JsonError> {
+        self.api
+            .store
+            .get_user(name)?
+            .filter(|u| kind.is_none_or(|k| u.kind == k))
+            .ok_or(JsonError::NotFound)
+    }
+
+    /// An organization the caller may see (404 when it may not, as Gitea hides private orgs).
+    fn readable_org(&self, org: &str) -> Result<UserRecord, JsonError> {
+        let c = signed_in(self.caller, "organization", Access::Read)?;
+        let o = self.owner(org, Some(OwnerKind::Org))?;
+        if auth::access_level(&self.api.store, Some(&c.user), &o)?.is_none() {
+            return Err(JsonError::NotFound);
+        }
+        Ok(o)
+    }
+
+    /// An organization the caller administers (its admin role, or a site admin).
+    fn org_admin(&self, org: &str) -> Result<UserRecord, JsonError> {
+        let c = signed_in(self.caller, "organization", Access::Write)?;
+        let o = self.owner(org, Some(OwnerKind::Org))?;
+        match auth::access_level(&self.api.store, Some(&c.user), &o)? {
+            Some(Role::Admin) => Ok(o),
+            None => Err(JsonError::NotFound),
+            Some(_) => Err(forbidden(
+                "you must be an administrator of this organization",
+            )),
+        }
+    }
+
+    fn team(&self, id: &str) -> Result<(TeamRecord, UserRecord), JsonError> {
+        let id: u64 = id.parse().map_err(|_| JsonError::NotFound)?;
+        let team = self.api.store.get_team(id)?.ok_or(JsonError::NotFound)?;
+        let org = self.owner(&team.org, Some(OwnerKind::Org))?;
+        Ok((team, org))
+    }
+
+    fn in_team(&self, team: u64, user: &str) -> Result<bool, JsonError> {
+        Ok(self.api.store.team_has_member(team, user)?)
+    }
+
+    /// Token routes: as Gitea, the user itself signed in with its password (Basic), or a site
+    /// admin (with the admin scope).
+    fn token_owner(&self, name: &str) -> Result<(), JsonError> {
+        let c = self
+            .caller
+            .as_ref()
+            .ok_or(JsonError::Unauthorized("basic authentication is required"))?;
+        let own = c.user.key() == store::fold_case(name) && c.token.is_none();
+        let admin = c.user.is_admin && c.scope("admin", Access::Write);
+        if own || admin {
+            return Ok(());
+        }
+        if c.user.key() == store::fold_case(name) {
+            return Err(JsonError::Unauthorized(
+                "basic authentication with a password is required",
+            ));
+        }
+        Err(forbidden("you may only manage your own tokens"))
+    }
+
+    fn create_token(&self, req: &mut Request, user: &str) -> Res {
+        let body = read_json(req)?;
+        let name = str_field(&body, "name")?
+            .filter(|n| !n.trim().is_empty() && n.len() <= 255)
+            .ok_or_else(|| JsonError::Unprocessable("name is required".into()))?;
+        let scopes: Vec<String> = match body.get("scopes") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| JsonError::Unprocessable("scopes must be strings".into()))
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(JsonError::Unprocessable("scopes must be a list".into())),
+        };
+        if scopes.is_empty() {
+            return Err(JsonError::BadRequest(
+                "access token must have a scope".into(),
+            ));
+        }
+        for s in &scopes {
+            let known = s == "all"
+                || s == "public-only"
+                || s.split_once(':').is_some_and(|(rw, cat)| {
+                    (rw == "read" || rw == "write") && SCOPE_CATEGORIES.contains(&cat)
+                });
+            if !known {
+                return Err(JsonError::BadRequest(format!(
+                    "invalid access token scope: {s}"
+                )));
+            }
+        }
+        let owner = str_field(&body, "owner")?;
+        if let Some(o) = &owner {
+            self.owner(o, None)
+                .map_err(|_| JsonError::Unprocessable(format!("no owner named {o:?}")))?;
+        }
+        let package = str_field(&body, "package")?;
+        if package.is_some() && owner.is_none() {
+            return Err(JsonError::Unprocessable(
+                "a package-limited token needs its owner too".into(),
+            ));
+        }
+        let expires = match body.get("expires_at") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(
+                parse_rfc3339(s)
+                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs())
+                    .ok_or_else(|| {
+                        JsonError::Unprocessable(format!("expires_at is not an RFC 3339 time: {s}"))
+                    })?,
+            ),
+            Some(Value::Number(n)) => Some(n.as_u64().ok_or_else(|| {
+                JsonError::Unprocessable("expires_at must be a positive unix time".into())
+            })?),
+            Some(_) => return Err(JsonError::Unprocessable("invalid expires_at".into())),
+        };
+        let (outcome, rec) = self.api.store.create_token(NewToken {
+            user: user.to_string(),
+            name: name.clone(),
+            scopes,
+            owner,
+            package,
+            expires,
+            given: None,
+        })?;
+        let result = match (outcome, rec) {
+            (TokenOutcome::Created(token), Some(rec)) => {
+                Ok(json_response(201, &token_json(&rec, Some(&token))))
+            }
+            (TokenOutcome::NoSuchUser, _) => Err(JsonError::NotFound),
+            (TokenOutcome::NameTaken, _) => Err(JsonError::Unprocessable(
+                "access token name has been used already".into(),
+            )),
+            _ => Err(JsonError::Internal("token created without a record".into())),
+        };
+        let outcome = if result.is_ok() { "ok" } else { "refused" };
+        self.audit_event(req, "token.create", "", &format!("{user}/{name}"), outcome);
+        result
+    }
+
+    fn list_owners(&self, kind: OwnerKind, admin_route: bool) -> Res {
+        let c = if admin_route {
+            site_admin(self.caller, Access::Read)?
+        } else {
+            signed_in(self.caller, "organization", Access::Read)?
+        };
+        let (page, limit) = paging(self.query);
+        let items: Vec<Value>;
+        let total;
+        if admin_route {
+            let listing: Page<UserRecord> = self.api.store.list_owners(kind, page, limit)?;
+            total = listing.total;
+            items = listing
+                .items
+                .iter()
+                .map(|u| match kind {
+                    OwnerKind::User => user_json(self.base, u),
+                    OwnerKind::Org => org_json(self.base, u),
+                })
+                .collect();
+        } else {
+            // Organizations the caller may see.
+            let all = self.api.store.list_owners(kind, 1, u64::MAX)?;
+            let mut visible = Vec::new();
+            for o in all.items {
+                if auth::access_level(&self.api.store, Some(&c.user), &o)?.is_some() {
+                    visible.push(o);
+                }
+            }
+            total = visible.len() as u64;
+            items = visible
+                .iter()
+                .skip(((page - 1) * limit) as usize)
+                .take(limit as usize)
+                .map(|o| org_json(self.base, o))
+                .collect();
+        }
+        Ok(paged(
+            self.base,
+            self.path,
+            self.query,
+            (page, limit),
+            total,
+            items,
+        ))
+    }
+
+    fn create_user(&self, req: &mut Request) -> Res {
+        site_admin(self.caller, Access::Write)?;
+        let body = read_json(req)?;
+        let login = str_field(&body, "username")?
+            .ok_or_else(|| JsonError::Unprocessable("username is required".into()))?;
+        if !valid_owner_name(&login) {
+            return Err(JsonError::Unprocessable(format!(
+                "invalid username {login:?}"
+            )));
+        }
+        let mut rec = UserRecord::new(&login, OwnerKind::User);
+        rec.email = str_field(&body, "email")?.unwrap_or_default();
+        rec.full_name = str_field(&body, "full_name")?.unwrap_or_default();
+        if let Some(v) = visibility_field(&body)? {
+            rec.visibility = v;
+        }
+        if let Some(pw) = str_field(&body, "password")? {
+            if pw.is_empty() {
+                return Err(JsonError::Unprocessable(
+                    "password must not be empty".into(),
+                ));
+            }
+            rec.password = Some(auth::hash_password(&pw).map_err(JsonError::Internal)?);
+        }
+        match self.api.store.create_owner(rec)? {
+            Created::Done(_) => {
+                self.audit_event(req, "user.create", &login, &login, "ok");
+                let u = self.owner(&login, Some(OwnerKind::User))?;
+                Ok(json_response(201, &user_json(self.base, &u)))
+            }
+            Created::NameTaken => Err(JsonError::Unprocessable("user already exists".into())),
+        }
+    }
+
+    fn edit_user(&self, req: &mut Request, name: &str) -> Res {
+        site_admin(self.caller, Access::Write)?;
+        self.owner(name, Some(OwnerKind::User))?;
+        let body = read_json(req)?;
+        let email = str_field(&body, "email")?;
+        let full_name = str_field(&body, "full_name")?;
+        let website = str_field(&body, "website")?;
+        let location = str_field(&body, "location")?;
+        let description = str_field(&body, "description")?;
+        let active = bool_field(&body, "active")?;
+        let admin = bool_field(&body, "admin")?;
+        let prohibit = bool_field(&body, "prohibit_login")?;
+        let visibility = visibility_field(&body)?;
+        let password = match str_field(&body, "password")? {
+            Some(pw) if !pw.is_empty() => {
+                Some(auth::hash_password(&pw).map_err(JsonError::Internal)?)
+            }
+            _ => None,
+        };
+        let updated = self.api.store.update_owner(name, move |u| {
+            if let Some(v) = email {
+                u.email = v;
+            }
+            if let Some(v) = full_name {
+                u.full_name = v;
+            }
+            if let Some(v) = website {
+                u.website = v;
+            }
+            if let Some(v) = location {
+                u.location = v;
+            }
+            if let Some(v) = description {
+                u.description = v;
+            }
+            if let Some(v) = active {
+                u.active = v;
+            }
+            if prohibit == Some(true) {
+                u.active = false;
+            }
+            if let Some(v) = admin {
+                u.is_admin = v;
+            }
+            if let Some(v) = visibility {
+                u.visibility = v;
+            }
+            if password.is_some() {
+                u.password = password;
+            }
+        })?;
+        let u = updated.ok_or(JsonError::NotFound)?;
+        let what: Vec<&str> = [
+            "email",
+            "full_name",
+            "active",
+            "admin",
+            "prohibit_login",
+            "visibility",
+            "password",
+        ]
+        .into_iter()
+        .filter(|k| body.contains_key(*k))
+        .collect();
+        self.audit_event(req, "user.update", name, &what.join(","), "ok");
+        Ok(json_response(200, &user_json(self.base, &u)))
+    }
+
+    fn delete_owner(&self, req: &mut Request, name: &str, kind: OwnerKind) -> Res {
+        if kind == OwnerKind::User {
+            site_admin(self.caller, Access::Write)?;
+        }
+        let o = self.owner(name, Some(kind))?;
+        if self
+            .caller
+            .as_ref()
+            .is_some_and(|c| c.user.key() == o.key())
+        {
+            return Err(JsonError::Unprocessable(
+                "you cannot delete yourself".into(),
+            ));
+        }
+        let purge = query_param(self.query, "purge").as_deref() == Some("true");
+        let action = if kind == OwnerKind::User {
+            "user.delete"
+        } else {
+            "org.delete"
+        };
+        match self.api.store.delete_owner(name, purge)? {
+            UserDeleted::Done => {
+                self.audit_event(req, action, name, name, "ok");
+                Ok(Response::new(204))
+            }
+            UserDeleted::NotFound => Err(JsonError::NotFound),
+            UserDeleted::OwnsPackages => Err(JsonError::Unprocessable(
+                "it still owns packages: delete them first, or add ?purge=true".into(),
+            )),
+        }
+    }
+
+    /// Creates an organization owned by `owner` (its admin, through an "Owners" team as Gitea).
+    fn create_org(&self, req: &mut Request, owner: &UserRecord) -> Res {
+        let body = read_json(req)?;
+        let name = str_field(&body, "username")?
+            .or(str_field(&body, "name")?)
+            .ok_or_else(|| JsonError::Unprocessable("username is required".into()))?;
+        if !valid_owner_name(&name) {
+            return Err(JsonError::Unprocessable(format!(
+                "invalid organization name {name:?}"
+            )));
+        }
+        let mut rec = UserRecord::new(&name, OwnerKind::Org);
+        rec.full_name = str_field(&body, "full_name")?.unwrap_or_default();
+        rec.email = str_field(&body, "email")?.unwrap_or_default();
+        rec.description = str_field(&body, "description")?.unwrap_or_default();
+        rec.website = str_field(&body, "website")?.unwrap_or_default();
+        rec.location = str_field(&body, "location")?.unwrap_or_default();
+        if let Some(v) = visibility_field(&body)? {
+            rec.visibility = v;
+        }
+        match self.api.store.create_owner(rec)? {
+            Created::NameTaken => {
+                return Err(JsonError::Unprocessable("user already exists".into()))
+            }
+            Created::Done(_) => {}
+        }
+        if let Some(team) = self
+            .api
+            .store
+            .create_team(&name, "Owners", "", Role::Admin)?
+        {
+            self.api
+                .store
+                .set_team_member(team.id, &owner.login, true)?;
+        }
+        self.audit_event(req, "org.create", &name, &owner.login, "ok");
+        let o = self.owner(&name, Some(OwnerKind::Org))?;
+        Ok(json_response(201, &org_json(self.base, &o)))
+    }
+
+    fn edit_org(&self, req: &mut Request, org: &str) -> Res {
+        self.org_admin(org)?;
+        let body = read_json(req)?;
+        let full_name = str_field(&body, "full_name")?;
+        let email = str_field(&body, "email")?;
+        let description = str_field(&body, "description")?;
+        let website = str_field(&body, "website")?;
+        let location = str_field(&body, "location")?;
+        let visibility = visibility_field(&body)?;
+        let updated = self.api.store.update_owner(org, move |o| {
+            if let Some(v) = full_name {
+                o.full_name = v;
+            }
+            if let Some(v) = email {
+                o.email = v;
+            }
+            if let Some(v) = description {
+                o.description = v;
+            }
+            if let Some(v) = website {
+                o.website = v;
+            }
+            if let Some(v) = location {
+                o.location = v;
+            }
+            if let Some(v) = visibility {
+                o.visibility = v;
+            }
+        })?;
+        let o = updated.ok_or(JsonError::NotFound)?;
+        let target = visibility
+            .map(|v| format!("visibility={}", v.as_str()))
+            .unwrap_or_default();
+        self.audit_event(req, "org.update", org, &target, "ok");
+        Ok(json_response(200, &org_json(self.base, &o)))
+    }
+
+    fn audit(&self) -> Res {
+        site_admin(self.caller, Access::Read)?;
+        let (page, limit) = paging(self.query);
+        let filter = AuditFilter {
+            owner: query_param(self.query, "owner").filter(|s| !s.is_empty()),
+            action: query_param(self.query, "action").filter(|s| !s.is_empty()),
+            actor: query_param(self.query, "actor").filter(|s| !s.is_empty()),
+        };
+        let listing = self.api.store.list_audit(&filter, page, limit)?;
+        let items = listing
+            .items
+            .iter()
+            .map(|a| {
+                json!({
+                    "time": time(a.time),
+                    "actor": a.actor,
+                    "addr": a.addr,
+                    "action": a.action,
+                    "owner": a.owner,
+                    "target": a.target,
+                    "outcome": a.outcome,
+                })
+            })
+            .collect();
+        Ok(paged(
+            self.base,
+            self.path,
+            self.query,
+            (page, limit),
+            listing.total,
+            items,
+        ))
+    }
+}
