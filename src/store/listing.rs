@@ -77,16 +77,61 @@ impl Store {
             }
         } else {
             let q = q.unwrap_or_default();
-            for row in order.range(range).ctx("listing versions")? {
-                let (k, _) = row.ctx("listing versions")?;
-                let (_, _, n, v) = k.value();
-                if !n.contains(q.as_str()) {
-                    continue;
+            // Match the owner's package names first (few), then list only their versions:
+            // a selective search reads a few index rows, not every version of the owner.
+            let mut names = Vec::new();
+            let mut all_packages = 0usize;
+            let pnext = format!("{o}\0");
+            for row in packages
+                .range((o.as_str(), GENERIC, "")..(pnext.as_str(), GENERIC, ""))
+                .ctx("listing packages")?
+            {
+                let (k, _) = row.ctx("listing packages")?;
+                all_packages += 1;
+                let n = k.value().2;
+                if n.contains(q.as_str()) {
+                    names.push(n.to_string());
                 }
-                if total >= skip && (keys.len() as u64) < limit {
-                    keys.push((n.to_string(), v.to_string()));
+            }
+            if names.len() * 4 >= all_packages {
+                // Most packages match: one pass over the owner's index is cheaper.
+                let wanted: std::collections::HashSet<&str> =
+                    names.iter().map(String::as_str).collect();
+                for row in order.range(range).ctx("listing versions")? {
+                    let (k, _) = row.ctx("listing versions")?;
+                    let (_, _, n, v) = k.value();
+                    if !wanted.contains(n) {
+                        continue;
+                    }
+                    if total >= skip && (keys.len() as u64) < limit {
+                        keys.push((n.to_string(), v.to_string()));
+                    }
+                    total += 1;
                 }
-                total += 1;
+            } else {
+                let mut found: Vec<(u64, String, String)> = Vec::new();
+                for n in &names {
+                    let n_next = format!("{n}\0");
+                    for row in versions
+                        .range(
+                            (o.as_str(), GENERIC, n.as_str(), "")
+                                ..(o.as_str(), GENERIC, n_next.as_str(), ""),
+                        )
+                        .ctx("listing versions")?
+                    {
+                        let (k, v) = row.ctx("listing versions")?;
+                        let id = decode::<VersionRecord>(v.value())?.id;
+                        found.push((id, n.clone(), k.value().3.to_string()));
+                    }
+                }
+                found.sort_by_key(|(id, _, _)| std::cmp::Reverse(*id));
+                total = found.len() as u64;
+                keys = found
+                    .into_iter()
+                    .skip(skip as usize)
+                    .take(limit as usize)
+                    .map(|(_, n, v)| (n, v))
+                    .collect();
             }
         }
         let mut items = Vec::with_capacity(keys.len());
