@@ -253,36 +253,50 @@ pub fn authenticate(
         }
         Credentials::Basic { user, secret } => (secret.as_str(), Some(user.as_str())),
     };
+    // A valid token is never throttled: checking one is a cheap lookup, and the real user
+    // behind a throttled address (a shared NAT) keeps working.
+    if let Some(caller) = resolve_token(store, token)? {
+        return Ok(Some(caller));
+    }
+    // Everything else from an address with no attempts left is refused unchecked, so that an
+    // attacker cannot make shelf run Argon2 at will.
     limiter.check(peer).map_err(AuthError::Throttled)?;
-    let result = resolve(store, token, password_of);
+    let result = match password_of {
+        Some(login) => resolve_password(store, login, token),
+        None => Err(AuthError::Invalid),
+    };
     if matches!(result, Err(AuthError::Invalid)) {
         limiter.fail(peer);
     }
     result.map(Some)
 }
 
-fn resolve(store: &Store, token: &str, password_of: Option<&str>) -> Result<Caller, AuthError> {
-    if !token.is_empty() {
-        if let Some((user, rec, hash)) = store.token_auth(token).map_err(AuthError::Store)? {
-            if rec.expires.is_some_and(|e| e <= store::now()) || !user.active {
-                return Err(AuthError::Invalid);
-            }
-            store.touch_token(hash);
-            return Ok(Caller {
-                user,
-                token: Some(rec),
-            });
-        }
+/// The caller a token stands for; `Ok(None)` when it is no valid token. An expired token or
+/// a deactivated user's token is an error, not "no token".
+fn resolve_token(store: &Store, token: &str) -> Result<Option<Caller>, AuthError> {
+    if token.is_empty() {
+        return Ok(None);
     }
-    let Some(login) = password_of else {
-        return Err(AuthError::Invalid);
+    let Some((user, rec, hash)) = store.token_auth(token).map_err(AuthError::Store)? else {
+        return Ok(None);
     };
+    if rec.expires.is_some_and(|e| e <= store::now()) || !user.active {
+        return Ok(None);
+    }
+    store.touch_token(hash);
+    Ok(Some(Caller {
+        user,
+        token: Some(rec),
+    }))
+}
+
+fn resolve_password(store: &Store, login: &str, password: &str) -> Result<Caller, AuthError> {
     let user = store.get_user(login).map_err(AuthError::Store)?;
     let stored = user
         .as_ref()
         .and_then(|u| u.password.clone())
         .unwrap_or_else(|| dummy_hash().to_string());
-    let ok = verify_password(&stored, token);
+    let ok = verify_password(&stored, password);
     match user {
         Some(u) if ok && u.active && u.password.is_some() && u.kind == OwnerKind::User => {
             Ok(Caller {
@@ -448,6 +462,55 @@ mod tests {
             "eleventh failure in a row is throttled"
         );
         assert!(l.check(b).is_ok(), "another address is not affected");
+    }
+
+    #[test]
+    fn a_valid_token_is_never_throttled_but_passwords_are() {
+        let t = crate::store::tests::temp_store();
+        let s = &t.store;
+        let mut u = UserRecord::new("ann", OwnerKind::User);
+        u.password = Some(hash_password("pw").expect("hash"));
+        s.create_owner(u).expect("user");
+        let (outcome, _) = s
+            .create_token(store::NewToken {
+                user: "ann".into(),
+                name: "t".into(),
+                scopes: vec!["all".into()],
+                ..store::NewToken::default()
+            })
+            .expect("token");
+        let store::TokenOutcome::Created(token) = outcome else {
+            panic!("no token");
+        };
+        let l = Limiter::new(2);
+        let ip: IpAddr = [10, 1, 1, 1].into();
+        let bad = Credentials::Token("0".repeat(40));
+        for _ in 0..2 {
+            assert!(matches!(
+                authenticate(s, &l, ip, &bad),
+                Err(AuthError::Invalid)
+            ));
+        }
+        assert!(matches!(
+            authenticate(s, &l, ip, &bad),
+            Err(AuthError::Throttled(_))
+        ));
+        let good = Credentials::Token(token);
+        assert!(authenticate(s, &l, ip, &good)
+            .expect("token works")
+            .is_some());
+        let pw = Credentials::Basic {
+            user: "ann".into(),
+            secret: "pw".into(),
+        };
+        assert!(
+            matches!(authenticate(s, &l, ip, &pw), Err(AuthError::Throttled(_))),
+            "no Argon2 runs for a throttled address"
+        );
+        let other: IpAddr = [10, 1, 1, 2].into();
+        assert!(authenticate(s, &l, other, &pw)
+            .expect("password works")
+            .is_some());
     }
 
     #[test]
