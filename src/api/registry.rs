@@ -588,14 +588,14 @@ fn download(api: &Api, req: &Request, mut at: FileCoords) -> Result<Response, Ap
         Some(r) if range_applies && rec.size > 0 => parse_range(r, rec.size),
         _ => RangeSpec::Whole,
     };
-    let (status, mut resp) = match range {
+    let resp = match range {
         RangeSpec::Whole => {
             let mut resp = with_headers(Response::new(200), &base);
             resp.body = ResponseBody::Source {
                 len: rec.size,
                 source: Box::new(Download(reader)),
             };
-            (200, resp)
+            resp
         }
         RangeSpec::Parts(parts) if parts.len() == 1 => {
             let (start, end) = parts[0];
@@ -607,7 +607,7 @@ fn download(api: &Api, req: &Request, mut at: FileCoords) -> Result<Response, Ap
                 len: end - start,
                 source: Box::new(Download(reader.with_range(start, end))),
             };
-            (206, resp)
+            resp
         }
         RangeSpec::Parts(parts) => {
             let boundary = store::new_token().map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -626,7 +626,7 @@ fn download(api: &Api, req: &Request, mut at: FileCoords) -> Result<Response, Ap
                 len: body.len(),
                 source: Box::new(body),
             };
-            (206, resp)
+            resp
         }
         RangeSpec::Unsatisfiable => {
             return Ok(Response::text(416, "invalid range")
@@ -637,7 +637,6 @@ fn download(api: &Api, req: &Request, mut at: FileCoords) -> Result<Response, Ap
         // HEAD does not count, as Gitea.
         api.store.count_download(&at);
     }
-    resp.status = status;
     Ok(resp)
 }
 
