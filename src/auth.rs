@@ -79,6 +79,29 @@ pub struct Caller {
     pub token: Option<TokenRecord>,
 }
 
+/// Gitea's scope categories; every one exists as `read:…` and `write:…`.
+pub const SCOPE_CATEGORIES: [&str; 9] = [
+    "activitypub",
+    "admin",
+    "issue",
+    "misc",
+    "notification",
+    "organization",
+    "package",
+    "repository",
+    "user",
+];
+
+/// Whether `s` is a token scope Gitea knows: `all`, `public-only`, or `read:`/`write:` with a
+/// category.
+pub fn valid_scope(s: &str) -> bool {
+    s == "all"
+        || s == "public-only"
+        || s.split_once(':').is_some_and(|(rw, cat)| {
+            (rw == "read" || rw == "write") && SCOPE_CATEGORIES.contains(&cat)
+        })
+}
+
 /// Read or write access to packages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {

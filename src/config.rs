@@ -22,6 +22,9 @@ pub enum Command {
     Serve(Serve),
     User(UserCmd),
     Token(TokenCmd),
+    Org(OrgCmd),
+    Member(MemberCmd),
+    Audit(AuditCmd),
     Check(CheckCmd),
 }
 
@@ -76,7 +79,7 @@ pub struct Serve {
     pub audit_retention_days: Option<u64>,
 }
 
-/// Manage users (works on the database file while no server holds it).
+/// Manage users: offline on the database file (no server may hold it), or with --server.
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "user")]
 pub struct UserCmd {
@@ -88,6 +91,9 @@ pub struct UserCmd {
 #[argh(subcommand)]
 pub enum UserAction {
     Add(UserAdd),
+    List(UserList),
+    Modify(UserModify),
+    Delete(UserDelete),
 }
 
 /// Create a user.
@@ -100,12 +106,93 @@ pub struct UserAdd {
     /// make the user a site admin
     #[argh(switch)]
     pub admin: bool,
-    /// database file (default ./shelf.redb, env SHELF_DB)
+    /// read the user's password from one line of stdin (never from the command line)
+    #[argh(switch)]
+    pub password_stdin: bool,
+    /// e-mail address
+    #[argh(option)]
+    pub email: Option<String>,
+    /// who may read the user's packages: public (default), limited or private
+    #[argh(option)]
+    pub visibility: Option<String>,
+    /// database file, to work offline (default ./shelf.redb, env SHELF_DB)
     #[argh(option)]
     pub db: Option<PathBuf>,
+    /// a running shelf to manage instead, e.g. http://127.0.0.1:8080
+    #[argh(option)]
+    pub server: Option<String>,
+    /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
+    #[argh(option)]
+    pub token: Option<String>,
 }
 
-/// Manage personal access tokens (works on the database file while no server holds it).
+/// List users.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "list")]
+pub struct UserList {
+    /// database file, to work offline (default ./shelf.redb, env SHELF_DB)
+    #[argh(option)]
+    pub db: Option<PathBuf>,
+    /// a running shelf to manage instead, e.g. http://127.0.0.1:8080
+    #[argh(option)]
+    pub server: Option<String>,
+    /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
+    #[argh(option)]
+    pub token: Option<String>,
+}
+
+/// Change a user.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "modify")]
+pub struct UserModify {
+    /// login name
+    #[argh(positional)]
+    pub name: String,
+    /// site admin or not: true or false
+    #[argh(option)]
+    pub admin: Option<bool>,
+    /// false deactivates the user: its password and tokens are refused everywhere
+    #[argh(option)]
+    pub active: Option<bool>,
+    /// public, limited or private
+    #[argh(option)]
+    pub visibility: Option<String>,
+    /// read a new password from one line of stdin
+    #[argh(switch)]
+    pub password_stdin: bool,
+    /// database file, to work offline (default ./shelf.redb, env SHELF_DB)
+    #[argh(option)]
+    pub db: Option<PathBuf>,
+    /// a running shelf to manage instead, e.g. http://127.0.0.1:8080
+    #[argh(option)]
+    pub server: Option<String>,
+    /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
+    #[argh(option)]
+    pub token: Option<String>,
+}
+
+/// Delete a user with its tokens and memberships.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "delete")]
+pub struct UserDelete {
+    /// login name
+    #[argh(positional)]
+    pub name: String,
+    /// also delete the packages the user owns (refused without)
+    #[argh(switch)]
+    pub purge: bool,
+    /// database file, to work offline (default ./shelf.redb, env SHELF_DB)
+    #[argh(option)]
+    pub db: Option<PathBuf>,
+    /// a running shelf to manage instead, e.g. http://127.0.0.1:8080
+    #[argh(option)]
+    pub server: Option<String>,
+    /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
+    #[argh(option)]
+    pub token: Option<String>,
+}
+
+/// Manage personal access tokens: offline on the database file, or with --server.
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "token")]
 pub struct TokenCmd {
@@ -131,9 +218,28 @@ pub struct TokenCreate {
     /// a name to tell the token apart (default "cli-<unix time>")
     #[argh(option)]
     pub name: Option<String>,
-    /// database file (default ./shelf.redb, env SHELF_DB)
+    /// a Gitea scope (all, public-only, read:package, write:package, …); repeatable;
+    /// default all
+    #[argh(option)]
+    pub scope: Vec<String>,
+    /// limit the token to this owner's packages
+    #[argh(option)]
+    pub owner: Option<String>,
+    /// limit the token to this package of --owner
+    #[argh(option)]
+    pub package: Option<String>,
+    /// when the token stops working: an RFC 3339 time or a date (UTC midnight)
+    #[argh(option)]
+    pub expires: Option<String>,
+    /// database file, to work offline (default ./shelf.redb, env SHELF_DB)
     #[argh(option)]
     pub db: Option<PathBuf>,
+    /// a running shelf to manage instead, e.g. http://127.0.0.1:8080
+    #[argh(option)]
+    pub server: Option<String>,
+    /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
+    #[argh(option)]
+    pub token: Option<String>,
 }
 
 /// List a user's tokens (names and last eight characters, never the token).
@@ -143,24 +249,274 @@ pub struct TokenList {
     /// the user
     #[argh(positional)]
     pub user: String,
-    /// database file (default ./shelf.redb, env SHELF_DB)
+    /// database file, to work offline (default ./shelf.redb, env SHELF_DB)
     #[argh(option)]
     pub db: Option<PathBuf>,
+    /// a running shelf to manage instead, e.g. http://127.0.0.1:8080
+    #[argh(option)]
+    pub server: Option<String>,
+    /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
+    #[argh(option)]
+    pub token: Option<String>,
 }
 
-/// Revoke a user's token by name.
+/// Revoke a user's token by name or id.
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "revoke")]
 pub struct TokenRevoke {
     /// the user
     #[argh(positional)]
     pub user: String,
-    /// the token's name
+    /// the token's name or id
     #[argh(positional)]
     pub name: String,
-    /// database file (default ./shelf.redb, env SHELF_DB)
+    /// database file, to work offline (default ./shelf.redb, env SHELF_DB)
     #[argh(option)]
     pub db: Option<PathBuf>,
+    /// a running shelf to manage instead, e.g. http://127.0.0.1:8080
+    #[argh(option)]
+    pub server: Option<String>,
+    /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
+    #[argh(option)]
+    pub token: Option<String>,
+}
+
+/// Manage organizations: offline on the database file, or with --server.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "org")]
+pub struct OrgCmd {
+    #[argh(subcommand)]
+    pub action: OrgAction,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum OrgAction {
+    Create(OrgCreate),
+    List(OrgList),
+    Delete(OrgDelete),
+    Visibility(OrgVisibility),
+}
+
+/// Create an organization with an "Owners" team (admin permission).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "create")]
+pub struct OrgCreate {
+    /// the organization's name
+    #[argh(positional)]
+    pub name: String,
+    /// a user to put in the Owners team (with --server: default the token's user)
+    #[argh(option)]
+    pub owner: Option<String>,
+    /// public (default), limited or private
+    #[argh(option)]
+    pub visibility: Option<String>,
+    /// database file, to work offline (default ./shelf.redb, env SHELF_DB)
+    #[argh(option)]
+    pub db: Option<PathBuf>,
+    /// a running shelf to manage instead, e.g. http://127.0.0.1:8080
+    #[argh(option)]
+    pub server: Option<String>,
+    /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
+    #[argh(option)]
+    pub token: Option<String>,
+}
+
+/// List organizations.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "list")]
+pub struct OrgList {
+    /// database file, to work offline (default ./shelf.redb, env SHELF_DB)
+    #[argh(option)]
+    pub db: Option<PathBuf>,
+    /// a running shelf to manage instead, e.g. http://127.0.0.1:8080
+    #[argh(option)]
+    pub server: Option<String>,
+    /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
+    #[argh(option)]
+    pub token: Option<String>,
+}
+
+/// Delete an organization with its teams and memberships.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "delete")]
+pub struct OrgDelete {
+    /// the organization's name
+    #[argh(positional)]
+    pub name: String,
+    /// also delete its packages (refused without)
+    #[argh(switch)]
+    pub purge: bool,
+    /// database file, to work offline (default ./shelf.redb, env SHELF_DB)
+    #[argh(option)]
+    pub db: Option<PathBuf>,
+    /// a running shelf to manage instead, e.g. http://127.0.0.1:8080
+    #[argh(option)]
+    pub server: Option<String>,
+    /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
+    #[argh(option)]
+    pub token: Option<String>,
+}
+
+/// Set who may read an organization's packages.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "visibility")]
+pub struct OrgVisibility {
+    /// the organization's name
+    #[argh(positional)]
+    pub name: String,
+    /// public, limited or private
+    #[argh(positional)]
+    pub visibility: String,
+    /// database file, to work offline (default ./shelf.redb, env SHELF_DB)
+    #[argh(option)]
+    pub db: Option<PathBuf>,
+    /// a running shelf to manage instead, e.g. http://127.0.0.1:8080
+    #[argh(option)]
+    pub server: Option<String>,
+    /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
+    #[argh(option)]
+    pub token: Option<String>,
+}
+
+/// Manage organization members: offline on the database file, or with --server.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "member")]
+pub struct MemberCmd {
+    #[argh(subcommand)]
+    pub action: MemberAction,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum MemberAction {
+    Set(MemberSet),
+    Remove(MemberRemove),
+    List(MemberList),
+}
+
+/// Give a user a role in an organization: read, write (publish) or admin.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "set")]
+pub struct MemberSet {
+    /// the organization
+    #[argh(positional)]
+    pub org: String,
+    /// the user
+    #[argh(positional)]
+    pub user: String,
+    /// read, write or admin
+    #[argh(positional)]
+    pub role: String,
+    /// database file, to work offline (default ./shelf.redb, env SHELF_DB)
+    #[argh(option)]
+    pub db: Option<PathBuf>,
+    /// a running shelf to manage instead, e.g. http://127.0.0.1:8080
+    #[argh(option)]
+    pub server: Option<String>,
+    /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
+    #[argh(option)]
+    pub token: Option<String>,
+}
+
+/// Remove a user from an organization (its direct role and its teams there).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "remove")]
+pub struct MemberRemove {
+    /// the organization
+    #[argh(positional)]
+    pub org: String,
+    /// the user
+    #[argh(positional)]
+    pub user: String,
+    /// database file, to work offline (default ./shelf.redb, env SHELF_DB)
+    #[argh(option)]
+    pub db: Option<PathBuf>,
+    /// a running shelf to manage instead, e.g. http://127.0.0.1:8080
+    #[argh(option)]
+    pub server: Option<String>,
+    /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
+    #[argh(option)]
+    pub token: Option<String>,
+}
+
+/// List an organization's members with their effective roles.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "list")]
+pub struct MemberList {
+    /// the organization
+    #[argh(positional)]
+    pub org: String,
+    /// database file, to work offline (default ./shelf.redb, env SHELF_DB)
+    #[argh(option)]
+    pub db: Option<PathBuf>,
+    /// a running shelf to manage instead, e.g. http://127.0.0.1:8080
+    #[argh(option)]
+    pub server: Option<String>,
+    /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
+    #[argh(option)]
+    pub token: Option<String>,
+}
+
+/// Show the audit log, newest first.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "audit")]
+pub struct AuditCmd {
+    /// only entries about this owner
+    #[argh(option)]
+    pub owner: Option<String>,
+    /// only this action, or a family of them (e.g. token, user.create)
+    #[argh(option)]
+    pub action: Option<String>,
+    /// at most this many entries (default 50)
+    #[argh(option)]
+    pub limit: Option<u64>,
+    /// database file, to work offline (default ./shelf.redb, env SHELF_DB)
+    #[argh(option)]
+    pub db: Option<PathBuf>,
+    /// a running shelf to manage instead, e.g. http://127.0.0.1:8080
+    #[argh(option)]
+    pub server: Option<String>,
+    /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
+    #[argh(option)]
+    pub token: Option<String>,
+}
+
+/// Where an administration command acts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The database file, opened directly (no server may hold it).
+    Offline(PathBuf),
+    /// A running server, through its JSON API with a site admin's token.
+    Remote { url: String, token: String },
+}
+
+/// The target of an administration command from its `--db`, `--server` and `--token` flags:
+/// `--server` with a token (flag, else `SHELF_TOKEN`), or else the database file.
+pub fn target(
+    db: Option<PathBuf>,
+    server: Option<String>,
+    token: Option<String>,
+) -> Result<Target, String> {
+    match (db, server) {
+        (Some(_), Some(_)) => Err(
+            "use either --db (offline, on the database file) or --server (a running shelf), not both"
+                .into(),
+        ),
+        (db, None) => {
+            if token.is_some() {
+                return Err("--token is for --server; offline commands need no token".into());
+            }
+            Ok(Target::Offline(db_path(db)))
+        }
+        (None, Some(url)) => {
+            let token = token
+                .or_else(|| std::env::var("SHELF_TOKEN").ok())
+                .filter(|t| !t.is_empty())
+                .ok_or("--server needs a site admin's token: --token T or SHELF_TOKEN")?;
+            Ok(Target::Remote { url, token })
+        }
+    }
 }
 
 /// The database path: flag, then `SHELF_DB`, then `./shelf.redb`.
@@ -288,5 +644,25 @@ mod tests {
         assert_eq!(parse_size("x"), None);
         assert_eq!(parse_size("1 parsec"), None);
         assert_eq!(parse_size("99999999999999999999"), None);
+    }
+
+    #[test]
+    fn one_target() {
+        let db = || Some(PathBuf::from("x.redb"));
+        let url = || Some("http://h:1".to_string());
+        let tok = || Some("t".to_string());
+        assert_eq!(
+            target(db(), None, None),
+            Ok(Target::Offline(PathBuf::from("x.redb")))
+        );
+        assert_eq!(
+            target(None, url(), tok()),
+            Ok(Target::Remote {
+                url: "http://h:1".into(),
+                token: "t".into()
+            })
+        );
+        assert!(target(db(), url(), tok()).is_err(), "both");
+        assert!(target(db(), None, tok()).is_err(), "a token offline");
     }
 }

@@ -1,11 +1,15 @@
 //! shelf: a Gitea-compatible generic package registry in one binary and one redb file.
 //!
-//! Dependencies run one way: `http` → `api` → `auth`/`store` → `chunk`. `main.rs` wires them.
+//! Dependencies run one way: `http` → `api` → `auth`/`store` → `chunk`. `manage` (the
+//! administration commands) drives `store` offline, or `client` against a running server.
+//! `main.rs` wires them.
 
 pub mod api;
 pub mod auth;
 pub mod chunk;
+pub mod client;
 pub mod config;
 pub mod http;
+pub mod manage;
 pub mod multipart;
 pub mod store;

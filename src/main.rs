@@ -1,9 +1,11 @@
 //! The `shelf` binary: parses the command line, starts logging, and wires config → store →
-//! api → http. All work happens in the library.
+//! api → http for `serve`, and the administration commands to `manage`. All work happens in the
+//! library.
 
 use shelf::api::{Api, ApiConfig};
-use shelf::config::{self, Cli, Command, ServeSettings, TokenAction, UserAction};
-use shelf::http::{self, Server, ServerConfig};
+use shelf::config::{self, Cli, Command, ServeSettings};
+use shelf::http::{Server, ServerConfig};
+use shelf::manage;
 use shelf::store::{NewToken, Store, TokenOutcome};
 use std::io::Write;
 use std::path::Path;
@@ -40,29 +42,11 @@ fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         None => serve(ServeSettings::from_flags(Default::default())?),
         Some(Command::Serve(s)) => serve(ServeSettings::from_flags(s)?),
-        Some(Command::User(u)) => match u.action {
-            UserAction::Add(a) => {
-                let store = open_store(&config::db_path(a.db))?;
-                if !shelf::api::valid_owner_name(&a.name) {
-                    return Err(format!(
-                        "{:?} is not a valid user name (letters, digits, '-', '_', '.'; at most 40)",
-                        a.name
-                    ));
-                }
-                if !store
-                    .create_user(&a.name, a.admin)
-                    .map_err(|e| e.to_string())?
-                {
-                    return Err(format!("a user named {:?} already exists", a.name));
-                }
-                println!(
-                    "created {}user {}",
-                    if a.admin { "site admin " } else { "" },
-                    a.name
-                );
-                close(store)
-            }
-        },
+        Some(Command::User(u)) => manage::user(u.action),
+        Some(Command::Token(t)) => manage::token(t.action),
+        Some(Command::Org(o)) => manage::org(o.action),
+        Some(Command::Member(m)) => manage::member(m.action),
+        Some(Command::Audit(a)) => manage::audit(a),
         Some(Command::Check(c)) => {
             let store = open_store(&config::db_path(c.db))?;
             let started = std::time::Instant::now();
@@ -89,68 +73,6 @@ fn run(cli: Cli) -> Result<(), String> {
                 Err(format!("{} faults found", report.faults.len()))
             }
         }
-        Some(Command::Token(t)) => match t.action {
-            TokenAction::Create(c) => {
-                let store = open_store(&config::db_path(c.db))?;
-                let name = c
-                    .name
-                    .unwrap_or_else(|| format!("cli-{}", shelf::store::now()));
-                match store
-                    .create_token(NewToken {
-                        user: c.user.clone(),
-                        name: name.clone(),
-                        scopes: vec!["all".into()],
-                        ..NewToken::default()
-                    })
-                    .map_err(|e| e.to_string())?
-                    .0
-                {
-                    TokenOutcome::Created(token) => {
-                        println!(
-                            "created token {name:?} for {}; it is shown only once:",
-                            c.user
-                        );
-                        println!("{token}");
-                        close(store)
-                    }
-                    TokenOutcome::NoSuchUser => Err(format!("no user named {:?}", c.user)),
-                    TokenOutcome::NameTaken => {
-                        Err(format!("{} already has a token named {name:?}", c.user))
-                    }
-                }
-            }
-            TokenAction::List(l) => {
-                let store = open_store(&config::db_path(l.db))?;
-                let tokens = store
-                    .list_tokens(&l.user)
-                    .map_err(|e| e.to_string())?
-                    .ok_or_else(|| format!("no user named {:?}", l.user))?;
-                println!("{:<24} {:<10} CREATED", "NAME", "LAST EIGHT");
-                for t in tokens {
-                    println!(
-                        "{:<24} {:<10} {}",
-                        t.name,
-                        t.last_eight,
-                        http::http_date(
-                            std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.created)
-                        )
-                    );
-                }
-                close(store)
-            }
-            TokenAction::Revoke(r) => {
-                let store = open_store(&config::db_path(r.db))?;
-                if store
-                    .revoke_token(&r.user, &r.name)
-                    .map_err(|e| e.to_string())?
-                    .is_none()
-                {
-                    return Err(format!("{} has no token named {:?}", r.user, r.name));
-                }
-                println!("revoked token {:?} of {}", r.name, r.user);
-                close(store)
-            }
-        },
     }
 }
 

@@ -18,19 +18,6 @@ use std::time::UNIX_EPOCH;
 /// Largest JSON request body accepted.
 const MAX_JSON_BODY: u64 = 1 << 20;
 
-/// Gitea's scope categories; every one exists as `read:…` and `write:…`.
-const SCOPE_CATEGORIES: [&str; 9] = [
-    "activitypub",
-    "admin",
-    "issue",
-    "misc",
-    "notification",
-    "organization",
-    "package",
-    "repository",
-    "user",
-];
-
 type Res = Result<Response, JsonError>;
 
 fn forbidden(msg: &str) -> JsonError {
@@ -374,7 +361,8 @@ pub(super) fn dispatch(
             let team = api
                 .store
                 .create_team(&o.login, &name, &description, permission)?
-                .ok_or(JsonError::NotFound)?;
+                // The organization exists (`org_admin`): the name is taken.
+                .ok_or_else(|| JsonError::Unprocessable("team already exists".into()))?;
             ctx.audit_event(req, "team.create", &o.login, &name, "ok");
             Ok(json_response(201, &team_json(base, &team, Some(&o))))
         }
@@ -531,12 +519,7 @@ impl Ctx<'_> {
             ));
         }
         for s in &scopes {
-            let known = s == "all"
-                || s == "public-only"
-                || s.split_once(':').is_some_and(|(rw, cat)| {
-                    (rw == "read" || rw == "write") && SCOPE_CATEGORIES.contains(&cat)
-                });
-            if !known {
+            if !auth::valid_scope(s) {
                 return Err(JsonError::BadRequest(format!(
                     "invalid access token scope: {s}"
                 )));

@@ -1,0 +1,379 @@
+//! A minimal HTTP/1.1 client for the command line's `--server` mode: one JSON request per
+//! connection (`Connection: close`) to an `http://host[:port][/prefix]` URL, authenticated with
+//! `Authorization: token T`. Only plain HTTP: there is no TLS crate in shelf, so `https://` is
+//! refused with the way around it (run the CLI on the server host, or through an SSH tunnel).
+//!
+//! Std and serde_json only; knows nothing of the store or the API's routes.
+
+use serde_json::Value;
+use std::fmt;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+/// Largest response body read (the API's pages are far smaller).
+const MAX_BODY: u64 = 64 << 20;
+/// Largest response head read.
+const MAX_HEAD: usize = 64 << 10;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const IO_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug)]
+pub enum Error {
+    /// The `--server` URL is not one this client can use.
+    Url(String),
+    /// `https://`: this client speaks plain HTTP only.
+    Https,
+    /// Connecting to the server failed.
+    Connect(String, io::Error),
+    /// Sending the request or reading the answer failed.
+    Io(io::Error),
+    /// The answer is not well-formed HTTP or JSON.
+    Protocol(String),
+    /// The server answered with an error status; `message` is its JSON `message`.
+    Status { status: u16, message: String },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Url(m) => write!(f, "--server: {m}"),
+            Error::Https => write!(
+                f,
+                "--server: https:// is not supported (the CLI speaks plain HTTP); run the command \
+                 on the server host against http://127.0.0.1:PORT, or through an SSH tunnel \
+                 (ssh -L 8080:127.0.0.1:PORT host, then --server http://127.0.0.1:8080)"
+            ),
+            Error::Connect(addr, e) => write!(f, "cannot connect to {addr}: {e}"),
+            Error::Io(e) => write!(f, "talking to the server failed: {e}"),
+            Error::Protocol(m) => write!(f, "the server's answer is not understood: {m}"),
+            Error::Status { status, message } => {
+                write!(f, "the server answered {status}: {message}")?;
+                if *status == 401 || *status == 403 {
+                    write!(f, " (is the token a site admin's?)")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Error {
+        Error::Io(e)
+    }
+}
+
+/// A server to send JSON requests to.
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// `host:port`, for the `Host` header and to connect to.
+    authority: String,
+    /// Path prefix without a trailing slash (`""` when shelf is at the root).
+    prefix: String,
+    token: String,
+}
+
+/// A response: status, headers, body.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl Client {
+    pub fn new(url: &str, token: &str) -> Result<Client, Error> {
+        let lower = url.to_ascii_lowercase();
+        if lower.starts_with("https://") {
+            return Err(Error::Https);
+        }
+        if !lower.starts_with("http://") {
+            return Err(Error::Url(format!(
+                "expected an http:// URL such as http://127.0.0.1:8080, not {url:?}"
+            )));
+        }
+        let rest = &url["http://".len()..];
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        if authority.is_empty() || authority.contains('@') || path.contains(['?', '#']) {
+            return Err(Error::Url(format!(
+                "expected http://host[:port][/path], not {url:?}"
+            )));
+        }
+        let has_port = match authority.rfind(']') {
+            Some(end) => authority[end..].contains(':'),
+            None => authority.contains(':'),
+        };
+        let authority = if has_port {
+            authority.to_string()
+        } else {
+            format!("{authority}:80")
+        };
+        if token.is_empty() || token.bytes().any(|b| !b.is_ascii_graphic()) {
+            return Err(Error::Url(
+                "the token must be printable ASCII without spaces".into(),
+            ));
+        }
+        Ok(Client {
+            authority,
+            prefix: path.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+        })
+    }
+
+    /// Sends one request; `path` starts with `/` and is already percent-encoded.
+    pub fn send(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Reply, Error> {
+        let addr = self
+            .authority
+            .to_socket_addrs()
+            .map_err(|e| Error::Connect(self.authority.clone(), e))?
+            .next()
+            .ok_or_else(|| {
+                Error::Connect(
+                    self.authority.clone(),
+                    io::Error::new(io::ErrorKind::NotFound, "no address"),
+                )
+            })?;
+        let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
+            .map_err(|e| Error::Connect(self.authority.clone(), e))?;
+        stream.set_read_timeout(Some(IO_TIMEOUT))?;
+        stream.set_write_timeout(Some(IO_TIMEOUT))?;
+        let payload = match body {
+            Some(v) => serde_json::to_vec(v).map_err(|e| Error::Protocol(e.to_string()))?,
+            None => Vec::new(),
+        };
+        let mut head = format!(
+            "{method} {}{path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: shelf-cli/{}\r\n\
+             Accept: application/json\r\nConnection: close\r\nAuthorization: token {}\r\n",
+            self.prefix,
+            self.authority,
+            env!("CARGO_PKG_VERSION"),
+            self.token
+        );
+        if body.is_some() {
+            head.push_str("Content-Type: application/json\r\n");
+        }
+        if body.is_some() || method != "GET" {
+            head.push_str(&format!("Content-Length: {}\r\n", payload.len()));
+        }
+        head.push_str("\r\n");
+        let mut writer = &stream;
+        writer.write_all(head.as_bytes())?;
+        writer.write_all(&payload)?;
+        writer.flush()?;
+        read_reply(&mut BufReader::new(&stream), method == "HEAD")
+    }
+
+    /// Sends one JSON request and returns the JSON answer (`Null` for an empty body); any
+    /// status other than 2xx is an `Error::Status` carrying the server's message.
+    pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, Error> {
+        let reply = self.send(method, path, body)?;
+        let json = if reply.body.iter().all(u8::is_ascii_whitespace) {
+            None
+        } else {
+            serde_json::from_slice::<Value>(&reply.body).ok()
+        };
+        if !(200..300).contains(&reply.status) {
+            let message = json
+                .as_ref()
+                .and_then(|v| v.get("message"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| {
+                    let text = String::from_utf8_lossy(&reply.body);
+                    text.trim().chars().take(200).collect()
+                });
+            return Err(Error::Status {
+                status: reply.status,
+                message,
+            });
+        }
+        match json {
+            Some(v) => Ok(v),
+            None if reply.body.iter().all(u8::is_ascii_whitespace) => Ok(Value::Null),
+            None => Err(Error::Protocol(format!(
+                "{method} {path}: the {} answer is not JSON",
+                reply.status
+            ))),
+        }
+    }
+}
+
+/// Percent-encodes one path segment or query value (everything but RFC 3986 unreserved).
+pub fn encode_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn read_line_limited<R: BufRead>(r: &mut R, budget: &mut usize) -> Result<String, Error> {
+    let mut line = Vec::new();
+    let n = r
+        .take(*budget as u64 + 1)
+        .read_until(b'\n', &mut line)
+        .map_err(Error::Io)?;
+    if n == 0 {
+        return Err(Error::Protocol(
+            "the connection closed before the answer".into(),
+        ));
+    }
+    if n > *budget {
+        return Err(Error::Protocol("response head too large".into()));
+    }
+    *budget -= n;
+    let line = String::from_utf8(line)
+        .map_err(|_| Error::Protocol("response head is not UTF-8".into()))?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+/// Reads one response: status line, headers (skipping 1xx answers), then a body framed by
+/// Content-Length, chunked coding, or the end of the connection.
+fn read_reply<R: BufRead>(r: &mut R, head_only: bool) -> Result<Reply, Error> {
+    let mut budget = MAX_HEAD;
+    loop {
+        let status_line = read_line_limited(r, &mut budget)?;
+        let mut parts = status_line.split(' ');
+        let version = parts.next().unwrap_or_default();
+        let status: u16 = parts
+            .next()
+            .and_then(|s| s.parse().ok())
+            .filter(|_| version.starts_with("HTTP/1."))
+            .ok_or_else(|| Error::Protocol(format!("bad status line {status_line:?}")))?;
+        let mut headers = Vec::new();
+        loop {
+            let line = read_line_limited(r, &mut budget)?;
+            if line.is_empty() {
+                break;
+            }
+            let (k, v) = line
+                .split_once(':')
+                .ok_or_else(|| Error::Protocol(format!("bad header line {line:?}")))?;
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+        if (100..200).contains(&status) {
+            continue;
+        }
+        let mut reply = Reply {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        if head_only || status == 204 || status == 304 {
+            return Ok(reply);
+        }
+        let chunked = reply
+            .header("transfer-encoding")
+            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+        if chunked {
+            reply.body = read_chunked(r)?;
+        } else if let Some(len) = reply.header("content-length") {
+            let len: u64 = len
+                .parse()
+                .map_err(|_| Error::Protocol(format!("bad Content-Length {len:?}")))?;
+            if len > MAX_BODY {
+                return Err(Error::Protocol(format!("a {len}-byte answer is too large")));
+            }
+            reply.body = vec![0; len as usize];
+            r.read_exact(&mut reply.body)?;
+        } else {
+            r.take(MAX_BODY + 1).read_to_end(&mut reply.body)?;
+            if reply.body.len() as u64 > MAX_BODY {
+                return Err(Error::Protocol("the answer is too large".into()));
+            }
+        }
+        return Ok(reply);
+    }
+}
+
+fn read_chunked<R: BufRead>(r: &mut R) -> Result<Vec<u8>, Error> {
+    let mut body = Vec::new();
+    let mut budget = MAX_HEAD;
+    loop {
+        let line = read_line_limited(r, &mut budget)?;
+        let size = line.split(';').next().unwrap_or_default().trim();
+        let n = u64::from_str_radix(size, 16)
+            .map_err(|_| Error::Protocol(format!("bad chunk size {line:?}")))?;
+        if n == 0 {
+            // trailers, up to the empty line
+            while !read_line_limited(r, &mut budget)?.is_empty() {}
+            return Ok(body);
+        }
+        if body.len() as u64 + n > MAX_BODY {
+            return Err(Error::Protocol("the answer is too large".into()));
+        }
+        let start = body.len();
+        body.resize(start + n as usize, 0);
+        r.read_exact(&mut body[start..])?;
+        if !read_line_limited(r, &mut budget)?.is_empty() {
+            return Err(Error::Protocol("chunk not followed by CRLF".into()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert!(matches!(Client::new("https://h", "t"), Err(Error::Https)));
+        assert!(matches!(Client::new("HTTPS://h", "t"), Err(Error::Https)));
+        assert!(matches!(Client::new("h:80", "t"), Err(Error::Url(_))));
+        assert!(matches!(
+            Client::new("http://u:p@h", "t"),
+            Err(Error::Url(_))
+        ));
+        assert!(matches!(Client::new("http://h", "a b"), Err(Error::Url(_))));
+        let c = Client::new("http://h", "t").expect("plain");
+        assert_eq!((c.authority.as_str(), c.prefix.as_str()), ("h:80", ""));
+        let c = Client::new("http://[::1]:9/shelf/", "t").expect("v6 with prefix");
+        assert_eq!(
+            (c.authority.as_str(), c.prefix.as_str()),
+            ("[::1]:9", "/shelf")
+        );
+        let c = Client::new("http://[::1]", "t").expect("v6");
+        assert_eq!(c.authority, "[::1]:80");
+    }
+
+    #[test]
+    fn replies() {
+        let raw = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+        let r = read_reply(&mut &raw[..], false).expect("length");
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"{}"[..]));
+        let raw = b"HTTP/1.1 422 X\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\n{\"a\r\n2\r\n\":\r\n2\r\n1}\r\n0\r\nT: v\r\n\r\n";
+        let r = read_reply(&mut &raw[..], false).expect("chunked");
+        assert_eq!((r.status, r.body.as_slice()), (422, &b"{\"a\":1}"[..]));
+        let raw = b"HTTP/1.0 200 OK\r\n\r\nuntil eof";
+        let r = read_reply(&mut &raw[..], false).expect("eof");
+        assert_eq!(r.body, b"until eof");
+        assert!(read_reply(&mut &b"garbage\r\n\r\n"[..], false).is_err());
+        assert!(read_reply(
+            &mut &b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab"[..],
+            false
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn components() {
+        assert_eq!(encode_component("a b/c?#%"), "a%20b%2Fc%3F%23%25");
+        assert_eq!(encode_component("Ok-._~1"), "Ok-._~1");
+    }
+}

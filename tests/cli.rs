@@ -1,0 +1,540 @@
+//! The administration commands (issue 3, "Managing it while the server runs"): users, tokens,
+//! organizations, members and the audit log, each offline on the database file and against a
+//! running server with `--server`, checked by what the server then allows.
+
+mod common;
+use common::*;
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+/// Runs the CLI with exactly `args`, feeding `stdin`; no `SHELF_*` from the test's environment.
+fn run(args: &[&str], stdin: &str, env_token: Option<&str>) -> Output {
+    let mut cmd = Command::new(bin());
+    cmd.args(args)
+        .env_remove("SHELF_TOKEN")
+        .env_remove("SHELF_DB")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(t) = env_token {
+        cmd.env("SHELF_TOKEN", t);
+    }
+    let mut child = cmd.spawn().expect("run shelf cli");
+    let mut input = child.stdin.take().expect("stdin piped");
+    input.write_all(stdin.as_bytes()).expect("write stdin");
+    drop(input);
+    child.wait_with_output().expect("wait for shelf cli")
+}
+
+/// The command against the running server `s`, as its site admin.
+fn remote(s: &Server, args: &[&str]) -> Output {
+    remote_in(s, args, "")
+}
+
+fn remote_in(s: &Server, args: &[&str], stdin: &str) -> Output {
+    let url = s.url("");
+    let mut all = args.to_vec();
+    all.extend(["--server", &url, "--token", ADMIN_TOKEN]);
+    run(&all, stdin, None)
+}
+
+/// The command offline on `s`'s database (the server must be stopped).
+fn offline(s: &Server, args: &[&str]) -> Output {
+    offline_in(s, args, "")
+}
+
+fn offline_in(s: &Server, args: &[&str], stdin: &str) -> Output {
+    let db = s.db.to_str().expect("utf-8 temp path");
+    let mut all = args.to_vec();
+    all.extend(["--db", db]);
+    run(&all, stdin, None)
+}
+
+/// Stdout of a command that must succeed.
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Stderr of a command that must fail.
+fn fails(out: Output) -> String {
+    assert!(
+        !out.status.success(),
+        "succeeded: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The token printed alone on the last line of `token create`.
+fn token_of(stdout: String) -> String {
+    let token = stdout
+        .lines()
+        .last()
+        .expect("a last line")
+        .trim()
+        .to_string();
+    assert_eq!(
+        token.len(),
+        40,
+        "the token alone on the last line: {stdout:?}"
+    );
+    token
+}
+
+fn put(s: &Server, token: &str, path: &str) -> u16 {
+    s.put_as(token, path, b"x").status
+}
+
+fn get(s: &Server, token: &str, path: &str) -> u16 {
+    let auth = format!("token {token}");
+    s.req("GET", path, &[("Authorization", &auth)], b"").status
+}
+
+/// The rows of a listing whose first column is `first`.
+fn row<'a>(listing: &'a str, first: &str) -> Option<&'a str> {
+    listing
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(first))
+}
+
+#[test]
+fn remote_users_tokens_and_passwords() {
+    let s = Server::start();
+    let out = ok(remote_in(
+        &s,
+        &[
+            "user",
+            "add",
+            "alice",
+            "--password-stdin",
+            "--email",
+            "a@example.com",
+        ],
+        "s3cret pass\n",
+    ));
+    assert!(out.contains("created user alice"), "{out}");
+    let alice = token_of(ok(remote(
+        &s,
+        &["token", "create", "alice", "--name", "ci"],
+    )));
+    assert_eq!(put(&s, &alice, "/api/packages/alice/generic/p/1/f"), 201);
+    // the password from stdin signs in
+    let r = s.req(
+        "PUT",
+        "/api/packages/alice/generic/p/1/g",
+        &[("Authorization", &basic("alice", "s3cret pass"))],
+        b"x",
+    );
+    assert_eq!(r.status, 201);
+    // another user's namespace stays closed
+    assert_eq!(put(&s, &alice, "/api/packages/admin/generic/p/1/f"), 401);
+    // scopes: read only
+    let ro = token_of(ok(remote(
+        &s,
+        &[
+            "token",
+            "create",
+            "alice",
+            "--name",
+            "ro",
+            "--scope",
+            "read:package",
+        ],
+    )));
+    assert_eq!(put(&s, &ro, "/api/packages/alice/generic/p/1/h"), 401);
+    assert_eq!(get(&s, &ro, "/api/packages/alice/generic/p/1/f"), 200);
+    // expired
+    let old = token_of(ok(remote(
+        &s,
+        &[
+            "token",
+            "create",
+            "alice",
+            "--name",
+            "old",
+            "--expires",
+            "2001-02-03",
+        ],
+    )));
+    assert_eq!(get(&s, &old, "/api/packages/alice/generic/p/1/f"), 401);
+    // limited to one owner
+    let limited = token_of(ok(remote(
+        &s,
+        &[
+            "token", "create", "alice", "--name", "lim", "--owner", "admin",
+        ],
+    )));
+    assert_eq!(put(&s, &limited, "/api/packages/alice/generic/p/1/i"), 401);
+
+    let listing = ok(remote(&s, &["token", "list", "alice"]));
+    for name in ["ci", "ro", "old", "lim"] {
+        assert!(listing.contains(&format!(" {name} ")), "{listing}");
+    }
+    assert!(listing.contains(&alice[32..]) && !listing.contains(&alice));
+    assert!(listing.contains("read:package") && listing.contains("2001-02-03T00:00:00Z"));
+
+    ok(remote(&s, &["token", "revoke", "alice", "ci"]));
+    assert_eq!(put(&s, &alice, "/api/packages/alice/generic/p/1/j"), 401);
+    let err = fails(remote(&s, &["token", "revoke", "alice", "ci"]));
+    assert!(err.contains("no token named"), "{err}");
+
+    ok(remote(
+        &s,
+        &["user", "modify", "alice", "--active", "false"],
+    ));
+    assert_eq!(get(&s, &ro, "/api/packages/alice/generic/p/1/f"), 401);
+    ok(remote(&s, &["user", "modify", "alice", "--active", "true"]));
+    assert_eq!(get(&s, &ro, "/api/packages/alice/generic/p/1/f"), 200);
+    ok(remote_in(
+        &s,
+        &["user", "modify", "alice", "--password-stdin"],
+        "new one\r\n",
+    ));
+    let r = s.req(
+        "GET",
+        "/api/v1/user",
+        &[("Authorization", &basic("alice", "new one"))],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+
+    ok(remote(
+        &s,
+        &["user", "add", "bob", "--admin", "--visibility", "private"],
+    ));
+    let users = ok(remote(&s, &["user", "list"]));
+    let bob = row(&users, "bob").unwrap_or_else(|| panic!("{users}"));
+    assert!(bob.contains("yes") && bob.contains("private"), "{bob}");
+    assert!(row(&users, "alice").is_some_and(|r| r.contains("a@example.com")));
+    ok(remote(&s, &["user", "delete", "bob"]));
+    assert!(row(&ok(remote(&s, &["user", "list"])), "bob").is_none());
+    let err = fails(remote(&s, &["user", "delete", "bob"]));
+    assert!(err.contains("no user named"), "{err}");
+    let err = fails(remote(&s, &["user", "add", "ALICE"]));
+    assert!(
+        err.contains("422") && err.contains("already exists"),
+        "{err}"
+    );
+
+    let audit = ok(remote(&s, &["audit", "--action", "user"]));
+    for action in ["user.create", "user.update", "user.delete"] {
+        assert!(audit.contains(action), "{audit}");
+    }
+    let audit = ok(remote(&s, &["audit", "--action", "token", "--limit", "2"]));
+    assert_eq!(
+        audit.lines().count(),
+        3,
+        "a header and two entries: {audit}"
+    );
+    assert!(audit.contains("token.revoke"), "newest first: {audit}");
+}
+
+#[test]
+fn remote_orgs_and_members() {
+    let s = Server::start();
+    ok(remote(&s, &["user", "add", "alice"]));
+    ok(remote(&s, &["user", "add", "carol"]));
+    let alice = token_of(ok(remote(&s, &["token", "create", "alice"])));
+    let carol = token_of(ok(remote(&s, &["token", "create", "carol"])));
+
+    ok(remote(&s, &["org", "create", "acme", "--owner", "alice"]));
+    assert_eq!(put(&s, &alice, "/api/packages/acme/generic/p/1/a"), 201);
+    assert_eq!(put(&s, &carol, "/api/packages/acme/generic/p/1/b"), 401);
+
+    ok(remote(&s, &["member", "set", "acme", "carol", "write"]));
+    assert_eq!(put(&s, &carol, "/api/packages/acme/generic/p/1/c"), 201);
+    let members = ok(remote(&s, &["member", "list", "acme"]));
+    assert!(
+        row(&members, "alice").is_some_and(|r| r.ends_with("admin")),
+        "{members}"
+    );
+    assert!(
+        row(&members, "carol").is_some_and(|r| r.ends_with("write")),
+        "{members}"
+    );
+    ok(remote(&s, &["member", "remove", "acme", "carol"]));
+    assert_eq!(put(&s, &carol, "/api/packages/acme/generic/p/1/d"), 401);
+    let err = fails(remote(&s, &["member", "set", "acme", "nobody", "read"]));
+    assert!(err.contains("nobody"), "{err}");
+
+    assert_eq!(s.get("/api/packages/acme/generic/p/1/a").status, 200);
+    ok(remote(&s, &["org", "visibility", "acme", "private"]));
+    assert_eq!(s.get("/api/packages/acme/generic/p/1/a").status, 401);
+    assert_eq!(get(&s, &alice, "/api/packages/acme/generic/p/1/a"), 200);
+    let orgs = ok(remote(&s, &["org", "list"]));
+    assert!(
+        row(&orgs, "acme").is_some_and(|r| r.ends_with("private")),
+        "{orgs}"
+    );
+
+    // without --owner the token's user owns it
+    ok(remote(
+        &s,
+        &["org", "create", "beta", "--visibility", "limited"],
+    ));
+    let members = ok(remote(&s, &["member", "list", "beta"]));
+    assert!(row(&members, "admin").is_some(), "{members}");
+    ok(remote(&s, &["org", "delete", "beta"]));
+    let err = fails(remote(&s, &["org", "delete", "acme"]));
+    assert!(err.contains("purge"), "{err}");
+    ok(remote(&s, &["org", "delete", "acme", "--purge"]));
+    assert!(row(&ok(remote(&s, &["org", "list"])), "acme").is_none());
+
+    let audit = ok(remote(&s, &["audit", "--owner", "acme"]));
+    for action in [
+        "org.create",
+        "member.set",
+        "member.remove",
+        "org.update",
+        "org.delete",
+    ] {
+        assert!(audit.contains(action), "{action}: {audit}");
+    }
+}
+
+#[test]
+fn offline_equivalents_on_a_stopped_server() {
+    let mut s = Server::start();
+    s.stop();
+    ok(offline_in(
+        &s,
+        &["user", "add", "alice", "--password-stdin"],
+        "pw of alice\n",
+    ));
+    ok(offline(
+        &s,
+        &["user", "add", "carol", "--email", "c@example.com"],
+    ));
+    ok(offline(&s, &["user", "add", "dave"]));
+    let alice = token_of(ok(offline(&s, &["token", "create", "alice"])));
+    let carol = token_of(ok(offline(
+        &s,
+        &["token", "create", "carol", "--name", "c"],
+    )));
+    let dave = token_of(ok(offline(&s, &["token", "create", "dave"])));
+    let ro = token_of(ok(offline(
+        &s,
+        &[
+            "token",
+            "create",
+            "alice",
+            "--name",
+            "ro",
+            "--scope",
+            "read:package",
+        ],
+    )));
+    let old = token_of(ok(offline(
+        &s,
+        &[
+            "token",
+            "create",
+            "alice",
+            "--name",
+            "old",
+            "--expires",
+            "2001-02-03T04:05:06Z",
+        ],
+    )));
+    ok(offline(
+        &s,
+        &[
+            "org",
+            "create",
+            "acme",
+            "--owner",
+            "alice",
+            "--visibility",
+            "private",
+        ],
+    ));
+    ok(offline(&s, &["member", "set", "acme", "carol", "write"]));
+    ok(offline(
+        &s,
+        &["user", "modify", "dave", "--active", "false"],
+    ));
+    let err = fails(offline(&s, &["org", "create", "ACME"]));
+    assert!(err.contains("already exists"), "{err}");
+    let err = fails(offline(&s, &["org", "create", "x", "--owner", "nobody"]));
+    assert!(err.contains("no user"), "{err}");
+    assert!(row(&ok(offline(&s, &["org", "list"])), "x").is_none());
+
+    let mut s = s.restart();
+    assert_eq!(put(&s, &alice, "/api/packages/acme/generic/p/1/a"), 201);
+    assert_eq!(put(&s, &carol, "/api/packages/acme/generic/p/1/b"), 201);
+    assert_eq!(s.get("/api/packages/acme/generic/p/1/a").status, 401);
+    assert_eq!(put(&s, &ro, "/api/packages/alice/generic/p/1/f"), 401);
+    assert_eq!(put(&s, &alice, "/api/packages/alice/generic/p/1/f"), 201);
+    assert_eq!(get(&s, &ro, "/api/packages/alice/generic/p/1/f"), 200);
+    assert_eq!(get(&s, &old, "/api/packages/alice/generic/p/1/f"), 401);
+    assert_eq!(get(&s, &dave, "/api/packages/alice/generic/p/1/f"), 401);
+    let r = s.req(
+        "PUT",
+        "/api/packages/alice/generic/p/1/g",
+        &[("Authorization", &basic("alice", "pw of alice"))],
+        b"x",
+    );
+    assert_eq!(r.status, 201);
+
+    s.stop();
+    ok(offline(&s, &["member", "remove", "acme", "carol"]));
+    let err = fails(offline(&s, &["member", "remove", "acme", "carol"]));
+    assert!(err.contains("not a member"), "{err}");
+    ok(offline(&s, &["org", "visibility", "acme", "public"]));
+    ok(offline(&s, &["token", "revoke", "alice", "ro"]));
+    let members = ok(offline(&s, &["member", "list", "acme"]));
+    assert!(row(&members, "alice").is_some() && row(&members, "carol").is_none());
+    let orgs = ok(offline(&s, &["org", "list"]));
+    assert!(
+        row(&orgs, "acme").is_some_and(|r| r.ends_with("public")),
+        "{orgs}"
+    );
+    let users = ok(offline(&s, &["user", "list"]));
+    assert!(
+        row(&users, "dave").is_some_and(|r| r.contains(" no ")),
+        "{users}"
+    );
+    assert!(row(&users, "carol").is_some_and(|r| r.contains("c@example.com")));
+
+    let mut s = s.restart();
+    assert_eq!(put(&s, &carol, "/api/packages/acme/generic/p/1/c"), 401);
+    assert_eq!(s.get("/api/packages/acme/generic/p/1/a").status, 200);
+    assert_eq!(get(&s, &ro, "/api/packages/alice/generic/p/1/f"), 401);
+
+    s.stop();
+    let err = fails(offline(&s, &["user", "delete", "alice"]));
+    assert!(err.contains("--purge"), "{err}");
+    let err = fails(offline(&s, &["user", "delete", "acme"]));
+    assert!(
+        err.contains("no user"),
+        "an organization is not a user: {err}"
+    );
+    ok(offline(&s, &["org", "delete", "acme", "--purge"]));
+    ok(offline(&s, &["user", "delete", "dave"]));
+    assert!(row(&ok(offline(&s, &["user", "list"])), "dave").is_none());
+
+    let audit = ok(offline(&s, &["audit"]));
+    for action in [
+        "user.create",
+        "user.update",
+        "user.delete",
+        "token.create",
+        "token.revoke",
+        "org.create",
+        "org.update",
+        "org.delete",
+        "member.set",
+        "member.remove",
+    ] {
+        let line = audit
+            .lines()
+            .find(|l| l.contains(action))
+            .unwrap_or_else(|| panic!("{action}: {audit}"));
+        assert!(line.contains(" cli ") && line.contains(" local "), "{line}");
+    }
+    let acme = ok(offline(
+        &s,
+        &["audit", "--owner", "acme", "--action", "member"],
+    ));
+    assert_eq!(acme.lines().count(), 3, "member.set and .remove: {acme}");
+    assert!(acme
+        .lines()
+        .nth(1)
+        .is_some_and(|l| l.contains("member.remove")));
+}
+
+#[test]
+fn modes_are_chosen_clearly() {
+    let s = Server::start();
+    let url = s.url("");
+    let db = s.db.to_str().expect("utf-8 temp path");
+
+    let err = fails(run(
+        &[
+            "user",
+            "list",
+            "--db",
+            db,
+            "--server",
+            &url,
+            "--token",
+            ADMIN_TOKEN,
+        ],
+        "",
+        None,
+    ));
+    assert!(err.contains("not both"), "{err}");
+    let err = fails(run(&["user", "list", "--server", &url], "", None));
+    assert!(err.contains("SHELF_TOKEN"), "{err}");
+    let err = fails(run(&["user", "list", "--db", db, "--token", "t"], "", None));
+    assert!(err.contains("--token is for --server"), "{err}");
+    let err = fails(run(
+        &[
+            "user",
+            "list",
+            "--server",
+            "https://shelf.example",
+            "--token",
+            "t",
+        ],
+        "",
+        None,
+    ));
+    assert!(
+        err.contains("https://") && err.contains("SSH tunnel"),
+        "{err}"
+    );
+
+    // the token from the environment
+    let users = ok(run(
+        &["user", "list", "--server", &url],
+        "",
+        Some(ADMIN_TOKEN),
+    ));
+    assert!(row(&users, "admin").is_some(), "{users}");
+    // a wrong token: the status and the server's message
+    let err = fails(run(
+        &["user", "list", "--server", &url, "--token", "wrong"],
+        "",
+        None,
+    ));
+    assert!(
+        err.contains("401") && err.contains("user does not exist"),
+        "{err}"
+    );
+
+    // offline on a database the server holds: in use, and the way out
+    let err = fails(offline(&s, &["user", "add", "dave"]));
+    assert!(err.contains("in use") && err.contains("--server"), "{err}");
+
+    // a password never comes from argv, and an empty one is refused
+    let err = fails(remote_in(
+        &s,
+        &["user", "add", "erin", "--password-stdin"],
+        "\n",
+    ));
+    assert!(err.contains("no password"), "{err}");
+    assert!(row(&ok(remote(&s, &["user", "list"])), "erin").is_none());
+
+    let err = fails(remote(&s, &["member", "set", "x", "y", "owner-ish"]));
+    assert!(err.contains("read, write or admin"), "{err}");
+    let err = fails(remote(
+        &s,
+        &["token", "create", "admin", "--scope", "read:packages"],
+    ));
+    assert!(err.contains("not a scope"), "{err}");
+    let err = fails(remote(
+        &s,
+        &["token", "create", "admin", "--expires", "soon"],
+    ));
+    assert!(err.contains("RFC 3339"), "{err}");
+    let err = fails(remote(&s, &["user", "add", "bad name"]));
+    assert!(err.contains("not a valid user name"), "{err}");
+}
