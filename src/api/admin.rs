@@ -259,7 +259,13 @@ pub(super) fn dispatch(
             ctx.token_owner(name)?;
             let revoked = api.store.revoke_token(name, token)?;
             let outcome = if revoked.is_some() { "ok" } else { "not found" };
-            ctx.audit_event(req, "token.revoke", "", &format!("{name}/{token}"), outcome);
+            ctx.audit_event(
+                req,
+                "token.revoke",
+                name,
+                &format!("{name}/{token}"),
+                outcome,
+            );
             revoked
                 .map(|_| Response::new(204))
                 .ok_or(JsonError::NotFound)
@@ -571,7 +577,13 @@ impl Ctx<'_> {
             _ => Err(JsonError::Internal("token created without a record".into())),
         };
         let outcome = if result.is_ok() { "ok" } else { "refused" };
-        self.audit_event(req, "token.create", "", &format!("{user}/{name}"), outcome);
+        self.audit_event(
+            req,
+            "token.create",
+            user,
+            &format!("{user}/{name}"),
+            outcome,
+        );
         result
     }
 

@@ -302,26 +302,26 @@ impl Store {
         };
         let mut out = Vec::with_capacity(recs.len());
         for file in recs {
-            let digests = self.ensure_digests(&file.sha256)?;
+            // The version's snapshot listed the file; a body deleted since is a 404-worthy
+            // race, not corruption, but the file row pointed at it, so report it plainly.
+            let digests = self.ensure_digests(&file.sha256)?.ok_or_else(|| {
+                Error::Corrupt(format!("file {} lost its content while listed", file.name))
+            })?;
             out.push(FileEntry { file, digests });
         }
         out.sort_by_key(|e| e.file.id);
         Ok(Some(out))
     }
 
-    /// All digests of a body, computing and storing md5/sha1/sha512 if they are missing.
-    pub fn ensure_digests(&self, sha256: &[u8; 32]) -> Result<Digests> {
+    /// All digests of a body, computing and storing md5/sha1/sha512 if they are missing;
+    /// `None` when no file has that body any more (it was deleted).
+    pub fn ensure_digests(&self, sha256: &[u8; 32]) -> Result<Option<Digests>> {
         let (content, mut reader) = {
             let txn = self.db.begin_read().ctx("beginning a read")?;
             let contents = txn.open_table(CONTENTS).ctx("opening contents")?;
             let content: ContentRecord = match contents.get(sha256).ctx("reading a content")? {
                 Some(c) => decode(c.value())?,
-                None => {
-                    return Err(Error::Corrupt(format!(
-                        "content {} is missing",
-                        hex::encode(sha256)
-                    )))
-                }
+                None => return Ok(None),
             };
             let chunks = txn.open_table(CHUNKS).ctx("opening chunks")?;
             let reader = FileReader::new(chunks, content.chunks.clone(), content.size);
@@ -336,7 +336,7 @@ impl Store {
             })
         };
         if let Some(d) = hex_of(&content) {
-            return Ok(d);
+            return Ok(Some(d));
         }
         let want = Want {
             md5: content.md5.is_none(),
@@ -363,7 +363,9 @@ impl Store {
             .ok_or_else(|| Error::Corrupt("digests still missing after hashing".into()))?;
         let sha = *sha256;
         // Store them unless the body went away (or another writer filled them) meanwhile.
-        self.durable(move |txn| {
+        // Not durable: digests can always be computed again, so they need no fsync of their own
+        // (the next durable commit persists them).
+        self.quick_write(move |txn| {
             let mut contents = txn.open_table(CONTENTS).ctx("opening contents")?;
             let current = contents
                 .get(&sha)
@@ -380,6 +382,6 @@ impl Store {
             }
             Ok(())
         })?;
-        Ok(digests)
+        Ok(Some(digests))
     }
 }

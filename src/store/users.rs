@@ -394,7 +394,8 @@ impl Store {
 
     // ------------------------------------------------------------------------ teams
 
-    /// Creates a team in an organization; `None` if the organization does not exist.
+    /// Creates a team in an organization; `None` if the organization does not exist or
+    /// already has a team of that name (in any case), as Gitea's team names are unique.
     pub fn create_team(
         &self,
         org: &str,
@@ -407,6 +408,15 @@ impl Store {
         self.durable(move |txn| {
             if !is_kind(txn, &o, OwnerKind::Org)? {
                 return Ok(None);
+            }
+            {
+                let teams = txn.open_table(TEAMS).ctx("opening teams")?;
+                for row in teams.iter().ctx("listing teams")? {
+                    let team: TeamRecord = decode(row.ctx("listing teams")?.1.value())?;
+                    if team.org == o && fold_case(&team.name) == fold_case(&name) {
+                        return Ok(None);
+                    }
+                }
             }
             let rec = TeamRecord {
                 id: Store::next_id(txn)?,
@@ -730,6 +740,12 @@ mod tests {
             .create_team("acme", "publishers", "", Role::Write)
             .expect("team")
             .expect("org exists");
+        assert!(
+            s.create_team("ACME", "Publishers", "", Role::Read)
+                .expect("team")
+                .is_none(),
+            "team names are unique in an organization"
+        );
         assert!(s
             .set_team_member(team.id, "ann", true)
             .expect("team member"));
