@@ -278,32 +278,6 @@ fn publish(s: &Server, name: &str, version: &str, file: &str, body: &[u8]) {
     assert_eq!(r.status, 201, "PUT {name}/{version}/{file}: {}", r.text());
 }
 
-/// Adds a non-admin user with a token through the offline CLI; the server must be restarted.
-fn user_with_token(s: &mut Server, name: &str) -> String {
-    s.stop();
-    let out = s.cli(&["user", "add", name]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = s.cli(&["token", "create", name, "--name", "ci"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let token = stdout
-        .lines()
-        .last()
-        .expect("token line")
-        .trim()
-        .to_string();
-    assert_eq!(token.len(), 40, "token alone on the last line: {stdout:?}");
-    token
-}
-
 #[test]
 fn version_endpoint_is_anonymous() {
     let s = Server::start();
@@ -991,7 +965,7 @@ fn deletes() {
 fn another_user_may_read_but_not_delete() {
     let mut s = Server::start();
     publish(&s, "owned", "1", "f", b"1");
-    let bob = user_with_token(&mut s, "bob");
+    let bob = user_with_token(&mut s, "bob", false);
     let s = s.restart();
     let bob_auth = format!("token {bob}");
 

@@ -106,6 +106,47 @@ fn visibility_field(m: &Map<String, Value>) -> Result<Option<Visibility>, JsonEr
         .transpose()
 }
 
+/// The descriptive fields users and organizations share, as sent in a PATCH (absent: unchanged).
+struct Profile {
+    email: Option<String>,
+    full_name: Option<String>,
+    website: Option<String>,
+    location: Option<String>,
+    description: Option<String>,
+    visibility: Option<Visibility>,
+}
+
+impl Profile {
+    fn from_json(m: &Map<String, Value>) -> Result<Profile, JsonError> {
+        Ok(Profile {
+            email: str_field(m, "email")?,
+            full_name: str_field(m, "full_name")?,
+            website: str_field(m, "website")?,
+            location: str_field(m, "location")?,
+            description: str_field(m, "description")?,
+            visibility: visibility_field(m)?,
+        })
+    }
+
+    fn apply(self, rec: &mut UserRecord) {
+        let fields = [
+            (self.email, &mut rec.email),
+            (self.full_name, &mut rec.full_name),
+            (self.website, &mut rec.website),
+            (self.location, &mut rec.location),
+            (self.description, &mut rec.description),
+        ];
+        for (new, field) in fields {
+            if let Some(v) = new {
+                *field = v;
+            }
+        }
+        if let Some(v) = self.visibility {
+            rec.visibility = v;
+        }
+    }
+}
+
 fn org_json(base: &str, o: &UserRecord) -> Value {
     json!({
         "id": o.id,
@@ -672,15 +713,10 @@ impl Ctx<'_> {
         site_admin(self.caller, Access::Write)?;
         self.owner(name, Some(OwnerKind::User))?;
         let body = read_json(req)?;
-        let email = str_field(&body, "email")?;
-        let full_name = str_field(&body, "full_name")?;
-        let website = str_field(&body, "website")?;
-        let location = str_field(&body, "location")?;
-        let description = str_field(&body, "description")?;
+        let profile = Profile::from_json(&body)?;
         let active = bool_field(&body, "active")?;
         let admin = bool_field(&body, "admin")?;
         let prohibit = bool_field(&body, "prohibit_login")?;
-        let visibility = visibility_field(&body)?;
         let password = match str_field(&body, "password")? {
             Some(pw) if !pw.is_empty() => {
                 Some(auth::hash_password(&pw).map_err(JsonError::Internal)?)
@@ -688,21 +724,7 @@ impl Ctx<'_> {
             _ => None,
         };
         let updated = self.api.store.update_owner(name, move |u| {
-            if let Some(v) = email {
-                u.email = v;
-            }
-            if let Some(v) = full_name {
-                u.full_name = v;
-            }
-            if let Some(v) = website {
-                u.website = v;
-            }
-            if let Some(v) = location {
-                u.location = v;
-            }
-            if let Some(v) = description {
-                u.description = v;
-            }
+            profile.apply(u);
             if let Some(v) = active {
                 u.active = v;
             }
@@ -711,9 +733,6 @@ impl Ctx<'_> {
             }
             if let Some(v) = admin {
                 u.is_admin = v;
-            }
-            if let Some(v) = visibility {
-                u.visibility = v;
             }
             if password.is_some() {
                 u.password = password;
@@ -811,32 +830,12 @@ impl Ctx<'_> {
     fn edit_org(&self, req: &mut Request, org: &str) -> Res {
         self.org_admin(org)?;
         let body = read_json(req)?;
-        let full_name = str_field(&body, "full_name")?;
-        let email = str_field(&body, "email")?;
-        let description = str_field(&body, "description")?;
-        let website = str_field(&body, "website")?;
-        let location = str_field(&body, "location")?;
-        let visibility = visibility_field(&body)?;
-        let updated = self.api.store.update_owner(org, move |o| {
-            if let Some(v) = full_name {
-                o.full_name = v;
-            }
-            if let Some(v) = email {
-                o.email = v;
-            }
-            if let Some(v) = description {
-                o.description = v;
-            }
-            if let Some(v) = website {
-                o.website = v;
-            }
-            if let Some(v) = location {
-                o.location = v;
-            }
-            if let Some(v) = visibility {
-                o.visibility = v;
-            }
-        })?;
+        let profile = Profile::from_json(&body)?;
+        let visibility = profile.visibility;
+        let updated = self
+            .api
+            .store
+            .update_owner(org, move |o| profile.apply(o))?;
         let o = updated.ok_or(JsonError::NotFound)?;
         let target = visibility
             .map(|v| format!("visibility={}", v.as_str()))

@@ -179,6 +179,36 @@ fn unsafe_kill(pid: u32, sig: &str) {
         .status();
 }
 
+/// Creates user `name` and a token for it with the offline CLI; returns the token.
+pub fn user_with_token(s: &mut Server, name: &str, admin: bool) -> String {
+    s.stop();
+    let mut args = vec!["user", "add", name];
+    if admin {
+        args.push("--admin");
+    }
+    let out = s.cli(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = s.cli(&["token", "create", name, "--name", "ci"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let token = stdout
+        .lines()
+        .last()
+        .expect("token line")
+        .trim()
+        .to_string();
+    assert_eq!(token.len(), 40, "token alone on the last line: {stdout:?}");
+    token
+}
+
 pub fn cli(db: &Path, args: &[&str]) -> std::process::Output {
     Command::new(bin())
         .args(args)
