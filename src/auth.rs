@@ -66,8 +66,8 @@ pub enum AuthError {
     /// Credentials were presented and are wrong (or expired, revoked, deactivated): 401 even
     /// on a public read.
     Invalid,
-    /// Too many failed attempts from this address: retry after this many seconds.
-    Throttled(u64),
+    /// Too many failed attempts from this address.
+    Throttled(Throttle),
     Store(store::Error),
 }
 
@@ -139,7 +139,8 @@ impl Caller {
         })
     }
 
-    fn public_only(&self) -> bool {
+    /// Whether the token is restricted to public owners.
+    pub fn public_only(&self) -> bool {
         self.token
             .as_ref()
             .is_some_and(|t| t.scopes.iter().any(|s| s == "public-only"))
@@ -185,12 +186,22 @@ fn dummy_hash() -> &'static str {
     DUMMY.get_or_init(|| hash_password("shelf-dummy-password").unwrap_or_default())
 }
 
-/// Slows down repeated failed sign-ins per client address: a token bucket of `BURST` failures
-/// refilled one per `REFILL`; an empty bucket answers 429 without checking the credentials.
-/// Per address, so a third party cannot lock out the real user; bounded in memory.
+/// Slows down repeated failed sign-ins per client address: a token bucket of `burst` attempts
+/// refilled one per `REFILL`. An attempt takes a unit *before* the credentials are checked (so
+/// parallel requests cannot all slip past a check) and gives it back when they were right; an
+/// empty bucket answers 429 without checking anything. Per address (IPv6 per /64, what one
+/// host usually holds), so a third party cannot lock out the real user; bounded in memory.
 pub struct Limiter {
-    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+    buckets: Mutex<HashMap<IpAddr, Bucket>>,
     burst: f64,
+}
+
+#[derive(Clone, Copy)]
+struct Bucket {
+    level: f64,
+    at: Instant,
+    /// Whether a refusal was already reported since the bucket last had a unit.
+    reported: bool,
 }
 
 /// Failures allowed in a row from one address before it is slowed down.
@@ -198,9 +209,28 @@ pub const DEFAULT_BURST: u32 = 10;
 const REFILL: Duration = Duration::from_secs(6);
 const MAX_TRACKED: usize = 10_000;
 
+/// Why an attempt was refused unchecked: how long to wait, and whether this is the first
+/// refusal of a run (worth an audit entry; the rest of the run is not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Throttle {
+    pub retry_after: u64,
+    pub first: bool,
+}
+
 impl Default for Limiter {
     fn default() -> Self {
         Limiter::new(DEFAULT_BURST)
+    }
+}
+
+/// The key an address is limited under: IPv4 as is, IPv6 by its /64.
+fn limit_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
     }
 }
 
@@ -213,46 +243,74 @@ impl Limiter {
         }
     }
 
-    fn level(&self, entry: (f64, Instant), now: Instant) -> f64 {
-        let refilled = now.duration_since(entry.1).as_secs_f64() / REFILL.as_secs_f64();
-        (entry.0 + refilled).min(self.burst)
+    fn level(&self, b: &Bucket, now: Instant) -> f64 {
+        let refilled = now.duration_since(b.at).as_secs_f64() / REFILL.as_secs_f64();
+        (b.level + refilled).min(self.burst)
     }
 
-    /// `Err(seconds to wait)` when the address has no attempts left.
-    fn check(&self, ip: IpAddr) -> Result<(), u64> {
-        let Ok(buckets) = self.buckets.lock() else {
+    /// Takes one attempt for `ip`, or refuses.
+    fn reserve(&self, ip: IpAddr) -> Result<(), Throttle> {
+        let Ok(mut buckets) = self.buckets.lock() else {
             return Ok(());
         };
-        match buckets.get(&ip) {
-            Some(&e) if self.level(e, Instant::now()) < 1.0 => {
-                let missing = 1.0 - self.level(e, Instant::now());
-                Err((missing * REFILL.as_secs_f64()).ceil().max(1.0) as u64)
-            }
-            _ => Ok(()),
-        }
-    }
-
-    fn fail(&self, ip: IpAddr) {
-        let Ok(mut buckets) = self.buckets.lock() else {
-            return;
-        };
+        let key = limit_key(ip);
         let now = Instant::now();
-        if buckets.len() >= MAX_TRACKED && !buckets.contains_key(&ip) {
+        if buckets.len() >= MAX_TRACKED && !buckets.contains_key(&key) {
             // Forget addresses that have recovered; if none has, the oldest half.
             let burst = self.burst;
-            buckets.retain(|_, e| self.level(*e, now) < burst);
+            buckets.retain(|_, b| self.level(b, now) < burst);
             if buckets.len() >= MAX_TRACKED {
-                let mut ages: Vec<Instant> = buckets.values().map(|e| e.1).collect();
+                let mut ages: Vec<Instant> = buckets.values().map(|b| b.at).collect();
                 ages.sort();
                 let cutoff = ages[ages.len() / 2];
-                buckets.retain(|_, e| e.1 > cutoff);
+                buckets.retain(|_, b| b.at > cutoff);
             }
         }
-        let level = buckets
-            .get(&ip)
-            .map(|&e| self.level(e, now))
-            .unwrap_or(self.burst);
-        buckets.insert(ip, ((level - 1.0).max(0.0), now));
+        let bucket = buckets.get(&key).copied();
+        let level = bucket.map(|b| self.level(&b, now)).unwrap_or(self.burst);
+        if level < 1.0 {
+            let reported = bucket.is_some_and(|b| b.reported);
+            if let Some(b) = buckets.get_mut(&key) {
+                b.reported = true;
+            }
+            return Err(Throttle {
+                retry_after: ((1.0 - level) * REFILL.as_secs_f64()).ceil().max(1.0) as u64,
+                first: !reported,
+            });
+        }
+        buckets.insert(
+            key,
+            Bucket {
+                level: level - 1.0,
+                at: now,
+                reported: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// Gives back the attempt of a sign-in that succeeded.
+    fn refund(&self, ip: IpAddr) {
+        if let Ok(mut buckets) = self.buckets.lock() {
+            let key = limit_key(ip);
+            let burst = self.burst;
+            let now = Instant::now();
+            if let Some(b) = buckets.get(&key).copied() {
+                let level = (self.level(&b, now) + 1.0).min(burst);
+                if level >= burst {
+                    buckets.remove(&key);
+                } else {
+                    buckets.insert(
+                        key,
+                        Bucket {
+                            level,
+                            at: now,
+                            reported: false,
+                        },
+                    );
+                }
+            }
+        }
     }
 }
 
@@ -283,13 +341,13 @@ pub fn authenticate(
     }
     // Everything else from an address with no attempts left is refused unchecked, so that an
     // attacker cannot make shelf run Argon2 at will.
-    limiter.check(peer).map_err(AuthError::Throttled)?;
+    limiter.reserve(peer).map_err(AuthError::Throttled)?;
     let result = match password_of {
         Some(login) => resolve_password(store, login, token),
         None => Err(AuthError::Invalid),
     };
-    if matches!(result, Err(AuthError::Invalid)) {
-        limiter.fail(peer);
+    if result.is_ok() {
+        limiter.refund(peer);
     }
     result.map(Some)
 }
@@ -350,8 +408,10 @@ pub fn package_access(
             if t.owner.as_ref().is_some_and(|o| *o != owner.key()) {
                 return Ok(Err(Denied::Scope));
             }
-            if let (Some(limit), Some(p)) = (&t.package, package) {
-                if *limit != store::fold_case(p) {
+            // A package-limited token acts only where the request names that package (an
+            // owner-wide listing would show the owner's other packages).
+            if let Some(limit) = &t.package {
+                if package.is_none_or(|p| *limit != store::fold_case(p)) {
                     return Ok(Err(Denied::Scope));
                 }
             }
@@ -398,11 +458,21 @@ pub fn access_level(
     Ok(role.max(by_visibility))
 }
 
-/// Whether `user` may read the packages of the owner named `owner` (deploy by checksum looks at
-/// every namespace holding the bytes). An owner that cannot be read from the store is not.
-pub fn may_read_owner_name(store: &Store, user: Option<&UserRecord>, owner: &str) -> bool {
+/// Whether `caller` may read the packages of the owner named `owner`, token limits included
+/// (deploy by checksum looks at every namespace holding the bytes). A package-limited token
+/// reads no other namespace's bytes this way: which package holds them is not known here.
+pub fn may_read_owner_name(store: &Store, caller: Option<&Caller>, owner: &str) -> bool {
+    if caller
+        .and_then(|c| c.token.as_ref())
+        .is_some_and(|t| t.package.is_some())
+    {
+        return false;
+    }
     match store.get_user(owner) {
-        Ok(Some(o)) => matches!(access_level(store, user, &o), Ok(Some(_))),
+        Ok(Some(o)) => matches!(
+            package_access(store, caller, &o, None, Access::Read),
+            Ok(Ok(()))
+        ),
         _ => false,
     }
 }
@@ -477,14 +547,30 @@ mod tests {
         let a: IpAddr = [10, 0, 0, 1].into();
         let b: IpAddr = [10, 0, 0, 2].into();
         for _ in 0..10 {
-            assert!(l.check(a).is_ok());
-            l.fail(a);
+            assert!(l.reserve(a).is_ok());
         }
+        let t = l
+            .reserve(a)
+            .expect_err("eleventh attempt in a row is throttled");
+        assert!(t.first && t.retry_after >= 1);
         assert!(
-            l.check(a).is_err(),
-            "eleventh failure in a row is throttled"
+            !l.reserve(a).expect_err("still throttled").first,
+            "reported once"
         );
-        assert!(l.check(b).is_ok(), "another address is not affected");
+        assert!(l.reserve(b).is_ok(), "another address is not affected");
+        // a success gives its attempt back
+        let c: IpAddr = [10, 0, 0, 3].into();
+        for _ in 0..20 {
+            assert!(l.reserve(c).is_ok());
+            l.refund(c);
+        }
+        // IPv6 neighbours in one /64 share a bucket
+        let v6a: IpAddr = "2001:db8::1".parse().expect("ip");
+        let v6b: IpAddr = "2001:db8::2".parse().expect("ip");
+        for _ in 0..10 {
+            assert!(l.reserve(v6a).is_ok());
+        }
+        assert!(l.reserve(v6b).is_err());
     }
 
     #[test]

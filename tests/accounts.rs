@@ -1568,7 +1568,8 @@ fn audit_log() {
         .iter()
         .map(|e| e["actor"].as_str().unwrap())
         .collect();
-    assert_eq!(actors, ["nobody", "", "alice"]);
+    // An unknown user name is not recorded: it may be a secret typed in the wrong field.
+    assert_eq!(actors, ["(unknown user)", "", "alice"]);
     assert!(failures
         .iter()
         .all(|e| e["outcome"] == "invalid credentials"));
@@ -1642,8 +1643,8 @@ fn failed_sign_ins_are_throttled_per_address() {
         .collect();
     assert_eq!(
         outcomes.iter().filter(|o| **o == "throttled").count(),
-        4,
-        "{outcomes:?}"
+        1,
+        "one entry per run of refusals, not one per refused request: {outcomes:?}"
     );
     assert_eq!(
         outcomes

@@ -200,12 +200,18 @@ fn latest_is_the_newest_version_holding_the_file() {
     );
     assert_eq!(s.get(&format!("{P}/app/latest/missing")).status, 404);
     assert_eq!(s.get(&format!("{P}/nopkg/latest/app.tar")).status, 404);
-    // a real version called latest wins
+    // a real version called latest wins, for every file name
     assert_eq!(
         s.put(&format!("{P}/app/latest/app.tar"), b"pinned").status,
         201
     );
     assert_eq!(s.get(&format!("{P}/app/latest/app.tar")).body, b"pinned");
+    let r = s.get(&format!("{P}/app/latest/notes.txt"));
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (404, "package file does not exist"),
+        "no aliasing while a version named latest exists"
+    );
 }
 
 fn tool(name: &str) -> String {

@@ -47,7 +47,21 @@ fn signed_in<'a>(
     if !c.scope(category, access) {
         return Err(scope_error(category, access));
     }
+    // A token limited to one owner or package acts on packages only, never on accounts.
+    if c.token
+        .as_ref()
+        .is_some_and(|t| t.owner.is_some() || t.package.is_some())
+    {
+        return Err(forbidden(
+            "this token is limited to one owner's packages and cannot manage accounts",
+        ));
+    }
     Ok(c)
+}
+
+/// A `public-only` token sees only public users and organizations.
+fn visible_to(c: &Caller, owner: &UserRecord) -> bool {
+    !c.public_only() || owner.visibility == Visibility::Public
 }
 
 /// The caller, who must be a site admin with the admin scope.
@@ -244,12 +258,19 @@ pub(super) fn dispatch(
     };
     match (method.as_str(), segs.as_slice()) {
         ("GET", ["user"]) => {
-            let c = signed_in(&caller, "user", Access::Read)?;
+            // Who am I: any signed-in caller, including a limited token, may ask.
+            let c = caller
+                .as_ref()
+                .ok_or(JsonError::Unauthorized("token is required"))?;
+            if !c.scope("user", Access::Read) {
+                return Err(scope_error("user", Access::Read));
+            }
             Ok(json_response(200, &user_json(base, &c.user)))
         }
         ("GET", ["user", "orgs"]) => {
             let c = signed_in(&caller, "organization", Access::Read)?;
-            let orgs = api.store.orgs_of(&c.user.login)?;
+            let mut orgs = api.store.orgs_of(&c.user.login)?;
+            orgs.retain(|o| visible_to(c, o));
             let items = orgs.iter().map(|o| org_json(base, o)).collect::<Vec<_>>();
             let total = items.len() as u64;
             Ok(paged(base, &path, query, paging(query), total, items))
@@ -279,6 +300,9 @@ pub(super) fn dispatch(
             let u = ctx.owner(name, None)?;
             if auth::access_level(&api.store, Some(&c.user), &u)?.is_none() {
                 return Err(JsonError::NotFound);
+            }
+            if !visible_to(c, &u) {
+                return Err(forbidden("a public-only token cannot see private accounts"));
             }
             Ok(json_response(200, &user_json(base, &u)))
         }
@@ -358,7 +382,7 @@ pub(super) fn dispatch(
                 "member.set",
                 org,
                 &format!("{user}={}", role.as_str()),
-                "ok",
+                if ok { "ok" } else { "not found" },
             );
             if ok {
                 Ok(Response::new(204))
@@ -398,7 +422,13 @@ pub(super) fn dispatch(
             let name = str_field(&body, "name")?
                 .filter(|n| !n.trim().is_empty() && n.len() <= 255)
                 .ok_or_else(|| JsonError::Unprocessable("name is required".into()))?;
-            let permission = match str_field(&body, "permission")? {
+            // Gitea ≥ 1.20 scripts send the packages unit's level in `units_map`.
+            let from_units = body
+                .get("units_map")
+                .and_then(|m| m.get("repo.packages"))
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let permission = match from_units.or(str_field(&body, "permission")?) {
                 None => Role::Read,
                 Some(p) if p == "none" => Role::Read,
                 Some(p) => Role::parse(&p)
@@ -447,7 +477,7 @@ pub(super) fn dispatch(
                 action,
                 &org.login,
                 &format!("{}:{user}", team.name),
-                "ok",
+                if ok { "ok" } else { "not found" },
             );
             if ok {
                 Ok(Response::new(204))
@@ -496,6 +526,11 @@ impl Ctx<'_> {
         if auth::access_level(&self.api.store, Some(&c.user), &o)?.is_none() {
             return Err(JsonError::NotFound);
         }
+        if !visible_to(c, &o) {
+            return Err(forbidden(
+                "a public-only token cannot see private organizations",
+            ));
+        }
         Ok(o)
     }
 
@@ -503,6 +538,11 @@ impl Ctx<'_> {
     fn org_admin(&self, org: &str) -> Result<UserRecord, JsonError> {
         let c = signed_in(self.caller, "organization", Access::Write)?;
         let o = self.owner(org, Some(OwnerKind::Org))?;
+        if !visible_to(c, &o) {
+            return Err(forbidden(
+                "a public-only token cannot manage private organizations",
+            ));
+        }
         match auth::access_level(&self.api.store, Some(&c.user), &o)? {
             Some(Role::Admin) => Ok(o),
             None => Err(JsonError::NotFound),
@@ -531,7 +571,11 @@ impl Ctx<'_> {
             .as_ref()
             .ok_or(JsonError::Unauthorized("basic authentication is required"))?;
         let own = c.user.key() == store::fold_case(name) && c.token.is_none();
-        let admin = c.user.is_admin && c.scope("admin", Access::Write);
+        let limited = c
+            .token
+            .as_ref()
+            .is_some_and(|t| t.owner.is_some() || t.package.is_some());
+        let admin = c.user.is_admin && c.scope("admin", Access::Write) && !limited;
         if own || admin {
             return Ok(());
         }
@@ -653,7 +697,9 @@ impl Ctx<'_> {
             let all = self.api.store.list_owners(kind, 1, u64::MAX)?;
             let mut visible = Vec::new();
             for o in all.items {
-                if auth::access_level(&self.api.store, Some(&c.user), &o)?.is_some() {
+                if visible_to(c, &o)
+                    && auth::access_level(&self.api.store, Some(&c.user), &o)?.is_some()
+                {
                     visible.push(o);
                 }
             }

@@ -78,18 +78,25 @@ impl Api {
             }
         }
         let result = auth::authenticate(&self.store, &self.limiter, req.peer.ip(), &creds);
-        if let Err(e @ (AuthError::Invalid | AuthError::Throttled(_))) = &result {
+        let outcome = match &result {
+            Err(AuthError::Invalid) => Some("invalid credentials"),
+            // One entry per run of refusals, not one per request of a flood.
+            Err(AuthError::Throttled(t)) if t.first => Some("throttled"),
+            _ => None,
+        };
+        if let Some(outcome) = outcome {
+            // The user name of a failed Basic login is recorded only when it names an account:
+            // a client that swapped user and secret must not leave the secret in the log.
             let actor = match &creds {
                 Credentials::Basic { user, secret }
                     if !secret.is_empty() && secret != "x-oauth-basic" =>
                 {
-                    user.clone()
+                    match self.store.get_user(user) {
+                        Ok(Some(u)) => u.login,
+                        _ => "(unknown user)".to_string(),
+                    }
                 }
                 _ => String::new(),
-            };
-            let outcome = match e {
-                AuthError::Throttled(_) => "throttled",
-                _ => "invalid credentials",
             };
             self.audit(req, &actor, "auth.failure", "", "", outcome);
         }

@@ -165,7 +165,7 @@ fn dispatch(
     let caller = match api.caller(req, query) {
         Ok(c) => c,
         Err(AuthError::Invalid) => return Err(ApiError::BadCredentials),
-        Err(AuthError::Throttled(secs)) => return Err(ApiError::Throttled(secs)),
+        Err(AuthError::Throttled(t)) => return Err(ApiError::Throttled(t.retry_after)),
         Err(AuthError::Store(e)) => return Err(e.into()),
     };
     *who = caller.as_ref().map(|c| c.user.login.clone());
@@ -183,21 +183,34 @@ fn dispatch(
     // 4. read access, 5. write access (token scopes and limits, visibility, roles)
     let writes = matches!(method, "PUT" | "DELETE");
     let access = if writes { Access::Write } else { Access::Read };
-    match auth::package_access(
+    let actor = caller
+        .as_ref()
+        .map(|c| c.user.login.clone())
+        .unwrap_or_default();
+    let denied = match auth::package_access(
         &api.store,
         caller.as_ref(),
         &owner,
         package.as_deref(),
         access,
     )? {
-        Ok(()) => {}
-        Err(Denied::PublicOnly) => return Err(ApiError::PublicOnly),
-        Err(Denied::NoPermission | Denied::Scope) => return Err(ApiError::NoPermission),
+        Ok(()) => None,
+        Err(Denied::PublicOnly) => Some(ApiError::PublicOnly),
+        Err(Denied::NoPermission | Denied::Scope) => Some(ApiError::NoPermission),
+    };
+    if let Some(e) = denied {
+        // Refused writes are audited; refused reads are not (anonymous probes would flood it).
+        if writes {
+            let action = match (&route, method) {
+                (Route::Version { .. }, _) => "package.delete_version",
+                (_, "PUT") => "package.publish",
+                _ => "package.delete_file",
+            };
+            let target = package.as_deref().unwrap_or("");
+            api.audit(req, &actor, action, &owner.login, target, "refused");
+        }
+        return Err(e);
     }
-    let actor = caller
-        .as_ref()
-        .map(|c| c.user.login.clone())
-        .unwrap_or_default();
     let result = match route {
         Route::File {
             name,
@@ -307,7 +320,9 @@ fn upload(
     // Refusals that are known before the body go out before it (and before any
     // `100 Continue`): a declared size over the limit, and an existing file.
     let limit = api.config.max_file_size;
-    if let (Some(max), Some(declared)) = (limit, req.body.content_length()) {
+    let content_type = req.headers.get("content-type").unwrap_or("").to_string();
+    let multipart = is_multipart_form(&content_type);
+    if let (Some(max), Some(declared), false) = (limit, req.body.content_length(), multipart) {
         if declared > max {
             return Err(ApiError::TooLarge);
         }
@@ -320,10 +335,35 @@ fn upload(
         let sha256 = expected.sha256.ok_or_else(|| {
             ApiError::BadRequest("X-Checksum-Deploy needs X-Checksum-Sha256".into())
         })?;
-        let user = caller.map(|c| c.user.clone());
+        let who = caller.cloned();
         let store = std::sync::Arc::clone(&api.store);
-        let readable = move |owner: &str| auth::may_read_owner_name(&store, user.as_ref(), owner);
-        return match api.store.publish_existing(&at, creator, sha256, readable)? {
+        let readable = move |owner: &str| auth::may_read_owner_name(&store, who.as_ref(), owner);
+        // The same checks as a PUT with a body: the size limit, and every digest sent.
+        let check = |size: u64| -> Result<(), store::Error> {
+            if limit.is_some_and(|max| size > max) {
+                return Err(store::Error::Body(io::Error::other(TooLarge)));
+            }
+            let want = expected.want();
+            if want.any() {
+                let d = api
+                    .store
+                    .ensure_digests(&sha256)?
+                    .ok_or_else(|| store::Error::Rejected("the stored file went away".into()))?;
+                let got = StreamDigests {
+                    size,
+                    sha256,
+                    md5: hex::decode(&d.md5).ok().and_then(|b| b.try_into().ok()),
+                    sha1: hex::decode(&d.sha1).ok().and_then(|b| b.try_into().ok()),
+                    sha512: hex::decode(&d.sha512).ok(),
+                };
+                expected.verify(&got).map_err(store::Error::Rejected)?;
+            }
+            Ok(())
+        };
+        return match api
+            .store
+            .publish_existing(&at, creator, sha256, readable, check)?
+        {
             Published::Created => Ok(Response::new(201)),
             Published::Conflict => Err(ApiError::FileExists),
             Published::UnknownContent => {
@@ -334,17 +374,17 @@ fn upload(
 
     // 7–8. the body (the first file part of a multipart form), then the publishing commit,
     // which decides a racing 409 for good.
-    let body = LimitedBody {
-        inner: &mut req.body,
-        left: limit,
-    };
-    let content_type = req.headers.get("content-type").unwrap_or("").to_string();
-    let published = if is_multipart_form(&content_type) {
+    let published = if multipart {
+        // The limit applies to the file part, not to the form around it.
         let boundary = multipart::boundary(&content_type).ok_or_else(|| {
             ApiError::BadRequest("multipart/form-data without a valid boundary".into())
         })?;
-        let mut part = multipart::FirstFilePart::new(body, &boundary);
+        let mut part = multipart::FirstFilePart::new(&mut req.body, &boundary);
         part.open().map_err(multipart_error)?;
+        let part = LimitedBody {
+            inner: &mut part,
+            left: limit,
+        };
         api.store
             .upload(&at, creator, part, expected.want(), |d| expected.verify(d))
             .map_err(|e| match e {
@@ -354,6 +394,10 @@ fn upload(
                 other => other.into(),
             })?
     } else {
+        let body = LimitedBody {
+            inner: &mut req.body,
+            left: limit,
+        };
         api.store
             .upload(&at, creator, body, expected.want(), |d| expected.verify(d))?
     };
@@ -534,7 +578,10 @@ fn delete_file(api: &Api, at: &FileCoords) -> Result<Response, ApiError> {
 
 fn download(api: &Api, req: &Request, mut at: FileCoords) -> Result<Response, ApiError> {
     let mut opened = api.store.open_file(&at)?;
-    if opened.is_none() && at.version.eq_ignore_ascii_case(LATEST) {
+    if opened.is_none()
+        && at.version.eq_ignore_ascii_case(LATEST)
+        && !api.store.version_exists(&at.owner, &at.name, LATEST)?
+    {
         // No real version is called `latest`: the newest version that has this file.
         if let Some(v) = api
             .store

@@ -139,7 +139,7 @@ fn dispatch(
     let caller = match api.caller(req, query) {
         Ok(c) => c,
         Err(AuthError::Invalid) => return Err(JsonError::Unauthorized("user does not exist")),
-        Err(AuthError::Throttled(secs)) => return Err(JsonError::Throttled(secs)),
+        Err(AuthError::Throttled(t)) => return Err(JsonError::Throttled(t.retry_after)),
         Err(AuthError::Store(e)) => return Err(e.into()),
     };
     *who = caller.as_ref().map(|c| c.user.login.clone());
@@ -245,8 +245,23 @@ fn dispatch(
             ))
         }
         ("DELETE", ["generic", name]) => {
-            require_write()?;
-            if api.store.delete_package(&owner.login, &decode(name)?)? {
+            let name = decode(name)?;
+            let actor = caller.user.login.clone();
+            if let Err(e) = require_write() {
+                api.audit(
+                    req,
+                    &actor,
+                    "package.delete",
+                    &owner.login,
+                    &name,
+                    "refused",
+                );
+                return Err(e);
+            }
+            let done = api.store.delete_package(&owner.login, &name)?;
+            let outcome = if done { "ok" } else { "not found" };
+            api.audit(req, &actor, "package.delete", &owner.login, &name, outcome);
+            if done {
                 Ok(Response::new(204))
             } else {
                 Err(JsonError::NotFound)
@@ -267,13 +282,34 @@ fn dispatch(
             Ok(json_response(200, &package_json(api, base, &owner, &entry)))
         }
         ("DELETE", ["generic", name, version]) => {
-            require_write()?;
-            match api
-                .store
-                .delete_version(&owner.login, &decode(name)?, &decode(version)?)?
-            {
-                Deleted::Done => Ok(Response::new(204)),
-                _ => Err(JsonError::NotFound),
+            let (name, version) = (decode(name)?, decode(version)?);
+            let actor = caller.user.login.clone();
+            let target = format!("{name}/{version}");
+            if let Err(e) = require_write() {
+                api.audit(
+                    req,
+                    &actor,
+                    "package.delete_version",
+                    &owner.login,
+                    &target,
+                    "refused",
+                );
+                return Err(e);
+            }
+            let done = api.store.delete_version(&owner.login, &name, &version)? == Deleted::Done;
+            let outcome = if done { "ok" } else { "not found" };
+            api.audit(
+                req,
+                &actor,
+                "package.delete_version",
+                &owner.login,
+                &target,
+                outcome,
+            );
+            if done {
+                Ok(Response::new(204))
+            } else {
+                Err(JsonError::NotFound)
             }
         }
         ("GET", ["generic", name, version, "files"]) => {

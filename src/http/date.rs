@@ -99,6 +99,10 @@ pub fn rfc3339(t: SystemTime) -> String {
 /// (`2026-01-31`, midnight UTC).
 pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     let s = s.trim();
+    // Every valid form is ASCII; checking first makes the fixed-offset slicing below safe.
+    if !s.is_ascii() {
+        return None;
+    }
     let (date, rest) = s.split_at(s.len().min(10));
     let mut ymd = date.split('-');
     let (y, m, d) = (ymd.next()?, ymd.next()?, ymd.next()?);
@@ -222,6 +226,8 @@ mod tests {
         assert_eq!(at("1994-13-06"), None);
         assert_eq!(at("tomorrow"), None);
         assert_eq!(at("1994-11-06T08:49"), None);
+        assert_eq!(at("2026-01-3é1"), None, "no panic on a multibyte character");
+        assert_eq!(at("2026-01-31T0é:00:00Z"), None);
     }
 
     #[test]

@@ -115,12 +115,15 @@ impl Store {
     /// Publishes a file whose bytes shelf already holds (Artifactory's deploy by checksum),
     /// looking only at bodies of owners `readable` accepts, so a caller learns nothing about
     /// namespaces it cannot read.
+    /// `check` sees the size of the found bytes before anything is published; its error
+    /// refuses the deploy.
     pub fn publish_existing(
         &self,
         at: &FileCoords,
         creator: &str,
         sha256: [u8; 32],
         readable: impl Fn(&str) -> bool + Send + 'static,
+        check: impl FnOnce(u64) -> Result<()>,
     ) -> Result<Published> {
         let found = {
             let txn = self.db.begin_read().ctx("beginning a read")?;
@@ -144,6 +147,16 @@ impl Store {
         if !found {
             return Ok(Published::UnknownContent);
         }
+        let size = {
+            let txn = self.db.begin_read().ctx("beginning a read")?;
+            let contents = txn.open_table(CONTENTS).ctx("opening contents")?;
+            let content = contents.get(&sha256).ctx("reading a content")?;
+            match content {
+                Some(c) => decode::<ContentRecord>(c.value())?.size,
+                None => return Ok(Published::UnknownContent),
+            }
+        };
+        check(size)?;
         let digests = StreamDigests {
             sha256,
             ..StreamDigests::default()
@@ -961,24 +974,24 @@ mod tests {
         let sha = s.open_file(&at("orig")).expect("o").expect("e").0.sha256;
         let other = FileCoords::new("bob", "p", "1", "copy");
         assert_eq!(
-            s.publish_existing(&other, "bob", sha, |o| o != "alice")
+            s.publish_existing(&other, "bob", sha, |o| o != "alice", |_| Ok(()))
                 .expect("deploy"),
             Published::UnknownContent,
             "alice's bytes are not visible to this caller"
         );
         assert_eq!(
-            s.publish_existing(&other, "bob", sha, |_| true)
+            s.publish_existing(&other, "bob", sha, |_| true, |_| Ok(()))
                 .expect("deploy"),
             Published::Created
         );
         assert_eq!(
-            s.publish_existing(&other, "bob", sha, |_| true)
+            s.publish_existing(&other, "bob", sha, |_| true, |_| Ok(()))
                 .expect("deploy"),
             Published::Conflict
         );
         assert_eq!(read_all(s, &other).expect("exists"), data);
         assert_eq!(
-            s.publish_existing(&at("x"), "a", [0; 32], |_| true)
+            s.publish_existing(&at("x"), "a", [0; 32], |_| true, |_| Ok(()))
                 .expect("deploy"),
             Published::UnknownContent
         );

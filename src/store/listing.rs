@@ -302,12 +302,11 @@ impl Store {
         };
         let mut out = Vec::with_capacity(recs.len());
         for file in recs {
-            // The version's snapshot listed the file; a body deleted since is a 404-worthy
-            // race, not corruption, but the file row pointed at it, so report it plainly.
-            let digests = self.ensure_digests(&file.sha256)?.ok_or_else(|| {
-                Error::Corrupt(format!("file {} lost its content while listed", file.name))
-            })?;
-            out.push(FileEntry { file, digests });
+            // A file deleted between the listing's snapshot and its digests is left out, as
+            // if the listing had come a moment later.
+            if let Some(digests) = self.ensure_digests(&file.sha256)? {
+                out.push(FileEntry { file, digests });
+            }
         }
         out.sort_by_key(|e| e.file.id);
         Ok(Some(out))

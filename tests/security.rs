@@ -1,0 +1,339 @@
+//! Regressions from the security review of this session: limited and public-only tokens on
+//! account routes and in deploy by checksum, audited JSON deletes, request-controlled panics,
+//! and the size limit on multipart file parts.
+
+mod common;
+use common::*;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+fn admin() -> String {
+    format!("token {ADMIN_TOKEN}")
+}
+
+fn send_json(s: &Server, method: &str, auth: &str, path: &str, body: &Value) -> Resp {
+    let body = body.to_string();
+    s.req(
+        method,
+        path,
+        &[
+            ("Authorization", auth),
+            ("Content-Type", "application/json"),
+        ],
+        body.as_bytes(),
+    )
+}
+
+/// A token for `user` created by the admin with these extra fields.
+fn token(s: &Server, user: &str, name: &str, extra: Value) -> String {
+    let mut body = json!({ "name": name, "scopes": ["all"] });
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    let r = send_json(
+        s,
+        "POST",
+        &admin(),
+        &format!("/api/v1/admin/users/{user}/tokens"),
+        &body,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let v: Value = serde_json::from_slice(&r.body).expect("json");
+    v["sha1"].as_str().expect("token").to_string()
+}
+
+/// A private organization `sec` owned by admin, holding one secret file; returns its bytes.
+fn private_org_with_secret(s: &Server) -> Vec<u8> {
+    let r = send_json(
+        s,
+        "POST",
+        &admin(),
+        "/api/v1/orgs",
+        &json!({"username": "sec", "visibility": "private"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let secret = pattern(3000, 501);
+    let auth = admin();
+    let r = s.req(
+        "PUT",
+        "/api/packages/sec/generic/s/1/secret.bin",
+        &[("Authorization", &auth)],
+        &secret,
+    );
+    assert_eq!(r.status, 201);
+    secret
+}
+
+#[test]
+fn limited_and_public_only_tokens_cannot_deploy_bytes_they_cannot_read() {
+    let s = Server::start();
+    let secret = private_org_with_secret(&s);
+    let sha = hex::encode(Sha256::digest(&secret));
+    let limited = token(
+        &s,
+        "admin",
+        "lim",
+        json!({"owner": "admin", "package": "pk"}),
+    );
+    let owner_limited = token(&s, "admin", "own", json!({"owner": "admin"}));
+    let public_only = token(
+        &s,
+        "admin",
+        "pub",
+        json!({"scopes": ["public-only", "write:package"]}),
+    );
+    for (label, t) in [
+        ("package-limited", &limited),
+        ("owner-limited", &owner_limited),
+        ("public-only", &public_only),
+    ] {
+        let auth = format!("token {t}");
+        let r = s.req(
+            "PUT",
+            "/api/packages/admin/generic/pk/1/copy.bin",
+            &[
+                ("Authorization", &auth),
+                ("X-Checksum-Deploy", "true"),
+                ("X-Checksum-Sha256", &sha),
+            ],
+            b"",
+        );
+        assert_eq!(
+            r.status, 404,
+            "{label}: the private bytes must stay unknown"
+        );
+        assert_eq!(
+            s.get("/api/packages/admin/generic/pk/1/copy.bin").status,
+            404
+        );
+    }
+    // the full token of the same admin may
+    let auth = admin();
+    let r = s.req(
+        "PUT",
+        "/api/packages/admin/generic/pk/1/copy.bin",
+        &[
+            ("Authorization", &auth),
+            ("X-Checksum-Deploy", "true"),
+            ("X-Checksum-Sha256", &sha),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 201);
+}
+
+#[test]
+fn deploy_by_checksum_verifies_other_digests_and_the_size_limit() {
+    let s = Server::start_with(&["--max-file-size", "2000"]);
+    let auth = admin();
+    let small = pattern(1500, 502);
+    assert_eq!(
+        s.put("/api/packages/admin/generic/d/1/a", &small).status,
+        201
+    );
+    let sha = hex::encode(Sha256::digest(&small));
+    let r = s.req(
+        "PUT",
+        "/api/packages/admin/generic/d/1/b",
+        &[
+            ("Authorization", &auth),
+            ("X-Checksum-Deploy", "true"),
+            ("X-Checksum-Sha256", &sha),
+            ("X-Checksum-Md5", "00000000000000000000000000000000"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 400, "a contradicting md5: {}", r.text());
+    assert_eq!(s.get("/api/packages/admin/generic/d/1/b").status, 404);
+}
+
+#[test]
+fn limited_tokens_cannot_manage_accounts_and_public_only_sees_no_private_orgs() {
+    let s = Server::start();
+    private_org_with_secret(&s);
+    let limited = token(
+        &s,
+        "admin",
+        "lim",
+        json!({"owner": "admin", "package": "pk"}),
+    );
+    let auth = format!("token {limited}");
+    for (method, path, body) in [
+        (
+            "PUT",
+            "/api/v1/orgs/sec/members/admin",
+            json!({"role": "admin"}),
+        ),
+        ("PATCH", "/api/v1/orgs/sec", json!({"visibility": "public"})),
+        ("DELETE", "/api/v1/orgs/sec?purge=true", json!({})),
+        ("PATCH", "/api/v1/admin/users/admin", json!({"admin": true})),
+        ("POST", "/api/v1/orgs", json!({"username": "newco"})),
+        (
+            "POST",
+            "/api/v1/admin/users/admin/tokens",
+            json!({"name": "x", "scopes": ["all"]}),
+        ),
+    ] {
+        let r = send_json(&s, method, &auth, path, &body);
+        assert_eq!(r.status, 403, "{method} {path}: {}", r.text());
+    }
+    // the org and its secret are untouched
+    let r = s.req(
+        "GET",
+        "/api/packages/sec/generic/s/1/secret.bin",
+        &[("Authorization", &admin())],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    // who-am-I still answers for a limited token
+    assert_eq!(
+        s.req("GET", "/api/v1/user", &[("Authorization", &auth)], b"")
+            .status,
+        200
+    );
+    // and it cannot list its owner's other packages
+    let r = s.req(
+        "GET",
+        "/api/v1/packages/admin",
+        &[("Authorization", &auth)],
+        b"",
+    );
+    assert_eq!(r.status, 403);
+
+    let public_only = token(
+        &s,
+        "admin",
+        "pub",
+        json!({"scopes": ["public-only", "all"]}),
+    );
+    let auth = format!("token {public_only}");
+    for path in ["/api/v1/orgs/sec", "/api/v1/orgs/sec/members"] {
+        let r = s.req("GET", path, &[("Authorization", &auth)], b"");
+        assert_eq!(r.status, 403, "{path}");
+    }
+    let r = s.req("GET", "/api/v1/user/orgs", &[("Authorization", &auth)], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.body, b"[]",
+        "a private org is not listed to a public-only token"
+    );
+}
+
+#[test]
+fn json_api_deletes_and_refused_writes_are_audited() {
+    let s = Server::start();
+    assert_eq!(
+        s.put("/api/packages/admin/generic/gone/1/f", b"x").status,
+        201
+    );
+    assert_eq!(
+        s.put("/api/packages/admin/generic/gone2/1/f", b"x").status,
+        201
+    );
+    let auth = admin();
+    let r = s.req(
+        "DELETE",
+        "/api/v1/packages/admin/generic/gone/1",
+        &[("Authorization", &auth)],
+        b"",
+    );
+    assert_eq!(r.status, 204);
+    let r = s.req(
+        "DELETE",
+        "/api/v1/packages/admin/generic/gone2",
+        &[("Authorization", &auth)],
+        b"",
+    );
+    assert_eq!(r.status, 204);
+    // an anonymous refused publish
+    assert_eq!(
+        s.req("PUT", "/api/packages/admin/generic/x/1/f", &[], b"x")
+            .status,
+        401
+    );
+    // entries are written within 2 s
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(6);
+    loop {
+        let r = s.req(
+            "GET",
+            "/api/v1/admin/audit?action=package&limit=50",
+            &[("Authorization", &auth)],
+            b"",
+        );
+        let v: Value = serde_json::from_slice(&r.body).expect("json");
+        let seen: Vec<(String, String)> = v
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|e| {
+                (
+                    e["action"].as_str().unwrap_or("").to_string(),
+                    e["outcome"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        let has = |a: &str, o: &str| seen.iter().any(|(x, y)| x == a && y == o);
+        if has("package.delete_version", "ok")
+            && has("package.delete", "ok")
+            && has("package.publish", "refused")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "missing audit entries: {seen:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_non_ascii_expiry_is_a_clean_422_not_a_panic() {
+    let s = Server::start();
+    let r = send_json(
+        &s,
+        "POST",
+        &admin(),
+        "/api/v1/admin/users/admin/tokens",
+        &json!({"name": "t", "scopes": ["all"], "expires_at": "2026-01-3é1"}),
+    );
+    assert_eq!(r.status, 422, "{}", r.text());
+}
+
+#[test]
+fn the_size_limit_applies_to_the_multipart_file_part() {
+    let s = Server::start_with(&["--max-file-size", "1000"]);
+    let boundary = "XyZ";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(&pattern(1000, 503));
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    assert!(
+        body.len() > 1000,
+        "the form is larger than the limit, the file is not"
+    );
+    let auth = admin();
+    let ct = format!("multipart/form-data; boundary={boundary}");
+    let r = s.req(
+        "PUT",
+        "/api/packages/admin/generic/mp/1/f",
+        &[("Authorization", &auth), ("Content-Type", &ct)],
+        &body,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let mut big = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"g\"\r\n\r\n"
+    )
+    .into_bytes();
+    big.extend_from_slice(&pattern(1001, 504));
+    big.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let r = s.req(
+        "PUT",
+        "/api/packages/admin/generic/mp/1/g",
+        &[("Authorization", &auth), ("Content-Type", &ct)],
+        &big,
+    );
+    assert_eq!(r.status, 403);
+}
