@@ -77,6 +77,10 @@ pub struct Serve {
     /// days the audit log is kept (default 90)
     #[argh(option)]
     pub audit_retention_days: Option<u64>,
+    /// comma-separated addresses of reverse proxies whose X-Forwarded-For names the client
+    /// (e.g. 127.0.0.1 behind a local nginx; env SHELF_TRUSTED_PROXIES)
+    #[argh(option)]
+    pub trusted_proxies: Option<String>,
 }
 
 /// Manage users: offline on the database file (no server may hold it), or with --server.
@@ -539,6 +543,7 @@ pub struct ServeSettings {
     pub external_url: Option<String>,
     pub auth_failure_burst: u32,
     pub audit_retention_days: u64,
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl ServeSettings {
@@ -598,6 +603,21 @@ impl ServeSettings {
                 Some(0) => return Err("--auth-failure-burst must be at least 1".into()),
                 Some(n) => n,
                 None => 10, // auth::DEFAULT_BURST
+            },
+            trusted_proxies: match s
+                .trusted_proxies
+                .or_else(|| env_or("SHELF_TRUSTED_PROXIES"))
+            {
+                None => Vec::new(),
+                Some(list) => list
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| {
+                        a.parse()
+                            .map_err(|_| format!("--trusted-proxies: {a:?} is not an IP address"))
+                    })
+                    .collect::<Result<_, _>>()?,
             },
             audit_retention_days: match s.audit_retention_days {
                 Some(0) => return Err("--audit-retention-days must be at least 1".into()),

@@ -121,6 +121,7 @@ fn serve(s: ServeSettings) -> Result<(), String> {
             max_file_size: s.max_file_size,
             external_url: s.external_url.clone(),
             auth_failure_burst: s.auth_failure_burst,
+            trusted_proxies: s.trusted_proxies.clone(),
         },
     );
     println!(

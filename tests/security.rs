@@ -337,3 +337,64 @@ fn the_size_limit_applies_to_the_multipart_file_part() {
     );
     assert_eq!(r.status, 403);
 }
+
+#[test]
+fn x_forwarded_for_counts_only_from_trusted_proxies() {
+    let wrong = "token 0000000000000000000000000000000000000000";
+    // behind a trusted proxy, each client has its own budget of failures
+    let s = Server::start_with(&["--trusted-proxies", "127.0.0.1"]);
+    for _ in 0..10 {
+        let r = s.req(
+            "GET",
+            "/api/v1/user",
+            &[("Authorization", wrong), ("X-Forwarded-For", "10.9.9.1")],
+            b"",
+        );
+        assert_eq!(r.status, 401);
+    }
+    let r = s.req(
+        "GET",
+        "/api/v1/user",
+        &[("Authorization", wrong), ("X-Forwarded-For", "10.9.9.1")],
+        b"",
+    );
+    assert_eq!(r.status, 429, "the attacker behind the proxy is throttled");
+    let r = s.req(
+        "GET",
+        "/api/v1/user",
+        &[("Authorization", wrong), ("X-Forwarded-For", "10.9.9.2")],
+        b"",
+    );
+    assert_eq!(r.status, 401, "another client behind the same proxy is not");
+    // a spoofed left-hand entry does not help: the proxy's own entry is the rightmost
+    let r = s.req(
+        "GET",
+        "/api/v1/user",
+        &[
+            ("Authorization", wrong),
+            ("X-Forwarded-For", "10.9.9.3, 10.9.9.1"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 429);
+
+    // without the option, the header is ignored: varying it does not escape the limit
+    let s = Server::start();
+    for i in 0..10 {
+        let xff = format!("10.8.8.{i}");
+        let r = s.req(
+            "GET",
+            "/api/v1/user",
+            &[("Authorization", wrong), ("X-Forwarded-For", &xff)],
+            b"",
+        );
+        assert_eq!(r.status, 401);
+    }
+    let r = s.req(
+        "GET",
+        "/api/v1/user",
+        &[("Authorization", wrong), ("X-Forwarded-For", "10.8.8.99")],
+        b"",
+    );
+    assert_eq!(r.status, 429);
+}

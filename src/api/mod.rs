@@ -29,6 +29,9 @@ pub struct ApiConfig {
     pub external_url: Option<String>,
     /// Failed sign-ins in a row one address may make before it gets 429 (0: the default).
     pub auth_failure_burst: u32,
+    /// Reverse proxies whose `X-Forwarded-For` names the real client (for throttling and the
+    /// audit log); for any other peer the header is ignored.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 pub struct Api {
@@ -77,7 +80,7 @@ impl Api {
                 creds = Credentials::Token(t);
             }
         }
-        let result = auth::authenticate(&self.store, &self.limiter, req.peer.ip(), &creds);
+        let result = auth::authenticate(&self.store, &self.limiter, self.client_ip(req), &creds);
         let outcome = match &result {
             Err(AuthError::Invalid) => Some("invalid credentials"),
             // One entry per run of refusals, not one per request of a flood.
@@ -116,12 +119,34 @@ impl Api {
         self.store.audit(AuditRecord {
             time: store::now(),
             actor: actor.to_string(),
-            addr: req.peer.ip().to_string(),
+            addr: self.client_ip(req).to_string(),
             action: action.to_string(),
             owner: store::fold_case(owner),
             target: target.to_string(),
             outcome: outcome.to_string(),
         });
+    }
+
+    /// The client's address: the peer, or — when the peer is a trusted proxy — the rightmost
+    /// `X-Forwarded-For` entry that is not itself a trusted proxy (entries further left were
+    /// written by the client and prove nothing).
+    fn client_ip(&self, req: &Request) -> std::net::IpAddr {
+        let peer = req.peer.ip();
+        if !self.config.trusted_proxies.contains(&peer) {
+            return peer;
+        }
+        let forwarded: Vec<&str> = req
+            .headers
+            .get_all("x-forwarded-for")
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect();
+        forwarded
+            .iter()
+            .rev()
+            .filter_map(|a| a.parse::<std::net::IpAddr>().ok())
+            .find(|ip| !self.config.trusted_proxies.contains(ip))
+            .unwrap_or(peer)
     }
 
     /// The base URL clients use, without a trailing slash.
