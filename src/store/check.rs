@@ -32,6 +32,10 @@ impl Store {
         let owner_versions = txn
             .open_table(OWNER_VERSIONS)
             .ctx("opening owner_versions")?;
+        let package_order = txn.open_table(PACKAGE_ORDER).ctx("opening package_order")?;
+        let package_versions = txn
+            .open_table(PACKAGE_VERSIONS)
+            .ctx("opening package_versions")?;
         let contents = txn.open_table(CONTENTS).ctx("opening contents")?;
         let content_owners = txn
             .open_table(CONTENT_OWNERS)
@@ -181,11 +185,27 @@ impl Store {
 
         // versions against their order index and per-owner counts
         let mut per_owner: BTreeMap<String, u64> = BTreeMap::new();
+        let mut per_package: BTreeMap<(String, String), u64> = BTreeMap::new();
+        let mut total_versions = 0u64;
         for row in versions.iter().ctx("listing versions")? {
             let (k, v) = row.ctx("listing versions")?;
             let key = k.value();
             let rec: VersionRecord = decode(v.value())?;
             *per_owner.entry(key.0.to_string()).or_default() += 1;
+            *per_package
+                .entry((key.0.to_string(), key.2.to_string()))
+                .or_default() += 1;
+            total_versions += 1;
+            if package_order
+                .get((key.0, key.2, u64::MAX - rec.id, key.3))
+                .ctx("reading package order")?
+                .is_none()
+            {
+                faults.push(format!(
+                    "version {}/{}/{}: not in the package order index",
+                    key.0, key.2, key.3
+                ));
+            }
             if order
                 .get((key.0, u64::MAX - rec.id, key.2, key.3))
                 .ctx("reading version order")?
@@ -209,6 +229,26 @@ impl Store {
                     v.value()
                 ));
             }
+        }
+        if package_order.len().ctx("counting package order")? != total_versions {
+            faults.push("the package order index has rows for no version".into());
+        }
+        for row in package_versions.iter().ctx("listing package counts")? {
+            let (k, v) = row.ctx("listing package counts")?;
+            let (o, n) = k.value();
+            if per_package
+                .remove(&(o.to_string(), n.to_string()))
+                .unwrap_or(0)
+                != v.value()
+            {
+                faults.push(format!(
+                    "package {o}/{n}: version count {} is wrong",
+                    v.value()
+                ));
+            }
+        }
+        for (o, n) in per_package.keys() {
+            faults.push(format!("package {o}/{n}: versions without a count"));
         }
         for owner in per_owner.keys() {
             faults.push(format!("owner {owner}: versions without a count"));

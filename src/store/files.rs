@@ -469,6 +469,11 @@ fn publish_rows(txn: &WriteTransaction, new: NewFile, source: Source) -> Result<
             .ctx("opening version_order")?
             .insert((o.as_str(), u64::MAX - rec.id, n.as_str(), v.as_str()), ())
             .ctx("ordering a version")?;
+        txn.open_table(PACKAGE_ORDER)
+            .ctx("opening package_order")?
+            .insert((o.as_str(), n.as_str(), u64::MAX - rec.id, v.as_str()), ())
+            .ctx("ordering a version")?;
+        bump(txn, o, n, 1)?;
         let mut counts = txn
             .open_table(OWNER_VERSIONS)
             .ctx("opening owner_versions")?;
@@ -560,6 +565,25 @@ fn delete_version_rows(txn: &WriteTransaction, o: &str, n: &str, v: &str) -> Res
     Ok(true)
 }
 
+/// Adds `delta` to a package's version count (the row goes at zero).
+fn bump(txn: &WriteTransaction, o: &str, n: &str, delta: i64) -> Result<()> {
+    let mut counts = txn
+        .open_table(PACKAGE_VERSIONS)
+        .ctx("opening package_versions")?;
+    let c = counts
+        .get((o, n))
+        .ctx("counting versions")?
+        .map(|g| g.value())
+        .unwrap_or(0);
+    let next = c.saturating_add_signed(delta);
+    if next == 0 {
+        counts.remove((o, n)).ctx("counting versions")?;
+    } else {
+        counts.insert((o, n), next).ctx("counting versions")?;
+    }
+    Ok(())
+}
+
 /// Removes a (now empty) version's row, order row and count, and its package if it was the last.
 fn remove_version(txn: &WriteTransaction, o: &str, n: &str, v: &str) -> Result<()> {
     let mut versions = txn.open_table(VERSIONS).ctx("opening versions")?;
@@ -573,6 +597,11 @@ fn remove_version(txn: &WriteTransaction, o: &str, n: &str, v: &str) -> Result<(
         .ctx("opening version_order")?
         .remove((o, u64::MAX - rec.id, n, v))
         .ctx("unordering a version")?;
+    txn.open_table(PACKAGE_ORDER)
+        .ctx("opening package_order")?
+        .remove((o, n, u64::MAX - rec.id, v))
+        .ctx("unordering a version")?;
+    bump(txn, o, n, -1)?;
     let mut counts = txn
         .open_table(OWNER_VERSIONS)
         .ctx("opening owner_versions")?;

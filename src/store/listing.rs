@@ -170,30 +170,35 @@ impl Store {
             return Ok(None);
         };
         let package: PackageRecord = decode(package.value())?;
+        let total = txn
+            .open_table(PACKAGE_VERSIONS)
+            .ctx("opening package_versions")?
+            .get((o.as_str(), n.as_str()))
+            .ctx("counting versions")?
+            .map(|g| g.value())
+            .unwrap_or(0);
+        let order = txn.open_table(PACKAGE_ORDER).ctx("opening package_order")?;
         let versions = txn.open_table(VERSIONS).ctx("opening versions")?;
         let n_next = format!("{n}\0");
-        let mut all = Vec::new();
-        for row in versions
-            .range(
-                (o.as_str(), GENERIC, n.as_str(), "")..(o.as_str(), GENERIC, n_next.as_str(), ""),
-            )
-            .ctx("listing versions")?
-        {
-            let (_, v) = row.ctx("listing versions")?;
-            all.push(decode::<VersionRecord>(v.value())?);
-        }
-        all.sort_by_key(|v| std::cmp::Reverse(v.id));
-        let total = all.len() as u64;
         let skip = page.saturating_sub(1).saturating_mul(limit);
-        let items = all
-            .into_iter()
+        let mut items = Vec::new();
+        for row in order
+            .range((o.as_str(), n.as_str(), 0u64, "")..(o.as_str(), n_next.as_str(), 0u64, ""))
+            .ctx("listing versions")?
             .skip(skip as usize)
             .take(limit as usize)
-            .map(|version| VersionEntry {
+        {
+            let (k, _) = row.ctx("listing versions")?;
+            let v = k.value().3;
+            let version = versions
+                .get((o.as_str(), GENERIC, n.as_str(), v))
+                .ctx("reading a version")?
+                .ok_or_else(|| Error::Corrupt(format!("ordered version {n}/{v} is missing")))?;
+            items.push(VersionEntry {
                 package: package.clone(),
-                version,
-            })
-            .collect();
+                version: decode(version.value())?,
+            });
+        }
         Ok(Some(Page { total, items }))
     }
 
@@ -239,31 +244,25 @@ impl Store {
     ) -> Result<Option<String>> {
         let (o, n, f) = (fold_case(owner), fold_case(name), fold_case(file));
         let txn = self.db.begin_read().ctx("beginning a read")?;
-        let versions = txn.open_table(VERSIONS).ctx("opening versions")?;
+        let order = txn.open_table(PACKAGE_ORDER).ctx("opening package_order")?;
         let files = txn.open_table(FILES).ctx("opening files")?;
         let n_next = format!("{n}\0");
-        let mut best: Option<(u64, String)> = None;
-        for row in versions
-            .range(
-                (o.as_str(), GENERIC, n.as_str(), "")..(o.as_str(), GENERIC, n_next.as_str(), ""),
-            )
+        // Newest first: the first version holding the file ends the walk.
+        for row in order
+            .range((o.as_str(), n.as_str(), 0u64, "")..(o.as_str(), n_next.as_str(), 0u64, ""))
             .ctx("listing versions")?
         {
-            let (k, v) = row.ctx("listing versions")?;
-            let rec: VersionRecord = decode(v.value())?;
-            if best.as_ref().is_some_and(|(id, _)| *id > rec.id) {
-                continue;
-            }
-            let vkey = k.value().3;
+            let (k, _) = row.ctx("listing versions")?;
+            let v = k.value().3;
             if files
-                .get((o.as_str(), GENERIC, n.as_str(), vkey, f.as_str()))
+                .get((o.as_str(), GENERIC, n.as_str(), v, f.as_str()))
                 .ctx("reading a file")?
                 .is_some()
             {
-                best = Some((rec.id, vkey.to_string()));
+                return Ok(Some(v.to_string()));
             }
         }
-        Ok(best.map(|(_, v)| v))
+        Ok(None)
     }
 
     /// A version's files with every digest (computed now for bodies the hasher has not reached);

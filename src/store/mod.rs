@@ -69,6 +69,12 @@ const FILES: TableDefinition<FileKey, &[u8]> = TableDefinition::new("files");
 /// (owner, u64::MAX − version id, name, version): an owner's versions, newest first.
 const VERSION_ORDER: TableDefinition<(&str, u64, &str, &str), ()> =
     TableDefinition::new("version_order");
+/// (owner, name, u64::MAX − version id, version): a package's versions, newest first.
+const PACKAGE_ORDER: TableDefinition<(&str, &str, u64, &str), ()> =
+    TableDefinition::new("package_order");
+/// (owner, name) → number of the package's versions.
+const PACKAGE_VERSIONS: TableDefinition<(&str, &str), u64> =
+    TableDefinition::new("package_versions");
 /// owner → number of versions (X-Total-Count without a scan).
 const OWNER_VERSIONS: TableDefinition<&str, u64> = TableDefinition::new("owner_versions");
 /// sha256 of a file body → `ContentRecord`.
@@ -659,6 +665,10 @@ impl Store {
             txn.open_table(CONTENTS).ctx("creating contents")?;
             txn.open_table(CONTENT_OWNERS)
                 .ctx("creating content_owners")?;
+            txn.open_table(PACKAGE_ORDER)
+                .ctx("creating package_order")?;
+            txn.open_table(PACKAGE_VERSIONS)
+                .ctx("creating package_versions")?;
             txn.open_table(CHUNKS).ctx("creating chunks")?;
             txn.open_table(CHUNK_REFS).ctx("creating chunk_refs")?;
             txn.open_table(UPLOADS).ctx("creating uploads")?;
