@@ -420,7 +420,13 @@ pub fn package_access(
             return Ok(Err(Denied::PublicOnly));
         }
     }
-    let level = access_level(store, caller.map(|c| &c.user), owner)?;
+    let user = caller.map(|c| &c.user);
+    // A read that visibility already allows needs no membership lookup (the common GET of a
+    // public package stays two key reads: the token and the owner).
+    if access == Access::Read && visibility_allows(owner, user.is_some()) {
+        return Ok(Ok(()));
+    }
+    let level = access_level(store, user, owner)?;
     let allowed = match access {
         Access::Read => level.is_some(),
         Access::Write => level >= Some(Role::Write),
@@ -440,11 +446,7 @@ pub fn access_level(
     user: Option<&UserRecord>,
     owner: &UserRecord,
 ) -> Result<Option<Role>, store::Error> {
-    let by_visibility = match owner.visibility {
-        Visibility::Public => Some(Role::Read),
-        Visibility::Limited if user.is_some() => Some(Role::Read),
-        _ => None,
-    };
+    let by_visibility = visibility_allows(owner, user.is_some()).then_some(Role::Read);
     let Some(user) = user else {
         return Ok(by_visibility);
     };
@@ -456,6 +458,15 @@ pub fn access_level(
         OwnerKind::User => None,
     };
     Ok(role.max(by_visibility))
+}
+
+/// Whether `owner`'s visibility alone lets a caller (signed in or not) read its packages.
+fn visibility_allows(owner: &UserRecord, signed_in: bool) -> bool {
+    match owner.visibility {
+        Visibility::Public => true,
+        Visibility::Limited => signed_in,
+        Visibility::Private => false,
+    }
 }
 
 /// Whether `caller` may read the packages of the owner named `owner`, token limits included
