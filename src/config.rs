@@ -81,6 +81,10 @@ pub struct Serve {
     /// (e.g. 127.0.0.1 behind a local nginx; env SHELF_TRUSTED_PROXIES)
     #[argh(option)]
     pub trusted_proxies: Option<String>,
+    /// a token GET /metrics then requires as `Authorization: Bearer <token>` (default: /metrics
+    /// is open; env SHELF_METRICS_TOKEN, which keeps it out of `ps`)
+    #[argh(option)]
+    pub metrics_token: Option<String>,
 }
 
 /// Manage users: offline on the database file (no server may hold it), or with --server.
@@ -544,6 +548,8 @@ pub struct ServeSettings {
     pub auth_failure_burst: u32,
     pub audit_retention_days: u64,
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Required by `/metrics` when set.
+    pub metrics_token: Option<String>,
 }
 
 impl ServeSettings {
@@ -619,6 +625,7 @@ impl ServeSettings {
                     })
                     .collect::<Result<_, _>>()?,
             },
+            metrics_token: s.metrics_token.or_else(|| env_or("SHELF_METRICS_TOKEN")),
             audit_retention_days: match s.audit_retention_days {
                 Some(0) => return Err("--audit-retention-days must be at least 1".into()),
                 Some(n) => n,

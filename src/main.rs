@@ -6,6 +6,7 @@ use shelf::api::{Api, ApiConfig};
 use shelf::config::{self, Cli, Command, ServeSettings};
 use shelf::http::{Server, ServerConfig};
 use shelf::manage;
+use shelf::metrics::{Metrics, StoreMetrics};
 use shelf::store::{NewToken, Store, TokenOutcome};
 use std::io::Write;
 use std::path::Path;
@@ -97,8 +98,14 @@ fn serve(s: ServeSettings) -> Result<(), String> {
         body_timeout: s.body_timeout,
         ..ServerConfig::default()
     };
-    let server = Server::bind(&s.listen, server_config)
+    let mut server = Server::bind(&s.listen, server_config)
         .map_err(|e| format!("cannot listen on {}: {e}", s.listen))?;
+    // Metrics: the HTTP layer reports each request; the store's totals are read at scrape time.
+    // Other sources (e.g. a background job's counters) register here with `add_source`.
+    let metrics = Arc::new(Metrics::new(s.metrics_token.clone()));
+    metrics.set_connections(server.connection_gauges());
+    metrics.add_source(Arc::new(StoreMetrics::new(&store)));
+    server.set_observer(Arc::clone(&metrics) as _);
     let addr = server.local_addr();
     let shutdown = server.shutdown_handle();
     let mut signals = signal_hook::iterator::Signals::new([
@@ -123,7 +130,8 @@ fn serve(s: ServeSettings) -> Result<(), String> {
             auth_failure_burst: s.auth_failure_burst,
             trusted_proxies: s.trusted_proxies.clone(),
         },
-    );
+    )
+    .with_metrics(metrics);
     println!(
         "shelf listening on http://{addr} (database {})",
         s.db.display()

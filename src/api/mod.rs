@@ -7,6 +7,7 @@
 
 mod admin;
 mod names;
+mod ops;
 mod ranges;
 mod registry;
 mod v1;
@@ -18,8 +19,10 @@ pub use names::{
 
 use crate::auth::{self, AuthError, Caller, Credentials, Limiter};
 use crate::http::{Request, Response};
-use crate::store::{self, AuditRecord, Store};
+use crate::metrics::Metrics;
+use crate::store::{self, AuditRecord, ReadyProbe, Store};
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Clone, Debug, Default)]
 pub struct ApiConfig {
@@ -38,6 +41,10 @@ pub struct Api {
     store: Arc<Store>,
     config: ApiConfig,
     limiter: Limiter,
+    /// Served at `/metrics` when set.
+    metrics: Option<Arc<Metrics>>,
+    /// `/readyz`: at most one durable write per second, whatever the probe rate.
+    ready: ReadyProbe,
 }
 
 impl Api {
@@ -50,7 +57,15 @@ impl Api {
                 Limiter::new(config.auth_failure_burst)
             },
             config,
+            metrics: None,
+            ready: ReadyProbe::new(Duration::from_secs(1), Duration::from_secs(5)),
         }
+    }
+
+    /// Serves `metrics` at `GET /metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Api {
+        self.metrics = Some(metrics);
+        self
     }
 
     pub fn handle(&self, req: &mut Request) -> Response {
@@ -58,6 +73,9 @@ impl Api {
             Some((p, q)) => (p.to_string(), q.to_string()),
             None => (req.target.clone(), String::new()),
         };
+        if let Some(r) = ops::handle(self, req, &path) {
+            return r;
+        }
         let mut who = None;
         let response = if path == "/api/v1" || path.starts_with("/api/v1/") {
             v1::handle(self, req, &path, &query, &mut who)

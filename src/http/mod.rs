@@ -38,7 +38,7 @@ use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::io::AsRawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -119,6 +119,62 @@ impl ServerConfig {
 /// The request handler shared by all workers.
 pub type Handler = Arc<dyn Fn(&mut Request) -> Response + Send + Sync>;
 
+/// What the server saw of one finished exchange, for an [`Observer`].
+#[derive(Debug, Clone, Copy)]
+pub struct Exchange {
+    /// The status sent (or that was being sent when the write failed).
+    pub status: u16,
+    /// Request body bytes the handler read.
+    pub request_bytes: u64,
+    /// Response body bytes written to the socket.
+    pub response_bytes: u64,
+    /// From the parsed head to the last byte of the response.
+    pub duration: Duration,
+    /// False when writing the response failed (client gone, stall, short body reader).
+    pub ok: bool,
+}
+
+/// Watches requests, e.g. to count them (`metrics`). Called on the worker thread of each request,
+/// so both calls must be cheap (a few atomic operations) and never block.
+pub trait Observer: Send + Sync {
+    /// A request head was read (`method` is `-` for a head this layer rejected). The returned tag
+    /// is handed back to [`Observer::end`] for the same request.
+    fn begin(&self, method: &str, target: &str) -> u32;
+    /// The response to the request `begin` tagged has been written (or failed).
+    fn end(&self, tag: u32, exchange: &Exchange);
+}
+
+/// Live connection counts of a server, readable from any thread (e.g. for metrics).
+#[derive(Clone)]
+pub struct ConnectionGauges(Arc<Shared>);
+
+impl ConnectionGauges {
+    /// Accepted connections not yet closed (queued or held by a worker).
+    pub fn open(&self) -> usize {
+        self.0.open.load(Ordering::Relaxed)
+    }
+
+    /// Connections held by a worker right now.
+    pub fn busy(&self) -> usize {
+        self.0.busy.load(Ordering::Relaxed)
+    }
+
+    /// The size of the worker pool.
+    pub fn workers(&self) -> usize {
+        self.0.workers
+    }
+
+    /// Connections accepted since the server started.
+    pub fn accepted(&self) -> u64 {
+        self.0.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Connections refused with a fast 503 (over `max_connections`) since the server started.
+    pub fn refused(&self) -> u64 {
+        self.0.refused.load(Ordering::Relaxed)
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Serving connections
 // ---------------------------------------------------------------------------------------------
@@ -131,6 +187,10 @@ struct Shared {
     /// Connections held by a worker.
     busy: AtomicUsize,
     workers: usize,
+    /// Connections accepted since start (for metrics).
+    accepted: AtomicU64,
+    /// Connections refused with the fast 503 since start (for metrics).
+    refused: AtomicU64,
 }
 
 impl Shared {
@@ -150,6 +210,30 @@ struct Ctx {
     cfg: ServerConfig,
     handler: Handler,
     shared: Arc<Shared>,
+    observer: Option<Arc<dyn Observer>>,
+}
+
+impl Ctx {
+    fn observe_begin(&self, method: &str, target: &str) -> u32 {
+        self.observer
+            .as_ref()
+            .map_or(0, |o| o.begin(method, target))
+    }
+
+    fn observe_end(&self, tag: u32, sent: &Sent, request_bytes: u64, started: Instant) {
+        if let Some(o) = &self.observer {
+            o.end(
+                tag,
+                &Exchange {
+                    status: sent.status,
+                    request_bytes,
+                    response_bytes: sent.body_bytes,
+                    duration: started.elapsed(),
+                    ok: sent.ok,
+                },
+            );
+        }
+    }
 }
 
 struct Job {
@@ -276,8 +360,10 @@ fn serve_request(
         Err(HeadError::Silent) => return Next::Close(Some(conn.buf)),
         Err(HeadError::Reject(status, msg)) => {
             let started = Instant::now();
+            let tag = ctx.observe_begin("-", "-");
             let sent = write_response(stream, bufs, layer_error(status, msg), false, false);
             access_log(peer, "-", "-", &sent, started, None);
+            ctx.observe_end(tag, &sent, 0, started);
             if sent.ok {
                 linger_close(stream);
             }
@@ -286,6 +372,7 @@ fn serve_request(
     };
     let started = Instant::now();
     let head_only = head.method == "HEAD";
+    let tag = ctx.observe_begin(&head.method, &head.target);
 
     let host_count = head.headers.get_all("host").count();
     let framing = if host_count > 1 || (head.minor == 1 && host_count == 0) {
@@ -298,6 +385,7 @@ fn serve_request(
         Err((status, msg)) => {
             let sent = write_response(stream, bufs, layer_error(status, msg), head_only, false);
             access_log(peer, &head.method, &head.target, &sent, started, None);
+            ctx.observe_end(tag, &sent, 0, started);
             if sent.ok {
                 linger_close(stream);
             }
@@ -355,6 +443,7 @@ fn serve_request(
 
     // Take the connection back from the body. If the handler swapped the body out, the
     // connection's input position is unknown: it cannot carry another request.
+    let request_bytes = req.body.bytes_read();
     let body = std::mem::take(&mut req.body);
     let mut cb = match body.src {
         BodySrc::Conn(cb) => Some(cb),
@@ -394,6 +483,7 @@ fn serve_request(
         started,
         user.as_deref(),
     );
+    ctx.observe_end(tag, &sent, request_bytes, started);
 
     match cb {
         Some(cb) if keep && sent.ok => Next::Keep(cb.conn),
@@ -502,6 +592,7 @@ pub struct Server {
     config: ServerConfig,
     local_addr: SocketAddr,
     shared: Arc<Shared>,
+    observer: Option<Arc<dyn Observer>>,
 }
 
 /// Stops a running [`Server`]; `Clone + Send`.
@@ -543,8 +634,21 @@ impl Server {
                 open: AtomicUsize::new(0),
                 busy: AtomicUsize::new(0),
                 workers,
+                accepted: AtomicU64::new(0),
+                refused: AtomicU64::new(0),
             }),
+            observer: None,
         })
+    }
+
+    /// Has every request reported to `observer` (see [`Observer`]).
+    pub fn set_observer(&mut self, observer: Arc<dyn Observer>) {
+        self.observer = Some(observer);
+    }
+
+    /// A handle on the live connection counts.
+    pub fn connection_gauges(&self) -> ConnectionGauges {
+        ConnectionGauges(Arc::clone(&self.shared))
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -573,6 +677,7 @@ impl Server {
             config,
             local_addr,
             shared,
+            observer,
         } = self;
         let workers = shared.workers;
         let (tx, rx) = sync_channel::<Job>(config.max_connections.max(1));
@@ -581,6 +686,7 @@ impl Server {
             cfg: config,
             handler,
             shared: Arc::clone(&shared),
+            observer,
         });
         let mut handles = Vec::with_capacity(workers);
         for i in 0..workers {
@@ -646,7 +752,9 @@ fn accept_loop(listener: &TcpListener, ctx: &Ctx, tx: &SyncSender<Job>) {
                 if shared.shutting_down() {
                     return;
                 }
+                shared.accepted.fetch_add(1, Ordering::Relaxed);
                 if shared.open.load(Ordering::SeqCst) >= max {
+                    shared.refused.fetch_add(1, Ordering::Relaxed);
                     reject_busy(stream, peer);
                     continue;
                 }
@@ -655,6 +763,7 @@ fn accept_loop(listener: &TcpListener, ctx: &Ctx, tx: &SyncSender<Job>) {
                     Ok(()) => {}
                     Err(TrySendError::Full(job)) => {
                         shared.open.fetch_sub(1, Ordering::SeqCst);
+                        shared.refused.fetch_add(1, Ordering::Relaxed);
                         reject_busy(job.stream, job.peer);
                     }
                     Err(TrySendError::Disconnected(_)) => {

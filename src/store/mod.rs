@@ -20,12 +20,14 @@ mod audit;
 mod check;
 mod files;
 mod listing;
+mod observe;
 mod users;
 
 pub use audit::AuditFilter;
 pub use check::CheckReport;
 pub use files::{Deleted, FileReader, Published};
 pub use listing::{Digests, FileEntry, Page, VersionEntry};
+pub use observe::{ByteTotals, ReadyProbe, RowCounts, StatsCache};
 pub use users::{new_token, token_hash, Created, NewToken, UserDeleted};
 
 use crate::chunk::CHUNK_SIZE;

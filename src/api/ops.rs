@@ -1,0 +1,47 @@
+//! Operations endpoints outside `/api/`: `GET /metrics` (Prometheus text format, optionally
+//! behind a bearer token), `GET /healthz` (the process answers; no database access) and
+//! `GET /readyz` (the database takes a durable write). HEAD works on each. None of them reads
+//! credentials of users, so they never count as failed sign-ins.
+
+use super::Api;
+use crate::http::{Request, Response, ResponseBody};
+use crate::metrics::CONTENT_TYPE;
+
+/// Answers the operations paths; `None` for any other path.
+pub(super) fn handle(api: &Api, req: &Request, path: &str) -> Option<Response> {
+    let kind = match path {
+        "/metrics" => Op::Metrics,
+        "/healthz" => Op::Health,
+        "/readyz" => Op::Ready,
+        _ => return None,
+    };
+    if req.method != "GET" && req.method != "HEAD" {
+        return Some(Response::text(405, "method not allowed\n").with_header("Allow", "GET, HEAD"));
+    }
+    let resp = match kind {
+        Op::Health => Response::text(200, "ok\n"),
+        Op::Ready => match api.ready.check(&api.store) {
+            Ok(()) => Response::text(200, "ready\n"),
+            Err(reason) => Response::text(503, &format!("not ready: {reason}\n")),
+        },
+        Op::Metrics => match &api.metrics {
+            None => Response::text(404, "metrics are not enabled\n"),
+            Some(m) if !m.authorized(req.header("authorization")) => {
+                Response::text(401, "a bearer token is required for /metrics\n")
+                    .with_header("WWW-Authenticate", "Bearer realm=\"shelf metrics\"")
+            }
+            Some(m) => Response {
+                headers: vec![("Content-Type".to_string(), CONTENT_TYPE.to_string())],
+                body: ResponseBody::Bytes(m.render().into_bytes()),
+                ..Response::new(200)
+            },
+        },
+    };
+    Some(resp.with_header("Cache-Control", "no-store"))
+}
+
+enum Op {
+    Metrics,
+    Health,
+    Ready,
+}
