@@ -332,6 +332,20 @@ mod tests {
     }
 
     #[test]
+    fn probe_fails_without_a_committer_and_retries_after_the_interval() {
+        let t = temp_store();
+        let probe = ReadyProbe::new(Duration::from_millis(100), Duration::from_secs(5));
+        let sender = t.store.jobs.lock().expect("jobs").take();
+        let err = probe.check(&t.store).expect_err("no committer");
+        assert!(err.contains("shutting down"), "{err}");
+        // The committer is back: within the interval the failure is reused, then it recovers.
+        *t.store.jobs.lock().expect("jobs") = sender;
+        assert!(probe.check(&t.store).is_err());
+        std::thread::sleep(Duration::from_millis(150));
+        assert_eq!(probe.check(&t.store), Ok(()));
+    }
+
+    #[test]
     fn cache_serves_the_first_scan_and_refreshes_in_background() {
         let t = temp_store();
         let cache = StatsCache::new(Duration::from_millis(50));
