@@ -98,10 +98,13 @@ impl Route {
             _ => {}
         }
         if let Some(rest) = path.strip_prefix("/api/packages/") {
-            let segs: Vec<&str> = rest.split('/').collect();
-            return match segs.as_slice() {
-                [_, "generic", _, _, _] => Route::GenericFile,
-                [_, "generic", _, _] => Route::GenericVersion,
+            // {owner}/generic/{name}/{version}[/{file}], without allocating.
+            let mut segs = rest.split('/');
+            let _owner = segs.next();
+            let generic = segs.next() == Some("generic");
+            return match (generic, segs.count()) {
+                (true, 3) => Route::GenericFile,
+                (true, 2) => Route::GenericVersion,
                 _ => Route::GenericOther,
             };
         }
