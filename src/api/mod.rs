@@ -7,7 +7,7 @@
 
 mod admin;
 mod names;
-mod ops;
+mod monitor;
 mod ranges;
 mod registry;
 mod v1;
@@ -73,7 +73,7 @@ impl Api {
             Some((p, q)) => (p.to_string(), q.to_string()),
             None => (req.target.clone(), String::new()),
         };
-        if let Some(r) = ops::handle(self, req, &path) {
+        if let Some(r) = monitor::handle(self, req, &path) {
             return r;
         }
         let mut who = None;
