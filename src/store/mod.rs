@@ -17,15 +17,19 @@
 //!   transactions, one chunk at a time.
 
 mod audit;
+mod backup;
 mod check;
 mod files;
 mod listing;
+mod stats;
 mod users;
 
 pub use audit::AuditFilter;
-pub use check::CheckReport;
+pub use backup::{backup_table_names, restore, BackupSummary};
+pub use check::{CheckReport, RepairReport};
 pub use files::{Deleted, FileReader, Published};
 pub use listing::{Digests, FileEntry, Page, VersionEntry};
+pub use stats::{OwnerStats, Stats};
 pub use users::{new_token, token_hash, Created, NewToken, UserDeleted};
 
 use crate::chunk::CHUNK_SIZE;
