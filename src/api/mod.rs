@@ -6,8 +6,9 @@
 //! is calling and `store` for data, and knows no redb type.
 
 mod admin;
-mod names;
 mod monitor;
+mod names;
+mod ops;
 mod ranges;
 mod registry;
 mod v1;
@@ -16,6 +17,7 @@ pub use names::{
     percent_decode, percent_encode, valid_file_name, valid_owner_name, valid_package_name,
     valid_version, MAX_COMPONENT_BYTES,
 };
+pub use ops::{check_json, stats_json};
 
 use crate::auth::{self, AuthError, Caller, Credentials, Limiter};
 use crate::http::{Request, Response};

@@ -17,17 +17,23 @@
 //!   transactions, one chunk at a time.
 
 mod audit;
+mod backup;
 mod check;
 mod files;
 mod listing;
 mod observe;
+mod scrub;
+mod stats;
 mod users;
 
 pub use audit::AuditFilter;
-pub use check::CheckReport;
+pub use backup::{backup_table_names, restore, BackupSummary};
+pub use check::{CheckReport, RepairReport};
 pub use files::{Deleted, FileReader, Published};
 pub use listing::{Digests, FileEntry, Page, VersionEntry};
 pub use observe::{ByteTotals, ReadyProbe, RowCounts, StatsCache};
+pub use scrub::{ScrubConfig, ScrubState};
+pub use stats::{compact, OwnerStats, Stats};
 pub use users::{new_token, token_hash, Created, NewToken, UserDeleted};
 
 use crate::chunk::CHUNK_SIZE;
@@ -510,6 +516,8 @@ pub struct Store {
     audit_queue: Mutex<Vec<AuditRecord>>,
     /// How long audit entries are kept, in seconds.
     audit_retention: AtomicU64,
+    /// The background scrub's progress.
+    scrub: scrub::ScrubState,
 }
 
 /// How often pending download counts, token uses and audit entries are written.
@@ -550,6 +558,7 @@ impl Store {
             token_uses: Mutex::new(HashMap::new()),
             audit_queue: Mutex::new(Vec::new()),
             audit_retention: AtomicU64::new(DEFAULT_AUDIT_RETENTION),
+            scrub: scrub::ScrubState::default(),
         });
         store.init_schema()?;
         store.sweep_abandoned_uploads()?;
