@@ -5,7 +5,7 @@
 use shelf::api::{Api, ApiConfig};
 use shelf::config::{Cli, Command, ServeSettings};
 use shelf::http::{Server, ServerConfig};
-use shelf::metrics::{Metrics, StoreMetrics};
+use shelf::metrics::{Metrics, ScrubMetrics, StoreMetrics};
 use shelf::store::{NewToken, Store, TokenOutcome};
 use shelf::{maintain, manage};
 use std::io::Write;
@@ -89,6 +89,7 @@ fn serve(s: ServeSettings) -> Result<(), String> {
     let metrics = Arc::new(Metrics::new(s.metrics_token.clone()));
     metrics.set_connections(server.connection_gauges());
     metrics.add_source(Arc::new(StoreMetrics::new(&store)));
+    metrics.add_source(Arc::new(ScrubMetrics::new(&store)));
     server.set_observer(Arc::clone(&metrics) as _);
     let addr = server.local_addr();
     let shutdown = server.shutdown_handle();

@@ -732,6 +732,81 @@ impl MetricsSource for StoreMetrics {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// The background scrub
+
+/// The scrub's progress and findings (`store::ScrubState`) as metrics.
+pub struct ScrubMetrics {
+    store: Weak<Store>,
+}
+
+impl ScrubMetrics {
+    pub fn new(store: &Arc<Store>) -> ScrubMetrics {
+        ScrubMetrics {
+            store: Arc::downgrade(store),
+        }
+    }
+}
+
+impl MetricsSource for ScrubMetrics {
+    fn render(&self, out: &mut String) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some(store) = self.store.upgrade() else {
+            return;
+        };
+        let st = store.scrub_state();
+        single(
+            out,
+            "shelf_scrub_running",
+            "gauge",
+            "1 while a scrub pass is running.",
+            u8::from(st.running.load(Relaxed)),
+        );
+        single(
+            out,
+            "shelf_scrub_progress_ratio",
+            "gauge",
+            "Share of the current scrub pass done (1 between passes).",
+            st.progress(),
+        );
+        single(
+            out,
+            "shelf_scrub_passes_total",
+            "counter",
+            "Complete scrub passes since start.",
+            st.passes_completed.load(Relaxed),
+        );
+        single(
+            out,
+            "shelf_scrub_chunks_total",
+            "counter",
+            "Chunks the scrub has re-read and verified since start.",
+            st.chunks_total.load(Relaxed),
+        );
+        single(
+            out,
+            "shelf_scrub_bytes_total",
+            "counter",
+            "Bytes the scrub has re-read and verified since start.",
+            st.bytes_total.load(Relaxed),
+        );
+        single(
+            out,
+            "shelf_scrub_damaged_chunks_total",
+            "counter",
+            "Chunks whose bytes no longer hash to their id, found by the scrub (alert on any).",
+            st.faults_total.load(Relaxed),
+        );
+        single(
+            out,
+            "shelf_scrub_last_pass_end_timestamp_seconds",
+            "gauge",
+            "Unix time the last complete scrub pass ended (0: none yet).",
+            st.last_pass_end.load(Relaxed),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
