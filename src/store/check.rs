@@ -253,6 +253,7 @@ impl Store {
         for owner in per_owner.keys() {
             faults.push(format!("owner {owner}: versions without a count"));
         }
+        limits::check_owner_bytes(&txn, &mut faults)?;
         report.faults = faults;
         Ok(report)
     }

@@ -19,12 +19,17 @@
 mod audit;
 mod check;
 mod files;
+mod limits;
 mod listing;
 mod users;
 
 pub use audit::AuditFilter;
 pub use check::CheckReport;
 pub use files::{Deleted, FileReader, Published};
+pub use limits::{
+    compile_pattern, CleanupRule, Limit, Limits, OwnerQuota, QuotaCheck, QuotaExceeded,
+    QuotaRecord, Removal, RuleEntry, Usage,
+};
 pub use listing::{Digests, FileEntry, Page, VersionEntry};
 pub use users::{new_token, token_hash, Created, NewToken, UserDeleted};
 
@@ -41,7 +46,7 @@ use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Version of the on-disk layout. A change to any table or record bumps it and adds a migration.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 /// First byte of every bincode record: the record's own format version.
 const RECORD_V1: u8 = 1;
 /// The only package type shelf serves; part of every package key so other types can follow.
@@ -105,6 +110,8 @@ pub enum Error {
     Rejected(String),
     /// The committer thread is gone (only during shutdown).
     Closed,
+    /// A quota refused the upload (403 with Gitea's message): nothing stored.
+    Quota(QuotaExceeded),
 }
 
 impl fmt::Display for Error {
@@ -120,6 +127,7 @@ impl fmt::Display for Error {
             Error::Body(e) => write!(f, "reading the request body failed: {e}"),
             Error::Rejected(m) => write!(f, "upload refused: {m}"),
             Error::Closed => write!(f, "the store is shutting down"),
+            Error::Quota(q) => write!(f, "{}", q.message()),
         }
     }
 }
@@ -508,6 +516,8 @@ pub struct Store {
     audit_queue: Mutex<Vec<AuditRecord>>,
     /// How long audit entries are kept, in seconds.
     audit_retention: AtomicU64,
+    /// The serve flags' quota limits (per-owner overrides apply on top).
+    quota_defaults: Mutex<Limits>,
 }
 
 /// How often pending download counts, token uses and audit entries are written.
@@ -548,6 +558,7 @@ impl Store {
             token_uses: Mutex::new(HashMap::new()),
             audit_queue: Mutex::new(Vec::new()),
             audit_retention: AtomicU64::new(DEFAULT_AUDIT_RETENTION),
+            quota_defaults: Mutex::new(Limits::default()),
         });
         store.init_schema()?;
         store.sweep_abandoned_uploads()?;
@@ -612,6 +623,7 @@ impl Store {
 
     fn init_schema(&self) -> Result<()> {
         self.durable(|txn| {
+            let mut migrate_from = None;
             let mut meta = txn.open_table(META).ctx("opening meta")?;
             let stored = meta
                 .get("schema_version")
@@ -622,7 +634,9 @@ impl Store {
                     let found = <[u8; 4]>::try_from(v.as_slice())
                         .map(u32::from_le_bytes)
                         .map_err(|_| Error::Corrupt("schema_version is not a u32".into()))?;
-                    if found != SCHEMA_VERSION {
+                    if found == 1 {
+                        migrate_from = Some(1);
+                    } else if found != SCHEMA_VERSION {
                         return Err(Error::Corrupt(format!(
                             "schema version {found}, this shelf understands {SCHEMA_VERSION}"
                         )));
@@ -672,6 +686,18 @@ impl Store {
             txn.open_table(CHUNKS).ctx("creating chunks")?;
             txn.open_table(CHUNK_REFS).ctx("creating chunk_refs")?;
             txn.open_table(UPLOADS).ctx("creating uploads")?;
+            txn.open_table(limits::OWNER_BYTES)
+                .ctx("creating owner_bytes")?;
+            txn.open_table(limits::QUOTAS).ctx("creating quotas")?;
+            txn.open_table(limits::CLEANUP_RULES)
+                .ctx("creating cleanup_rules")?;
+            txn.open_table(limits::VERSION_DOWNLOADS)
+                .ctx("creating version_downloads")?;
+            if migrate_from == Some(1) {
+                limits::migrate_v1(txn)?;
+                meta.insert("schema_version", &SCHEMA_VERSION.to_le_bytes()[..])
+                    .ctx("writing schema version")?;
+            }
             Ok(())
         })
     }
@@ -848,6 +874,8 @@ impl Store {
                         .ctx("counting")?;
                 }
             }
+            drop((files, versions));
+            limits::record_downloads(txn, &downloads, now_secs)?;
             let mut tokens = txn.open_table(TOKENS).ctx("opening tokens")?;
             for (hash, when) in &uses {
                 let current = tokens
