@@ -11,5 +11,6 @@ pub mod client;
 pub mod config;
 pub mod http;
 pub mod manage;
+pub mod manage_limits;
 pub mod multipart;
 pub mod store;

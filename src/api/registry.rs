@@ -38,6 +38,8 @@ enum ApiError {
     InvalidFileName,
     FileExists,
     TooLarge,
+    /// A quota (GITEA-COMPAT §10): 403 with Gitea's message.
+    Quota(store::QuotaExceeded),
     BadRequest(String),
     BadBody(io::Error),
     Internal(String),
@@ -69,6 +71,7 @@ impl ApiError {
             ApiError::InvalidFileName => Response::text(400, "invalid filename"),
             ApiError::FileExists => Response::text(409, "package file already exists"),
             ApiError::TooLarge => Response::text(403, "maximum allowed package type size exceeded"),
+            ApiError::Quota(q) => Response::text(403, q.message()),
             ApiError::BadRequest(msg) => Response::text(400, &msg),
             ApiError::BadBody(e) => {
                 Response::text(400, &format!("the request body could not be read: {e}"))
@@ -87,6 +90,7 @@ impl From<store::Error> for ApiError {
             store::Error::Body(io) if is_too_large(&io) => ApiError::TooLarge,
             store::Error::Body(io) => ApiError::BadBody(io),
             store::Error::Rejected(msg) => ApiError::BadRequest(msg),
+            store::Error::Quota(q) => ApiError::Quota(q),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -289,6 +293,7 @@ fn outcome(r: &Result<Response, ApiError>) -> &'static str {
         Err(ApiError::FileExists) => "conflict",
         Err(ApiError::NotFound(_)) => "not found",
         Err(ApiError::TooLarge) => "too large",
+        Err(ApiError::Quota(_)) => "quota exceeded",
         Err(ApiError::Internal(_)) => "error",
         Err(_) => "refused",
     }
@@ -318,13 +323,35 @@ fn upload(
     let expected = Expected::from_request(req).map_err(ApiError::BadRequest)?;
 
     // Refusals that are known before the body go out before it (and before any
-    // `100 Continue`): a declared size over the limit, and an existing file.
-    let limit = api.config.max_file_size;
+    // `100 Continue`), in Gitea's order: the version count, a declared size over the file
+    // size limit or the owner's remaining bytes, then an existing file. The publishing
+    // commit checks the quotas again, atomically.
+    let quota = quota_check(api, caller);
+    let (limits, usage) = match api.store.owner_quota(&owner.login)? {
+        Some(q) => (quota.defaults.with(&q.overrides), q.usage),
+        None => (quota.defaults, store::Usage::default()),
+    };
+    let limit = limits.max_file_size;
     let content_type = req.headers.get("content-type").unwrap_or("").to_string();
     let multipart = is_multipart_form(&content_type);
-    if let (Some(max), Some(declared), false) = (limit, req.body.content_length(), multipart) {
-        if declared > max {
+    if !quota.exempt
+        && limits
+            .max_versions
+            .is_some_and(|max| usage.versions.saturating_add(1) > max)
+        && !api.store.version_exists(&owner.login, &name, &version)?
+    {
+        return Err(ApiError::Quota(store::QuotaExceeded::Count));
+    }
+    if let (Some(declared), false) = (req.body.content_length(), multipart) {
+        if limit.is_some_and(|max| declared > max) {
             return Err(ApiError::TooLarge);
+        }
+        if !quota.exempt
+            && limits
+                .max_bytes
+                .is_some_and(|max| usage.bytes.saturating_add(declared) > max)
+        {
+            return Err(ApiError::Quota(store::QuotaExceeded::Total));
         }
     }
     if api.store.file_exists(&at)? {
@@ -360,10 +387,14 @@ fn upload(
             }
             Ok(())
         };
-        return match api
-            .store
-            .publish_existing(&at, creator, sha256, readable, check)?
-        {
+        return match api.store.publish_existing_within(
+            &at,
+            creator,
+            sha256,
+            readable,
+            check,
+            Some(quota),
+        )? {
             Published::Created => Ok(Response::new(201)),
             Published::Conflict => Err(ApiError::FileExists),
             Published::UnknownContent => {
@@ -386,7 +417,14 @@ fn upload(
             left: limit,
         };
         api.store
-            .upload(&at, creator, part, expected.want(), |d| expected.verify(d))
+            .upload_within(
+                &at,
+                creator,
+                part,
+                expected.want(),
+                |d| expected.verify(d),
+                Some(quota),
+            )
             .map_err(|e| match e {
                 store::Error::Body(io) if io.kind() == io::ErrorKind::InvalidData => {
                     multipart_error(io)
@@ -398,13 +436,32 @@ fn upload(
             inner: &mut req.body,
             left: limit,
         };
-        api.store
-            .upload(&at, creator, body, expected.want(), |d| expected.verify(d))?
+        api.store.upload_within(
+            &at,
+            creator,
+            body,
+            expected.want(),
+            |d| expected.verify(d),
+            Some(quota),
+        )?
     };
     match published {
         Published::Created => Ok(Response::new(201)),
         Published::Conflict => Err(ApiError::FileExists),
         Published::UnknownContent => Err(ApiError::Internal("upload without content".into())),
+    }
+}
+
+/// The server's default limits (`--max-file-size` and the owner quotas) and whether the caller
+/// is exempt from the owner quotas (site admins, as in Gitea).
+fn quota_check(api: &Api, caller: Option<&Caller>) -> store::QuotaCheck {
+    let d = api.store.quota_defaults();
+    store::QuotaCheck {
+        defaults: store::Limits {
+            max_file_size: d.max_file_size.or(api.config.max_file_size),
+            ..d
+        },
+        exempt: caller.is_some_and(|c| c.user.is_admin),
     }
 }
 
