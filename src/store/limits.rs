@@ -955,6 +955,70 @@ mod tests {
     }
 
     #[test]
+    fn rules_apply_to_their_package_or_all_and_disabled_ones_do_nothing() {
+        let t = temp_store();
+        let s = &t.store;
+        s.create_user("carol", false).expect("user");
+        for (p, v) in [("a", "1"), ("a", "2"), ("b", "1"), ("b", "2")] {
+            s.upload(
+                &FileCoords::new("carol", p, v, "f"),
+                "carol",
+                v.as_bytes(),
+                Want::default(),
+                |_| Ok(()),
+            )
+            .expect("upload");
+        }
+        let keep_one = CleanupRule {
+            keep_count: 1,
+            ..CleanupRule::default()
+        };
+        let off = CleanupRule {
+            enabled: false,
+            ..CleanupRule::default()
+        };
+        assert_eq!(
+            s.set_cleanup_rule("carol", None, off).expect("set"),
+            Ok(true)
+        );
+        assert!(s.cleanup_plan(None, now()).expect("plan").is_empty());
+        assert_eq!(
+            s.set_cleanup_rule("carol", Some("A"), keep_one.clone())
+                .expect("set"),
+            Ok(true)
+        );
+        let plan = s.cleanup_plan(Some("CAROL"), now()).expect("plan");
+        let got: Vec<_> = plan
+            .iter()
+            .map(|r| (r.package.as_str(), r.version.as_str()))
+            .collect();
+        assert_eq!(got, [("a", "1")]);
+        assert_eq!(
+            s.set_cleanup_rule("carol", None, keep_one).expect("set"),
+            Ok(true)
+        );
+        let plan = s.cleanup_plan(None, now()).expect("plan");
+        assert_eq!(
+            plan.len(),
+            2,
+            "either rule selecting a version is enough: {plan:?}"
+        );
+        assert!(!s
+            .set_cleanup_rule("nobody", None, CleanupRule::default())
+            .expect("set")
+            .unwrap_or(true));
+        assert!(s.remove_cleanup_rule("carol", Some("a")).expect("remove"));
+        assert!(!s.remove_cleanup_rule("carol", Some("a")).expect("remove"));
+        assert_eq!(s.cleanup_rules(Some("carol")).expect("rules").len(), 1);
+        s.delete_owner("carol", true).expect("delete");
+        assert!(
+            s.cleanup_rules(None).expect("rules").is_empty(),
+            "rules go with the owner"
+        );
+        assert!(s.check().expect("check").faults.is_empty());
+    }
+
+    #[test]
     fn cleanup_uses_download_times_and_reclaims_chunks() {
         let t = temp_store();
         let s = &t.store;
