@@ -713,6 +713,10 @@ impl Store {
         }
         let mut done = Vec::new();
         for r in plan {
+            if self.closing.load(std::sync::atomic::Ordering::Relaxed) {
+                log::info!("cleanup stopped early: the store is closing");
+                break;
+            }
             let (o, n, v) = r.key.clone();
             let id = r.id;
             let deleted = self.durable(move |txn| {

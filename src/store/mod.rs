@@ -518,6 +518,8 @@ pub struct Store {
     audit_retention: AtomicU64,
     /// The serve flags' quota limits (per-owner overrides apply on top).
     quota_defaults: Mutex<Limits>,
+    /// Set when `close` starts: long background work (a cleanup run) stops early.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 /// How often pending download counts, token uses and audit entries are written.
@@ -559,6 +561,7 @@ impl Store {
             audit_queue: Mutex::new(Vec::new()),
             audit_retention: AtomicU64::new(DEFAULT_AUDIT_RETENTION),
             quota_defaults: Mutex::new(Limits::default()),
+            closing: std::sync::atomic::AtomicBool::new(false),
         });
         store.init_schema()?;
         store.sweep_abandoned_uploads()?;
@@ -770,6 +773,7 @@ impl Store {
     /// Closes the database cleanly: writes pending counters, waits for queued commits, then
     /// releases the file. Fails if requests still hold the store.
     pub fn close(self: Arc<Store>) -> Result<()> {
+        self.closing.store(true, Ordering::Relaxed);
         if let Err(e) = self.flush_pending() {
             log::error!("writing counters and the audit log at close: {e}");
         }
