@@ -139,7 +139,7 @@ fn refusals_come_before_the_body() {
 }
 
 #[test]
-fn chunked_upload_over_the_total_is_refused_at_publish_with_nothing_stored() {
+fn chunked_upload_over_the_total_is_refused_with_nothing_stored() {
     let mut s = Server::start_with(&["--owner-max-bytes", "2MB"]);
     let alice = user_with_token(&mut s, "alice", false);
     let s = s.restart();
@@ -159,6 +159,44 @@ fn chunked_upload_over_the_total_is_refused_at_publish_with_nothing_stored() {
     let mut s = s;
     let out = check_clean(&mut s);
     assert!(out.contains("1 files, 1000 bytes; 1 chunks"), "{out}");
+}
+
+#[test]
+fn a_chunked_upload_that_no_longer_fits_is_refused_at_publish() {
+    let mut s = Server::start_with(&["--owner-max-bytes", "2MB"]);
+    let alice = user_with_token(&mut s, "alice", false);
+    let s = s.restart();
+    // A starts while the owner is empty: its body is within the quota all along...
+    let mut a = s.connect();
+    let head = format!(
+        "PUT /api/packages/alice/generic/p/1/a HTTP/1.1\r\nHost: t\r\nAuthorization: token {alice}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    a.write_all(head.as_bytes()).expect("head");
+    let data = pattern(1_500_000, 11);
+    let (first, rest) = data.split_at(1_000_000);
+    a.write_all(format!("{:x}\r\n", first.len()).as_bytes())
+        .expect("chunk");
+    a.write_all(first).expect("chunk");
+    a.write_all(b"\r\n").expect("chunk");
+    std::thread::sleep(Duration::from_millis(500));
+    // ...but B takes most of the quota meanwhile
+    let b = pattern(1_500_000, 12);
+    assert_eq!(
+        s.put_as(&alice, "/api/packages/alice/generic/p/1/b", &b)
+            .status,
+        201
+    );
+    a.write_all(format!("{:x}\r\n", rest.len()).as_bytes())
+        .expect("chunk");
+    a.write_all(rest).expect("chunk");
+    a.write_all(b"\r\n0\r\n\r\n").expect("end");
+    let r = read_response(&mut BufReader::new(a), false);
+    assert_eq!((r.status, r.text().as_str()), (403, STORAGE));
+    assert_eq!(s.get("/api/packages/alice/generic/p/1/a").status, 404);
+    assert_eq!(usage(&s, "alice"), (1_500_000, 1));
+    let mut s = s;
+    let out = check_clean(&mut s);
+    assert!(out.contains("1 files, 1500000 bytes; 2 chunks"), "{out}");
 }
 
 #[test]

@@ -88,6 +88,9 @@ impl From<store::Error> for ApiError {
     fn from(e: store::Error) -> ApiError {
         match e {
             store::Error::Body(io) if is_too_large(&io) => ApiError::TooLarge,
+            store::Error::Body(io) if is_over_quota(&io) => {
+                ApiError::Quota(store::QuotaExceeded::Total)
+            }
             store::Error::Body(io) => ApiError::BadBody(io),
             store::Error::Rejected(msg) => ApiError::BadRequest(msg),
             store::Error::Quota(q) => ApiError::Quota(q),
@@ -354,6 +357,10 @@ fn upload(
             return Err(ApiError::Quota(store::QuotaExceeded::Total));
         }
     }
+    let quota_left = limits
+        .max_bytes
+        .filter(|_| !quota.exempt)
+        .map(|max| max.saturating_sub(usage.bytes));
     if api.store.file_exists(&at)? {
         return Err(ApiError::FileExists);
     }
@@ -415,6 +422,7 @@ fn upload(
         let part = LimitedBody {
             inner: &mut part,
             left: limit,
+            quota_left,
         };
         api.store
             .upload_within(
@@ -435,6 +443,7 @@ fn upload(
         let body = LimitedBody {
             inner: &mut req.body,
             left: limit,
+            quota_left,
         };
         api.store.upload_within(
             &at,
@@ -477,6 +486,8 @@ fn multipart_error(e: io::Error) -> ApiError {
         ApiError::BadRequest(format!("invalid multipart body: {e}"))
     } else if is_too_large(&e) {
         ApiError::TooLarge
+    } else if is_over_quota(&e) {
+        ApiError::Quota(store::QuotaExceeded::Total)
     } else {
         ApiError::BadBody(e)
     }
@@ -811,10 +822,29 @@ fn is_too_large(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<TooLarge>())
 }
 
-/// Counts body bytes against `--max-file-size`; exceeding it is an error, never a short file.
+/// A body that outgrew what the owner had left of its byte quota when the upload started.
+#[derive(Debug)]
+struct OverQuota;
+
+impl std::fmt::Display for OverQuota {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("upload larger than what is left of the owner's quota")
+    }
+}
+
+impl std::error::Error for OverQuota {}
+
+fn is_over_quota(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<OverQuota>())
+}
+
+/// Counts body bytes against the file size limit, then against what the owner had left of its
+/// byte quota (so a chunked body cannot fill the disk before the publish refuses it); exceeding
+/// either is an error, never a short file. The publishing commit still decides for good.
 struct LimitedBody<'a, R> {
     inner: &'a mut R,
     left: Option<u64>,
+    quota_left: Option<u64>,
 }
 
 impl<R: Read> Read for LimitedBody<'_, R> {
@@ -823,6 +853,12 @@ impl<R: Read> Read for LimitedBody<'_, R> {
         if let Some(left) = &mut self.left {
             if n as u64 > *left {
                 return Err(io::Error::other(TooLarge));
+            }
+            *left -= n as u64;
+        }
+        if let Some(left) = &mut self.quota_left {
+            if n as u64 > *left {
+                return Err(io::Error::other(OverQuota));
             }
             *left -= n as u64;
         }
