@@ -257,6 +257,17 @@ pub(super) fn record_downloads(
 
 /// Schema 1 → 2: the new tables exist (init_schema opened them); compute every owner's total.
 pub(super) fn migrate_v1(txn: &WriteTransaction) -> Result<()> {
+    let fixed = rebuild_owner_bytes(txn)?;
+    log::info!(
+        "migrated the database to schema 2: byte totals of {} owners",
+        fixed.len()
+    );
+    Ok(())
+}
+
+/// Rewrites `owner_bytes` from the files (the migration, and a repair of the totals);
+/// returns one line per total written or dropped.
+pub(super) fn rebuild_owner_bytes(txn: &WriteTransaction) -> Result<Vec<String>> {
     let mut totals: BTreeMap<String, u64> = BTreeMap::new();
     {
         let files = txn.open_table(FILES).ctx("opening files")?;
@@ -266,17 +277,33 @@ pub(super) fn migrate_v1(txn: &WriteTransaction) -> Result<()> {
             *totals.entry(k.value().0.to_string()).or_default() += rec.size;
         }
     }
+    totals.retain(|_, b| *b > 0);
     let mut t = txn.open_table(OWNER_BYTES).ctx("opening owner_bytes")?;
-    for (o, bytes) in &totals {
-        if *bytes > 0 {
-            t.insert(o.as_str(), *bytes).ctx("writing owner bytes")?;
+    let mut fixed = Vec::new();
+    let mut stale = Vec::new();
+    for row in t.iter().ctx("listing owner bytes")? {
+        let (k, v) = row.ctx("listing owner bytes")?;
+        if totals.get(k.value()) != Some(&v.value()) {
+            stale.push(k.value().to_string());
         }
     }
-    log::info!(
-        "migrated the database to schema 2: byte totals of {} owners",
-        totals.len()
-    );
-    Ok(())
+    for o in stale {
+        t.remove(o.as_str()).ctx("dropping owner bytes")?;
+        if !totals.contains_key(&o) {
+            fixed.push(format!("owner {o}: byte total dropped (no files)"));
+        }
+    }
+    for (o, bytes) in &totals {
+        let have = t
+            .get(o.as_str())
+            .ctx("reading owner bytes")?
+            .map(|g| g.value());
+        if have != Some(*bytes) {
+            t.insert(o.as_str(), *bytes).ctx("writing owner bytes")?;
+            fixed.push(format!("owner {o}: byte total set to {bytes}"));
+        }
+    }
+    Ok(fixed)
 }
 
 /// The integrity check's part: every owner's byte total equals the sum of its files' sizes.
@@ -1152,5 +1179,42 @@ mod migration_tests {
         drop(txn);
         drop(db);
         let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+#[cfg(test)]
+mod rebuild_tests {
+    use super::super::tests::temp_store;
+    use super::*;
+    use crate::chunk::Want;
+
+    #[test]
+    fn check_sees_wrong_totals_and_rebuild_mends_them() {
+        let t = temp_store();
+        let s = &t.store;
+        s.upload(
+            &FileCoords::new("alice", "p", "1", "f"),
+            "alice",
+            &[1u8; 42][..],
+            Want::default(),
+            |_| Ok(()),
+        )
+        .expect("upload");
+        s.durable(|txn| {
+            let mut t = txn.open_table(OWNER_BYTES).ctx("open")?;
+            t.insert("alice", 7).ctx("write")?;
+            t.insert("ghost", 9).ctx("write")?;
+            Ok(())
+        })
+        .expect("damage");
+        let faults = s.check().expect("check").faults;
+        assert_eq!(faults.len(), 2, "{faults:?}");
+        let fixed = s.durable(rebuild_owner_bytes).expect("rebuild");
+        assert_eq!(fixed.len(), 2, "{fixed:?}");
+        assert!(s.check().expect("check").faults.is_empty());
+        assert_eq!(
+            s.durable(rebuild_owner_bytes).expect("again"),
+            Vec::<String>::new()
+        );
     }
 }

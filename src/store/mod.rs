@@ -30,6 +30,8 @@ pub use limits::{
     compile_pattern, CleanupRule, Limit, Limits, OwnerQuota, QuotaCheck, QuotaExceeded,
     QuotaRecord, Removal, RuleEntry, Usage,
 };
+/// Schema 2's tables, beside the others for code that lists every table (backup, repair).
+use limits::{CLEANUP_RULES, OWNER_BYTES, QUOTAS, VERSION_DOWNLOADS};
 pub use listing::{Digests, FileEntry, Page, VersionEntry};
 pub use users::{new_token, token_hash, Created, NewToken, UserDeleted};
 
@@ -689,12 +691,11 @@ impl Store {
             txn.open_table(CHUNKS).ctx("creating chunks")?;
             txn.open_table(CHUNK_REFS).ctx("creating chunk_refs")?;
             txn.open_table(UPLOADS).ctx("creating uploads")?;
-            txn.open_table(limits::OWNER_BYTES)
-                .ctx("creating owner_bytes")?;
-            txn.open_table(limits::QUOTAS).ctx("creating quotas")?;
-            txn.open_table(limits::CLEANUP_RULES)
+            txn.open_table(OWNER_BYTES).ctx("creating owner_bytes")?;
+            txn.open_table(QUOTAS).ctx("creating quotas")?;
+            txn.open_table(CLEANUP_RULES)
                 .ctx("creating cleanup_rules")?;
-            txn.open_table(limits::VERSION_DOWNLOADS)
+            txn.open_table(VERSION_DOWNLOADS)
                 .ctx("creating version_downloads")?;
             if migrate_from == Some(1) {
                 limits::migrate_v1(txn)?;
