@@ -54,6 +54,13 @@
 //!   At the end the packages are deleted
 //!   (`DELETE {base}/api/v1/packages/{owner}/generic/{pkg}`).
 //!
+//! * `backup` (shelf only, not part of `all`): once, `--backup-data` bytes are
+//!   published as 64 MiB files; each round runs `shelf backup --server` with no
+//!   other load (MB/s of the stream), then batches of `--small-count` small PUTs
+//!   and GETs alone (req/s), then the same batches during a second backup, and
+//!   times `shelf check --db` on the backup. Needs a site admin's token and the
+//!   `shelf` binary (`--shelf-bin`, default target/release/shelf).
+//!
 //! At the end of a round the version is deleted (`DELETE` of the URL template
 //! with `/{file}` removed; with a trailing slash too when the server asks for
 //! one, as nginx does; file by file when the server answers 404 or 405),
@@ -107,7 +114,7 @@ struct Args {
     #[argh(option)]
     basic: Option<String>,
 
-    /// workload to run: large, small, all (both) or listing (default all)
+    /// workload to run: large, small, all (both), listing or backup (default all)
     #[argh(option, default = "Workload::All", from_str_fn(parse_workload))]
     workload: Workload,
 
@@ -151,6 +158,15 @@ struct Args {
     /// run with --no-cleanup and the same --listing-versions/--listing-packages
     #[argh(switch)]
     listing_skip_setup: bool,
+
+    /// bytes the backup workload publishes before its rounds, as 64 MiB files (default 2G)
+    #[argh(option, default = "2 << 30", from_str_fn(parse_size))]
+    backup_data: u64,
+
+    /// the shelf binary that runs `backup` and `check` (default: `shelf` beside the
+    /// examples directory of this bench, i.e. target/release/shelf)
+    #[argh(option)]
+    shelf_bin: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -159,6 +175,7 @@ enum Workload {
     Small,
     All,
     Listing,
+    Backup,
 }
 
 impl Workload {
@@ -171,12 +188,16 @@ impl Workload {
     fn listing(self) -> bool {
         self == Workload::Listing
     }
+    fn backup(self) -> bool {
+        self == Workload::Backup
+    }
     fn name(self) -> &'static str {
         match self {
             Workload::Large => "large",
             Workload::Small => "small",
             Workload::All => "all",
             Workload::Listing => "listing",
+            Workload::Backup => "backup",
         }
     }
 }
@@ -187,8 +208,9 @@ fn parse_workload(s: &str) -> Result<Workload, String> {
         "small" => Ok(Workload::Small),
         "all" => Ok(Workload::All),
         "listing" => Ok(Workload::Listing),
+        "backup" => Ok(Workload::Backup),
         _ => Err(format!(
-            "unknown workload {s:?}: use large, small, all or listing"
+            "unknown workload {s:?}: use large, small, all, listing or backup"
         )),
     }
 }
@@ -928,6 +950,21 @@ struct Summary {
     large_get: Vec<f64>,
     small: [Vec<SmallStat>; 3],
     listing: [Vec<ListingStat>; 3],
+    backup: Vec<BackupStat>,
+}
+
+/// One round of the backup workload.
+struct BackupStat {
+    /// MB/s of the backup stream with no other load, and under the upload/download loop.
+    alone: f64,
+    loaded: f64,
+    /// small PUT and GET req/s without and during the backup.
+    put_base: f64,
+    put_during: f64,
+    get_base: f64,
+    get_during: f64,
+    /// MB/s of `shelf check --db` on the backup.
+    check: f64,
 }
 
 const SMALL_PHASES: [&str; 3] = ["PUT", "GET", "DELETE"];
@@ -1286,6 +1323,230 @@ struct Phase {
     /// Items that succeeded, sorted.
     done: Vec<usize>,
     failed: usize,
+}
+
+// ------------------------------------------------------------------ backup workload
+
+impl Bench<'_> {
+    fn backup_seed_pkg(&self) -> String {
+        format!("bench-{}-backup-seed", self.pid)
+    }
+
+    /// Publishes `--backup-data` bytes as 64 MiB files, so a backup has something to stream.
+    fn backup_setup(&self, conns: &mut [Conn]) {
+        const FILE: u64 = 64 << 20;
+        let count = self.args.backup_data.div_ceil(FILE) as usize;
+        let pkg = self.backup_seed_pkg();
+        let all: Vec<usize> = (0..count).collect();
+        let t = Instant::now();
+        let two = conns.len().min(2);
+        let put = self.phase(&mut conns[..two], &all, |c, _, i| {
+            let path = self
+                .target
+                .file_path(&pkg, "1", &format!("seed-{i:04}.bin"));
+            let r = c.request(
+                "PUT",
+                &path,
+                Some(Body {
+                    len: FILE,
+                    seed: self.seed(0, i as u64, 7),
+                }),
+                &mut |_| {},
+            )?;
+            if r.ok() {
+                Ok(())
+            } else {
+                Err(format!("PUT {}: {}", self.target.url(&path), r.describe()))
+            }
+        });
+        println!(
+            "backup setup  {} files of 64 MiB in {:.1} s",
+            put.done.len(),
+            t.elapsed().as_secs_f64()
+        );
+    }
+
+    fn backup_cleanup(&self, conn: &mut Conn) {
+        let pkg = self.backup_seed_pkg();
+        let path = self.target.version_path(&pkg, "1");
+        if let Err(e) = conn.request("DELETE", &path, None, &mut |_| {}) {
+            self.errors.report(&format!("DELETE {path}: {e}"));
+        }
+    }
+
+    fn shelf_bin(&self) -> std::path::PathBuf {
+        match &self.args.shelf_bin {
+            Some(p) => p.into(),
+            None => std::env::current_exe()
+                .ok()
+                .and_then(|p| Some(p.parent()?.parent()?.join("shelf")))
+                .unwrap_or_else(|| "shelf".into()),
+        }
+    }
+
+    /// Runs `shelf backup OUT --server URL`; returns (MB/s of the stream, seconds).
+    fn run_backup(&self, out: &std::path::Path) -> Result<(f64, f64), String> {
+        let token = self
+            .args
+            .token
+            .clone()
+            .or_else(|| std::env::var("SHELF_TOKEN").ok())
+            .ok_or("the backup workload needs --token or SHELF_TOKEN (a site admin's)")?;
+        let _ = std::fs::remove_file(out);
+        let t = Instant::now();
+        let o = std::process::Command::new(self.shelf_bin())
+            .arg("backup")
+            .arg(out)
+            .args(["--no-verify", "--server", &self.target.url("")])
+            .env("SHELF_TOKEN", token)
+            .output()
+            .map_err(|e| format!("running {}: {e}", self.shelf_bin().display()))?;
+        let secs = t.elapsed().as_secs_f64();
+        if !o.status.success() {
+            return Err(format!(
+                "shelf backup failed: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ));
+        }
+        let bytes = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
+        Ok((bytes as f64 / MB / secs, secs))
+    }
+
+    /// Small PUTs then GETs of the same files, in batches, until `until` says stop (at least
+    /// one batch); returns (PUT req/s, GET req/s).
+    fn backup_load(
+        &self,
+        conns: &mut [Conn],
+        tag: &str,
+        round: usize,
+        until: &dyn Fn(usize) -> bool,
+    ) -> (f64, f64) {
+        let (pkg, ver) = self.names(&format!("backup-{tag}"), round);
+        let size = self.args.small_size;
+        let batch = self.args.small_count.max(1);
+        let (mut put_n, mut put_t, mut get_n, mut get_t) = (0usize, 0f64, 0usize, 0f64);
+        let mut k = 0;
+        loop {
+            let items: Vec<usize> = (k * batch..(k + 1) * batch).collect();
+            let file = |i: usize| format!("b-{i:07}.bin");
+            let put = self.phase(conns, &items, |c, _, i| {
+                let path = self.target.file_path(&pkg, &ver, &file(i));
+                let r = c.request(
+                    "PUT",
+                    &path,
+                    Some(Body {
+                        len: size,
+                        seed: self.seed(round, i as u64, 8),
+                    }),
+                    &mut |_| {},
+                )?;
+                if r.ok() {
+                    Ok(())
+                } else {
+                    Err(format!("PUT {}: {}", self.target.url(&path), r.describe()))
+                }
+            });
+            put_n += put.done.len();
+            put_t += put.elapsed.as_secs_f64();
+            let get = self.phase(conns, &put.done, |c, _, i| {
+                let path = self.target.file_path(&pkg, &ver, &file(i));
+                let r = c.request("GET", &path, None, &mut |_| {})?;
+                if r.ok() && r.body_len == size {
+                    Ok(())
+                } else {
+                    Err(format!("GET {}: {}", self.target.url(&path), r.describe()))
+                }
+            });
+            get_n += get.done.len();
+            get_t += get.elapsed.as_secs_f64();
+            k += 1;
+            if until(k) {
+                break;
+            }
+        }
+        if !self.args.no_cleanup {
+            let path = self.target.version_path(&pkg, &ver);
+            if let Some(c) = conns.first_mut() {
+                let _ = c.request("DELETE", &path, None, &mut |_| {});
+            }
+        }
+        (
+            put_n as f64 / put_t.max(1e-9),
+            get_n as f64 / get_t.max(1e-9),
+        )
+    }
+
+    /// A backup with no other load; small PUT/GET throughput alone; the same load during a
+    /// second backup; and `shelf check` of the backup.
+    fn backup_round(&self, conns: &mut [Conn], round: usize, sum: &mut Summary) {
+        let out = std::env::temp_dir().join(format!("shelf-bench-backup-{}.redb", self.pid));
+        let alone = match self.run_backup(&out) {
+            Ok((rate, secs)) => {
+                println!("round {round} backup alone  {rate:.1} MB/s  {secs:.2} s");
+                rate
+            }
+            Err(e) => return self.fail_line(round, "backup", &e, "failed"),
+        };
+        let (put_base, get_base) = self.backup_load(conns, "base", round, &|k| k >= 3);
+        println!("round {round} backup base   PUT {put_base:.1} req/s  GET {get_base:.1} req/s");
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let (loaded, (put_during, get_during)) = thread::scope(|s| {
+            let h = s.spawn(|| {
+                let r = self.run_backup(&out);
+                done.store(true, Ordering::Relaxed);
+                r
+            });
+            let load = self.backup_load(conns, "during", round, &|_| done.load(Ordering::Relaxed));
+            (
+                h.join()
+                    .unwrap_or_else(|_| Err("backup thread panicked".into())),
+                load,
+            )
+        });
+        let loaded = match loaded {
+            Ok((rate, secs)) => {
+                println!(
+                    "round {round} backup loaded {rate:.1} MB/s  {secs:.2} s  PUT {put_during:.1} req/s  GET {get_during:.1} req/s"
+                );
+                rate
+            }
+            Err(e) => return self.fail_line(round, "backup", &e, "failed"),
+        };
+        let t = Instant::now();
+        let check = std::process::Command::new(self.shelf_bin())
+            .arg("check")
+            .arg("--db")
+            .arg(&out)
+            .output();
+        let secs = t.elapsed().as_secs_f64();
+        let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+        let check = match check {
+            Ok(o) if o.status.success() => size as f64 / MB / secs,
+            Ok(o) => {
+                let msg = format!(
+                    "check of the backup: {}",
+                    String::from_utf8_lossy(&o.stdout)
+                );
+                self.fail_line(round, "backup check", &msg, "faults");
+                f64::NAN
+            }
+            Err(e) => {
+                self.fail_line(round, "backup check", &e.to_string(), "failed");
+                f64::NAN
+            }
+        };
+        println!("round {round} backup check  {check:.1} MB/s of file  {secs:.2} s");
+        let _ = std::fs::remove_file(&out);
+        sum.backup.push(BackupStat {
+            alone,
+            loaded,
+            put_base,
+            put_during,
+            get_base,
+            get_during,
+            check,
+        });
+    }
 }
 
 // ------------------------------------------------------------------ listing workload
@@ -1714,6 +1975,9 @@ fn main() -> ExitCode {
     let mut small_conns: Vec<Conn> = (0..args.concurrency.min(args.small_count.max(1)))
         .map(|_| Conn::new(&target, &auth))
         .collect();
+    if args.workload.backup() {
+        bench.backup_setup(&mut small_conns);
+    }
     let expect = listing.as_ref().and_then(|l| {
         let mut conns: Vec<Conn> = (0..args.concurrency.min(args.listing_versions))
             .map(|_| Conn::new(&target, &auth))
@@ -1726,6 +1990,9 @@ fn main() -> ExitCode {
         }
         if args.workload.small() && args.small_count > 0 {
             bench.small_round(&mut small_conns, round, &mut sum);
+        }
+        if args.workload.backup() {
+            bench.backup_round(&mut small_conns, round, &mut sum);
         }
         if let Some(l) = &listing {
             match &expect {
@@ -1770,6 +2037,29 @@ fn main() -> ExitCode {
                 }
                 _ => println!("small {name}  n/a (no round without errors)"),
             }
+        }
+    }
+    if args.workload.backup() {
+        let m = |f: fn(&BackupStat) -> f64| {
+            median(&sum.backup.iter().map(f).collect::<Vec<_>>()).unwrap_or(f64::NAN)
+        };
+        println!(
+            "backup alone {:.1} MB/s  under load {:.1} MB/s  check {:.1} MB/s",
+            m(|b| b.alone),
+            m(|b| b.loaded),
+            m(|b| b.check)
+        );
+        println!(
+            "backup small PUT {:.1} → {:.1} req/s during ({:.2}×)  GET {:.1} → {:.1} req/s ({:.2}×)",
+            m(|b| b.put_base),
+            m(|b| b.put_during),
+            m(|b| b.put_during / b.put_base),
+            m(|b| b.get_base),
+            m(|b| b.get_during),
+            m(|b| b.get_during / b.get_base)
+        );
+        if !args.no_cleanup {
+            bench.backup_cleanup(&mut large_conn);
         }
     }
     if listing.is_some() {

@@ -17,6 +17,9 @@ const MAX_BODY: u64 = 64 << 20;
 const MAX_HEAD: usize = 64 << 10;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const IO_TIMEOUT: Duration = Duration::from_secs(60);
+/// Read timeout of streamed downloads and long server-side operations (a check of a large
+/// database answers only when it is done).
+const LONG_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 
 #[derive(Debug)]
 pub enum Error {
@@ -74,6 +77,8 @@ pub struct Client {
     /// Path prefix without a trailing slash (`""` when shelf is at the root).
     prefix: String,
     token: String,
+    /// How long to wait for the server's answer.
+    read_timeout: Duration,
 }
 
 /// A response: status, headers, body.
@@ -129,7 +134,15 @@ impl Client {
             authority,
             prefix: path.trim_end_matches('/').to_string(),
             token: token.to_string(),
+            read_timeout: IO_TIMEOUT,
         })
+    }
+
+    /// The same client, waiting up to hours for answers (a check of a large database answers
+    /// only when it is done).
+    pub fn patient(mut self) -> Client {
+        self.read_timeout = LONG_TIMEOUT;
+        self
     }
 
     /// Sends one request; `path` starts with `/` and is already percent-encoded.
@@ -147,7 +160,7 @@ impl Client {
             })?;
         let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
             .map_err(|e| Error::Connect(self.authority.clone(), e))?;
-        stream.set_read_timeout(Some(IO_TIMEOUT))?;
+        stream.set_read_timeout(Some(self.read_timeout))?;
         stream.set_write_timeout(Some(IO_TIMEOUT))?;
         let payload = match body {
             Some(v) => serde_json::to_vec(v).map_err(|e| Error::Protocol(e.to_string()))?,
@@ -210,6 +223,63 @@ impl Client {
     }
 }
 
+impl Client {
+    /// GETs `path` and copies the answer's body, of any size, into `out` as it arrives;
+    /// returns the bytes copied. A status other than 2xx is an `Error::Status`.
+    pub fn download(&self, path: &str, out: &mut dyn Write) -> Result<u64, Error> {
+        let stream = self.connect()?;
+        let head = format!(
+            "GET {}{path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: shelf-cli/{}\r\n\
+             Connection: close\r\nAuthorization: token {}\r\n\r\n",
+            self.prefix,
+            self.authority,
+            env!("CARGO_PKG_VERSION"),
+            self.token
+        );
+        (&stream).write_all(head.as_bytes())?;
+        let mut r = BufReader::with_capacity(1 << 20, &stream);
+        let reply = read_head(&mut r)?;
+        if !(200..300).contains(&reply.status) {
+            let mut body = Vec::new();
+            let _ = copy_body(&mut r, &reply, &mut body);
+            let message = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v.get("message").and_then(Value::as_str).map(String::from))
+                .unwrap_or_else(|| {
+                    String::from_utf8_lossy(&body)
+                        .trim()
+                        .chars()
+                        .take(200)
+                        .collect()
+                });
+            return Err(Error::Status {
+                status: reply.status,
+                message,
+            });
+        }
+        copy_body(&mut r, &reply, out)
+    }
+
+    fn connect(&self) -> Result<TcpStream, Error> {
+        let addr = self
+            .authority
+            .to_socket_addrs()
+            .map_err(|e| Error::Connect(self.authority.clone(), e))?
+            .next()
+            .ok_or_else(|| {
+                Error::Connect(
+                    self.authority.clone(),
+                    io::Error::new(io::ErrorKind::NotFound, "no address"),
+                )
+            })?;
+        let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
+            .map_err(|e| Error::Connect(self.authority.clone(), e))?;
+        stream.set_read_timeout(Some(LONG_TIMEOUT))?;
+        stream.set_write_timeout(Some(IO_TIMEOUT))?;
+        Ok(stream)
+    }
+}
+
 /// Percent-encodes one path segment or query value (everything but RFC 3986 unreserved).
 pub fn encode_component(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -243,9 +313,8 @@ fn read_line_limited<R: BufRead>(r: &mut R, budget: &mut usize) -> Result<String
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
-/// Reads one response: status line, headers (skipping 1xx answers), then a body framed by
-/// Content-Length, chunked coding, or the end of the connection.
-fn read_reply<R: BufRead>(r: &mut R, head_only: bool) -> Result<Reply, Error> {
+/// Reads a response head: status line and headers, skipping 1xx answers.
+fn read_head<R: BufRead>(r: &mut R) -> Result<Reply, Error> {
     let mut budget = MAX_HEAD;
     loop {
         let status_line = read_line_limited(r, &mut budget)?;
@@ -270,35 +339,91 @@ fn read_reply<R: BufRead>(r: &mut R, head_only: bool) -> Result<Reply, Error> {
         if (100..200).contains(&status) {
             continue;
         }
-        let mut reply = Reply {
+        return Ok(Reply {
             status,
             headers,
             body: Vec::new(),
-        };
-        if head_only || status == 204 || status == 304 {
-            return Ok(reply);
-        }
-        let chunked = reply
-            .header("transfer-encoding")
-            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-        if chunked {
-            reply.body = read_chunked(r)?;
-        } else if let Some(len) = reply.header("content-length") {
-            let len: u64 = len
-                .parse()
-                .map_err(|_| Error::Protocol(format!("bad Content-Length {len:?}")))?;
-            if len > MAX_BODY {
-                return Err(Error::Protocol(format!("a {len}-byte answer is too large")));
-            }
-            reply.body = vec![0; len as usize];
-            r.read_exact(&mut reply.body)?;
-        } else {
-            r.take(MAX_BODY + 1).read_to_end(&mut reply.body)?;
-            if reply.body.len() as u64 > MAX_BODY {
-                return Err(Error::Protocol("the answer is too large".into()));
-            }
-        }
+        });
+    }
+}
+
+/// Reads one response: its head, then a body framed by Content-Length, chunked coding, or the
+/// end of the connection.
+fn read_reply<R: BufRead>(r: &mut R, head_only: bool) -> Result<Reply, Error> {
+    let mut reply = read_head(r)?;
+    if head_only || reply.status == 204 || reply.status == 304 {
         return Ok(reply);
+    }
+    let chunked = reply
+        .header("transfer-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    if chunked {
+        reply.body = read_chunked(r)?;
+    } else if let Some(len) = reply.header("content-length") {
+        let len: u64 = len
+            .parse()
+            .map_err(|_| Error::Protocol(format!("bad Content-Length {len:?}")))?;
+        if len > MAX_BODY {
+            return Err(Error::Protocol(format!("a {len}-byte answer is too large")));
+        }
+        reply.body = vec![0; len as usize];
+        r.read_exact(&mut reply.body)?;
+    } else {
+        r.take(MAX_BODY + 1).read_to_end(&mut reply.body)?;
+        if reply.body.len() as u64 > MAX_BODY {
+            return Err(Error::Protocol("the answer is too large".into()));
+        }
+    }
+    Ok(reply)
+}
+
+/// Copies a response body of any size to `out` as it arrives: chunked, by Content-Length, or
+/// to the end of the connection. A body cut short is an error, never a short success.
+fn copy_body<R: BufRead>(r: &mut R, reply: &Reply, out: &mut dyn Write) -> Result<u64, Error> {
+    let chunked = reply
+        .header("transfer-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    let cut = |e: io::Error| {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            Error::Protocol("the server's answer ended early (connection lost?)".into())
+        } else {
+            Error::Io(e)
+        }
+    };
+    if chunked {
+        let mut total = 0u64;
+        let mut budget = MAX_HEAD;
+        loop {
+            let line = read_line_limited(r, &mut budget)
+                .map_err(|_| Error::Protocol("the server's answer ended early".into()))?;
+            budget = MAX_HEAD;
+            let size = line.split(';').next().unwrap_or_default().trim();
+            let n = u64::from_str_radix(size, 16)
+                .map_err(|_| Error::Protocol(format!("bad chunk size {line:?}")))?;
+            if n == 0 {
+                while !read_line_limited(r, &mut budget)?.is_empty() {}
+                return Ok(total);
+            }
+            let copied = io::copy(&mut r.take(n), out).map_err(Error::Io)?;
+            if copied != n {
+                return Err(Error::Protocol("the server's answer ended early".into()));
+            }
+            total += n;
+            if !read_line_limited(r, &mut budget)?.is_empty() {
+                return Err(Error::Protocol("chunk not followed by CRLF".into()));
+            }
+        }
+    } else if let Some(len) = reply.header("content-length") {
+        let len: u64 = len
+            .parse()
+            .map_err(|_| Error::Protocol(format!("bad Content-Length {len:?}")))?;
+        let copied = io::copy(&mut r.take(len), out).map_err(cut)?;
+        if copied != len {
+            return Err(Error::Protocol("the server's answer ended early".into()));
+        }
+        Ok(len)
+    } else {
+        io::copy(r, out).map_err(cut)
     }
 }
 

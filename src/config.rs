@@ -28,13 +28,77 @@ pub enum Command {
     Check(CheckCmd),
     Quota(QuotaCmd),
     Cleanup(CleanupCmd),
+    Backup(BackupCmd),
+    Stats(StatsCmd),
+    Compact(CompactCmd),
 }
 
-/// Verify the database: every chunk's hash, every file's bytes, exact reference counts. Exits
-/// non-zero on any fault (works on the file while no server holds it).
+/// Verify the database: every chunk's hash, every file's bytes, exact reference counts, every
+/// index. Exits non-zero on any fault. On the file (no server may hold it) or with --server.
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "check")]
 pub struct CheckCmd {
+    /// mend what the data itself allows (counts, orphan chunks, indexes; never bytes); offline
+    /// only
+    #[argh(switch)]
+    pub repair: bool,
+    /// database file, to work offline (default ./shelf.redb, env SHELF_DB)
+    #[argh(option)]
+    pub db: Option<PathBuf>,
+    /// a running shelf to check instead, e.g. http://127.0.0.1:8080
+    #[argh(option)]
+    pub server: Option<String>,
+    /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
+    #[argh(option)]
+    pub token: Option<String>,
+}
+
+/// Back up the registry into OUT, a new database file that `shelf serve --db OUT` opens
+/// directly. Online with --server (a site admin's token with write:admin; uploads and
+/// downloads carry on), or on the database file when no server runs.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "backup")]
+pub struct BackupCmd {
+    /// the backup file to write (must not exist)
+    #[argh(positional)]
+    pub out: PathBuf,
+    /// skip the `check` of the written backup
+    #[argh(switch)]
+    pub no_verify: bool,
+    /// database file, to work offline (default ./shelf.redb, env SHELF_DB)
+    #[argh(option)]
+    pub db: Option<PathBuf>,
+    /// a running shelf to back up, e.g. http://127.0.0.1:8080
+    #[argh(option)]
+    pub server: Option<String>,
+    /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
+    #[argh(option)]
+    pub token: Option<String>,
+}
+
+/// Show what the registry holds and how the file's space is used: logical and physical bytes,
+/// dedup ratio, counts per owner, free and fragmented space.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "stats")]
+pub struct StatsCmd {
+    /// print JSON instead of a table
+    #[argh(switch)]
+    pub json: bool,
+    /// database file, to work offline (default ./shelf.redb, env SHELF_DB)
+    #[argh(option)]
+    pub db: Option<PathBuf>,
+    /// a running shelf to ask instead, e.g. http://127.0.0.1:8080
+    #[argh(option)]
+    pub server: Option<String>,
+    /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
+    #[argh(option)]
+    pub token: Option<String>,
+}
+
+/// Give the database file's free space back to the disk (offline: no server may hold it).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "compact")]
+pub struct CompactCmd {
     /// database file (default ./shelf.redb, env SHELF_DB)
     #[argh(option)]
     pub db: Option<PathBuf>,
@@ -95,6 +159,14 @@ pub struct Serve {
     /// SHELF_CLEANUP_INTERVAL)
     #[argh(option)]
     pub cleanup_interval: Option<f64>,
+    /// bytes per second the background scrub re-reads and verifies, e.g. 8MB (the default);
+    /// 0 turns it off (env SHELF_SCRUB_RATE)
+    #[argh(option)]
+    pub scrub_rate: Option<String>,
+    /// pause between scrub passes, e.g. 24h (the default), 7d, 30m, 90s (env
+    /// SHELF_SCRUB_INTERVAL)
+    #[argh(option)]
+    pub scrub_interval: Option<String>,
 }
 
 /// Manage users: offline on the database file (no server may hold it), or with --server.
@@ -780,6 +852,9 @@ pub struct ServeSettings {
     pub owner_max_versions: Option<u64>,
     /// `None`: scheduled cleanup disabled.
     pub cleanup_interval: Option<Duration>,
+    /// Bytes per second of the background scrub (0: off).
+    pub scrub_rate: u64,
+    pub scrub_interval: Duration,
 }
 
 impl ServeSettings {
@@ -892,6 +967,18 @@ impl ServeSettings {
             owner_max_bytes,
             owner_max_versions,
             cleanup_interval,
+            scrub_rate: match s.scrub_rate.or_else(|| env_or("SHELF_SCRUB_RATE")) {
+                None => 8_000_000,
+                Some(v) => parse_size(&v).ok_or_else(|| {
+                    format!("--scrub-rate: cannot read {v:?} as bytes per second (e.g. 8MB, 0)")
+                })?,
+            },
+            scrub_interval: match s.scrub_interval.or_else(|| env_or("SHELF_SCRUB_INTERVAL")) {
+                None => Duration::from_secs(86_400),
+                Some(v) => parse_duration(&v).ok_or_else(|| {
+                    format!("--scrub-interval: cannot read {v:?} as a duration (e.g. 24h, 7d, 30m)")
+                })?,
+            },
             audit_retention_days: match s.audit_retention_days {
                 Some(0) => return Err("--audit-retention-days must be at least 1".into()),
                 Some(n) => n,
@@ -924,9 +1011,35 @@ pub fn parse_size(s: &str) -> Option<u64> {
     n.checked_mul(mult)
 }
 
+/// A duration: `90` or `90s` (seconds), `30m`, `24h`, `7d`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult: u64 = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(mult).map(Duration::from_secs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30m"), Some(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("24h"), Some(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("7d"), Some(Duration::from_secs(604_800)));
+        assert_eq!(parse_duration("1w"), None);
+        assert_eq!(parse_duration("h"), None);
+    }
 
     #[test]
     fn sizes() {

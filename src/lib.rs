@@ -1,7 +1,8 @@
 //! shelf: a Gitea-compatible generic package registry in one binary and one redb file.
 //!
 //! Dependencies run one way: `http` → `api` → `auth`/`store` → `chunk`. `manage` (the
-//! administration commands) drives `store` offline, or `client` against a running server.
+//! administration commands) and `maintain` (backup, check, stats, compact) drive `store`
+//! offline, or `client` against a running server.
 //! `main.rs` wires them.
 
 pub mod api;
@@ -10,7 +11,9 @@ pub mod chunk;
 pub mod client;
 pub mod config;
 pub mod http;
+pub mod maintain;
 pub mod manage;
 pub mod manage_limits;
 pub mod multipart;
+pub mod pipe;
 pub mod store;

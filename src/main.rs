@@ -3,10 +3,10 @@
 //! library.
 
 use shelf::api::{Api, ApiConfig};
-use shelf::config::{self, Cli, Command, ServeSettings};
+use shelf::config::{Cli, Command, ServeSettings};
 use shelf::http::{Server, ServerConfig};
-use shelf::manage;
 use shelf::store::{NewToken, Store, TokenOutcome};
+use shelf::{maintain, manage};
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
@@ -50,32 +50,10 @@ fn run(cli: Cli) -> Result<(), String> {
         Some(Command::Audit(a)) => manage::audit(a),
         Some(Command::Quota(q)) => shelf::manage_limits::quota(q.action),
         Some(Command::Cleanup(c)) => shelf::manage_limits::cleanup(c.action),
-        Some(Command::Check(c)) => {
-            let store = open_store(&config::db_path(c.db))?;
-            let started = std::time::Instant::now();
-            let report = store.check().map_err(|e| e.to_string())?;
-            let secs = started.elapsed().as_secs_f64();
-            println!(
-                "{} files, {} bytes; {} chunks, {} bytes; {} pins; {} distinct contents; checked in {secs:.2} s ({:.0} MB/s)",
-                report.files,
-                report.logical_bytes,
-                report.chunks,
-                report.physical_bytes,
-                report.pins,
-                report.contents,
-                report.physical_bytes as f64 / 1e6 / secs.max(1e-9)
-            );
-            for f in &report.faults {
-                println!("FAULT {f}");
-            }
-            close(store)?;
-            if report.faults.is_empty() {
-                println!("ok");
-                Ok(())
-            } else {
-                Err(format!("{} faults found", report.faults.len()))
-            }
-        }
+        Some(Command::Check(c)) => maintain::check(c),
+        Some(Command::Backup(c)) => maintain::backup(c),
+        Some(Command::Stats(c)) => maintain::stats(c),
+        Some(Command::Compact(c)) => maintain::compact(c),
     }
 }
 
@@ -100,6 +78,12 @@ fn serve(s: ServeSettings) -> Result<(), String> {
             .start_cleanup_schedule(every.min(std::time::Duration::from_secs(60)), every)
             .map_err(|e| e.to_string())?;
     }
+    store
+        .start_scrub(shelf::store::ScrubConfig {
+            rate: s.scrub_rate,
+            interval: s.scrub_interval,
+        })
+        .map_err(|e| e.to_string())?;
     bootstrap_admin(&store)?;
     let server_config = ServerConfig {
         workers: s.workers,

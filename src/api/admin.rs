@@ -65,7 +65,7 @@ fn visible_to(c: &Caller, owner: &UserRecord) -> bool {
 }
 
 /// The caller, who must be a site admin with the admin scope.
-fn site_admin(caller: &Option<Caller>, access: Access) -> Result<&Caller, JsonError> {
+pub(super) fn site_admin(caller: &Option<Caller>, access: Access) -> Result<&Caller, JsonError> {
     let c = signed_in(caller, "admin", access)?;
     if !c.user.is_admin {
         return Err(forbidden("you must be a site administrator"));
@@ -295,6 +295,9 @@ pub(super) fn dispatch(
         }
         ("GET", ["admin", "orgs"]) => ctx.list_owners(OwnerKind::Org, true),
         ("GET", ["admin", "audit"]) => ctx.audit(),
+        ("GET", ["admin", "backup"]) => super::ops::backup(api, req, &caller),
+        ("GET", ["admin", "check"]) => super::ops::check(api, &caller),
+        ("GET", ["admin", "stats"]) => super::ops::stats(api, &caller),
         ("GET", ["users", name]) => {
             let c = signed_in(&caller, "user", Access::Read)?;
             let u = ctx.owner(name, None)?;

@@ -8,6 +8,7 @@
 mod admin;
 mod limits;
 mod names;
+mod ops;
 mod ranges;
 mod registry;
 mod v1;
@@ -17,6 +18,7 @@ pub use names::{
     percent_decode, percent_encode, valid_file_name, valid_owner_name, valid_package_name,
     valid_version, MAX_COMPONENT_BYTES,
 };
+pub use ops::{check_json, stats_json};
 
 use crate::auth::{self, AuthError, Caller, Credentials, Limiter};
 use crate::http::{Request, Response};

@@ -305,6 +305,7 @@ fn serve_request(
         }
     };
 
+    let minor = head.minor;
     let (asks_close, asks_keep_alive) = connection_tokens(&head.headers);
     let keep_requested = if head.minor == 0 {
         asks_keep_alive && !asks_close
@@ -385,6 +386,14 @@ fn serve_request(
     }
 
     let user = resp.user.clone();
+    let mut resp = resp;
+    if let ResponseBody::Stream { chunked, .. } = &mut resp.body {
+        // HTTP/1.0 has no chunked coding: the body ends with the connection.
+        if minor == 0 {
+            *chunked = false;
+            keep = false;
+        }
+    }
     let sent = write_response(stream, bufs, resp, head_only, keep);
     access_log(
         peer,

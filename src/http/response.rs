@@ -42,13 +42,22 @@ pub enum ResponseBody {
         len: u64,
         reader: Box<dyn Read + Send>,
     },
+    /// Streamed with a length not known in advance: `Transfer-Encoding: chunked` (or, for an
+    /// HTTP/1.0 client, delimited by closing the connection). The body ends when `reader`
+    /// returns 0; if it errors after the first byte, the connection is aborted without the
+    /// closing chunk, so the client sees a truncated body, never a short complete one.
+    Stream {
+        reader: Box<dyn Read + Send>,
+        /// False for an HTTP/1.0 request (set by the connection layer).
+        chunked: bool,
+    },
 }
 
 impl ResponseBody {
     /// The Content-Length this body announces.
     pub fn len(&self) -> u64 {
         match self {
-            ResponseBody::Empty => 0,
+            ResponseBody::Empty | ResponseBody::Stream { .. } => 0,
             ResponseBody::Bytes(b) => b.len() as u64,
             ResponseBody::Reader { len, .. } | ResponseBody::Source { len, .. } => *len,
         }
@@ -66,6 +75,7 @@ impl fmt::Debug for ResponseBody {
             ResponseBody::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
             ResponseBody::Reader { len, .. } => write!(f, "Reader({len} bytes)"),
             ResponseBody::Source { len, .. } => write!(f, "Source({len} bytes)"),
+            ResponseBody::Stream { chunked, .. } => write!(f, "Stream(chunked: {chunked})"),
         }
     }
 }
@@ -282,11 +292,27 @@ pub(super) fn write_response(
     let no_body_status = status < 200 || status == 204 || status == 304;
     let send_body = !head_only && !no_body_status;
     let len = resp.body.len();
-    let content_length = if no_body_status { None } else { Some(len) };
+    let streamed = matches!(resp.body, ResponseBody::Stream { .. });
+    let content_length = if no_body_status || streamed {
+        None
+    } else {
+        Some(len)
+    };
     let mut head = std::mem::take(&mut bufs.head);
     encode_head(&mut head, status, &resp.headers, content_length, keep);
+    if let ResponseBody::Stream { chunked: true, .. } = &resp.body {
+        if !no_body_status {
+            head.truncate(head.len() - 2);
+            head.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
+        }
+    }
     let mut w = stream;
     let result = match resp.body {
+        ResponseBody::Stream { reader, chunked } if send_body => {
+            let r = stream_unsized(stream, bufs, &head, reader, chunked);
+            bufs.head = head;
+            return streamed_outcome(stream, bufs, r, status, len, head_only);
+        }
         ResponseBody::Bytes(b) if send_body => {
             let r = if b.len() <= INLINE_BODY {
                 head.extend_from_slice(&b);
@@ -407,6 +433,74 @@ fn stream_source(
         written += slice.len() as u64;
     }
     Ok(written)
+}
+
+/// Streams `head` and then `reader` to its end, as chunks of the chunked coding or (for
+/// HTTP/1.0) raw bytes up to the close; returns the body bytes written.
+fn stream_unsized(
+    stream: &TcpStream,
+    bufs: &mut WorkerBufs,
+    head: &[u8],
+    mut reader: Box<dyn Read + Send>,
+    chunked: bool,
+) -> Result<u64, StreamError> {
+    const FRAME: usize = 16; // room for "{len:x}\r\n"
+    let size = STREAM_BUF.max(head.len() + FRAME + 2 + 1);
+    if bufs.stream.len() < size {
+        bufs.stream.resize(size, 0);
+    }
+    let buf = &mut bufs.stream[..];
+    let mut w = stream;
+    let mut written = 0u64;
+    let mut pending_head = Some(head);
+    loop {
+        // The head (first time only), then room for a chunk's size line, then the data.
+        let start = pending_head.map_or(0, |h| h.len());
+        if let Some(h) = pending_head {
+            buf[..h.len()].copy_from_slice(h);
+        }
+        let data_at = start + if chunked { FRAME } else { 0 };
+        let cap = buf.len() - data_at - 2;
+        let n = loop {
+            match reader.read(&mut buf[data_at..data_at + cap]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) if pending_head.is_some() => return Err(StreamError::Reader(err)),
+                Err(err) => return Err(StreamError::Aborted { written, err }),
+            }
+        };
+        let out: &[u8] = if chunked {
+            let line = if n == 0 {
+                "0\r\n\r\n".to_string()
+            } else {
+                format!("{n:x}\r\n")
+            };
+            let line_at = data_at - line.len();
+            buf[line_at..data_at].copy_from_slice(line.as_bytes());
+            let mut end = data_at + n;
+            if n > 0 {
+                buf[end..end + 2].copy_from_slice(b"\r\n");
+                end += 2;
+            }
+            // The head sits before the size line: move the line next to it.
+            if start > 0 {
+                buf.copy_within(line_at..end, start);
+                &buf[..start + (end - line_at)]
+            } else {
+                &buf[line_at..end]
+            }
+        } else {
+            &buf[..data_at + n]
+        };
+        if let Err(err) = w.write_all(out) {
+            return Err(StreamError::Aborted { written, err });
+        }
+        pending_head = None;
+        written += n as u64;
+        if n == 0 {
+            return Ok(written);
+        }
+    }
 }
 
 enum StreamError {

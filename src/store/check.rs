@@ -5,7 +5,7 @@ use super::*;
 use crate::chunk::ChunkId;
 use redb::{ReadableDatabase, ReadableTableMetadata};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 /// What `Store::check` found.
 #[derive(Debug, Default)]
@@ -277,5 +277,462 @@ impl Store {
             .len()
             .ctx("counting")?;
         Ok((chunks, total, pins))
+    }
+}
+
+/// What `Store::repair` changed, and what it could not mend.
+#[derive(Debug, Default)]
+pub struct RepairReport {
+    /// One line per change made.
+    pub fixed: Vec<String>,
+    /// Faults repair cannot mend without bytes it does not have (a missing or damaged chunk):
+    /// the files that show them are listed; re-upload them (after deleting) to heal them.
+    pub unrepairable: Vec<String>,
+}
+
+impl Store {
+    /// Mends what can be mended from the data itself, in one durable transaction: counts of
+    /// files per body and per owner, bodies no file shows, chunk reference counts, chunks
+    /// nothing references (reclaimed), the version order and count indexes, and the owners'
+    /// byte totals. Never invents
+    /// or alters bytes: a body whose chunks are missing or damaged is reported, not touched.
+    pub fn repair(&self) -> Result<RepairReport> {
+        self.durable(|txn| {
+            let mut report = RepairReport::default();
+            let files = txn.open_table(FILES).ctx("opening files")?;
+            let mut contents = txn.open_table(CONTENTS).ctx("opening contents")?;
+            let mut content_owners = txn
+                .open_table(CONTENT_OWNERS)
+                .ctx("opening content_owners")?;
+            let mut chunks = txn.open_table(CHUNKS).ctx("opening chunks")?;
+            let mut refs = txn.open_table(CHUNK_REFS).ctx("opening chunk_refs")?;
+            let uploads = txn.open_table(UPLOADS).ctx("opening uploads")?;
+
+            // What the files say.
+            let mut file_counts: BTreeMap<[u8; 32], u64> = BTreeMap::new();
+            let mut owner_counts: BTreeMap<([u8; 32], String), u64> = BTreeMap::new();
+            let mut shown_by: BTreeMap<[u8; 32], Vec<String>> = BTreeMap::new();
+            for row in files.iter().ctx("listing files")? {
+                let (k, v) = row.ctx("listing files")?;
+                let key = k.value();
+                let rec: FileRecord = decode(v.value())?;
+                *file_counts.entry(rec.sha256).or_default() += 1;
+                *owner_counts
+                    .entry((rec.sha256, key.0.to_string()))
+                    .or_default() += 1;
+                let list = shown_by.entry(rec.sha256).or_default();
+                if list.len() < 20 {
+                    list.push(format!("{}/{}/{}/{}", key.0, key.2, key.3, key.4));
+                }
+            }
+            let shown =
+                |sha: &[u8; 32]| shown_by.get(sha).map(|l| l.join(", ")).unwrap_or_default();
+
+            // Bodies: drop those no file shows, fix file counts; collect chunk references.
+            let mut expected: BTreeMap<[u8; 32], u64> = BTreeMap::new();
+            let mut drop_contents = Vec::new();
+            let mut recount = Vec::new();
+            for row in contents.iter().ctx("listing contents")? {
+                let (k, v) = row.ctx("listing contents")?;
+                let sha = *k.value();
+                let content: ContentRecord = decode(v.value())?;
+                let want = file_counts.get(&sha).copied().unwrap_or(0);
+                if want == 0 {
+                    drop_contents.push(sha);
+                    continue;
+                }
+                for id in &content.chunks {
+                    *expected.entry(*id).or_default() += 1;
+                }
+                if content.files != want {
+                    recount.push((sha, content, want));
+                }
+            }
+            for sha in drop_contents {
+                contents.remove(&sha).ctx("dropping an unused body")?;
+                report.fixed.push(format!(
+                    "body {}: no file shows it, removed",
+                    hex::encode(sha)
+                ));
+            }
+            for (sha, mut content, want) in recount {
+                report.fixed.push(format!(
+                    "body {}: file count {} set to {want}",
+                    hex::encode(sha),
+                    content.files
+                ));
+                content.files = want;
+                contents
+                    .insert(&sha, encode(&content)?.as_slice())
+                    .ctx("writing a body's count")?;
+            }
+            for sha in file_counts.keys() {
+                if contents.get(sha).ctx("reading a body")?.is_none() {
+                    report.unrepairable.push(format!(
+                        "body {} is missing; files that show it: {}",
+                        hex::encode(sha),
+                        shown(sha)
+                    ));
+                }
+            }
+
+            // Per-owner counts: rewritten from the files.
+            let mut stale = Vec::new();
+            for row in content_owners.iter().ctx("listing content owners")? {
+                let (k, v) = row.ctx("listing content owners")?;
+                let (sha, owner) = k.value();
+                let want = owner_counts
+                    .get(&(*sha, owner.to_string()))
+                    .copied()
+                    .unwrap_or(0);
+                if v.value() != want {
+                    stale.push((*sha, owner.to_string()));
+                }
+            }
+            for (sha, owner) in stale {
+                content_owners
+                    .remove((&sha, owner.as_str()))
+                    .ctx("dropping a content owner count")?;
+            }
+            for ((sha, owner), n) in &owner_counts {
+                let have = content_owners
+                    .get((sha, owner.as_str()))
+                    .ctx("reading a content owner count")?
+                    .map(|g| g.value());
+                if have != Some(*n) {
+                    content_owners
+                        .insert((sha, owner.as_str()), *n)
+                        .ctx("writing a content owner count")?;
+                    report.fixed.push(format!(
+                        "body {} of {owner}: owner count set to {n}",
+                        hex::encode(sha)
+                    ));
+                }
+            }
+
+            // Chunks: pins count too; reclaim what nothing references; fix counts.
+            for row in uploads.iter().ctx("listing pins")? {
+                let (_, v) = row.ctx("listing pins")?;
+                *expected.entry(*v.value()).or_default() += 1;
+            }
+            let mut orphans = Vec::new();
+            let mut present = HashSet::new();
+            for row in chunks.iter().ctx("listing chunks")? {
+                let (k, v) = row.ctx("listing chunks")?;
+                let id = *k.value();
+                if !expected.contains_key(&id) {
+                    orphans.push(id);
+                } else {
+                    present.insert(id);
+                    if ChunkId::of(v.value()).0 != id {
+                        report
+                            .unrepairable
+                            .push(format!("chunk {}: its bytes are damaged", hex::encode(id)));
+                    }
+                }
+            }
+            for id in &orphans {
+                chunks.remove(id).ctx("reclaiming a chunk")?;
+                report.fixed.push(format!(
+                    "chunk {}: nothing references it, reclaimed",
+                    hex::encode(id)
+                ));
+            }
+            let mut wrong = Vec::new();
+            for row in refs.iter().ctx("listing counts")? {
+                let (k, v) = row.ctx("listing counts")?;
+                let id = *k.value();
+                let want = if present.contains(&id) {
+                    expected.get(&id).copied().unwrap_or(0)
+                } else {
+                    0
+                };
+                if v.value() != want {
+                    wrong.push((id, v.value(), want));
+                }
+            }
+            for (id, had, want) in wrong {
+                if want == 0 {
+                    refs.remove(&id).ctx("dropping a count")?;
+                } else {
+                    refs.insert(&id, want).ctx("fixing a count")?;
+                }
+                report.fixed.push(format!(
+                    "chunk {}: count {had} set to {want}",
+                    hex::encode(id)
+                ));
+            }
+            for (id, want) in &expected {
+                if !present.contains(id) {
+                    report.unrepairable.push(format!(
+                        "chunk {} is missing ({want} references)",
+                        hex::encode(id)
+                    ));
+                } else if refs.get(id).ctx("reading a count")?.is_none() {
+                    refs.insert(id, *want).ctx("writing a count")?;
+                    report
+                        .fixed
+                        .push(format!("chunk {}: count set to {want}", hex::encode(id)));
+                }
+            }
+            // Name the files behind damaged or missing chunks.
+            if !report.unrepairable.is_empty() {
+                let bad: HashSet<String> = report
+                    .unrepairable
+                    .iter()
+                    .filter_map(|l| {
+                        l.strip_prefix("chunk ")?
+                            .split([' ', ':'])
+                            .next()
+                            .map(String::from)
+                    })
+                    .collect();
+                for row in contents.iter().ctx("listing contents")? {
+                    let (k, v) = row.ctx("listing contents")?;
+                    let content: ContentRecord = decode(v.value())?;
+                    if content.chunks.iter().any(|c| bad.contains(&hex::encode(c))) {
+                        report
+                            .unrepairable
+                            .push(format!("files with damaged bytes: {}", shown(k.value())));
+                    }
+                }
+            }
+            drop((files, contents, content_owners, chunks, refs, uploads));
+            rebuild_version_indexes(txn, &mut report)?;
+            report.fixed.extend(limits::rebuild_owner_bytes(txn)?);
+            Ok(report)
+        })
+    }
+}
+
+/// Rewrites the version order indexes and the per-owner and per-package version counts from
+/// the versions table.
+fn rebuild_version_indexes(txn: &WriteTransaction, report: &mut RepairReport) -> Result<()> {
+    let versions = txn.open_table(VERSIONS).ctx("opening versions")?;
+    let mut order = txn.open_table(VERSION_ORDER).ctx("opening version_order")?;
+    let mut package_order = txn.open_table(PACKAGE_ORDER).ctx("opening package_order")?;
+    let mut owner_versions = txn
+        .open_table(OWNER_VERSIONS)
+        .ctx("opening owner_versions")?;
+    let mut package_versions = txn
+        .open_table(PACKAGE_VERSIONS)
+        .ctx("opening package_versions")?;
+    let mut want_order = BTreeSet::new();
+    let mut want_package_order = BTreeSet::new();
+    let mut per_owner: BTreeMap<String, u64> = BTreeMap::new();
+    let mut per_package: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for row in versions.iter().ctx("listing versions")? {
+        let (k, v) = row.ctx("listing versions")?;
+        let (o, _, n, ver) = k.value();
+        let rec: VersionRecord = decode(v.value())?;
+        want_order.insert((
+            o.to_string(),
+            u64::MAX - rec.id,
+            n.to_string(),
+            ver.to_string(),
+        ));
+        want_package_order.insert((
+            o.to_string(),
+            n.to_string(),
+            u64::MAX - rec.id,
+            ver.to_string(),
+        ));
+        *per_owner.entry(o.to_string()).or_default() += 1;
+        *per_package
+            .entry((o.to_string(), n.to_string()))
+            .or_default() += 1;
+    }
+    let mut have = BTreeSet::new();
+    for row in order.iter().ctx("listing version order")? {
+        let (k, _) = row.ctx("listing version order")?;
+        let (o, id, n, v) = k.value();
+        have.insert((o.to_string(), id, n.to_string(), v.to_string()));
+    }
+    for k in have.difference(&want_order) {
+        order
+            .remove((k.0.as_str(), k.1, k.2.as_str(), k.3.as_str()))
+            .ctx("dropping a stale order row")?;
+        report
+            .fixed
+            .push(format!("version order: dropped {}/{}/{}", k.0, k.2, k.3));
+    }
+    for k in want_order.difference(&have) {
+        order
+            .insert((k.0.as_str(), k.1, k.2.as_str(), k.3.as_str()), ())
+            .ctx("adding an order row")?;
+        report
+            .fixed
+            .push(format!("version order: added {}/{}/{}", k.0, k.2, k.3));
+    }
+    let mut have = BTreeSet::new();
+    for row in package_order.iter().ctx("listing package order")? {
+        let (k, _) = row.ctx("listing package order")?;
+        let (o, n, id, v) = k.value();
+        have.insert((o.to_string(), n.to_string(), id, v.to_string()));
+    }
+    for k in have.difference(&want_package_order) {
+        package_order
+            .remove((k.0.as_str(), k.1.as_str(), k.2, k.3.as_str()))
+            .ctx("dropping a stale package order row")?;
+        report
+            .fixed
+            .push(format!("package order: dropped {}/{}/{}", k.0, k.1, k.3));
+    }
+    for k in want_package_order.difference(&have) {
+        package_order
+            .insert((k.0.as_str(), k.1.as_str(), k.2, k.3.as_str()), ())
+            .ctx("adding a package order row")?;
+        report
+            .fixed
+            .push(format!("package order: added {}/{}/{}", k.0, k.1, k.3));
+    }
+    let mut stale = Vec::new();
+    for row in owner_versions.iter().ctx("listing owner counts")? {
+        let (k, v) = row.ctx("listing owner counts")?;
+        if per_owner.get(k.value()) != Some(&v.value()) {
+            stale.push(k.value().to_string());
+        }
+    }
+    for o in &stale {
+        owner_versions
+            .remove(o.as_str())
+            .ctx("dropping an owner count")?;
+    }
+    for (o, n) in &per_owner {
+        let have = owner_versions
+            .get(o.as_str())
+            .ctx("reading an owner count")?
+            .map(|g| g.value());
+        if have != Some(*n) {
+            owner_versions
+                .insert(o.as_str(), *n)
+                .ctx("writing an owner count")?;
+            report
+                .fixed
+                .push(format!("owner {o}: version count set to {n}"));
+        }
+    }
+    let mut stale = Vec::new();
+    for row in package_versions.iter().ctx("listing package counts")? {
+        let (k, v) = row.ctx("listing package counts")?;
+        let (o, n) = k.value();
+        if per_package.get(&(o.to_string(), n.to_string())) != Some(&v.value()) {
+            stale.push((o.to_string(), n.to_string()));
+        }
+    }
+    for (o, n) in &stale {
+        package_versions
+            .remove((o.as_str(), n.as_str()))
+            .ctx("dropping a package count")?;
+    }
+    for ((o, n), c) in &per_package {
+        let have = package_versions
+            .get((o.as_str(), n.as_str()))
+            .ctx("reading a package count")?
+            .map(|g| g.value());
+        if have != Some(*c) {
+            package_versions
+                .insert((o.as_str(), n.as_str()), *c)
+                .ctx("writing a package count")?;
+            report
+                .fixed
+                .push(format!("package {o}/{n}: version count set to {c}"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::temp_store;
+    use super::*;
+    use crate::chunk::Want;
+    use std::io::Read;
+
+    fn up(s: &Store, file: &str, data: &[u8]) {
+        s.upload(
+            &FileCoords::new("alice", "pkg", "1.0", file),
+            "alice",
+            data,
+            Want::default(),
+            |_| Ok(()),
+        )
+        .expect("upload");
+    }
+
+    #[test]
+    fn repair_mends_counts_orphans_and_indexes_and_keeps_bytes() {
+        let t = temp_store();
+        let s = &t.store;
+        let big: Vec<u8> = (0..CHUNK_SIZE + 99).map(|i| (i % 239) as u8).collect();
+        up(s, "big", &big);
+        up(s, "small", b"small");
+        assert!(s.check().expect("check").faults.is_empty());
+        let first = crate::chunk::ChunkId::of(&big[..CHUNK_SIZE]).0;
+        let orphan = crate::chunk::ChunkId::of(b"orphan").0;
+        s.quick_write(|txn| {
+            let mut chunks = txn.open_table(CHUNKS).ctx("chunks")?;
+            chunks.insert(&orphan, b"orphan".as_slice()).ctx("orphan")?;
+            let mut refs = txn.open_table(CHUNK_REFS).ctx("refs")?;
+            refs.insert(&orphan, 3).ctx("orphan count")?;
+            refs.insert(&first, 7).ctx("wrong count")?;
+            let mut ov = txn.open_table(OWNER_VERSIONS).ctx("ov")?;
+            ov.remove("alice").ctx("drop owner count")?;
+            let mut order = txn.open_table(VERSION_ORDER).ctx("order")?;
+            order.insert(("alice", 5, "ghost", "9"), ()).ctx("stale")?;
+            let mut co = txn.open_table(CONTENT_OWNERS).ctx("co")?;
+            co.insert((&ChunkId::of(b"nothing").0, "bob"), 2)
+                .ctx("stale owner")?;
+            Ok(())
+        })
+        .expect("damage");
+        let before = s.check().expect("check");
+        assert!(before.faults.len() >= 5, "{:?}", before.faults);
+        let report = s.repair().expect("repair");
+        assert!(report.unrepairable.is_empty(), "{:?}", report.unrepairable);
+        assert!(report.fixed.len() >= 5, "{:?}", report.fixed);
+        let after = s.check().expect("check");
+        assert!(after.faults.is_empty(), "{:?}", after.faults);
+        assert_eq!(
+            s.chunk_stats().expect("stats").0,
+            3,
+            "the orphan was reclaimed"
+        );
+        let (_, mut r) = s
+            .open_file(&FileCoords::new("alice", "pkg", "1.0", "big"))
+            .expect("open")
+            .expect("exists");
+        let mut got = Vec::new();
+        r.read_to_end(&mut got).expect("read");
+        assert_eq!(got, big);
+        // A second repair has nothing to do.
+        let again = s.repair().expect("repair");
+        assert!(again.fixed.is_empty(), "{:?}", again.fixed);
+    }
+
+    #[test]
+    fn repair_reports_damaged_bytes_and_leaves_them() {
+        let t = temp_store();
+        let s = &t.store;
+        up(s, "f", b"precious bytes");
+        let id = ChunkId::of(b"precious bytes").0;
+        s.quick_write(|txn| {
+            txn.open_table(CHUNKS)
+                .ctx("chunks")?
+                .insert(&id, b"precious bytez".as_slice())
+                .ctx("damage")?;
+            Ok(())
+        })
+        .expect("damage");
+        assert!(!s.check().expect("check").faults.is_empty());
+        let report = s.repair().expect("repair");
+        assert!(report.fixed.is_empty(), "{:?}", report.fixed);
+        let text = report.unrepairable.join("\n");
+        assert!(text.contains("damaged"), "{text}");
+        assert!(text.contains("alice/pkg/1.0/f"), "{text}");
+        assert!(
+            !s.check().expect("check").faults.is_empty(),
+            "still reported"
+        );
     }
 }

@@ -17,14 +17,18 @@
 //!   transactions, one chunk at a time.
 
 mod audit;
+mod backup;
 mod check;
 mod files;
 mod limits;
 mod listing;
+mod scrub;
+mod stats;
 mod users;
 
 pub use audit::AuditFilter;
-pub use check::CheckReport;
+pub use backup::{backup_table_names, restore, BackupSummary};
+pub use check::{CheckReport, RepairReport};
 pub use files::{Deleted, FileReader, Published};
 pub use limits::{
     compile_pattern, CleanupRule, Limit, Limits, OwnerQuota, QuotaCheck, QuotaExceeded,
@@ -33,6 +37,8 @@ pub use limits::{
 /// Schema 2's tables, beside the others for code that lists every table (backup, repair).
 use limits::{CLEANUP_RULES, OWNER_BYTES, QUOTAS, VERSION_DOWNLOADS};
 pub use listing::{Digests, FileEntry, Page, VersionEntry};
+pub use scrub::{ScrubConfig, ScrubState};
+pub use stats::{compact, OwnerStats, Stats};
 pub use users::{new_token, token_hash, Created, NewToken, UserDeleted};
 
 use crate::chunk::CHUNK_SIZE;
@@ -522,6 +528,8 @@ pub struct Store {
     quota_defaults: Mutex<Limits>,
     /// Set when `close` starts: long background work (a cleanup run) stops early.
     closing: std::sync::atomic::AtomicBool,
+    /// The background scrub's progress.
+    scrub: scrub::ScrubState,
 }
 
 /// How often pending download counts, token uses and audit entries are written.
@@ -564,6 +572,7 @@ impl Store {
             audit_retention: AtomicU64::new(DEFAULT_AUDIT_RETENTION),
             quota_defaults: Mutex::new(Limits::default()),
             closing: std::sync::atomic::AtomicBool::new(false),
+            scrub: scrub::ScrubState::default(),
         });
         store.init_schema()?;
         store.sweep_abandoned_uploads()?;

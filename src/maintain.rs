@@ -1,0 +1,272 @@
+//! The maintenance commands: `backup`, `check` (and `--repair`), `stats` and `compact`, on the
+//! database file (no server may hold it) or, except repair and compact, against a running
+//! server through its admin endpoints.
+
+use crate::client::Client;
+use crate::config::{self, BackupCmd, CheckCmd, CompactCmd, StatsCmd, Target};
+use crate::store::{self, Store};
+use serde_json::Value;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+fn open(path: &Path) -> Result<Arc<Store>, String> {
+    Store::open(path).map_err(|e| e.to_string())
+}
+
+fn close(s: Arc<Store>) -> Result<(), String> {
+    s.close().map_err(|e| e.to_string())
+}
+
+fn mb_s(bytes: u64, secs: f64) -> f64 {
+    bytes as f64 / 1e6 / secs.max(1e-9)
+}
+
+/// `shelf backup OUT`.
+pub fn backup(c: BackupCmd) -> Result<(), String> {
+    let target = config::target(c.db, c.server, c.token)?;
+    if c.out.exists() {
+        return Err(format!(
+            "{} exists already; a backup never overwrites a file",
+            c.out.display()
+        ));
+    }
+    let started = Instant::now();
+    let (mut w, r) = crate::pipe::pipe(4);
+    let out = c.out.clone();
+    let restorer = std::thread::Builder::new()
+        .name("shelf-restore".into())
+        .spawn(move || store::restore(r, &out))
+        .map_err(|e| format!("cannot start the restore thread: {e}"))?;
+    let sent = match &target {
+        Target::Offline(db) => {
+            let s = open(db)?;
+            let r = s.backup(&mut w).map_err(|e| e.to_string());
+            close(s)?;
+            r.map(|_| ())
+        }
+        Target::Remote { url, token } => Client::new(url, token)
+            .map_err(|e| e.to_string())?
+            .download("/api/v1/admin/backup", &mut w)
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+    };
+    match &sent {
+        Ok(()) => {
+            if let Err(e) = w.finish() {
+                log::debug!("finishing the backup stream: {e}");
+            }
+        }
+        Err(e) => w.fail(e.clone()),
+    }
+    let restored = restorer
+        .join()
+        .map_err(|_| "the restore thread panicked".to_string())?;
+    sent.map_err(|e| format!("backup failed, nothing written: {e}"))?;
+    let summary = restored.map_err(|e| format!("backup failed, nothing written: {e}"))?;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "backup written to {}: {} files, {} chunks, {} bytes streamed in {secs:.2} s ({:.0} MB/s)",
+        c.out.display(),
+        summary.files,
+        summary.chunks,
+        summary.bytes,
+        mb_s(summary.bytes, secs)
+    );
+    if c.no_verify {
+        return Ok(());
+    }
+    let s = open(&c.out)?;
+    let report = s.check().map_err(|e| e.to_string());
+    close(s)?;
+    let report = report?;
+    if report.faults.is_empty() {
+        println!("verified: the backup passes `shelf check`");
+        Ok(())
+    } else {
+        for f in &report.faults {
+            println!("FAULT {f}");
+        }
+        Err(format!(
+            "the backup in {} has {} faults",
+            c.out.display(),
+            report.faults.len()
+        ))
+    }
+}
+
+/// `shelf check [--repair]`.
+pub fn check(c: CheckCmd) -> Result<(), String> {
+    let target = config::target(c.db, c.server, c.token)?;
+    let (report, repair) = match target {
+        Target::Remote { url, token } => {
+            if c.repair {
+                return Err(
+                    "--repair works on the database file: stop the server, then run \
+                     `shelf check --repair --db PATH`"
+                        .into(),
+                );
+            }
+            let v = Client::new(&url, &token)
+                .map_err(|e| e.to_string())?
+                .patient()
+                .call("GET", "/api/v1/admin/check", None)
+                .map_err(|e| e.to_string())?;
+            (v, None)
+        }
+        Target::Offline(db) => {
+            let s = open(&db)?;
+            let result = (|| {
+                let started = Instant::now();
+                let report = s.check().map_err(|e| e.to_string())?;
+                let json = crate::api::check_json(&report, started.elapsed().as_secs_f64());
+                if !c.repair || report.faults.is_empty() {
+                    return Ok((json, None));
+                }
+                print_check(&json);
+                let fixes = s.repair().map_err(|e| e.to_string())?;
+                let started = Instant::now();
+                let after = s.check().map_err(|e| e.to_string())?;
+                let json = crate::api::check_json(&after, started.elapsed().as_secs_f64());
+                Ok::<_, String>((json, Some(fixes)))
+            })();
+            close(s)?;
+            result?
+        }
+    };
+    if let Some(fixes) = &repair {
+        println!("repair:");
+        for f in &fixes.fixed {
+            println!("FIXED {f}");
+        }
+        for f in &fixes.unrepairable {
+            println!("UNREPAIRABLE {f}");
+        }
+        println!("after repair:");
+    }
+    let faults = print_check(&report);
+    if faults == 0 {
+        println!("ok");
+        Ok(())
+    } else {
+        Err(format!("{faults} faults found"))
+    }
+}
+
+fn print_check(v: &Value) -> usize {
+    let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let secs = v.get("seconds").and_then(Value::as_f64).unwrap_or(0.0);
+    println!(
+        "{} files, {} bytes; {} chunks, {} bytes; {} pins; {} distinct contents; checked in {secs:.2} s ({:.0} MB/s)",
+        n("files"),
+        n("logical_bytes"),
+        n("chunks"),
+        n("physical_bytes"),
+        n("pins"),
+        n("contents"),
+        mb_s(n("physical_bytes"), secs)
+    );
+    let faults: Vec<&str> = v
+        .get("faults")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    for f in &faults {
+        println!("FAULT {f}");
+    }
+    faults.len()
+}
+
+/// `shelf stats`.
+pub fn stats(c: StatsCmd) -> Result<(), String> {
+    let v = match config::target(c.db, c.server, c.token)? {
+        Target::Remote { url, token } => Client::new(&url, &token)
+            .map_err(|e| e.to_string())?
+            .patient()
+            .call("GET", "/api/v1/admin/stats", None)
+            .map_err(|e| e.to_string())?,
+        Target::Offline(db) => {
+            let s = open(&db)?;
+            let stats = s.stats().map_err(|e| e.to_string());
+            let v = stats.map(|st| crate::api::stats_json(&st, &s));
+            close(s)?;
+            v?
+        }
+    };
+    if c.json {
+        println!("{v:#}");
+        return Ok(());
+    }
+    let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+    println!(
+        "packages {}  versions {}  files {}",
+        n("packages"),
+        n("versions"),
+        n("files")
+    );
+    println!(
+        "logical  {:>14} bytes (every file counted)\nphysical {:>14} bytes in {} chunks ({} distinct bodies)\ndedup ratio {:.2}",
+        n("logical_bytes"),
+        n("physical_bytes"),
+        n("chunks"),
+        n("contents"),
+        v.get("dedup_ratio").and_then(Value::as_f64).unwrap_or(1.0)
+    );
+    println!(
+        "file     {:>14} bytes: {} allocated, {} free (`shelf compact` returns it), {} fragmented",
+        n("file_bytes"),
+        n("allocated_bytes"),
+        n("free_bytes"),
+        n("fragmented_bytes")
+    );
+    if let Some(scrub) = v.get("scrub") {
+        let passes = scrub
+            .get("passes_completed")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        let damaged = scrub
+            .get("damaged_chunks_found")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        if passes > 0 || damaged > 0 {
+            println!("scrub: {passes} passes, {damaged} damaged chunks found");
+        }
+    }
+    let owners = v
+        .get("owners")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if !owners.is_empty() {
+        println!(
+            "\n{:<30} {:>9} {:>9} {:>9} {:>16}",
+            "OWNER", "PACKAGES", "VERSIONS", "FILES", "BYTES"
+        );
+        for o in owners {
+            let m = |k: &str| o.get(k).and_then(Value::as_u64).unwrap_or(0);
+            println!(
+                "{:<30} {:>9} {:>9} {:>9} {:>16}",
+                o.get("owner").and_then(Value::as_str).unwrap_or(""),
+                m("packages"),
+                m("versions"),
+                m("files"),
+                m("logical_bytes")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `shelf compact`.
+pub fn compact(c: CompactCmd) -> Result<(), String> {
+    let path = config::db_path(c.db);
+    let started = Instant::now();
+    let (before, after) = store::compact(&path).map_err(|e| e.to_string())?;
+    println!(
+        "compacted {}: {before} → {after} bytes ({} returned to the disk) in {:.2} s",
+        path.display(),
+        before.saturating_sub(after),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
