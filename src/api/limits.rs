@@ -50,11 +50,11 @@ pub(super) fn dispatch(
             ))
         }),
         ("GET", ["admin", "quotas", owner]) => (|| {
-            let (_, o) = owner_admin(api, caller, owner, Access::Read)?;
-            let q = api
-                .store
-                .owner_quota(&o.login)?
-                .ok_or(JsonError::NotFound)?;
+            // A site admin's admin-scoped token reads any owner; owners read their own.
+            if site_admin(caller, Access::Read).is_err() {
+                owner_admin(api, caller, owner, Access::Read)?;
+            }
+            let q = api.store.owner_quota(owner)?.ok_or(JsonError::NotFound)?;
             Ok(json_response(200, &quota_json(&q)))
         })(),
         ("PUT", ["admin", "quotas", owner]) => (|| {
