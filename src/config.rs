@@ -26,6 +26,8 @@ pub enum Command {
     Member(MemberCmd),
     Audit(AuditCmd),
     Check(CheckCmd),
+    Quota(QuotaCmd),
+    Cleanup(CleanupCmd),
     Backup(BackupCmd),
     Stats(StatsCmd),
     Compact(CompactCmd),
@@ -149,6 +151,18 @@ pub struct Serve {
     /// is open; env SHELF_METRICS_TOKEN, which keeps it out of `ps`)
     #[argh(option)]
     pub metrics_token: Option<String>,
+    /// total bytes one owner's package files may take, e.g. 10GiB; every file counts, even
+    /// deduplicated ones (default: no limit; env SHELF_OWNER_MAX_BYTES)
+    #[argh(option)]
+    pub owner_max_bytes: Option<String>,
+    /// versions one owner may have (default: no limit; env SHELF_OWNER_MAX_VERSIONS)
+    #[argh(option)]
+    pub owner_max_versions: Option<String>,
+    /// hours between runs of the cleanup rules, fractions allowed (default 24; the first run
+    /// is a minute after start, or sooner for shorter intervals; 0 disables; env
+    /// SHELF_CLEANUP_INTERVAL)
+    #[argh(option)]
+    pub cleanup_interval: Option<f64>,
     /// bytes per second the background scrub re-reads and verifies, e.g. 8MB (the default);
     /// 0 turns it off (env SHELF_SCRUB_RATE)
     #[argh(option)]
@@ -562,6 +576,224 @@ pub struct AuditCmd {
     pub token: Option<String>,
 }
 
+/// Per-owner quotas: show limits and usage, override the server's defaults, or clear the
+/// overrides (site admins; offline with --db or on a running server with --server).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "quota")]
+pub struct QuotaCmd {
+    #[argh(subcommand)]
+    pub action: QuotaAction,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum QuotaAction {
+    Set(QuotaSet),
+    Show(QuotaShow),
+    Clear(QuotaClear),
+}
+
+/// Override an owner's limits; each value is a size (or a count), `unlimited`, or `default`
+/// (the server's flag again). Limits not given keep their current override.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "set")]
+pub struct QuotaSet {
+    /// the user or organization
+    #[argh(positional)]
+    pub owner: String,
+    /// largest file, e.g. 500MB, unlimited or default
+    #[argh(option)]
+    pub max_file_size: Option<String>,
+    /// total bytes of the owner's files, e.g. 10GiB, unlimited or default
+    #[argh(option)]
+    pub max_bytes: Option<String>,
+    /// number of versions, e.g. 1000, unlimited or default
+    #[argh(option)]
+    pub max_versions: Option<String>,
+    /// database file, to work offline (default ./shelf.redb, env SHELF_DB)
+    #[argh(option)]
+    pub db: Option<PathBuf>,
+    /// a running shelf to manage instead, e.g. http://127.0.0.1:8080
+    #[argh(option)]
+    pub server: Option<String>,
+    /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
+    #[argh(option)]
+    pub token: Option<String>,
+}
+
+/// Show limits and current usage of one owner, or of every owner that stores something or
+/// has an override.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "show")]
+pub struct QuotaShow {
+    /// the user or organization (default: all)
+    #[argh(positional)]
+    pub owner: Option<String>,
+    /// database file, to work offline (default ./shelf.redb, env SHELF_DB)
+    #[argh(option)]
+    pub db: Option<PathBuf>,
+    /// a running shelf to manage instead, e.g. http://127.0.0.1:8080
+    #[argh(option)]
+    pub server: Option<String>,
+    /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
+    #[argh(option)]
+    pub token: Option<String>,
+}
+
+/// Remove an owner's overrides: the server's defaults apply again.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "clear")]
+pub struct QuotaClear {
+    /// the user or organization
+    #[argh(positional)]
+    pub owner: String,
+    /// database file, to work offline (default ./shelf.redb, env SHELF_DB)
+    #[argh(option)]
+    pub db: Option<PathBuf>,
+    /// a running shelf to manage instead, e.g. http://127.0.0.1:8080
+    #[argh(option)]
+    pub server: Option<String>,
+    /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
+    #[argh(option)]
+    pub token: Option<String>,
+}
+
+/// Cleanup rules (Gitea's, plus unused days) and runs (offline with --db or with --server).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "cleanup")]
+pub struct CleanupCmd {
+    #[argh(subcommand)]
+    pub action: CleanupAction,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum CleanupAction {
+    Rule(CleanupRuleCmd),
+    Run(CleanupRun),
+}
+
+/// Add, list or remove cleanup rules.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "rule")]
+pub struct CleanupRuleCmd {
+    #[argh(subcommand)]
+    pub action: RuleAction,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum RuleAction {
+    Add(RuleAdd),
+    List(RuleList),
+    Remove(RuleRemove),
+}
+
+/// Add (or replace) the rule of an owner, for one package or all of them. A version goes
+/// only when it passes every test: not among the --keep-count newest, not matching
+/// --keep-pattern, older than --remove-days, matching --remove-pattern, not downloaded for
+/// --unused-days. Patterns are regexes, anchored and case-insensitive.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "add")]
+pub struct RuleAdd {
+    /// the user or organization
+    #[argh(positional)]
+    pub owner: String,
+    /// the package the rule is for (default: all packages of the owner)
+    #[argh(option)]
+    pub package: Option<String>,
+    /// store the rule disabled
+    #[argh(switch)]
+    pub disabled: bool,
+    /// keep this many newest versions
+    #[argh(option)]
+    pub keep_count: Option<u64>,
+    /// versions matching this are kept
+    #[argh(option)]
+    pub keep_pattern: Option<String>,
+    /// only versions older than this many days go
+    #[argh(option)]
+    pub remove_days: Option<u64>,
+    /// only versions matching this go
+    #[argh(option)]
+    pub remove_pattern: Option<String>,
+    /// patterns match `package/version` instead of the version
+    #[argh(switch)]
+    pub match_full_name: bool,
+    /// only versions not downloaded for this many days go
+    #[argh(option)]
+    pub unused_days: Option<u64>,
+    /// database file, to work offline (default ./shelf.redb, env SHELF_DB)
+    #[argh(option)]
+    pub db: Option<PathBuf>,
+    /// a running shelf to manage instead, e.g. http://127.0.0.1:8080
+    #[argh(option)]
+    pub server: Option<String>,
+    /// a token of a site admin or of the owner's admin for --server (env SHELF_TOKEN)
+    #[argh(option)]
+    pub token: Option<String>,
+}
+
+/// List cleanup rules.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "list")]
+pub struct RuleList {
+    /// only this owner's rules (required with --server unless the token is a site admin's)
+    #[argh(option)]
+    pub owner: Option<String>,
+    /// database file, to work offline (default ./shelf.redb, env SHELF_DB)
+    #[argh(option)]
+    pub db: Option<PathBuf>,
+    /// a running shelf to manage instead, e.g. http://127.0.0.1:8080
+    #[argh(option)]
+    pub server: Option<String>,
+    /// a token of a site admin or of the owner's admin for --server (env SHELF_TOKEN)
+    #[argh(option)]
+    pub token: Option<String>,
+}
+
+/// Remove a cleanup rule.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "remove")]
+pub struct RuleRemove {
+    /// the user or organization
+    #[argh(positional)]
+    pub owner: String,
+    /// the package the rule is for (default: the rule for all packages)
+    #[argh(option)]
+    pub package: Option<String>,
+    /// database file, to work offline (default ./shelf.redb, env SHELF_DB)
+    #[argh(option)]
+    pub db: Option<PathBuf>,
+    /// a running shelf to manage instead, e.g. http://127.0.0.1:8080
+    #[argh(option)]
+    pub server: Option<String>,
+    /// a token of a site admin or of the owner's admin for --server (env SHELF_TOKEN)
+    #[argh(option)]
+    pub token: Option<String>,
+}
+
+/// Run the enabled cleanup rules now (of one owner, or of all), or show what they would remove.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "run")]
+pub struct CleanupRun {
+    /// only this owner's rules
+    #[argh(option)]
+    pub owner: Option<String>,
+    /// list what would go, delete nothing
+    #[argh(switch)]
+    pub dry_run: bool,
+    /// database file, to work offline (default ./shelf.redb, env SHELF_DB)
+    #[argh(option)]
+    pub db: Option<PathBuf>,
+    /// a running shelf to manage instead, e.g. http://127.0.0.1:8080
+    #[argh(option)]
+    pub server: Option<String>,
+    /// a token of a site admin or of the owner's admin for --server (env SHELF_TOKEN)
+    #[argh(option)]
+    pub token: Option<String>,
+}
+
 /// Where an administration command acts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -622,6 +854,10 @@ pub struct ServeSettings {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Required by `/metrics` when set.
     pub metrics_token: Option<String>,
+    pub owner_max_bytes: Option<u64>,
+    pub owner_max_versions: Option<u64>,
+    /// `None`: scheduled cleanup disabled.
+    pub cleanup_interval: Option<Duration>,
     /// Bytes per second of the background scrub (0: off).
     pub scrub_rate: u64,
     pub scrub_interval: Duration,
@@ -650,6 +886,40 @@ impl ServeSettings {
             })?),
             None => None,
         };
+        let owner_max_bytes = match s
+            .owner_max_bytes
+            .or_else(|| env_or("SHELF_OWNER_MAX_BYTES"))
+        {
+            Some(v) => Some(parse_size(&v).ok_or_else(|| {
+                format!(
+                    "--owner-max-bytes: cannot read {v:?} as a size (e.g. 1000000, 500MB, 2GiB)"
+                )
+            })?),
+            None => None,
+        };
+        let owner_max_versions = match s
+            .owner_max_versions
+            .or_else(|| env_or("SHELF_OWNER_MAX_VERSIONS"))
+        {
+            Some(v) => Some(v.trim().parse::<u64>().map_err(|_| {
+                format!("--owner-max-versions: {v:?} is not a whole number of versions")
+            })?),
+            None => None,
+        };
+        let cleanup_hours = match s.cleanup_interval {
+            Some(h) => h,
+            None => match env_or("SHELF_CLEANUP_INTERVAL") {
+                Some(v) => v.trim().parse::<f64>().map_err(|_| {
+                    format!("SHELF_CLEANUP_INTERVAL: {v:?} is not a number of hours")
+                })?,
+                None => 24.0,
+            },
+        };
+        if !(cleanup_hours.is_finite() && (0.0..=8760.0).contains(&cleanup_hours)) {
+            return Err("--cleanup-interval must be a number of hours between 0 and 8760".into());
+        }
+        let cleanup_interval =
+            (cleanup_hours > 0.0).then(|| Duration::from_secs_f64(cleanup_hours * 3600.0));
         let secs = |v: Option<f64>, default: f64, flag: &str| -> Result<Duration, String> {
             let v = v.unwrap_or(default);
             if v.is_finite() && v > 0.0 && v <= 86_400.0 {
@@ -701,6 +971,9 @@ impl ServeSettings {
                     .collect::<Result<_, _>>()?,
             },
             metrics_token: s.metrics_token.or_else(|| env_or("SHELF_METRICS_TOKEN")),
+            owner_max_bytes,
+            owner_max_versions,
+            cleanup_interval,
             scrub_rate: match s.scrub_rate.or_else(|| env_or("SHELF_SCRUB_RATE")) {
                 None => 8_000_000,
                 Some(v) => parse_size(&v).ok_or_else(|| {

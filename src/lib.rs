@@ -13,6 +13,7 @@ pub mod config;
 pub mod http;
 pub mod maintain;
 pub mod manage;
+pub mod manage_limits;
 pub mod metrics;
 pub mod multipart;
 pub mod pipe;

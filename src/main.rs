@@ -49,6 +49,8 @@ fn run(cli: Cli) -> Result<(), String> {
         Some(Command::Org(o)) => manage::org(o.action),
         Some(Command::Member(m)) => manage::member(m.action),
         Some(Command::Audit(a)) => manage::audit(a),
+        Some(Command::Quota(q)) => shelf::manage_limits::quota(q.action),
+        Some(Command::Cleanup(c)) => shelf::manage_limits::cleanup(c.action),
         Some(Command::Check(c)) => maintain::check(c),
         Some(Command::Backup(c)) => maintain::backup(c),
         Some(Command::Stats(c)) => maintain::stats(c),
@@ -67,6 +69,16 @@ fn close(store: Arc<Store>) -> Result<(), String> {
 fn serve(s: ServeSettings) -> Result<(), String> {
     let store = open_store(&s.db)?;
     store.set_audit_retention_days(s.audit_retention_days);
+    store.set_quota_defaults(shelf::store::Limits {
+        max_file_size: s.max_file_size,
+        max_bytes: s.owner_max_bytes,
+        max_versions: s.owner_max_versions,
+    });
+    if let Some(every) = s.cleanup_interval {
+        store
+            .start_cleanup_schedule(every.min(std::time::Duration::from_secs(60)), every)
+            .map_err(|e| e.to_string())?;
+    }
     store
         .start_scrub(shelf::store::ScrubConfig {
             rate: s.scrub_rate,

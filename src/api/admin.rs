@@ -36,7 +36,7 @@ fn scope_error(category: &str, access: Access) -> JsonError {
 }
 
 /// The caller, who must be signed in and whose token covers `category`.
-fn signed_in<'a>(
+pub(super) fn signed_in<'a>(
     caller: &'a Option<Caller>,
     category: &str,
     access: Access,
@@ -73,7 +73,7 @@ pub(super) fn site_admin(caller: &Option<Caller>, access: Access) -> Result<&Cal
     Ok(c)
 }
 
-fn read_json(req: &mut Request) -> Result<Map<String, Value>, JsonError> {
+pub(super) fn read_json(req: &mut Request) -> Result<Map<String, Value>, JsonError> {
     let mut body = Vec::new();
     (&mut req.body)
         .take(MAX_JSON_BODY + 1)

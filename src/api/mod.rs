@@ -6,6 +6,7 @@
 //! is calling and `store` for data, and knows no redb type.
 
 mod admin;
+mod limits;
 mod monitor;
 mod names;
 mod ops;
@@ -13,6 +14,7 @@ mod ranges;
 mod registry;
 mod v1;
 
+pub use limits::{parse_limit, quota_json, removal_json, rule_from_json, rule_json, ALL_PACKAGES};
 pub use names::{
     percent_decode, percent_encode, valid_file_name, valid_owner_name, valid_package_name,
     valid_version, MAX_COMPONENT_BYTES,

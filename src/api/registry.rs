@@ -38,6 +38,8 @@ enum ApiError {
     InvalidFileName,
     FileExists,
     TooLarge,
+    /// A quota (GITEA-COMPAT §10): 403 with Gitea's message.
+    Quota(store::QuotaExceeded),
     BadRequest(String),
     BadBody(io::Error),
     Internal(String),
@@ -69,6 +71,7 @@ impl ApiError {
             ApiError::InvalidFileName => Response::text(400, "invalid filename"),
             ApiError::FileExists => Response::text(409, "package file already exists"),
             ApiError::TooLarge => Response::text(403, "maximum allowed package type size exceeded"),
+            ApiError::Quota(q) => Response::text(403, q.message()),
             ApiError::BadRequest(msg) => Response::text(400, &msg),
             ApiError::BadBody(e) => {
                 Response::text(400, &format!("the request body could not be read: {e}"))
@@ -85,8 +88,12 @@ impl From<store::Error> for ApiError {
     fn from(e: store::Error) -> ApiError {
         match e {
             store::Error::Body(io) if is_too_large(&io) => ApiError::TooLarge,
+            store::Error::Body(io) if is_over_quota(&io) => {
+                ApiError::Quota(store::QuotaExceeded::Total)
+            }
             store::Error::Body(io) => ApiError::BadBody(io),
             store::Error::Rejected(msg) => ApiError::BadRequest(msg),
+            store::Error::Quota(q) => ApiError::Quota(q),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -289,6 +296,7 @@ fn outcome(r: &Result<Response, ApiError>) -> &'static str {
         Err(ApiError::FileExists) => "conflict",
         Err(ApiError::NotFound(_)) => "not found",
         Err(ApiError::TooLarge) => "too large",
+        Err(ApiError::Quota(_)) => "quota exceeded",
         Err(ApiError::Internal(_)) => "error",
         Err(_) => "refused",
     }
@@ -318,15 +326,41 @@ fn upload(
     let expected = Expected::from_request(req).map_err(ApiError::BadRequest)?;
 
     // Refusals that are known before the body go out before it (and before any
-    // `100 Continue`): a declared size over the limit, and an existing file.
-    let limit = api.config.max_file_size;
+    // `100 Continue`), in Gitea's order: the version count, a declared size over the file
+    // size limit or the owner's remaining bytes, then an existing file. The publishing
+    // commit checks the quotas again, atomically.
+    let quota = quota_check(api, caller);
+    let (limits, usage) = match api.store.owner_quota(&owner.login)? {
+        Some(q) => (quota.defaults.with(&q.overrides), q.usage),
+        None => (quota.defaults, store::Usage::default()),
+    };
+    let limit = limits.max_file_size;
     let content_type = req.headers.get("content-type").unwrap_or("").to_string();
     let multipart = is_multipart_form(&content_type);
-    if let (Some(max), Some(declared), false) = (limit, req.body.content_length(), multipart) {
-        if declared > max {
+    if !quota.exempt
+        && limits
+            .max_versions
+            .is_some_and(|max| usage.versions.saturating_add(1) > max)
+        && !api.store.version_exists(&owner.login, &name, &version)?
+    {
+        return Err(ApiError::Quota(store::QuotaExceeded::Count));
+    }
+    if let (Some(declared), false) = (req.body.content_length(), multipart) {
+        if limit.is_some_and(|max| declared > max) {
             return Err(ApiError::TooLarge);
         }
+        if !quota.exempt
+            && limits
+                .max_bytes
+                .is_some_and(|max| usage.bytes.saturating_add(declared) > max)
+        {
+            return Err(ApiError::Quota(store::QuotaExceeded::Total));
+        }
     }
+    let quota_left = limits
+        .max_bytes
+        .filter(|_| !quota.exempt)
+        .map(|max| max.saturating_sub(usage.bytes));
     if api.store.file_exists(&at)? {
         return Err(ApiError::FileExists);
     }
@@ -360,10 +394,14 @@ fn upload(
             }
             Ok(())
         };
-        return match api
-            .store
-            .publish_existing(&at, creator, sha256, readable, check)?
-        {
+        return match api.store.publish_existing_within(
+            &at,
+            creator,
+            sha256,
+            readable,
+            check,
+            Some(quota),
+        )? {
             Published::Created => Ok(Response::new(201)),
             Published::Conflict => Err(ApiError::FileExists),
             Published::UnknownContent => {
@@ -384,9 +422,17 @@ fn upload(
         let part = LimitedBody {
             inner: &mut part,
             left: limit,
+            quota_left,
         };
         api.store
-            .upload(&at, creator, part, expected.want(), |d| expected.verify(d))
+            .upload_within(
+                &at,
+                creator,
+                part,
+                expected.want(),
+                |d| expected.verify(d),
+                Some(quota),
+            )
             .map_err(|e| match e {
                 store::Error::Body(io) if io.kind() == io::ErrorKind::InvalidData => {
                     multipart_error(io)
@@ -397,14 +443,34 @@ fn upload(
         let body = LimitedBody {
             inner: &mut req.body,
             left: limit,
+            quota_left,
         };
-        api.store
-            .upload(&at, creator, body, expected.want(), |d| expected.verify(d))?
+        api.store.upload_within(
+            &at,
+            creator,
+            body,
+            expected.want(),
+            |d| expected.verify(d),
+            Some(quota),
+        )?
     };
     match published {
         Published::Created => Ok(Response::new(201)),
         Published::Conflict => Err(ApiError::FileExists),
         Published::UnknownContent => Err(ApiError::Internal("upload without content".into())),
+    }
+}
+
+/// The server's default limits (`--max-file-size` and the owner quotas) and whether the caller
+/// is exempt from the owner quotas (site admins, as in Gitea).
+fn quota_check(api: &Api, caller: Option<&Caller>) -> store::QuotaCheck {
+    let d = api.store.quota_defaults();
+    store::QuotaCheck {
+        defaults: store::Limits {
+            max_file_size: d.max_file_size.or(api.config.max_file_size),
+            ..d
+        },
+        exempt: caller.is_some_and(|c| c.user.is_admin),
     }
 }
 
@@ -420,6 +486,8 @@ fn multipart_error(e: io::Error) -> ApiError {
         ApiError::BadRequest(format!("invalid multipart body: {e}"))
     } else if is_too_large(&e) {
         ApiError::TooLarge
+    } else if is_over_quota(&e) {
+        ApiError::Quota(store::QuotaExceeded::Total)
     } else {
         ApiError::BadBody(e)
     }
@@ -754,10 +822,29 @@ fn is_too_large(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<TooLarge>())
 }
 
-/// Counts body bytes against `--max-file-size`; exceeding it is an error, never a short file.
+/// A body that outgrew what the owner had left of its byte quota when the upload started.
+#[derive(Debug)]
+struct OverQuota;
+
+impl std::fmt::Display for OverQuota {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("upload larger than what is left of the owner's quota")
+    }
+}
+
+impl std::error::Error for OverQuota {}
+
+fn is_over_quota(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<OverQuota>())
+}
+
+/// Counts body bytes against the file size limit, then against what the owner had left of its
+/// byte quota (so a chunked body cannot fill the disk before the publish refuses it); exceeding
+/// either is an error, never a short file. The publishing commit still decides for good.
 struct LimitedBody<'a, R> {
     inner: &'a mut R,
     left: Option<u64>,
+    quota_left: Option<u64>,
 }
 
 impl<R: Read> Read for LimitedBody<'_, R> {
@@ -766,6 +853,12 @@ impl<R: Read> Read for LimitedBody<'_, R> {
         if let Some(left) = &mut self.left {
             if n as u64 > *left {
                 return Err(io::Error::other(TooLarge));
+            }
+            *left -= n as u64;
+        }
+        if let Some(left) = &mut self.quota_left {
+            if n as u64 > *left {
+                return Err(io::Error::other(OverQuota));
             }
             *left -= n as u64;
         }

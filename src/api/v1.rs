@@ -144,6 +144,9 @@ fn dispatch(
     };
     *who = caller.as_ref().map(|c| c.user.login.clone());
     let ["packages", owner, rest @ ..] = segs.as_slice() else {
+        if let Some(r) = super::limits::dispatch(api, req, &segs, query, &caller) {
+            return r;
+        }
         return super::admin::dispatch(api, req, &segs, query, caller, base);
     };
     let Some(caller) = caller else {

@@ -59,6 +59,10 @@ macro_rules! tables {
         $m!(16, CONTENT_OWNERS);
         $m!(17, CHUNK_REFS);
         $m!(18, CHUNKS);
+        $m!(19, OWNER_BYTES);
+        $m!(20, QUOTAS);
+        $m!(21, CLEANUP_RULES);
+        $m!(22, VERSION_DOWNLOADS);
     };
 }
 
@@ -370,7 +374,8 @@ fn restore_into(input: impl Read, path: &Path) -> Result<BackupSummary> {
             word(13)
         )));
     }
-    if word(17) != SCHEMA_VERSION {
+    // Older schemas restore as they were; `Store::open` migrates them.
+    if !(1..=SCHEMA_VERSION).contains(&word(17)) {
         return Err(Error::Rejected(format!(
             "the backup has schema version {}, this shelf writes {SCHEMA_VERSION}; restore it with \
              the shelf version that made it",

@@ -253,6 +253,7 @@ impl Store {
         for owner in per_owner.keys() {
             faults.push(format!("owner {owner}: versions without a count"));
         }
+        limits::check_owner_bytes(&txn, &mut faults)?;
         report.faults = faults;
         Ok(report)
     }
@@ -292,7 +293,8 @@ pub struct RepairReport {
 impl Store {
     /// Mends what can be mended from the data itself, in one durable transaction: counts of
     /// files per body and per owner, bodies no file shows, chunk reference counts, chunks
-    /// nothing references (reclaimed), and the version order and count indexes. Never invents
+    /// nothing references (reclaimed), the version order and count indexes, and the owners'
+    /// byte totals. Never invents
     /// or alters bytes: a body whose chunks are missing or damaged is reported, not touched.
     pub fn repair(&self) -> Result<RepairReport> {
         self.durable(|txn| {
@@ -497,6 +499,7 @@ impl Store {
             }
             drop((files, contents, content_owners, chunks, refs, uploads));
             rebuild_version_indexes(txn, &mut report)?;
+            report.fixed.extend(limits::rebuild_owner_bytes(txn)?);
             Ok(report)
         })
     }

@@ -40,6 +40,8 @@ struct NewFile {
     creator: String,
     created: u64,
     digests: StreamDigests,
+    /// Checked against the quotas in the publishing commit (`None`: not checked).
+    quota: Option<limits::QuotaCheck>,
 }
 
 impl Store {
@@ -65,6 +67,20 @@ impl Store {
         want: Want,
         verify: impl FnOnce(&StreamDigests) -> std::result::Result<(), String>,
     ) -> Result<Published> {
+        self.upload_within(at, creator, body, want, verify, None)
+    }
+
+    /// `upload`, refused with `Error::Quota` (nothing stored) when `quota` says so, decided
+    /// in the publishing commit itself.
+    pub fn upload_within(
+        &self,
+        at: &FileCoords,
+        creator: &str,
+        body: impl Read,
+        want: Want,
+        verify: impl FnOnce(&StreamDigests) -> std::result::Result<(), String>,
+        quota: Option<limits::QuotaCheck>,
+    ) -> Result<Published> {
         let mut chunker = Chunker::with_digests(body, want);
         let first = chunker.next_chunk().map_err(Error::Body)?;
         // A file of one short chunk (the common small file) is written in the publishing commit
@@ -79,7 +95,11 @@ impl Store {
         if let Some(inline) = inline {
             let digests = chunker.finish();
             verify(&digests).map_err(Error::Rejected)?;
-            return self.publish(self.new_file(at, creator, digests), Source::Inline(inline));
+            let new = NewFile {
+                quota,
+                ..self.new_file(at, creator, digests)
+            };
+            return self.publish(new, Source::Inline(inline));
         }
         let upload = self.next_upload.fetch_add(1, Ordering::Relaxed);
         let mut chunks = Vec::new();
@@ -102,7 +122,10 @@ impl Store {
         });
         match result {
             Ok(digests) => self.publish(
-                self.new_file(at, creator, digests),
+                NewFile {
+                    quota,
+                    ..self.new_file(at, creator, digests)
+                },
                 Source::Pinned { upload, chunks },
             ),
             Err(e) => {
@@ -124,6 +147,19 @@ impl Store {
         sha256: [u8; 32],
         readable: impl Fn(&str) -> bool + Send + 'static,
         check: impl FnOnce(u64) -> Result<()>,
+    ) -> Result<Published> {
+        self.publish_existing_within(at, creator, sha256, readable, check, None)
+    }
+
+    /// `publish_existing` under the quotas (`Error::Quota` when refused).
+    pub fn publish_existing_within(
+        &self,
+        at: &FileCoords,
+        creator: &str,
+        sha256: [u8; 32],
+        readable: impl Fn(&str) -> bool + Send + 'static,
+        check: impl FnOnce(u64) -> Result<()>,
+        quota: Option<limits::QuotaCheck>,
     ) -> Result<Published> {
         let found = {
             let txn = self.db.begin_read().ctx("beginning a read")?;
@@ -159,9 +195,14 @@ impl Store {
         check(size)?;
         let digests = StreamDigests {
             sha256,
+            size,
             ..StreamDigests::default()
         };
-        self.publish(self.new_file(at, creator, digests), Source::Existing)
+        let new = NewFile {
+            quota,
+            ..self.new_file(at, creator, digests)
+        };
+        self.publish(new, Source::Existing)
     }
 
     fn new_file(&self, at: &FileCoords, creator: &str, digests: StreamDigests) -> NewFile {
@@ -171,6 +212,7 @@ impl Store {
             creator: creator.to_string(),
             created: now(),
             digests,
+            quota: None,
         }
     }
 
@@ -202,9 +244,21 @@ impl Store {
             _ => None,
         };
         let sha256 = new.digests.sha256;
-        let result = self.durable(move |txn| publish_rows(txn, new, source));
+        let result = self.durable(move |txn| {
+            // The quotas first (Gitea's order: before the 409), atomic with the totals.
+            if let Some(check) = new.quota {
+                if let Some(q) = limits::refusal(txn, &new.key, new.digests.size, check)? {
+                    if let Source::Pinned { upload, .. } = source {
+                        release_pins(txn, upload)?;
+                    }
+                    return Ok((Err(q), false));
+                }
+            }
+            publish_rows(txn, new, source).map(|(p, d)| (Ok(p), d))
+        });
         match result {
-            Ok((outcome, needs_digests)) => {
+            Ok((Err(q), _)) => Err(Error::Quota(q)),
+            Ok((Ok(outcome), needs_digests)) => {
                 if needs_digests {
                     self.queue_digests(sha256);
                 }
@@ -497,6 +551,8 @@ fn publish_rows(txn: &WriteTransaction, new: NewFile, source: Source) -> Result<
     files
         .insert(key, encode(&rec)?.as_slice())
         .ctx("writing a file")?;
+    drop(files);
+    limits::owner_bytes(txn, o, size, true)?;
     Ok((Published::Created, needs_digests))
 }
 
@@ -536,7 +592,12 @@ pub(super) fn delete_package_rows(txn: &WriteTransaction, o: &str, n: &str) -> R
 
 /// Removes a version's files, its row, its order row and count; the package goes with its last
 /// version. `Ok(false)` when the version does not exist.
-fn delete_version_rows(txn: &WriteTransaction, o: &str, n: &str, v: &str) -> Result<bool> {
+pub(super) fn delete_version_rows(
+    txn: &WriteTransaction,
+    o: &str,
+    n: &str,
+    v: &str,
+) -> Result<bool> {
     if txn
         .open_table(VERSIONS)
         .ctx("opening versions")?
@@ -593,6 +654,7 @@ fn remove_version(txn: &WriteTransaction, o: &str, n: &str, v: &str) -> Result<(
         .map(|g| decode::<VersionRecord>(g.value()))
         .transpose()?;
     let Some(rec) = removed else { return Ok(()) };
+    limits::forget_version(txn, o, n, v)?;
     txn.open_table(VERSION_ORDER)
         .ctx("opening version_order")?
         .remove((o, u64::MAX - rec.id, n, v))
@@ -651,6 +713,7 @@ fn release_content(txn: &WriteTransaction, sha: &[u8; 32], owner: &str) -> Resul
         .map(|g| decode::<ContentRecord>(g.value()))
         .transpose()?
         .ok_or_else(|| Error::Corrupt(format!("content {} is missing", hex::encode(sha))))?;
+    limits::owner_bytes(txn, owner, content.size, false)?;
     if content.files > 1 {
         let content = ContentRecord {
             files: content.files - 1,

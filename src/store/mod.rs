@@ -20,6 +20,7 @@ mod audit;
 mod backup;
 mod check;
 mod files;
+mod limits;
 mod listing;
 mod observe;
 mod scrub;
@@ -30,6 +31,12 @@ pub use audit::AuditFilter;
 pub use backup::{backup_table_names, restore, BackupSummary};
 pub use check::{CheckReport, RepairReport};
 pub use files::{Deleted, FileReader, Published};
+pub use limits::{
+    compile_pattern, CleanupRule, Limit, Limits, OwnerQuota, QuotaCheck, QuotaExceeded,
+    QuotaRecord, Removal, RuleEntry, Usage,
+};
+/// Schema 2's tables, beside the others for code that lists every table (backup, repair).
+use limits::{CLEANUP_RULES, OWNER_BYTES, QUOTAS, VERSION_DOWNLOADS};
 pub use listing::{Digests, FileEntry, Page, VersionEntry};
 pub use observe::{ByteTotals, ReadyProbe, RowCounts, StatsCache};
 pub use scrub::{ScrubConfig, ScrubState};
@@ -49,7 +56,7 @@ use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Version of the on-disk layout. A change to any table or record bumps it and adds a migration.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 /// First byte of every bincode record: the record's own format version.
 const RECORD_V1: u8 = 1;
 /// The only package type shelf serves; part of every package key so other types can follow.
@@ -113,6 +120,8 @@ pub enum Error {
     Rejected(String),
     /// The committer thread is gone (only during shutdown).
     Closed,
+    /// A quota refused the upload (403 with Gitea's message): nothing stored.
+    Quota(QuotaExceeded),
 }
 
 impl fmt::Display for Error {
@@ -128,6 +137,7 @@ impl fmt::Display for Error {
             Error::Body(e) => write!(f, "reading the request body failed: {e}"),
             Error::Rejected(m) => write!(f, "upload refused: {m}"),
             Error::Closed => write!(f, "the store is shutting down"),
+            Error::Quota(q) => write!(f, "{}", q.message()),
         }
     }
 }
@@ -516,6 +526,10 @@ pub struct Store {
     audit_queue: Mutex<Vec<AuditRecord>>,
     /// How long audit entries are kept, in seconds.
     audit_retention: AtomicU64,
+    /// The serve flags' quota limits (per-owner overrides apply on top).
+    quota_defaults: Mutex<Limits>,
+    /// Set when `close` starts: long background work (a cleanup run) stops early.
+    closing: std::sync::atomic::AtomicBool,
     /// The background scrub's progress.
     scrub: scrub::ScrubState,
 }
@@ -558,6 +572,8 @@ impl Store {
             token_uses: Mutex::new(HashMap::new()),
             audit_queue: Mutex::new(Vec::new()),
             audit_retention: AtomicU64::new(DEFAULT_AUDIT_RETENTION),
+            quota_defaults: Mutex::new(Limits::default()),
+            closing: std::sync::atomic::AtomicBool::new(false),
             scrub: scrub::ScrubState::default(),
         });
         store.init_schema()?;
@@ -623,6 +639,7 @@ impl Store {
 
     fn init_schema(&self) -> Result<()> {
         self.durable(|txn| {
+            let mut migrate_from = None;
             let mut meta = txn.open_table(META).ctx("opening meta")?;
             let stored = meta
                 .get("schema_version")
@@ -633,7 +650,9 @@ impl Store {
                     let found = <[u8; 4]>::try_from(v.as_slice())
                         .map(u32::from_le_bytes)
                         .map_err(|_| Error::Corrupt("schema_version is not a u32".into()))?;
-                    if found != SCHEMA_VERSION {
+                    if found == 1 {
+                        migrate_from = Some(1);
+                    } else if found != SCHEMA_VERSION {
                         return Err(Error::Corrupt(format!(
                             "schema version {found}, this shelf understands {SCHEMA_VERSION}"
                         )));
@@ -683,6 +702,17 @@ impl Store {
             txn.open_table(CHUNKS).ctx("creating chunks")?;
             txn.open_table(CHUNK_REFS).ctx("creating chunk_refs")?;
             txn.open_table(UPLOADS).ctx("creating uploads")?;
+            txn.open_table(OWNER_BYTES).ctx("creating owner_bytes")?;
+            txn.open_table(QUOTAS).ctx("creating quotas")?;
+            txn.open_table(CLEANUP_RULES)
+                .ctx("creating cleanup_rules")?;
+            txn.open_table(VERSION_DOWNLOADS)
+                .ctx("creating version_downloads")?;
+            if migrate_from == Some(1) {
+                limits::migrate_v1(txn)?;
+                meta.insert("schema_version", &SCHEMA_VERSION.to_le_bytes()[..])
+                    .ctx("writing schema version")?;
+            }
             Ok(())
         })
     }
@@ -755,6 +785,7 @@ impl Store {
     /// Closes the database cleanly: writes pending counters, waits for queued commits, then
     /// releases the file. Fails if requests still hold the store.
     pub fn close(self: Arc<Store>) -> Result<()> {
+        self.closing.store(true, Ordering::Relaxed);
         if let Err(e) = self.flush_pending() {
             log::error!("writing counters and the audit log at close: {e}");
         }
@@ -859,6 +890,8 @@ impl Store {
                         .ctx("counting")?;
                 }
             }
+            drop((files, versions));
+            limits::record_downloads(txn, &downloads, now_secs)?;
             let mut tokens = txn.open_table(TOKENS).ctx("opening tokens")?;
             for (hash, when) in &uses {
                 let current = tokens

@@ -175,6 +175,7 @@ impl Store {
             for name in &packages {
                 files::delete_package_rows(txn, &key, name)?;
             }
+            limits::forget_owner(txn, &key)?;
             // tokens
             let hashes: Vec<[u8; 32]> = {
                 let mut index = txn.open_table(USER_TOKENS).ctx("opening user_tokens")?;

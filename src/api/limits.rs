@@ -1,0 +1,364 @@
+//! JSON endpoints for quotas and cleanup rules (README "Quotas", "Cleanup"):
+//!
+//! - `GET /api/v1/admin/quotas` (site admins): every owner that stores something or has an
+//!   override; `GET|PUT|DELETE /api/v1/admin/quotas/{owner}`: one owner (site admins; the
+//!   owner's admins may GET their own limits and usage).
+//! - `GET /api/v1/cleanup/{owner}/rules`, `PUT|DELETE /api/v1/cleanup/{owner}/rules/{package}`
+//!   (`*`: all packages), `POST /api/v1/cleanup/{owner}/run[?dry_run=true]`: site admins and
+//!   the owner's admins (the user itself, an organization's admins).
+//! - `GET /api/v1/admin/cleanup/rules`, `POST /api/v1/admin/cleanup/run[?dry_run=true]`: every
+//!   owner (site admins).
+//!
+//! JSON errors as the rest of `/api/v1`; a bad pattern or value is 422.
+
+use super::admin::{read_json, signed_in};
+use super::v1::{json_response, query_param, JsonError};
+use super::Api;
+use crate::auth::{self, Access, Caller};
+use crate::http::{Request, Response};
+use crate::store::{
+    CleanupRule, Limit, OwnerQuota, QuotaRecord, Removal, Role, RuleEntry, UserRecord, Visibility,
+};
+use serde_json::{json, Map, Value};
+
+type Res = Result<Response, JsonError>;
+
+/// The package segment that names "all packages of the owner".
+pub const ALL_PACKAGES: &str = "*";
+
+/// Routes this module serves; `None` for any other path. `segs` come after `/api/v1`.
+pub(super) fn dispatch(
+    api: &Api,
+    req: &mut Request,
+    segs: &[&str],
+    query: &str,
+    caller: &Option<Caller>,
+) -> Option<Res> {
+    let decoded: Vec<String> = segs
+        .iter()
+        .map(|s| super::percent_decode(s).unwrap_or_default())
+        .collect();
+    let segs: Vec<&str> = decoded.iter().map(String::as_str).collect();
+    let method = req.method.clone();
+    let dry_run = query_param(query, "dry_run").is_some_and(|v| v == "true" || v == "1");
+    Some(match (method.as_str(), segs.as_slice()) {
+        ("GET", ["admin", "quotas"]) => site_admin(caller, Access::Read).and_then(|_| {
+            let all = api.store.quotas()?;
+            Ok(json_response(
+                200,
+                &Value::Array(all.iter().map(quota_json).collect()),
+            ))
+        }),
+        ("GET", ["admin", "quotas", owner]) => (|| {
+            // A site admin's admin-scoped token reads any owner; owners read their own.
+            if site_admin(caller, Access::Read).is_err() {
+                owner_admin(api, caller, owner, Access::Read)?;
+            }
+            let q = api.store.owner_quota(owner)?.ok_or(JsonError::NotFound)?;
+            Ok(json_response(200, &quota_json(&q)))
+        })(),
+        ("PUT", ["admin", "quotas", owner]) => (|| {
+            site_admin(caller, Access::Write)?;
+            let body = read_json(req)?;
+            let rec = quota_from_json(&body).map_err(JsonError::Unprocessable)?;
+            if !api.store.set_quota(owner, rec)? {
+                return Err(JsonError::NotFound);
+            }
+            audit(api, req, caller, "quota.set", owner, "");
+            let q = api.store.owner_quota(owner)?.ok_or(JsonError::NotFound)?;
+            Ok(json_response(200, &quota_json(&q)))
+        })(),
+        ("DELETE", ["admin", "quotas", owner]) => (|| {
+            site_admin(caller, Access::Write)?;
+            if !api.store.set_quota(owner, QuotaRecord::default())? {
+                return Err(JsonError::NotFound);
+            }
+            audit(api, req, caller, "quota.clear", owner, "");
+            Ok(Response::new(204))
+        })(),
+        ("GET", ["admin", "cleanup", "rules"]) => site_admin(caller, Access::Read).and_then(|_| {
+            let rules = api.store.cleanup_rules(None)?;
+            Ok(json_response(
+                200,
+                &Value::Array(rules.iter().map(rule_json).collect()),
+            ))
+        }),
+        ("POST", ["admin", "cleanup", "run"]) => (|| {
+            site_admin(caller, Access::Write)?;
+            run(api, req, caller, None, dry_run)
+        })(),
+        ("GET", ["cleanup", owner, "rules"]) => (|| {
+            let (_, o) = owner_admin(api, caller, owner, Access::Read)?;
+            let rules = api.store.cleanup_rules(Some(&o.login))?;
+            Ok(json_response(
+                200,
+                &Value::Array(rules.iter().map(rule_json).collect()),
+            ))
+        })(),
+        ("PUT", ["cleanup", owner, "rules", package]) => (|| {
+            let (_, o) = owner_admin(api, caller, owner, Access::Write)?;
+            let package = package_of(package)?;
+            let body = read_json(req)?;
+            let rule = rule_from_json(&body).map_err(JsonError::Unprocessable)?;
+            match api
+                .store
+                .set_cleanup_rule(&o.login, package.as_deref(), rule.clone())?
+            {
+                Err(e) => return Err(JsonError::Unprocessable(e)),
+                Ok(false) => return Err(JsonError::NotFound),
+                Ok(true) => {}
+            }
+            let target = package.as_deref().unwrap_or(ALL_PACKAGES);
+            audit(api, req, caller, "cleanup.rule_set", &o.login, target);
+            let entry = RuleEntry {
+                owner: crate::store::fold_case(&o.login),
+                package: package.map(|p| crate::store::fold_case(&p)),
+                rule,
+            };
+            Ok(json_response(200, &rule_json(&entry)))
+        })(),
+        ("DELETE", ["cleanup", owner, "rules", package]) => (|| {
+            let (_, o) = owner_admin(api, caller, owner, Access::Write)?;
+            let package = package_of(package)?;
+            if !api
+                .store
+                .remove_cleanup_rule(&o.login, package.as_deref())?
+            {
+                return Err(JsonError::NotFound);
+            }
+            let target = package.as_deref().unwrap_or(ALL_PACKAGES);
+            audit(api, req, caller, "cleanup.rule_remove", &o.login, target);
+            Ok(Response::new(204))
+        })(),
+        ("POST", ["cleanup", owner, "run"]) => (|| {
+            let (_, o) = owner_admin(api, caller, owner, Access::Write)?;
+            run(api, req, caller, Some(&o.login), dry_run)
+        })(),
+        (_, ["admin", "quotas", ..])
+        | (_, ["admin", "cleanup", ..])
+        | (_, ["cleanup", _, "rules", ..])
+        | (_, ["cleanup", _, "run"]) => Err(JsonError::MethodNotAllowed),
+        _ => return None,
+    })
+}
+
+fn run(
+    api: &Api,
+    req: &Request,
+    caller: &Option<Caller>,
+    owner: Option<&str>,
+    dry_run: bool,
+) -> Res {
+    let removed = api.store.run_cleanup(owner, dry_run, crate::store::now())?;
+    if !dry_run {
+        let target = format!("{} versions", removed.len());
+        audit(
+            api,
+            req,
+            caller,
+            "cleanup.run",
+            owner.unwrap_or(""),
+            &target,
+        );
+    }
+    Ok(json_response(
+        200,
+        &json!({
+            "dry_run": dry_run,
+            "removed": removed.iter().map(removal_json).collect::<Vec<_>>(),
+        }),
+    ))
+}
+
+fn audit(
+    api: &Api,
+    req: &Request,
+    caller: &Option<Caller>,
+    action: &str,
+    owner: &str,
+    target: &str,
+) {
+    let actor = caller
+        .as_ref()
+        .map(|c| c.user.login.clone())
+        .unwrap_or_default();
+    api.audit(req, &actor, action, owner, target, "ok");
+}
+
+fn site_admin(caller: &Option<Caller>, access: Access) -> Result<&Caller, JsonError> {
+    let c = signed_in(caller, "admin", access)?;
+    if !c.user.is_admin {
+        return Err(JsonError::Forbidden(
+            "you must be a site administrator".into(),
+        ));
+    }
+    Ok(c)
+}
+
+/// The owner, which the caller administers (itself, an organization it is an admin of, or
+/// anything for a site admin). An owner the caller cannot see is 404.
+fn owner_admin<'a>(
+    api: &Api,
+    caller: &'a Option<Caller>,
+    owner: &str,
+    access: Access,
+) -> Result<(&'a Caller, UserRecord), JsonError> {
+    let c = signed_in(caller, "package", access)?;
+    let o = api.store.get_user(owner)?.ok_or(JsonError::NotFound)?;
+    if c.public_only() && o.visibility != Visibility::Public {
+        return Err(JsonError::Forbidden(
+            "a public-only token cannot manage private owners".into(),
+        ));
+    }
+    match auth::access_level(&api.store, Some(&c.user), &o)? {
+        Some(Role::Admin) => Ok((c, o)),
+        None => Err(JsonError::NotFound),
+        Some(_) => Err(JsonError::Forbidden(
+            "you must be an administrator of this owner or a site administrator".into(),
+        )),
+    }
+}
+
+fn package_of(segment: &str) -> Result<Option<String>, JsonError> {
+    if segment == ALL_PACKAGES {
+        return Ok(None);
+    }
+    if !super::valid_package_name(segment) {
+        return Err(JsonError::Unprocessable("invalid package name".into()));
+    }
+    Ok(Some(segment.to_string()))
+}
+
+// ------------------------------------------------------------------------------------ JSON
+
+fn limit_json(l: Option<Limit>) -> Value {
+    match l {
+        None => json!("default"),
+        Some(Limit::Unlimited) => json!("unlimited"),
+        Some(Limit::Max(n)) => json!(n),
+    }
+}
+
+/// An owner's quota: effective limits (`null`: unlimited), overrides (`"default"`,
+/// `"unlimited"` or a number) and usage.
+pub fn quota_json(q: &OwnerQuota) -> Value {
+    json!({
+        "owner": q.owner,
+        "limits": {
+            "max_file_size": q.limits.max_file_size,
+            "max_bytes": q.limits.max_bytes,
+            "max_versions": q.limits.max_versions,
+        },
+        "overrides": {
+            "max_file_size": limit_json(q.overrides.max_file_size),
+            "max_bytes": limit_json(q.overrides.max_bytes),
+            "max_versions": limit_json(q.overrides.max_versions),
+        },
+        "usage": { "bytes": q.usage.bytes, "versions": q.usage.versions },
+    })
+}
+
+/// One limit as written by a user: a number, a size (`500MB`, sizes only), `unlimited`, or
+/// `default` (`None`).
+pub fn parse_limit(v: &str, size: bool) -> Result<Option<Limit>, String> {
+    let t = v.trim();
+    if t.eq_ignore_ascii_case("default") {
+        return Ok(None);
+    }
+    if t.eq_ignore_ascii_case("unlimited") {
+        return Ok(Some(Limit::Unlimited));
+    }
+    let n = if size {
+        crate::config::parse_size(t)
+    } else {
+        t.parse::<u64>().ok()
+    };
+    n.map(|n| Some(Limit::Max(n))).ok_or_else(|| {
+        if size {
+            format!("{v:?} is not a size (e.g. 1000000, 500MB, 2GiB), unlimited or default")
+        } else {
+            format!("{v:?} is not a whole number, unlimited or default")
+        }
+    })
+}
+
+fn limit_field(m: &Map<String, Value>, k: &str, size: bool) -> Result<Option<Limit>, String> {
+    match m.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .map(|n| Some(Limit::Max(n)))
+            .ok_or_else(|| format!("{k} must be a whole number")),
+        Some(Value::String(s)) => parse_limit(s, size).map_err(|e| format!("{k}: {e}")),
+        Some(_) => Err(format!("{k} must be a number or a string")),
+    }
+}
+
+/// The body of `PUT /api/v1/admin/quotas/{owner}`: the whole override (absent: default).
+pub fn quota_from_json(m: &Map<String, Value>) -> Result<QuotaRecord, String> {
+    for k in m.keys() {
+        if !["max_file_size", "max_bytes", "max_versions"].contains(&k.as_str()) {
+            return Err(format!("unknown field {k:?}"));
+        }
+    }
+    Ok(QuotaRecord {
+        max_file_size: limit_field(m, "max_file_size", true)?,
+        max_bytes: limit_field(m, "max_bytes", true)?,
+        max_versions: limit_field(m, "max_versions", false)?,
+    })
+}
+
+pub fn rule_json(e: &RuleEntry) -> Value {
+    let r = &e.rule;
+    json!({
+        "owner": e.owner,
+        "package": e.package,
+        "enabled": r.enabled,
+        "keep_count": r.keep_count,
+        "keep_pattern": r.keep_pattern,
+        "remove_days": r.remove_days,
+        "remove_pattern": r.remove_pattern,
+        "match_full_name": r.match_full_name,
+        "unused_days": r.unused_days,
+    })
+}
+
+/// A rule from JSON (absent fields: enabled, everything else unused); patterns validated.
+pub fn rule_from_json(m: &Map<String, Value>) -> Result<CleanupRule, String> {
+    let mut r = CleanupRule::default();
+    for (k, v) in m {
+        let num = || {
+            v.as_u64()
+                .ok_or_else(|| format!("{k} must be a whole number"))
+        };
+        let text = || {
+            v.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| format!("{k} must be a string"))
+        };
+        let flag = || v.as_bool().ok_or_else(|| format!("{k} must be a boolean"));
+        match k.as_str() {
+            "enabled" => r.enabled = flag()?,
+            "keep_count" => r.keep_count = num()?,
+            "keep_pattern" => r.keep_pattern = text()?,
+            "remove_days" => r.remove_days = num()?,
+            "remove_pattern" => r.remove_pattern = text()?,
+            "match_full_name" => r.match_full_name = flag()?,
+            "unused_days" => r.unused_days = num()?,
+            // Echoed by a GET; ignored on the way back.
+            "owner" | "package" => {}
+            _ => return Err(format!("unknown field {k:?}")),
+        }
+    }
+    r.validate()?;
+    Ok(r)
+}
+
+pub fn removal_json(r: &Removal) -> Value {
+    json!({
+        "owner": r.owner,
+        "package": r.package,
+        "version": r.version,
+        "reason": r.reason,
+    })
+}
