@@ -274,19 +274,29 @@ fn huge_declared_length_allocates_nothing_and_the_server_carries_on() {
 
 #[test]
 fn huge_declared_length_over_the_limit_is_403_before_the_body() {
-    let s = Server::start_with(&["--max-file-size", "1GB"]);
+    let mut s = Server::start_with(&["--max-file-size", "1GB"]);
+    // site admins are exempt from the limit (as in Gitea): a plain user uploads
+    let tok = user_with_token(&mut s, "u", false);
+    let s = s.restart();
     let pid = s.child.id();
     let before = rss_kib(pid);
-    let path = format!("{P}/huge/1/f");
+    let path = "/api/packages/u/generic/huge/1/f";
     // no Expect: the client starts sending its body right away
-    let mut req = put_head(&path, "Content-Length: 100000000000\r\n").into_bytes();
+    let mut req = format!(
+        "PUT {path} HTTP/1.1\r\nHost: t\r\nAuthorization: token {tok}\r\nContent-Length: 100000000000\r\n\r\n"
+    )
+    .into_bytes();
     req.extend_from_slice(&pattern(100_000, 5));
     let r = response_then_eof(open_with(&s, &req), "over the limit");
     assert_eq!(r.status, 403);
     assert_eq!(r.text(), "maximum allowed package type size exceeded");
     assert!(rss_kib(pid) < before + 50 * 1024);
-    assert_eq!(s.get(&path).status, 404);
-    assert_eq!(s.put(&path, b"fits").status, 201, "the server carries on");
+    assert_eq!(s.get(path).status, 404);
+    assert_eq!(
+        s.put_as(&tok, path, b"fits").status,
+        201,
+        "the server carries on"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -573,7 +583,10 @@ fn a_trickled_head_is_cut_at_the_head_deadline_but_a_trickled_body_is_not() {
 
 #[test]
 fn expect_continue_refusals_send_no_100_and_close_the_connection() {
-    let s = Server::start_with(&["--max-file-size", "1MB"]);
+    let mut s = Server::start_with(&["--max-file-size", "1MB"]);
+    // site admins are exempt from the size limit (as in Gitea): a plain user meets it
+    let tok = user_with_token(&mut s, "u", false);
+    let s = s.restart();
     assert_eq!(s.put(&format!("{P}/exp/1/f"), b"x").status, 201);
     let cases = [
         (
@@ -584,7 +597,13 @@ fn expect_continue_refusals_send_no_100_and_close_the_connection() {
             1000,
         ),
         ("existing file", auth(), format!("{P}/exp/1/F"), 409, 1000),
-        ("too large", auth(), format!("{P}/exp/1/h"), 403, 1_000_001),
+        (
+            "too large",
+            format!("Authorization: token {tok}\r\n"),
+            "/api/packages/u/generic/exp/1/h".to_string(),
+            403,
+            1_000_001,
+        ),
     ];
     for (label, auth, path, want, len) in cases {
         let head = format!(

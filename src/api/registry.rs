@@ -334,7 +334,7 @@ fn upload(
         Some(q) => (quota.defaults.with(&q.overrides), q.usage),
         None => (quota.defaults, store::Usage::default()),
     };
-    let limit = limits.max_file_size;
+    let limit = limits.max_file_size.filter(|_| !quota.exempt);
     let content_type = req.headers.get("content-type").unwrap_or("").to_string();
     let multipart = is_multipart_form(&content_type);
     if !quota.exempt
