@@ -120,7 +120,8 @@ pub struct Serve {
     /// open connections beyond which new ones get 503 (default 512)
     #[argh(option)]
     pub max_connections: Option<usize>,
-    /// largest accepted upload, e.g. 500000000, 500MB or 2GiB (default: no limit)
+    /// largest accepted upload, e.g. 500000000, 500MB or 2GiB (default: no limit; site
+    /// admins are exempt, as in Gitea)
     #[argh(option)]
     pub max_file_size: Option<String>,
     /// seconds a client may take to send a request head (default 10)
