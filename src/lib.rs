@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod bundle;
 pub mod chunk;
 pub mod client;
 pub mod config;

@@ -295,6 +295,18 @@ pub(super) fn dispatch(
         }
         ("GET", ["admin", "orgs"]) => ctx.list_owners(OwnerKind::Org, true),
         ("GET", ["admin", "audit"]) => ctx.audit(),
+        ("GET", ["admin", "manifest"]) => {
+            site_admin(&caller, Access::Read)?;
+            super::bundles::manifest(api, query)
+        }
+        ("POST", ["admin", "export"]) => {
+            site_admin(&caller, Access::Read)?;
+            super::bundles::export(api, req)
+        }
+        ("PUT", ["admin", "import"]) => {
+            let c = site_admin(&caller, Access::Write)?;
+            super::bundles::import(api, req, &c.user.login)
+        }
         ("GET", ["users", name]) => {
             let c = signed_in(&caller, "user", Access::Read)?;
             let u = ctx.owner(name, None)?;

@@ -6,6 +6,7 @@
 //! is calling and `store` for data, and knows no redb type.
 
 mod admin;
+mod bundles;
 mod names;
 mod ranges;
 mod registry;

@@ -17,12 +17,14 @@
 //!   transactions, one chunk at a time.
 
 mod audit;
+mod bundle;
 mod check;
 mod files;
 mod listing;
 mod users;
 
 pub use audit::AuditFilter;
+pub use bundle::{HeldFile, ImportItem, ImportOutcome, Selection, Snapshot, Staged};
 pub use check::CheckReport;
 pub use files::{Deleted, FileReader, Published};
 pub use listing::{Digests, FileEntry, Page, VersionEntry};
