@@ -235,7 +235,13 @@ impl Streamed {
         let message = serde_json::from_slice::<Value>(&body)
             .ok()
             .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().chars().take(200).collect());
+            .unwrap_or_else(|| {
+                String::from_utf8_lossy(&body)
+                    .trim()
+                    .chars()
+                    .take(200)
+                    .collect()
+            });
         Error::Status {
             status: self.status,
             message,

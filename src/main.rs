@@ -48,6 +48,9 @@ fn run(cli: Cli) -> Result<(), String> {
         Some(Command::Org(o)) => manage::org(o.action),
         Some(Command::Member(m)) => manage::member(m.action),
         Some(Command::Audit(a)) => manage::audit(a),
+        Some(Command::Export(e)) => shelf::bundle::cli::export(e),
+        Some(Command::Manifest(m)) => shelf::bundle::cli::manifest(m),
+        Some(Command::Import(i)) => shelf::bundle::cli::import(i),
         Some(Command::Check(c)) => {
             let store = open_store(&config::db_path(c.db))?;
             let started = std::time::Instant::now();

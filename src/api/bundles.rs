@@ -23,7 +23,11 @@ impl BodySource for Tar {
 }
 
 fn source(api: &Api) -> String {
-    format!("shelf {} ({})", env!("CARGO_PKG_VERSION"), api.store.path().display())
+    format!(
+        "shelf {} ({})",
+        env!("CARGO_PKG_VERSION"),
+        api.store.path().display()
+    )
 }
 
 fn owner_exists(api: &Api, owner: &str) -> Result<(), JsonError> {

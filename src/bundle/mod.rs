@@ -210,7 +210,9 @@ pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest, String> {
             || !valid_version(&f.version)
             || !valid_file_name(&f.file)
         {
-            return Err(format!("{label}: invalid owner, package, version or file name"));
+            return Err(format!(
+                "{label}: invalid owner, package, version or file name"
+            ));
         }
         if f.path != entry_path(&f.owner, &f.package, &f.version, &f.file) {
             return Err(format!("{label}: the path does not match its names"));
@@ -222,7 +224,9 @@ pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest, String> {
             parse_time(t, &label)?;
         }
         if !seen.insert(file_key(&f.owner, &f.package, &f.version, &f.file)) {
-            return Err(format!("{label}: listed twice (names are case-insensitive)"));
+            return Err(format!(
+                "{label}: listed twice (names are case-insensitive)"
+            ));
         }
         total = total
             .checked_add(f.size)

@@ -165,7 +165,12 @@ fn read_block<R: Read>(r: &mut R, at_start: &mut bool) -> io::Result<Option<[u8;
     while filled < BLOCK {
         match r.read(&mut block[filled..]) {
             Ok(0) if filled == 0 && *at_start => return Ok(None),
-            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "tar truncated")),
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "tar truncated",
+                ))
+            }
             Ok(n) => filled += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
@@ -207,7 +212,9 @@ impl<R: Read> Reader<R> {
 
     fn read_extension(&mut self, size: u64) -> io::Result<Vec<u8>> {
         if size > MAX_EXTENSION {
-            return Err(bad(format!("a {size}-byte tar extension header is too large")));
+            return Err(bad(format!(
+                "a {size}-byte tar extension header is too large"
+            )));
         }
         let mut data = vec![0u8; size as usize];
         self.inner.read_exact(&mut data).map_err(|e| {
@@ -233,7 +240,10 @@ impl<R: Read> Reader<R> {
         loop {
             let mut at_start = false;
             let Some(h) = read_block(&mut self.inner, &mut at_start)? else {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "tar truncated"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "tar truncated",
+                ));
             };
             if h.iter().all(|&b| b == 0) {
                 if long_path.is_some() || long_size.is_some() {
@@ -261,10 +271,8 @@ impl<R: Read> Reader<R> {
                         match k.as_str() {
                             "path" => long_path = Some(v),
                             "size" => {
-                                long_size = Some(
-                                    v.parse()
-                                        .map_err(|_| bad("PAX size is not a number"))?,
-                                )
+                                long_size =
+                                    Some(v.parse().map_err(|_| bad("PAX size is not a number"))?)
                             }
                             _ => {}
                         }
@@ -350,10 +358,15 @@ impl<R: Read> Read for Data<'_, R> {
         if r.remaining == 0 || buf.is_empty() {
             return Ok(0);
         }
-        let want = buf.len().min(usize::try_from(r.remaining).unwrap_or(usize::MAX));
+        let want = buf
+            .len()
+            .min(usize::try_from(r.remaining).unwrap_or(usize::MAX));
         let n = r.inner.read(&mut buf[..want])?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "tar truncated"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "tar truncated",
+            ));
         }
         r.remaining -= n as u64;
         Ok(n)
@@ -379,7 +392,13 @@ mod tests {
 
     #[test]
     fn pax_record_lengths() {
-        for v in ["", "a", &"x".repeat(90), &"y".repeat(995), &"z".repeat(9990)] {
+        for v in [
+            "",
+            "a",
+            &"x".repeat(90),
+            &"y".repeat(995),
+            &"z".repeat(9990),
+        ] {
             let r = pax_record("path", v);
             let (len, _) = r.split_once(' ').expect("space");
             assert_eq!(len.parse::<usize>().expect("num"), r.len());
@@ -401,7 +420,10 @@ mod tests {
         assert_eq!(e.path, long);
         // skipping unread data works
         let e = r.next_entry().expect("ok").expect("entry");
-        assert_eq!((e.path.as_str(), e.size, e.mtime), (uni, 1000, 1_700_000_000));
+        assert_eq!(
+            (e.path.as_str(), e.size, e.mtime),
+            (uni, 1000, 1_700_000_000)
+        );
         assert!(r.next_entry().expect("ok").is_none());
     }
 
@@ -411,7 +433,7 @@ mod tests {
         for cut in [0, 100, 512, 515, 1024, 1500] {
             let mut r = Reader::new(&data[..cut]);
             let res = (|| {
-                while let Some(_) = r.next_entry()? {
+                while r.next_entry()?.is_some() {
                     io::copy(&mut r.data(), &mut io::sink())?;
                 }
                 Ok::<_, io::Error>(())

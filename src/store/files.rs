@@ -353,7 +353,11 @@ impl VersionFiles {
 
 /// The body of the publishing transaction. Returns the outcome and whether the body's extra
 /// digests still have to be computed.
-pub(super) fn publish_rows(txn: &WriteTransaction, new: NewFile, source: Source) -> Result<(Published, bool)> {
+pub(super) fn publish_rows(
+    txn: &WriteTransaction,
+    new: NewFile,
+    source: Source,
+) -> Result<(Published, bool)> {
     let [o, n, v, f] = &new.key;
     let key = (o.as_str(), GENERIC, n.as_str(), v.as_str(), f.as_str());
     let mut files = txn.open_table(FILES).ctx("opening files")?;
