@@ -656,6 +656,11 @@ fn read_and_stage(
         let mut want = [0u8; 32];
         hex::decode_to_slice(&f.sha256, &mut want)
             .map_err(|_| ImportError::Refused(format!("{}: bad sha256", f.path)))?;
+        let created = parse_time(&f.created, "created").map_err(ImportError::Refused)?;
+        let package_created =
+            parse_time(&f.package_created, "package_created").map_err(ImportError::Refused)?;
+        let version_created =
+            parse_time(&f.version_created, "version_created").map_err(ImportError::Refused)?;
         let present = store
             .file_sha256(&at)
             .map_err(|e| ImportError::Store(e.to_string()))?
@@ -675,11 +680,9 @@ fn read_and_stage(
         staged.push(ImportItem {
             at,
             sha256: want,
-            created: parse_time(&f.created, "created").map_err(ImportError::Refused)?,
-            package_created: parse_time(&f.package_created, "package_created")
-                .map_err(ImportError::Refused)?,
-            version_created: parse_time(&f.version_created, "version_created")
-                .map_err(ImportError::Refused)?,
+            created,
+            package_created,
+            version_created,
             staged: body,
         });
         if mismatch {
@@ -697,5 +700,90 @@ fn read_and_stage(
             "the bundle holds {:?}, which its manifest does not list",
             extra.path
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_cannot_leave_the_tree() {
+        assert_eq!(entry_path("o", "p", "..", "f"), "o/p/%2E%2E/f");
+        assert_eq!(entry_path("o", "p", ".", "f"), "o/p/%2E/f");
+        assert_eq!(
+            entry_path("o", "p", "1/../../x", "f"),
+            "o/p/1%2F..%2F..%2Fx/f"
+        );
+        assert_eq!(entry_path("o", "p", "a\\b%", "f"), "o/p/a%5Cb%25/f");
+        assert_eq!(entry_path("o", "p", "Ωμέγα", "f"), "o/p/Ωμέγα/f");
+    }
+
+    fn sample() -> Manifest {
+        let f = ManifestFile {
+            owner: "o".into(),
+            package: "p".into(),
+            version: "1".into(),
+            file: "f".into(),
+            path: "o/p/1/f".into(),
+            size: 3,
+            sha256: "a".repeat(64),
+            created: "2026-01-01T00:00:00Z".into(),
+            package_created: "2026-01-01T00:00:00Z".into(),
+            version_created: "2026-01-01T00:00:00Z".into(),
+        };
+        Manifest {
+            format: FORMAT.into(),
+            format_version: FORMAT_VERSION,
+            kind: "bundle".into(),
+            created: "2026-01-01T00:00:00Z".into(),
+            source: "t".into(),
+            filters: Filters::default(),
+            total_files: 1,
+            total_bytes: 3,
+            left_out: 0,
+            files: vec![f],
+        }
+    }
+
+    #[test]
+    fn hostile_manifests_are_refused() {
+        let ok = sample();
+        let bytes = serde_json::to_vec(&ok).expect("json");
+        assert_eq!(parse_manifest(&bytes).expect("valid"), ok);
+        let mut bad: Vec<Manifest> = Vec::new();
+        let mut m = sample();
+        m.files[0].path = "../../etc/passwd".into();
+        bad.push(m);
+        let mut m = sample();
+        m.files[0].file = "..".into();
+        m.files[0].path = "o/p/1/%2E%2E".into();
+        bad.push(m);
+        let mut m = sample();
+        m.files[0].sha256 = "zz".into();
+        bad.push(m);
+        let mut m = sample();
+        m.total_bytes = 4;
+        bad.push(m);
+        let mut m = sample();
+        let mut dup = m.files[0].clone();
+        dup.file = "F".into();
+        dup.path = "o/p/1/F".into();
+        m.files.push(dup);
+        m.total_files = 2;
+        m.total_bytes = 6;
+        bad.push(m);
+        let mut m = sample();
+        m.files[0].created = "yesterday".into();
+        bad.push(m);
+        let mut m = sample();
+        m.format_version = 2;
+        bad.push(m);
+        for m in bad {
+            let bytes = serde_json::to_vec(&m).expect("json");
+            assert!(parse_manifest(&bytes).is_err(), "{m:?}");
+        }
+        assert!(parse_manifest(b"{").is_err());
+        assert!(parse_manifest(b"[]").is_err());
     }
 }
