@@ -286,7 +286,7 @@ impl Client {
             env!("CARGO_PKG_VERSION"),
             self.token
         );
-        let mut writer = &stream;
+        let mut writer = io::BufWriter::with_capacity(1 << 20, &stream);
         let sent = writer.write_all(head.as_bytes()).and_then(|()| match body {
             Some((reader, len)) => {
                 let copied = io::copy(&mut reader.take(len), &mut writer)?;
@@ -300,6 +300,7 @@ impl Client {
             }
             None => writer.flush(),
         });
+        drop(writer);
         // A server that refused early answered before reading everything: read its answer
         // even when sending failed, and report the sending error only if there is none.
         let mut reader = BufReader::with_capacity(1 << 20, stream.try_clone()?);

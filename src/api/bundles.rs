@@ -113,7 +113,15 @@ pub(super) fn export(api: &Api, req: &mut Request) -> Result<Response, JsonError
 
 pub(super) fn import(api: &Api, req: &mut Request, actor: &str) -> Result<Response, JsonError> {
     let addr = api.client_ip(req).to_string();
-    let result = bundle::import(&api.store, &mut req.body, actor, &addr);
+    let result = bundle::import(
+        &api.store,
+        &mut req.body,
+        bundle::Importer {
+            actor,
+            addr: &addr,
+            background_digests: true,
+        },
+    );
     match result {
         Ok(report) => {
             let value =

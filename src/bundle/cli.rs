@@ -288,7 +288,15 @@ pub fn import(cmd: ImportCmd) -> Result<(), String> {
         Target::Offline(path) => {
             let store = open_store(&path)?;
             let reader = BufReader::with_capacity(1 << 20, file);
-            let result = super::import(&store, reader, "cli", "local");
+            let result = super::import(
+                &store,
+                reader,
+                super::Importer {
+                    actor: "cli",
+                    addr: "local",
+                    background_digests: false,
+                },
+            );
             let closed = close(store);
             let r = result.map_err(|e| e.to_string())?;
             closed?;

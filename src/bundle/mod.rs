@@ -516,13 +516,21 @@ fn refused(e: io::Error) -> ImportError {
     }
 }
 
-/// Imports a bundle: verifies everything while storing it invisibly, then publishes. `actor`
-/// and `addr` go to the audit log.
+/// Who imports, for the audit log, and where.
+#[derive(Debug, Clone, Copy)]
+pub struct Importer<'a> {
+    pub actor: &'a str,
+    pub addr: &'a str,
+    /// A running server computes new bodies' md5/sha1/sha512 in the background; the offline
+    /// command, which closes the store at once, leaves them to the first listing.
+    pub background_digests: bool,
+}
+
+/// Imports a bundle: verifies everything while storing it invisibly, then publishes.
 pub fn import(
     store: &Store,
     input: impl Read,
-    actor: &str,
-    addr: &str,
+    by: Importer<'_>,
 ) -> Result<ImportReport, ImportError> {
     let mut staged: Vec<ImportItem> = Vec::new();
     match read_and_stage(store, input, &mut staged) {
@@ -532,6 +540,9 @@ pub fn import(
             return Err(e);
         }
     }
+    // New versions get ids (the "newest first" order) as they are created: create them in
+    // their original order, not the bundle's key order ("10.0" sorts before "9.0").
+    staged.sort_by_key(|i| (i.version_created, i.package_created, i.created));
     let mut report = ImportReport {
         files: staged.len() as u64,
         ..ImportReport::default()
@@ -552,7 +563,8 @@ pub fn import(
                 )
             })
             .collect();
-        let outcomes = match store.publish_imports(batch, actor, addr) {
+        let outcomes = match store.publish_imports(batch, by.actor, by.addr, by.background_digests)
+        {
             Ok(o) => o,
             Err(e) => {
                 store.release_staged(items.filter_map(|i| i.staged).collect());

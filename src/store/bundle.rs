@@ -270,12 +270,14 @@ impl Store {
     /// file's, and its package's and version's when this creates them. A file that exists is
     /// never touched: same bytes are `AlreadyPresent`, other bytes a `Conflict`. Audited as
     /// `package.import` by `actor` from `addr`. On error nothing of the batch is published and
-    /// its pins are released.
+    /// its pins are released. `digests`: queue new bodies for md5/sha1/sha512 in the background
+    /// (a server); a command that closes the store right after leaves them to the listings.
     pub fn publish_imports(
         &self,
         items: Vec<ImportItem>,
         actor: &str,
         addr: &str,
+        digests: bool,
     ) -> Result<Vec<ImportOutcome>> {
         let uploads: Vec<u64> = items
             .iter()
@@ -385,8 +387,10 @@ impl Store {
         });
         match result {
             Ok((out, audit, new_bodies)) => {
-                for sha in new_bodies {
-                    self.queue_digests(sha);
+                if digests {
+                    for sha in new_bodies {
+                        self.queue_digests(sha);
+                    }
                 }
                 let time = now();
                 for (owner, target, outcome) in audit {
