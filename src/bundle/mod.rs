@@ -264,6 +264,9 @@ impl Export {
         if !valid_owner_name(&req.owner) {
             return Err(format!("invalid owner name {:?}", req.owner));
         }
+        if req.version.is_some() && req.package.is_none() {
+            return Err("a version filter needs a package".into());
+        }
         let since = req.since.as_deref().map(parse_since).transpose()?;
         let mut snap = store
             .snapshot(&Selection {
