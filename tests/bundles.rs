@@ -471,8 +471,14 @@ fn import_needs_existing_owners() {
         out.contains("Acme") && out.contains("do not exist"),
         "{out}"
     );
-    let mut b = b;
-    b.stop();
-    check_clean(&b.db);
+    // The importing server's --max-file-size holds for bundles too.
+    let c = Server::start_with(&["--max-file-size", "1000"]);
+    ok(&remote(&c, &["org", "create", "Acme"]));
+    let out = failed(&remote(&c, &["import", tar.to_str().expect("p")]));
+    assert!(out.contains("max-file-size"), "{out}");
+    for mut s in [b, c] {
+        s.stop();
+        check_clean(&s.db);
+    }
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -120,6 +120,7 @@ pub(super) fn import(api: &Api, req: &mut Request, actor: &str) -> Result<Respon
             actor,
             addr: &addr,
             background_digests: true,
+            max_file_size: api.config.max_file_size,
         },
     );
     match result {

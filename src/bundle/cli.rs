@@ -295,6 +295,7 @@ pub fn import(cmd: ImportCmd) -> Result<(), String> {
                     actor: "cli",
                     addr: "local",
                     background_digests: false,
+                    max_file_size: None,
                 },
             );
             let closed = close(store);

@@ -527,6 +527,8 @@ pub struct Importer<'a> {
     /// A running server computes new bodies' md5/sha1/sha512 in the background; the offline
     /// command, which closes the store at once, leaves them to the first listing.
     pub background_digests: bool,
+    /// The server's `--max-file-size`: a bundle with a larger file is refused whole.
+    pub max_file_size: Option<u64>,
 }
 
 /// Imports a bundle: verifies everything while storing it invisibly, then publishes.
@@ -536,7 +538,7 @@ pub fn import(
     by: Importer<'_>,
 ) -> Result<ImportReport, ImportError> {
     let mut staged: Vec<ImportItem> = Vec::new();
-    match read_and_stage(store, input, &mut staged) {
+    match read_and_stage(store, input, by.max_file_size, &mut staged) {
         Ok(()) => {}
         Err(e) => {
             store.release_staged(staged.into_iter().filter_map(|i| i.staged).collect());
@@ -599,6 +601,7 @@ pub fn import(
 fn read_and_stage(
     store: &Store,
     input: impl Read,
+    max_file_size: Option<u64>,
     staged: &mut Vec<ImportItem>,
 ) -> Result<(), ImportError> {
     let mut tar = tar::Reader::new(input);
@@ -627,6 +630,14 @@ fn read_and_stage(
             "this is a {:?} manifest, not a bundle",
             manifest.kind
         )));
+    }
+    if let Some(max) = max_file_size {
+        if let Some(f) = manifest.files.iter().find(|f| f.size > max) {
+            return Err(ImportError::Refused(format!(
+                "{} is {} bytes, over this server's --max-file-size of {max}",
+                f.path, f.size
+            )));
+        }
     }
     // Every owner must exist before anything is stored.
     let mut owners: Vec<&str> = Vec::new();
