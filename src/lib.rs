@@ -2,6 +2,7 @@
 //!
 //! Dependencies run one way: `http` → `api` → `auth`/`store` → `chunk`. `manage` (the
 //! administration commands) drives `store` offline, or `client` against a running server.
+//! `bundle` (air-gap export, manifest, import) works the same two ways.
 //! `main.rs` wires them.
 
 pub mod api;

@@ -422,3 +422,86 @@ impl Store {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::temp_store;
+    use super::*;
+    use crate::chunk::Want;
+
+    fn item(s: &Store, file: &str, data: &[u8]) -> ImportItem {
+        let staged = s.stage(data).expect("stage");
+        ImportItem {
+            at: FileCoords::new("alice", "Pkg", "1.0", file),
+            sha256: staged.digests.sha256,
+            created: 1_000,
+            package_created: 900,
+            version_created: 950,
+            staged: Some(staged),
+        }
+    }
+
+    #[test]
+    fn staged_bodies_are_invisible_until_published_with_their_times() {
+        let t = temp_store();
+        let s = &t.store;
+        let big = vec![3u8; CHUNK_SIZE * 2 + 7];
+        let items = vec![
+            item(s, "big", &big),
+            item(s, "empty", b""),
+            item(s, "small", b"x"),
+        ];
+        assert!(!s.version_exists("alice", "pkg", "1.0").expect("v"));
+        assert_eq!(s.chunk_stats().expect("stats").2, 4, "3 + 1 chunks pinned");
+        let out = s
+            .publish_imports(items, "cli", "local", false)
+            .expect("publish");
+        assert_eq!(out, vec![ImportOutcome::Imported; 3]);
+        let snap = s.snapshot(&Selection::default()).expect("snapshot");
+        assert_eq!(snap.files.len(), 3);
+        for f in &snap.files {
+            assert_eq!(
+                (f.created, f.package_created, f.version_created),
+                (1_000, 900, 950)
+            );
+        }
+        // Again, and with other bytes: never overwritten, pins released.
+        let again = vec![item(s, "big", &big), item(s, "SMALL", b"y")];
+        let out = s
+            .publish_imports(again, "cli", "local", false)
+            .expect("publish");
+        assert_eq!(out[0], ImportOutcome::AlreadyPresent);
+        assert!(matches!(out[1], ImportOutcome::Conflict(_)));
+        let (_, mut r) = s
+            .open_file(&FileCoords::new("alice", "pkg", "1.0", "small"))
+            .expect("open")
+            .expect("exists");
+        let mut body = Vec::new();
+        r.read_to_end(&mut body).expect("read");
+        assert_eq!(body, b"x");
+        assert_eq!(s.chunk_stats().expect("stats").2, 0, "no pin left");
+        let report = s.check().expect("check");
+        assert!(report.faults.is_empty(), "{:?}", report.faults);
+    }
+
+    #[test]
+    fn released_stages_leave_nothing() {
+        let t = temp_store();
+        let s = &t.store;
+        let a = s.stage(&vec![1u8; CHUNK_SIZE + 1][..]).expect("stage");
+        let b = s.stage(&b"tiny"[..]).expect("stage");
+        s.release_staged(vec![a, b]);
+        assert_eq!(s.chunk_stats().expect("stats"), (0, 0, 0));
+        // An upload of the same bytes still works after.
+        s.upload(
+            &FileCoords::new("alice", "p", "1", "f"),
+            "alice",
+            &b"tiny"[..],
+            Want::default(),
+            |_| Ok(()),
+        )
+        .expect("upload");
+        let report = s.check().expect("check");
+        assert!(report.faults.is_empty(), "{:?}", report.faults);
+    }
+}
