@@ -441,9 +441,27 @@ fn damaged_bundles_publish_nothing_offline() {
     check_clean(&b.db);
 
     let b = b.restart();
+    // Through the server too: refused late (after the big body) and early (a foreign
+    // manifest, with megabytes still unsent), the answer reaches the client either way.
+    let out = failed(&remote(&b, &["import", bad.to_str().expect("p")]));
+    assert!(
+        out.contains("sha256") && out.contains("nothing imported"),
+        "{out}"
+    );
+    let mut foreign = good.clone();
+    let f_at = foreign
+        .windows(b"shelf-bundle".len())
+        .position(|w| w == b"shelf-bundle")
+        .expect("format in the manifest");
+    foreign[f_at] = b'S';
+    let foreign_path = dir.join("foreign.tar");
+    std::fs::write(&foreign_path, &foreign).expect("write");
+    let out = failed(&remote(&b, &["import", foreign_path.to_str().expect("p")]));
+    assert!(out.contains("not a shelf bundle manifest"), "{out}");
     assert_eq!(listing_len(&b, "admin"), 0, "nothing was published");
     let mut b = b;
     b.stop();
+    check_clean(&b.db);
 
     // The good bundle, offline.
     let out = ok(&run(&["import", tar.to_str().expect("p"), "--db", &bdb]));
