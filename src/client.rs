@@ -280,6 +280,159 @@ impl Client {
     }
 }
 
+/// An answer whose body has not been read yet (bundles: too large to hold).
+pub struct Streamed {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    /// The Content-Length, if the server sent one.
+    pub length: Option<u64>,
+    /// The body: exactly `length` bytes when known, else up to the end of the connection.
+    pub body: Box<dyn Read + Send>,
+}
+
+impl Streamed {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The server's JSON `message` of an error answer (bounded read).
+    pub fn error(self) -> Error {
+        let mut body = Vec::new();
+        let _ = self.body.take(1 << 20).read_to_end(&mut body);
+        let message = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_else(|| {
+                String::from_utf8_lossy(&body)
+                    .trim()
+                    .chars()
+                    .take(200)
+                    .collect()
+            });
+        Error::Status {
+            status: self.status,
+            message,
+        }
+    }
+}
+
+impl Client {
+    /// Sends one request whose body (exactly `len` bytes of `body`) is streamed, never held,
+    /// and returns the answer with its body unread. `timeout` bounds each socket read and
+    /// write (an import answers only after the whole bundle is stored and published).
+    pub fn stream(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Option<(&mut dyn Read, u64)>,
+        timeout: Duration,
+    ) -> Result<Streamed, Error> {
+        let addr = self
+            .authority
+            .to_socket_addrs()
+            .map_err(|e| Error::Connect(self.authority.clone(), e))?
+            .next()
+            .ok_or_else(|| {
+                Error::Connect(
+                    self.authority.clone(),
+                    io::Error::new(io::ErrorKind::NotFound, "no address"),
+                )
+            })?;
+        let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
+            .map_err(|e| Error::Connect(self.authority.clone(), e))?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        let len = body.as_ref().map(|(_, l)| *l).unwrap_or(0);
+        let head = format!(
+            "{method} {}{path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: shelf-cli/{}\r\n\
+             Connection: close\r\nAuthorization: token {}\r\nContent-Type: {content_type}\r\n\
+             Content-Length: {len}\r\n\r\n",
+            self.prefix,
+            self.authority,
+            env!("CARGO_PKG_VERSION"),
+            self.token
+        );
+        let mut writer = io::BufWriter::with_capacity(1 << 20, &stream);
+        let sent = writer.write_all(head.as_bytes()).and_then(|()| match body {
+            Some((reader, len)) => {
+                let copied = io::copy(&mut reader.take(len), &mut writer)?;
+                if copied != len {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("the input ended after {copied} of {len} bytes"),
+                    ));
+                }
+                writer.flush()
+            }
+            None => writer.flush(),
+        });
+        drop(writer);
+        // A server that refused early answered before reading everything: read its answer
+        // even when sending failed, and report the sending error only if there is none.
+        let mut reader = BufReader::with_capacity(1 << 20, stream.try_clone()?);
+        let mut budget = MAX_HEAD;
+        let (status, headers) = loop {
+            let status_line = match read_line_limited(&mut reader, &mut budget) {
+                Ok(l) => l,
+                Err(e) => return Err(sent.err().map(Error::Io).unwrap_or(e)),
+            };
+            let mut parts = status_line.split(' ');
+            let version = parts.next().unwrap_or_default();
+            let status: u16 = parts
+                .next()
+                .and_then(|s| s.parse().ok())
+                .filter(|_| version.starts_with("HTTP/1."))
+                .ok_or_else(|| Error::Protocol(format!("bad status line {status_line:?}")))?;
+            let mut headers = Vec::new();
+            loop {
+                let line = read_line_limited(&mut reader, &mut budget)?;
+                if line.is_empty() {
+                    break;
+                }
+                let (k, v) = line
+                    .split_once(':')
+                    .ok_or_else(|| Error::Protocol(format!("bad header line {line:?}")))?;
+                headers.push((k.trim().to_string(), v.trim().to_string()));
+            }
+            if !(100..200).contains(&status) {
+                break (status, headers);
+            }
+        };
+        let find = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        if find("transfer-encoding").is_some() {
+            return Err(Error::Protocol(
+                "a chunked answer where a sized one was expected".into(),
+            ));
+        }
+        let length = match find("content-length") {
+            Some(l) => Some(
+                l.parse::<u64>()
+                    .map_err(|_| Error::Protocol(format!("bad Content-Length {l:?}")))?,
+            ),
+            None => None,
+        };
+        let body: Box<dyn Read + Send> = match length {
+            Some(n) => Box::new(reader.take(n)),
+            None => Box::new(reader),
+        };
+        Ok(Streamed {
+            status,
+            headers,
+            length,
+            body,
+        })
+    }
+}
+
 /// Percent-encodes one path segment or query value (everything but RFC 3986 unreserved).
 pub fn encode_component(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

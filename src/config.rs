@@ -31,6 +31,9 @@ pub enum Command {
     Backup(BackupCmd),
     Stats(StatsCmd),
     Compact(CompactCmd),
+    Export(ExportCmd),
+    Manifest(ManifestCmd),
+    Import(ImportCmd),
 }
 
 /// Verify the database: every chunk's hash, every file's bytes, exact reference counts, every
@@ -102,6 +105,80 @@ pub struct CompactCmd {
     /// database file (default ./shelf.redb, env SHELF_DB)
     #[argh(option)]
     pub db: Option<PathBuf>,
+}
+
+/// Write an air-gap bundle: a plain tar of an owner's files with a JSON manifest first.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "export")]
+pub struct ExportCmd {
+    /// the owner (user or organization) whose files go into the bundle
+    #[argh(option)]
+    pub owner: String,
+    /// only this package
+    #[argh(option)]
+    pub package: Option<String>,
+    /// only this version (needs --package)
+    #[argh(option)]
+    pub version: Option<String>,
+    /// only files created at or after this time (RFC 3339 or YYYY-MM-DD, UTC)
+    #[argh(option)]
+    pub since: Option<String>,
+    /// the other side's manifest (`shelf manifest`): leave out what it already holds
+    #[argh(option)]
+    pub against: Option<PathBuf>,
+    /// the bundle file to write
+    #[argh(option, short = 'o')]
+    pub output: PathBuf,
+    /// database file, to work offline (default ./shelf.redb, env SHELF_DB)
+    #[argh(option)]
+    pub db: Option<PathBuf>,
+    /// a running shelf to export from instead, e.g. http://127.0.0.1:8080
+    #[argh(option)]
+    pub server: Option<String>,
+    /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
+    #[argh(option)]
+    pub token: Option<String>,
+}
+
+/// Print (or write) the manifest of the files held here: the input of `export --against`.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "manifest")]
+pub struct ManifestCmd {
+    /// only this owner's files
+    #[argh(option)]
+    pub owner: Option<String>,
+    /// write to this file instead of stdout
+    #[argh(option, short = 'o')]
+    pub output: Option<PathBuf>,
+    /// database file, to work offline (default ./shelf.redb, env SHELF_DB)
+    #[argh(option)]
+    pub db: Option<PathBuf>,
+    /// a running shelf to ask instead, e.g. http://127.0.0.1:8080
+    #[argh(option)]
+    pub server: Option<String>,
+    /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
+    #[argh(option)]
+    pub token: Option<String>,
+}
+
+/// Import a bundle: verifies every file before publishing any, skips files already present,
+/// reports (never overwrites) files that exist with other bytes. Exits non-zero on a refused
+/// bundle and when there were conflicts.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "import")]
+pub struct ImportCmd {
+    /// the bundle file (written by `shelf export`)
+    #[argh(positional)]
+    pub file: PathBuf,
+    /// database file, to work offline (default ./shelf.redb, env SHELF_DB)
+    #[argh(option)]
+    pub db: Option<PathBuf>,
+    /// a running shelf to import into instead, e.g. http://127.0.0.1:8080
+    #[argh(option)]
+    pub server: Option<String>,
+    /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
+    #[argh(option)]
+    pub token: Option<String>,
 }
 
 /// Run the registry.

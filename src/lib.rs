@@ -3,10 +3,12 @@
 //! Dependencies run one way: `http` → `api` → `auth`/`store` → `chunk`. `manage` (the
 //! administration commands) and `maintain` (backup, check, stats, compact) drive `store`
 //! offline, or `client` against a running server.
+//! `bundle` (air-gap export, manifest, import) works the same two ways.
 //! `main.rs` wires them.
 
 pub mod api;
 pub mod auth;
+pub mod bundle;
 pub mod chunk;
 pub mod client;
 pub mod config;

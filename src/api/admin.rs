@@ -298,6 +298,18 @@ pub(super) fn dispatch(
         ("GET", ["admin", "backup"]) => super::ops::backup(api, req, &caller),
         ("GET", ["admin", "check"]) => super::ops::check(api, &caller),
         ("GET", ["admin", "stats"]) => super::ops::stats(api, &caller),
+        ("GET", ["admin", "manifest"]) => {
+            site_admin(&caller, Access::Read)?;
+            super::bundles::manifest(api, query)
+        }
+        ("POST", ["admin", "export"]) => {
+            site_admin(&caller, Access::Read)?;
+            super::bundles::export(api, req)
+        }
+        ("PUT", ["admin", "import"]) => {
+            let c = site_admin(&caller, Access::Write)?;
+            super::bundles::import(api, req, &c.user.login)
+        }
         ("GET", ["users", name]) => {
             let c = signed_in(&caller, "user", Access::Read)?;
             let u = ctx.owner(name, None)?;

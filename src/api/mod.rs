@@ -6,6 +6,7 @@
 //! is calling and `store` for data, and knows no redb type.
 
 mod admin;
+mod bundles;
 mod limits;
 mod monitor;
 mod names;

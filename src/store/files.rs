@@ -24,7 +24,7 @@ pub enum Deleted {
 }
 
 /// Where a new file's bytes come from when it is published.
-enum Source {
+pub(super) enum Source {
     /// The file's only chunk (or none for an empty file), written by the publishing commit.
     Inline(Option<(ChunkId, Vec<u8>)>),
     /// Chunks already written and pinned by upload `id`.
@@ -34,14 +34,14 @@ enum Source {
 }
 
 /// Lower-cased keys and display forms of a file being published.
-struct NewFile {
-    key: [String; 4],
-    at: FileCoords,
-    creator: String,
-    created: u64,
-    digests: StreamDigests,
+pub(super) struct NewFile {
+    pub(super) key: [String; 4],
+    pub(super) at: FileCoords,
+    pub(super) creator: String,
+    pub(super) created: u64,
+    pub(super) digests: StreamDigests,
     /// Checked against the quotas in the publishing commit (`None`: not checked).
-    quota: Option<limits::QuotaCheck>,
+    pub(super) quota: Option<limits::QuotaCheck>,
 }
 
 impl Store {
@@ -217,7 +217,7 @@ impl Store {
     }
 
     /// Writes one chunk (unless present) and pins it for `upload`, in its own short transaction.
-    fn pin_chunk(&self, upload: u64, seq: u32, id: ChunkId, data: &[u8]) -> Result<()> {
+    pub(super) fn pin_chunk(&self, upload: u64, seq: u32, id: ChunkId, data: &[u8]) -> Result<()> {
         self.quick_write(|txn| {
             let mut refs = txn.open_table(CHUNK_REFS).ctx("opening chunk_refs")?;
             let mut chunks = txn.open_table(CHUNKS).ctx("opening chunks")?;
@@ -407,7 +407,11 @@ impl VersionFiles {
 
 /// The body of the publishing transaction. Returns the outcome and whether the body's extra
 /// digests still have to be computed.
-fn publish_rows(txn: &WriteTransaction, new: NewFile, source: Source) -> Result<(Published, bool)> {
+pub(super) fn publish_rows(
+    txn: &WriteTransaction,
+    new: NewFile,
+    source: Source,
+) -> Result<(Published, bool)> {
     let [o, n, v, f] = &new.key;
     let key = (o.as_str(), GENERIC, n.as_str(), v.as_str(), f.as_str());
     let mut files = txn.open_table(FILES).ctx("opening files")?;
@@ -733,7 +737,7 @@ fn release_content(txn: &WriteTransaction, sha: &[u8; 32], owner: &str) -> Resul
     Ok(())
 }
 
-fn release_pins(txn: &WriteTransaction, upload: u64) -> Result<()> {
+pub(super) fn release_pins(txn: &WriteTransaction, upload: u64) -> Result<()> {
     let mut uploads = txn.open_table(UPLOADS).ctx("opening uploads")?;
     let mut ids = Vec::new();
     for row in uploads

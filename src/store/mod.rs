@@ -18,6 +18,7 @@
 
 mod audit;
 mod backup;
+mod bundle;
 mod check;
 mod files;
 mod limits;
@@ -29,6 +30,7 @@ mod users;
 
 pub use audit::AuditFilter;
 pub use backup::{backup_table_names, restore, BackupSummary};
+pub use bundle::{HeldFile, ImportItem, ImportOutcome, Selection, Snapshot, Staged};
 pub use check::{CheckReport, RepairReport};
 pub use files::{Deleted, FileReader, Published};
 pub use limits::{

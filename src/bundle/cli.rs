@@ -1,0 +1,338 @@
+//! `shelf export`, `shelf manifest` and `shelf import`: offline on the database file, or on a
+//! running server through the admin API (`--server` + a site admin's token), streaming both
+//! ways: a bundle is never held in memory.
+
+use super::{ExportRequest, ImportReport, Manifest};
+use crate::client::{encode_component, Client, Streamed};
+use crate::config::{self, ExportCmd, ImportCmd, ManifestCmd, Target};
+use crate::store::{self, Store};
+use serde_json::{json, Value};
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Socket timeout for bundle transfers: an import answers after its last publishing commit.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(3600);
+
+fn open_store(path: &Path) -> Result<Arc<Store>, String> {
+    Store::open(path).map_err(|e| match e {
+        store::Error::InUse(_) => format!(
+            "{e}, or work on it while it runs with --server http://HOST:PORT \
+             (and --token or SHELF_TOKEN)"
+        ),
+        other => other.to_string(),
+    })
+}
+
+fn close(store: Arc<Store>) -> Result<(), String> {
+    store.close().map_err(|e| e.to_string())
+}
+
+fn client(url: &str, token: &str) -> Result<Client, String> {
+    Client::new(url, token).map_err(|e| e.to_string())
+}
+
+/// `FILE.partial`, renamed to `FILE` once complete: a bundle file that exists is whole.
+fn partial_path(out: &Path) -> PathBuf {
+    let mut name = out
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".partial");
+    out.with_file_name(name)
+}
+
+/// Writes `out` through `f`, atomically (temp file, fsync, rename); removes the temp on error.
+fn write_atomically(
+    out: &Path,
+    f: impl FnOnce(&mut BufWriter<&File>) -> Result<u64, String>,
+) -> Result<u64, String> {
+    let tmp = partial_path(out);
+    let file = File::create(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    let result = (|| {
+        let mut w = BufWriter::with_capacity(1 << 20, &file);
+        let n = f(&mut w)?;
+        w.flush()
+            .map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+        drop(w);
+        file.sync_all()
+            .map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, out)
+            .map_err(|e| format!("renaming {} to {}: {e}", tmp.display(), out.display()))?;
+        Ok(n)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn read_against(path: &Path) -> Result<Manifest, String> {
+    let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(super::MAX_MANIFEST + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("reading {}: {e}", path.display()))?;
+    if bytes.len() as u64 > super::MAX_MANIFEST {
+        return Err(format!(
+            "{} is larger than a manifest may be",
+            path.display()
+        ));
+    }
+    super::parse_manifest(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Copies exactly the answer's announced length (a short answer is an error, not a bundle).
+fn copy_body<W: Write + ?Sized>(mut reply: Streamed, w: &mut W) -> Result<u64, String> {
+    let n = io::copy(&mut reply.body, w).map_err(|e| format!("receiving: {e}"))?;
+    match reply.length {
+        Some(len) if len != n => Err(format!(
+            "the server's answer ended after {n} of {len} bytes"
+        )),
+        _ => Ok(n),
+    }
+}
+
+fn rate(bytes: u64, started: Instant) -> String {
+    let secs = started.elapsed().as_secs_f64();
+    format!(
+        "{secs:.1} s, {:.0} MB/s",
+        bytes as f64 / 1e6 / secs.max(1e-9)
+    )
+}
+
+pub fn export(cmd: ExportCmd) -> Result<(), String> {
+    if cmd.version.is_some() && cmd.package.is_none() {
+        return Err("--version needs --package".into());
+    }
+    if let Some(s) = &cmd.since {
+        super::parse_since(s)?;
+    }
+    let against = cmd.against.as_deref().map(read_against).transpose()?;
+    let target = config::target(cmd.db, cmd.server, cmd.token)?;
+    let started = Instant::now();
+    let (files, bytes, left_out, written) = match target {
+        Target::Offline(path) => {
+            let store = open_store(&path)?;
+            let result = (|| {
+                if store
+                    .get_user(&cmd.owner)
+                    .map_err(|e| e.to_string())?
+                    .is_none()
+                {
+                    return Err(format!("no owner named {:?}", cmd.owner));
+                }
+                let req = ExportRequest {
+                    owner: cmd.owner.clone(),
+                    package: cmd.package.clone(),
+                    version: cmd.version.clone(),
+                    since: cmd.since.clone(),
+                    against,
+                };
+                let source = format!("shelf {} ({})", env!("CARGO_PKG_VERSION"), path.display());
+                let export = super::Export::prepare(&store, &req, &source)?;
+                let m = &export.manifest;
+                let (files, bytes, left_out) = (m.total_files, m.total_bytes, m.left_out);
+                let mut stream = export.into_stream();
+                let written = write_atomically(&cmd.output, |w| {
+                    stream
+                        .write_to(w)
+                        .map_err(|e| format!("writing the bundle: {e}"))
+                })?;
+                Ok((files, bytes, left_out, written))
+            })();
+            let closed = close(store);
+            let r = result?;
+            closed?;
+            r
+        }
+        Target::Remote { url, token } => {
+            let c = client(&url, &token)?;
+            let body = json!({
+                "owner": cmd.owner,
+                "package": cmd.package,
+                "version": cmd.version,
+                "since": cmd.since,
+                "against": against,
+            });
+            let payload = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
+            let reply = c
+                .stream(
+                    "POST",
+                    "/api/v1/admin/export",
+                    "application/json",
+                    Some((&mut &payload[..], payload.len() as u64)),
+                    TRANSFER_TIMEOUT,
+                )
+                .map_err(|e| e.to_string())?;
+            if reply.status != 200 {
+                return Err(reply.error().to_string());
+            }
+            let num = |h: &str| {
+                reply
+                    .header(h)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            let (files, bytes, left_out) = (
+                num("x-shelf-files"),
+                num("x-shelf-bytes"),
+                num("x-shelf-left-out"),
+            );
+            let written = write_atomically(&cmd.output, |w| copy_body(reply, w))?;
+            (files, bytes, left_out, written)
+        }
+    };
+    println!(
+        "exported {files} files ({bytes} bytes) of {} to {} ({written} bytes, {})",
+        cmd.owner,
+        cmd.output.display(),
+        rate(written, started)
+    );
+    if cmd.against.is_some() {
+        println!("{left_out} files left out: the other side already has them");
+    }
+    Ok(())
+}
+
+pub fn manifest(cmd: ManifestCmd) -> Result<(), String> {
+    let target = config::target(cmd.db, cmd.server, cmd.token)?;
+    let emit = |f: &mut dyn FnMut(&mut dyn Write) -> Result<u64, String>| -> Result<(), String> {
+        match &cmd.output {
+            Some(out) => write_atomically(out, |w| f(w)).map(|_| ()),
+            None => {
+                let stdout = io::stdout();
+                let mut lock = stdout.lock();
+                f(&mut lock)?;
+                lock.flush().map_err(|e| e.to_string())
+            }
+        }
+    };
+    match target {
+        Target::Offline(path) => {
+            let store = open_store(&path)?;
+            let source = format!("shelf {} ({})", env!("CARGO_PKG_VERSION"), path.display());
+            let result = super::holdings(&store, cmd.owner.as_deref(), &source);
+            let closed = close(store);
+            let m = result?;
+            closed?;
+            let bytes = serde_json::to_vec_pretty(&m).map_err(|e| e.to_string())?;
+            emit(&mut |w| {
+                w.write_all(&bytes)
+                    .and_then(|()| w.write_all(b"\n"))
+                    .map_err(|e| format!("writing the manifest: {e}"))?;
+                Ok(bytes.len() as u64)
+            })
+        }
+        Target::Remote { url, token } => {
+            let c = client(&url, &token)?;
+            let path = match &cmd.owner {
+                Some(o) => format!("/api/v1/admin/manifest?owner={}", encode_component(o)),
+                None => "/api/v1/admin/manifest".to_string(),
+            };
+            let reply = c
+                .stream("GET", &path, "application/json", None, TRANSFER_TIMEOUT)
+                .map_err(|e| e.to_string())?;
+            if reply.status != 200 {
+                return Err(reply.error().to_string());
+            }
+            let mut reply = Some(reply);
+            emit(&mut |w| match reply.take() {
+                Some(r) => copy_body(r, w),
+                None => Ok(0),
+            })
+        }
+    }
+}
+
+fn print_report(r: &ImportReport) -> Result<(), String> {
+    println!(
+        "{} files in the bundle: {} imported ({} bytes), {} already present, {} conflicts",
+        r.files,
+        r.imported,
+        r.imported_bytes,
+        r.already_present,
+        r.conflicts.len()
+    );
+    for c in &r.conflicts {
+        println!(
+            "CONFLICT {}: exists here with other bytes (sha256 {} here, {} in the bundle); left untouched",
+            c.path, c.existing_sha256, c.bundle_sha256
+        );
+    }
+    for v in &r.vanished {
+        println!("SKIPPED {v}: deleted here while the bundle was read; import again to add it");
+    }
+    if r.conflicts.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} files exist here with other bytes and were not imported (everything else was)",
+            r.conflicts.len()
+        ))
+    }
+}
+
+pub fn import(cmd: ImportCmd) -> Result<(), String> {
+    let target = config::target(cmd.db, cmd.server, cmd.token)?;
+    let file =
+        File::open(&cmd.file).map_err(|e| format!("cannot open {}: {e}", cmd.file.display()))?;
+    let len = file
+        .metadata()
+        .map_err(|e| format!("{}: {e}", cmd.file.display()))?
+        .len();
+    let started = Instant::now();
+    let report = match target {
+        Target::Offline(path) => {
+            let store = open_store(&path)?;
+            let reader = BufReader::with_capacity(1 << 20, file);
+            let result = super::import(
+                &store,
+                reader,
+                super::Importer {
+                    actor: "cli",
+                    addr: "local",
+                    background_digests: false,
+                },
+            );
+            let closed = close(store);
+            let r = result.map_err(|e| e.to_string())?;
+            closed?;
+            r
+        }
+        Target::Remote { url, token } => {
+            let c = client(&url, &token)?;
+            let mut file = file;
+            let reply = c
+                .stream(
+                    "PUT",
+                    "/api/v1/admin/import",
+                    "application/x-tar",
+                    Some((&mut file, len)),
+                    TRANSFER_TIMEOUT,
+                )
+                .map_err(|e| e.to_string())?;
+            if reply.status != 200 {
+                return Err(reply.error().to_string());
+            }
+            let mut body = Vec::new();
+            let mut reply = reply;
+            (&mut reply.body)
+                .take(256 << 20)
+                .read_to_end(&mut body)
+                .map_err(|e| format!("receiving the report: {e}"))?;
+            serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| serde_json::from_value::<ImportReport>(v).ok())
+                .ok_or("the server's import report is not understood")?
+        }
+    };
+    println!(
+        "read {} ({len} bytes, {})",
+        cmd.file.display(),
+        rate(len, started)
+    );
+    print_report(&report)
+}
