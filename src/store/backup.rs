@@ -79,13 +79,15 @@ pub fn backup_table_names() -> Vec<&'static str> {
 }
 
 /// Writes frames and keeps the running hash and counts.
-struct Framer<W: Write> {
+struct Framer<'a, W: Write> {
     w: W,
     hash: Sha256,
     summary: BackupSummary,
+    /// Set when the store closes: a backup in progress gives way instead of holding it open.
+    closing: &'a std::sync::atomic::AtomicBool,
 }
 
-impl<W: Write> Framer<W> {
+impl<W: Write> Framer<'_, W> {
     fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.hash.update(bytes);
         self.summary.bytes += bytes.len() as u64;
@@ -93,6 +95,9 @@ impl<W: Write> Framer<W> {
     }
 
     fn row(&mut self, table: u8, key: &[u8], value: &[u8]) -> Result<()> {
+        if self.summary.rows % 64 == 0 && self.closing.load(Ordering::Relaxed) {
+            return Err(Error::Closed);
+        }
         let io = |e| Error::Body(e);
         self.put(&[table]).map_err(io)?;
         self.put(&(key.len() as u32).to_le_bytes()).map_err(io)?;
@@ -145,6 +150,7 @@ impl Store {
             w: io::BufWriter::with_capacity(1 << 20, w),
             hash: Sha256::new(),
             summary: BackupSummary::default(),
+            closing: &self.closing,
         };
         let mut header = MAGIC.to_vec();
         header.extend_from_slice(&FORMAT.to_le_bytes());

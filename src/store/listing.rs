@@ -343,6 +343,10 @@ impl Store {
         };
         let mut hashers = ExtraHashers::new(want);
         loop {
+            // A large body takes seconds to hash (more at idle priority): give way to a close.
+            if self.closing.load(Ordering::Relaxed) {
+                return Err(Error::Closed);
+            }
             let slice = reader.next_slice().map_err(Error::Body)?;
             if slice.is_empty() {
                 break;

@@ -609,9 +609,12 @@ impl Store {
                 run_only_when_idle();
                 while let Ok(sha256) = rx.recv() {
                     let Some(store) = weak.upgrade() else { return };
-                    if let Err(e) = store.ensure_digests(&sha256) {
+                    match store.ensure_digests(&sha256) {
                         // A body deleted before its turn is `Ok(None)`, not an error.
-                        log::error!("computing digests of {}: {e}", hex::encode(sha256));
+                        Ok(_) => {}
+                        // Closing: the digests are computed again by the first listing.
+                        Err(Error::Closed) => return,
+                        Err(e) => log::error!("computing digests of {}: {e}", hex::encode(sha256)),
                     }
                 }
             })
@@ -934,6 +937,7 @@ fn run_only_when_idle() {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use sha2::Digest;
 
     /// A store in a fresh temp directory; the directory is removed with the guard.
     pub(crate) struct TempStore {
@@ -962,6 +966,31 @@ pub(crate) mod tests {
     fn case_folding_is_per_rune_as_go() {
         assert_eq!(fold_case("ΟΔΟΣ"), "οδοσ");
         assert_eq!(fold_case("V1.0-RC"), "v1.0-rc");
+    }
+
+    #[test]
+    fn long_background_work_gives_way_to_a_close() {
+        let t = temp_store();
+        let s = &t.store;
+        let body: Vec<u8> = (0..CHUNK_SIZE * 3).map(|i| (i % 251) as u8).collect();
+        let at = FileCoords::new("alice", "pkg", "1.0", "f");
+        s.upload(
+            &at,
+            "alice",
+            body.as_slice(),
+            crate::chunk::Want::default(),
+            |_| Ok(()),
+        )
+        .expect("upload");
+        let sha: [u8; 32] = sha2::Sha256::digest(&body).into();
+        s.closing.store(true, Ordering::Relaxed);
+        // Before: the digest thread hashed a 1 GiB body to its end (seconds at idle priority)
+        // while close waited, and close gave up with "the store is still in use".
+        assert!(matches!(s.ensure_digests(&sha), Err(Error::Closed)));
+        // A backup in progress (an admin's download) stops too.
+        assert!(matches!(s.backup(io::sink()), Err(Error::Closed)));
+        s.closing.store(false, Ordering::Relaxed);
+        assert!(s.ensure_digests(&sha).expect("digests").is_some());
     }
 
     #[test]
