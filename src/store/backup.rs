@@ -247,6 +247,22 @@ impl<R: Read> Unframer<R> {
         Ok(())
     }
 
+    /// The next `n` bytes (hashed), read straight into a new vector: no zeroing of a
+    /// megabyte per chunk first (measured: a tenth of the restore's time).
+    fn bytes_of(&mut self, n: usize) -> Result<Vec<u8>> {
+        let mut v = Vec::with_capacity(n);
+        (&mut self.r)
+            .take(n as u64)
+            .read_to_end(&mut v)
+            .map_err(Error::Body)?;
+        if v.len() != n {
+            return Err(damaged("it ends early (an interrupted backup?)"));
+        }
+        self.hash.update(&v);
+        self.bytes += n as u64;
+        Ok(v)
+    }
+
     fn len(&mut self, max: usize, what: &str) -> Result<usize> {
         let mut b = [0u8; 4];
         self.exact(&mut b, true)?;
@@ -272,11 +288,9 @@ impl<R: Read> Unframer<R> {
         }
         self.hash.update(tag);
         let klen = self.len(MAX_KEY, "key")?;
-        let mut key = vec![0u8; klen];
-        self.exact(&mut key, true)?;
+        let key = self.bytes_of(klen)?;
         let vlen = self.len(MAX_VALUE, "value")?;
-        let mut value = vec![0u8; vlen];
-        self.exact(&mut value, true)?;
+        let value = self.bytes_of(vlen)?;
         Ok(Frame::Row {
             table: tag[0],
             key,
@@ -363,7 +377,8 @@ pub fn restore(input: impl Read, out: &Path) -> Result<BackupSummary> {
 
 fn restore_into(input: impl Read, path: &Path) -> Result<BackupSummary> {
     let mut input = Unframer {
-        r: io::BufReader::with_capacity(1 << 20, input),
+        // Small: reads of a whole chunk bypass the buffer instead of being copied through it.
+        r: io::BufReader::with_capacity(64 << 10, input),
         hash: Sha256::new(),
         bytes: 0,
     };
