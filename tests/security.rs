@@ -416,3 +416,53 @@ fn x_forwarded_for_counts_only_from_trusted_proxies() {
     );
     assert_eq!(r.status, 429);
 }
+
+#[test]
+fn whole_registry_routes_need_full_admin_tokens() {
+    let s = Server::start();
+    private_org_with_secret(&s);
+    let read_admin = format!(
+        "token {}",
+        token(&s, "admin", "ra", json!({"scopes": ["read:admin"]}))
+    );
+    let public_only = format!(
+        "token {}",
+        token(&s, "admin", "po", json!({"scopes": ["all", "public-only"]}))
+    );
+    // read:admin alone may read the admin API but not carry packages out.
+    for (method, path, body) in [
+        ("GET", "/api/v1/admin/manifest?owner=sec", json!(null)),
+        ("POST", "/api/v1/admin/export", json!({"owner": "sec"})),
+        ("GET", "/api/v1/admin/backup", json!(null)),
+    ] {
+        let r = send_json(&s, method, &read_admin, path, &body);
+        assert_eq!(
+            r.status,
+            403,
+            "{method} {path} with read:admin: {}",
+            r.text()
+        );
+    }
+    let r = send_json(&s, "GET", &read_admin, "/api/v1/admin/stats", &json!(null));
+    assert_eq!(r.status, 200, "{}", r.text());
+    // A public-only token sees no private owner, so none of the whole-registry routes.
+    for (method, path, body) in [
+        ("GET", "/api/v1/admin/manifest?owner=sec", json!(null)),
+        ("POST", "/api/v1/admin/export", json!({"owner": "sec"})),
+        ("GET", "/api/v1/admin/backup", json!(null)),
+        ("GET", "/api/v1/admin/stats", json!(null)),
+        ("GET", "/api/v1/admin/check", json!(null)),
+        ("GET", "/api/v1/admin/quotas", json!(null)),
+        ("GET", "/api/v1/admin/quotas/sec", json!(null)),
+        ("GET", "/api/v1/admin/cleanup/rules", json!(null)),
+    ] {
+        let r = send_json(&s, method, &public_only, path, &body);
+        assert_eq!(
+            r.status,
+            403,
+            "{method} {path} with public-only: {}",
+            r.text()
+        );
+        assert!(!r.text().contains("secret"), "{}", r.text());
+    }
+}

@@ -73,6 +73,29 @@ pub(super) fn site_admin(caller: &Option<Caller>, access: Access) -> Result<&Cal
     Ok(c)
 }
 
+/// The caller, who must be a site admin acting on the whole registry (backup, check, stats,
+/// bundles, quotas, cleanup): a `public-only` token is refused, since these routes show or
+/// carry every owner's data, private ones too; `package` adds the package scope a route needs
+/// besides `admin` (a bundle carries packages).
+pub(super) fn registry_admin(
+    caller: &Option<Caller>,
+    access: Access,
+    package: Option<Access>,
+) -> Result<&Caller, JsonError> {
+    let c = site_admin(caller, access)?;
+    if c.public_only() {
+        return Err(forbidden(
+            "a public-only token cannot act on the whole registry",
+        ));
+    }
+    if let Some(a) = package {
+        if !c.scope("package", a) {
+            return Err(scope_error("package", a));
+        }
+    }
+    Ok(c)
+}
+
 pub(super) fn read_json(req: &mut Request) -> Result<Map<String, Value>, JsonError> {
     let mut body = Vec::new();
     (&mut req.body)
@@ -299,15 +322,15 @@ pub(super) fn dispatch(
         ("GET", ["admin", "check"]) => super::ops::check(api, &caller),
         ("GET", ["admin", "stats"]) => super::ops::stats(api, &caller),
         ("GET", ["admin", "manifest"]) => {
-            site_admin(&caller, Access::Read)?;
+            registry_admin(&caller, Access::Read, Some(Access::Read))?;
             super::bundles::manifest(api, query)
         }
         ("POST", ["admin", "export"]) => {
-            site_admin(&caller, Access::Read)?;
+            registry_admin(&caller, Access::Read, Some(Access::Read))?;
             super::bundles::export(api, req)
         }
         ("PUT", ["admin", "import"]) => {
-            let c = site_admin(&caller, Access::Write)?;
+            let c = registry_admin(&caller, Access::Write, Some(Access::Write))?;
             super::bundles::import(api, req, &c.user.login)
         }
         ("GET", ["users", name]) => {

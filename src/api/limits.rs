@@ -11,7 +11,7 @@
 //!
 //! JSON errors as the rest of `/api/v1`; a bad pattern or value is 422.
 
-use super::admin::{read_json, signed_in};
+use super::admin::{read_json, registry_admin, signed_in};
 use super::v1::{json_response, query_param, JsonError};
 use super::Api;
 use crate::auth::{self, Access, Caller};
@@ -42,7 +42,7 @@ pub(super) fn dispatch(
     let method = req.method.clone();
     let dry_run = query_param(query, "dry_run").is_some_and(|v| v == "true" || v == "1");
     Some(match (method.as_str(), segs.as_slice()) {
-        ("GET", ["admin", "quotas"]) => site_admin(caller, Access::Read).and_then(|_| {
+        ("GET", ["admin", "quotas"]) => registry_admin(caller, Access::Read, None).and_then(|_| {
             let all = api.store.quotas()?;
             Ok(json_response(
                 200,
@@ -51,14 +51,14 @@ pub(super) fn dispatch(
         }),
         ("GET", ["admin", "quotas", owner]) => (|| {
             // A site admin's admin-scoped token reads any owner; owners read their own.
-            if site_admin(caller, Access::Read).is_err() {
+            if registry_admin(caller, Access::Read, None).is_err() {
                 owner_admin(api, caller, owner, Access::Read)?;
             }
             let q = api.store.owner_quota(owner)?.ok_or(JsonError::NotFound)?;
             Ok(json_response(200, &quota_json(&q)))
         })(),
         ("PUT", ["admin", "quotas", owner]) => (|| {
-            site_admin(caller, Access::Write)?;
+            registry_admin(caller, Access::Write, None)?;
             let body = read_json(req)?;
             let rec = quota_from_json(&body).map_err(JsonError::Unprocessable)?;
             if !api.store.set_quota(owner, rec)? {
@@ -69,22 +69,23 @@ pub(super) fn dispatch(
             Ok(json_response(200, &quota_json(&q)))
         })(),
         ("DELETE", ["admin", "quotas", owner]) => (|| {
-            site_admin(caller, Access::Write)?;
+            registry_admin(caller, Access::Write, None)?;
             if !api.store.set_quota(owner, QuotaRecord::default())? {
                 return Err(JsonError::NotFound);
             }
             audit(api, req, caller, "quota.clear", owner, "");
             Ok(Response::new(204))
         })(),
-        ("GET", ["admin", "cleanup", "rules"]) => site_admin(caller, Access::Read).and_then(|_| {
-            let rules = api.store.cleanup_rules(None)?;
-            Ok(json_response(
-                200,
-                &Value::Array(rules.iter().map(rule_json).collect()),
-            ))
-        }),
+        ("GET", ["admin", "cleanup", "rules"]) => registry_admin(caller, Access::Read, None)
+            .and_then(|_| {
+                let rules = api.store.cleanup_rules(None)?;
+                Ok(json_response(
+                    200,
+                    &Value::Array(rules.iter().map(rule_json).collect()),
+                ))
+            }),
         ("POST", ["admin", "cleanup", "run"]) => (|| {
-            site_admin(caller, Access::Write)?;
+            registry_admin(caller, Access::Write, None)?;
             run(api, req, caller, None, dry_run)
         })(),
         ("GET", ["cleanup", owner, "rules"]) => (|| {
@@ -183,16 +184,6 @@ fn audit(
         .map(|c| c.user.login.clone())
         .unwrap_or_default();
     api.audit(req, &actor, action, owner, target, "ok");
-}
-
-fn site_admin(caller: &Option<Caller>, access: Access) -> Result<&Caller, JsonError> {
-    let c = signed_in(caller, "admin", access)?;
-    if !c.user.is_admin {
-        return Err(JsonError::Forbidden(
-            "you must be a site administrator".into(),
-        ));
-    }
-    Ok(c)
 }
 
 /// The owner, which the caller administers (itself, an organization it is an admin of, or

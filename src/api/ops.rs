@@ -1,7 +1,7 @@
 //! Operations endpoints for site admins: an online backup streamed from one snapshot, the
 //! integrity check, and storage statistics (what `shelf backup|check|stats --server` call).
 
-use super::admin::site_admin;
+use super::admin::registry_admin;
 use super::v1::{json_response, JsonError};
 use super::Api;
 use crate::auth::{Access, Caller};
@@ -22,10 +22,10 @@ fn time(secs: u64) -> String {
 const BLOCKS_IN_FLIGHT: usize = 4;
 
 /// `GET /api/v1/admin/backup`: streams a backup of the whole registry (see
-/// `store::backup`). It holds every account's password and token hashes, so it takes a site
-/// admin with the `write:admin` scope.
+/// `store::backup`). It holds every account's password and token hashes and every package,
+/// so it takes a site admin's token with `write:admin` and `read:package`, not `public-only`.
 pub(super) fn backup(api: &Api, req: &Request, caller: &Option<Caller>) -> Res {
-    let c = site_admin(caller, Access::Write)?;
+    let c = registry_admin(caller, Access::Write, Some(Access::Read))?;
     let (mut w, reader) = crate::pipe::pipe(BLOCKS_IN_FLIGHT);
     let store = Arc::clone(&api.store);
     let actor = c.user.login.clone();
@@ -92,7 +92,7 @@ pub(super) fn backup(api: &Api, req: &Request, caller: &Option<Caller>) -> Res {
 
 /// `GET /api/v1/admin/check`: the integrity check, from one snapshot (`read:admin`).
 pub(super) fn check(api: &Api, caller: &Option<Caller>) -> Res {
-    site_admin(caller, Access::Read)?;
+    registry_admin(caller, Access::Read, None)?;
     let started = Instant::now();
     let report = api.store.check()?;
     Ok(json_response(
@@ -116,7 +116,7 @@ pub fn check_json(r: &CheckReport, seconds: f64) -> Value {
 
 /// `GET /api/v1/admin/stats`: storage statistics and the scrub's progress (`read:admin`).
 pub(super) fn stats(api: &Api, caller: &Option<Caller>) -> Res {
-    site_admin(caller, Access::Read)?;
+    registry_admin(caller, Access::Read, None)?;
     let stats = api.store.stats()?;
     Ok(json_response(200, &stats_json(&stats, &api.store)))
 }
