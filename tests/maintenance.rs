@@ -339,3 +339,41 @@ fn stats_and_compact() {
     let busy = fails(s.cli(&["compact"]));
     assert!(busy.contains("in use"), "{busy}");
 }
+
+#[test]
+fn a_stalled_backup_download_does_not_keep_the_database_open_at_shutdown() {
+    let mut s = Server::start();
+    for i in 0..4 {
+        let body = pattern(8 * 1_044_480, 60 + i);
+        assert_eq!(
+            s.put(&path("big", "1", &format!("{i}.bin")), &body).status,
+            201
+        );
+    }
+    // A client that asks for a backup and then reads nothing.
+    let mut c = s.connect();
+    send(
+        &mut c,
+        "GET",
+        "/api/v1/admin/backup",
+        &[("Authorization", &format!("token {ADMIN_TOKEN}"))],
+        b"",
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(s.child.id().to_string())
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let status = loop {
+        if let Some(st) = s.child.try_wait().expect("wait") {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "shelf did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Before: "the store is still in use at close", a non-zero exit, no clean close.
+    assert!(status.success(), "{status:?}");
+    drop(c);
+    ok(s.cli(&["check"]));
+}

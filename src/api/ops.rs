@@ -26,8 +26,11 @@ const BLOCKS_IN_FLIGHT: usize = 4;
 /// so it takes a site admin's token with `write:admin` and `read:package`, not `public-only`.
 pub(super) fn backup(api: &Api, req: &Request, caller: &Option<Caller>) -> Res {
     let c = registry_admin(caller, Access::Write, Some(Access::Read))?;
-    let (mut w, reader) = crate::pipe::pipe(BLOCKS_IN_FLIGHT);
     let store = Arc::clone(&api.store);
+    let (w, reader) = crate::pipe::pipe(BLOCKS_IN_FLIGHT);
+    // A stalled client must not keep the store open past shutdown.
+    let watched = Arc::clone(&store);
+    let mut w = w.abort_when(move || watched.is_closing());
     let actor = c.user.login.clone();
     let addr = api.client_ip(req).to_string();
     std::thread::Builder::new()
@@ -52,6 +55,8 @@ pub(super) fn backup(api: &Api, req: &Request, caller: &Option<Caller>) -> Res {
                 }
                 Err(store::Error::Body(e)) => {
                     log::warn!("backup for {actor} ended early: {e}");
+                    // The client must see a cut stream, never a clean end.
+                    w.fail(e.to_string());
                     "interrupted".to_string()
                 }
                 Err(e) => {

@@ -191,6 +191,9 @@ struct Shared {
     accepted: AtomicU64,
     /// Connections refused with the fast 503 since start (for metrics).
     refused: AtomicU64,
+    /// Each worker's connection, so that shutdown can cut the ones still busy after the grace
+    /// period (a stalled client must not keep the handler, and with it the database, open).
+    active: Vec<Mutex<Option<Arc<TcpStream>>>>,
 }
 
 impl Shared {
@@ -251,7 +254,7 @@ impl Drop for ConnGuard<'_> {
     }
 }
 
-fn worker_loop(ctx: &Ctx, rx: &Mutex<Receiver<Job>>) {
+fn worker_loop(ctx: &Ctx, rx: &Mutex<Receiver<Job>>, index: usize) {
     let mut bufs = WorkerBufs::default();
     loop {
         let job = {
@@ -265,7 +268,13 @@ fn worker_loop(ctx: &Ctx, rx: &Mutex<Receiver<Job>>) {
         ctx.shared.busy.fetch_add(1, Ordering::SeqCst);
         let _guard = ConnGuard(&ctx.shared);
         let peer = job.peer;
-        let served = catch_unwind(AssertUnwindSafe(|| serve_connection(ctx, job, &mut bufs)));
+        let slot = &ctx.shared.active[index];
+        let served = catch_unwind(AssertUnwindSafe(|| {
+            serve_connection(ctx, job, &mut bufs, slot)
+        }));
+        if let Ok(mut s) = slot.lock() {
+            s.take();
+        }
         if served.is_err() {
             log::error!("panic while serving a connection from {peer}; connection dropped");
             bufs = WorkerBufs::default();
@@ -273,7 +282,12 @@ fn worker_loop(ctx: &Ctx, rx: &Mutex<Receiver<Job>>) {
     }
 }
 
-fn serve_connection(ctx: &Ctx, job: Job, bufs: &mut WorkerBufs) {
+fn serve_connection(
+    ctx: &Ctx,
+    job: Job,
+    bufs: &mut WorkerBufs,
+    slot: &Mutex<Option<Arc<TcpStream>>>,
+) {
     let Job { stream, peer } = job;
     if let Err(e) = stream.set_nodelay(true) {
         log::debug!("TCP_NODELAY on connection from {peer}: {e}");
@@ -283,6 +297,9 @@ fn serve_connection(ctx: &Ctx, job: Job, bufs: &mut WorkerBufs) {
         return;
     }
     let stream = Arc::new(stream);
+    if let Ok(mut s) = slot.lock() {
+        *s = Some(Arc::clone(&stream));
+    }
     let mut conn = Conn::new(
         Arc::clone(&stream),
         bufs.take_read_buf(ctx.cfg.read_buf_size()),
@@ -645,6 +662,7 @@ impl Server {
                 workers,
                 accepted: AtomicU64::new(0),
                 refused: AtomicU64::new(0),
+                active: (0..workers).map(|_| Mutex::new(None)).collect(),
             }),
             observer: None,
         })
@@ -703,7 +721,7 @@ impl Server {
             let ctx = Arc::clone(&ctx);
             let spawned = thread::Builder::new()
                 .name(format!("shelf-http-{i}"))
-                .spawn(move || worker_loop(&ctx, &rx));
+                .spawn(move || worker_loop(&ctx, &rx, i));
             match spawned {
                 Ok(h) => handles.push(h),
                 Err(e) => {
@@ -724,8 +742,19 @@ impl Server {
         while handles.iter().any(|h| !h.is_finished()) {
             if Instant::now() >= deadline {
                 log::warn!(
-                    "shutdown: grace period of {SHUTDOWN_GRACE:?} over with requests still in flight"
+                    "shutdown: grace period of {SHUTDOWN_GRACE:?} over with requests still in flight; \
+                     closing their connections"
                 );
+                for slot in &shared.active {
+                    if let Some(s) = slot.lock().ok().and_then(|s| s.clone()) {
+                        let _ = s.shutdown(Shutdown::Both);
+                    }
+                }
+                // Workers blocked on those sockets now fail and end, dropping the handler.
+                let cut = Instant::now() + Duration::from_secs(2);
+                while handles.iter().any(|h| !h.is_finished()) && Instant::now() < cut {
+                    thread::sleep(Duration::from_millis(10));
+                }
                 return Ok(());
             }
             thread::sleep(Duration::from_millis(10));
