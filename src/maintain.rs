@@ -62,8 +62,16 @@ pub fn backup(c: BackupCmd) -> Result<(), String> {
     let restored = restorer
         .join()
         .map_err(|_| "the restore thread panicked".to_string())?;
-    sent.map_err(|e| format!("backup failed, nothing written: {e}"))?;
-    let summary = restored.map_err(|e| format!("backup failed, nothing written: {e}"))?;
+    // When the restore failed first (e.g. OUT cannot be created), the transfer only saw the
+    // pipe close: the restore's error is the one to show.
+    let summary = match (sent, restored) {
+        (Ok(()), Ok(summary)) => summary,
+        (Err(sent), Err(restore)) if sent.contains("reading end went away") => {
+            return Err(format!("backup failed, nothing written: {restore}"))
+        }
+        (Err(e), _) => return Err(format!("backup failed, nothing written: {e}")),
+        (Ok(()), Err(e)) => return Err(format!("backup failed, nothing written: {e}")),
+    };
     let secs = started.elapsed().as_secs_f64();
     println!(
         "backup written to {}: {} files, {} chunks, {} bytes streamed in {secs:.2} s ({:.0} MB/s)",

@@ -161,6 +161,13 @@ fn offline_backup_and_refusals() {
         &["backup", s.dir.join("x.redb").to_str().expect("utf-8")],
     ));
     assert!(denied.contains("403"), "{denied}");
+    // A backup file that cannot be created says so (not that the pipe closed).
+    let nowhere = fails(remote(
+        &s,
+        ADMIN_TOKEN,
+        &["backup", "/nonexistent-shelf-dir/x.redb"],
+    ));
+    assert!(nowhere.contains("No such file"), "{nowhere}");
     assert!(!s.dir.join("x.redb").exists());
     assert!(!s.dir.join("x.redb.partial").exists());
 }

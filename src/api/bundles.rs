@@ -23,11 +23,7 @@ impl BodySource for Tar {
 }
 
 fn source(api: &Api) -> String {
-    format!(
-        "shelf {} ({})",
-        env!("CARGO_PKG_VERSION"),
-        api.store.path().display()
-    )
+    bundle::source_name(api.store.path())
 }
 
 fn owner_exists(api: &Api, owner: &str) -> Result<(), JsonError> {

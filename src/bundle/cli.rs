@@ -131,7 +131,7 @@ pub fn export(cmd: ExportCmd) -> Result<(), String> {
                     since: cmd.since.clone(),
                     against,
                 };
-                let source = format!("shelf {} ({})", env!("CARGO_PKG_VERSION"), path.display());
+                let source = super::source_name(&path);
                 let export = super::Export::prepare(&store, &req, &source)?;
                 let m = &export.manifest;
                 let (files, bytes, left_out) = (m.total_files, m.total_bytes, m.left_out);
@@ -213,7 +213,7 @@ pub fn manifest(cmd: ManifestCmd) -> Result<(), String> {
     match target {
         Target::Offline(path) => {
             let store = open_store(&path)?;
-            let source = format!("shelf {} ({})", env!("CARGO_PKG_VERSION"), path.display());
+            let source = super::source_name(&path);
             let result = super::holdings(&store, cmd.owner.as_deref(), &source);
             let closed = close(store);
             let m = result?;

@@ -154,6 +154,16 @@ fn file_key(owner: &str, package: &str, version: &str, file: &str) -> [String; 4
 }
 
 /// Builds a manifest of held files.
+/// The manifest's `source`: shelf's version and the database's file name — not its path,
+/// which would tell the other side of an air gap how this server's disk is laid out.
+pub fn source_name(db: &std::path::Path) -> String {
+    let name = db
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!("shelf {} ({name})", env!("CARGO_PKG_VERSION"))
+}
+
 fn manifest_of(files: &[HeldFile], kind: &str, source: &str, filters: Filters) -> Manifest {
     Manifest {
         format: FORMAT.into(),

@@ -357,7 +357,12 @@ pub fn restore(input: impl Read, out: &Path) -> Result<BackupSummary> {
     partial.push(".partial");
     let partial = PathBuf::from(partial);
     let _ = std::fs::remove_file(&partial);
-    let result = restore_into(input, &partial);
+    // redb decodes keys with `unwrap` (a `&str` key that is not UTF-8 panics inside it): a
+    // damaged or hostile stream must be an error that removes the partial file, not a panic.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        restore_into(input, &partial)
+    }))
+    .unwrap_or_else(|_| Err(damaged("a row is not what its table holds")));
     match result {
         Ok(summary) => {
             std::fs::rename(&partial, out).map_err(|e| {
@@ -571,6 +576,31 @@ mod tests {
         copy.close().expect("close");
         // Never over an existing file.
         assert!(restore(stream.as_slice(), &out).is_err());
+    }
+
+    #[test]
+    fn a_hostile_row_is_an_error_not_a_panic() {
+        // A well-formed stream with a correct checksum whose users key is not UTF-8 (redb
+        // unwraps inside `from_bytes`).
+        let mut stream = MAGIC.to_vec();
+        stream.extend_from_slice(&FORMAT.to_le_bytes());
+        stream.extend_from_slice(&SCHEMA_VERSION.to_le_bytes());
+        stream.extend_from_slice(&(CHUNK_SIZE as u64).to_le_bytes());
+        stream.push(1);
+        stream.extend_from_slice(&1u32.to_le_bytes());
+        stream.push(0xFF);
+        stream.extend_from_slice(&1u32.to_le_bytes());
+        stream.push(1);
+        let digest: [u8; 32] = Sha256::digest(&stream).into();
+        stream.push(END);
+        stream.extend_from_slice(&1u64.to_le_bytes());
+        stream.extend_from_slice(&digest);
+        let t = temp_store();
+        let out = t.store.path().with_file_name("evil.redb");
+        let err = restore(stream.as_slice(), &out).expect_err("refused");
+        assert!(err.to_string().contains("damaged"), "{err}");
+        assert!(!out.exists());
+        assert!(!t.store.path().with_file_name("evil.redb.partial").exists());
     }
 
     #[test]

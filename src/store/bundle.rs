@@ -101,7 +101,7 @@ pub enum ImportOutcome {
     AlreadyPresent,
     /// The file exists with other bytes (their sha256); it was left untouched.
     Conflict([u8; 32]),
-    /// It existed when the bundle was read and was deleted before the publishing commit.
+    /// Its body or its owner was deleted between reading the bundle and the publishing commit.
     Vanished,
 }
 
@@ -288,9 +288,25 @@ impl Store {
             let mut out = Vec::with_capacity(items.len());
             let mut audit = Vec::new();
             let mut new_bodies = Vec::new();
+            let import_time = now();
             for item in items {
                 let key = item.at.lower();
                 let [o, n, v, f] = &key;
+                // Owners were checked before the bundle was read, which can take hours: one
+                // deleted meanwhile gets nothing (its name may go to a new account).
+                let owner_gone = txn
+                    .open_table(USERS)
+                    .ctx("opening users")?
+                    .get(o.as_str())
+                    .ctx("reading a user")?
+                    .is_none();
+                if owner_gone {
+                    if let Some(u) = item.staged.as_ref().and_then(|s| s.upload) {
+                        release_pins(txn, u)?;
+                    }
+                    out.push(ImportOutcome::Vanished);
+                    continue;
+                }
                 let existing = txn
                     .open_table(FILES)
                     .ctx("opening files")?
@@ -380,6 +396,13 @@ impl Store {
                             .insert(vkey, encode(&rec)?.as_slice())
                             .ctx("writing a version")?;
                     }
+                    // "Not downloaded for N days" counts from the version's arrival here, not
+                    // from its creation on the other side: a weekly transfer of old versions
+                    // must not be removed by the next cleanup run.
+                    txn.open_table(super::limits::VERSION_DOWNLOADS)
+                        .ctx("opening version_downloads")?
+                        .insert((o.as_str(), n.as_str(), v.as_str()), import_time)
+                        .ctx("writing an arrival time")?;
                 }
                 out.push(ImportOutcome::Imported);
                 audit.push((o.clone(), target, "ok"));
@@ -446,6 +469,7 @@ mod tests {
     fn staged_bodies_are_invisible_until_published_with_their_times() {
         let t = temp_store();
         let s = &t.store;
+        assert!(s.create_user("alice", false).expect("user"));
         let big = vec![3u8; CHUNK_SIZE * 2 + 7];
         let items = vec![
             item(s, "big", &big),
@@ -466,6 +490,16 @@ mod tests {
                 (1_000, 900, 950)
             );
         }
+        // "Not downloaded for N days" counts from the arrival, not from the creation in 1970.
+        let arrived =
+            s.db.begin_read()
+                .expect("read")
+                .open_table(super::super::limits::VERSION_DOWNLOADS)
+                .expect("table")
+                .get(("alice", "pkg", "1.0"))
+                .expect("get")
+                .map(|g| g.value());
+        assert!(arrived.is_some_and(|t| t + 60 > now()), "{arrived:?}");
         // Again, and with other bytes: never overwritten, pins released.
         let again = vec![item(s, "big", &big), item(s, "SMALL", b"y")];
         let out = s
@@ -481,6 +515,14 @@ mod tests {
         r.read_to_end(&mut body).expect("read");
         assert_eq!(body, b"x");
         assert_eq!(s.chunk_stats().expect("stats").2, 0, "no pin left");
+        // An owner deleted while the bundle was read gets nothing, and keeps no pin.
+        let late = vec![item(s, "late", b"late bytes")];
+        s.delete_owner("alice", true).expect("delete");
+        let out = s
+            .publish_imports(late, "cli", "local", false)
+            .expect("publish");
+        assert_eq!(out, vec![ImportOutcome::Vanished]);
+        assert_eq!(s.chunk_stats().expect("stats"), (0, 0, 0));
         let report = s.check().expect("check");
         assert!(report.faults.is_empty(), "{:?}", report.faults);
     }

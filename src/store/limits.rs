@@ -197,9 +197,12 @@ pub(super) fn owner_bytes(txn: &WriteTransaction, o: &str, size: u64, grow: bool
     let next = if grow {
         cur.saturating_add(size)
     } else {
-        cur.checked_sub(size).ok_or_else(|| {
-            Error::Corrupt(format!("owner {o}: total {cur} bytes, removing {size}"))
-        })?
+        // A total that drifted low must not block deletes (every one would fail until an
+        // offline repair): clamp, and say so; `check` reports the drift, `--repair` mends it.
+        cur.checked_sub(size).unwrap_or_else(|| {
+            log::error!("owner {o}: byte total {cur} is below a {size}-byte file; set to 0");
+            0
+        })
     };
     if next == 0 {
         t.remove(o).ctx("writing owner bytes")?;
@@ -565,7 +568,9 @@ pub fn select(
         if keep.as_ref().is_some_and(|k| k.is_match(subject)) {
             continue;
         }
-        if rule.remove_days > 0 && v.created > now.saturating_sub(rule.remove_days * DAY) {
+        if rule.remove_days > 0
+            && v.created > now.saturating_sub(rule.remove_days.saturating_mul(DAY))
+        {
             continue;
         }
         if remove.as_ref().is_some_and(|r| !r.is_match(subject)) {
@@ -708,6 +713,12 @@ impl Store {
                     });
                     recs.push(rec);
                 }
+                // Newest first by creation time, as Gitea orders for keep-count: the order index
+                // is by id, which is arrival order, and an import brings old versions late.
+                let mut pairs: Vec<(VersionFacts, VersionRecord)> =
+                    facts.into_iter().zip(recs).collect();
+                pairs.sort_by_key(|p| std::cmp::Reverse(p.0.created));
+                let (facts, recs): (Vec<_>, Vec<_>) = pairs.into_iter().unzip();
                 let chosen = select(&entry.rule, &facts, now).map_err(Error::Corrupt)?;
                 let scope = entry.package.as_deref().unwrap_or("*");
                 for (i, reason) in chosen {
@@ -852,6 +863,18 @@ mod tests {
             ("2.0", NOW - 20 * DAY, Some(NOW - DAY)),
             ("1.0", NOW - 30 * DAY, None),
         ])
+    }
+
+    #[test]
+    fn huge_day_counts_do_not_wrap_around() {
+        let rule = CleanupRule {
+            remove_days: 144_115_188_075_855_872,
+            ..CleanupRule::default()
+        };
+        assert!(
+            picked(&rule, &sample(), NOW).is_empty(),
+            "nothing is that old (the product once wrapped to a few seconds)"
+        );
     }
 
     #[test]
@@ -1050,6 +1073,78 @@ mod tests {
             "rules go with the owner"
         );
         assert!(s.check().expect("check").faults.is_empty());
+    }
+
+    #[test]
+    fn a_drifted_byte_total_does_not_block_deletes() {
+        let t = temp_store();
+        let s = &t.store;
+        s.create_user("eve", false).expect("user");
+        let at = FileCoords::new("eve", "p", "1", "f");
+        s.upload(&at, "eve", &[5u8; 100][..], Want::default(), |_| Ok(()))
+            .expect("upload");
+        s.durable(|txn| {
+            txn.open_table(OWNER_BYTES)
+                .ctx("open")?
+                .insert("eve", 10)
+                .ctx("drift")?;
+            Ok(())
+        })
+        .expect("drift");
+        // Before: every delete of eve's failed with 500 until an offline repair.
+        s.delete_file(&at).expect("delete");
+        assert!(!s.version_exists("eve", "p", "1").expect("v"));
+        assert!(s.check().expect("check").faults.is_empty());
+    }
+
+    #[test]
+    fn keep_count_goes_by_creation_time_not_arrival() {
+        let t = temp_store();
+        let s = &t.store;
+        s.create_user("dee", false).expect("user");
+        // "2.0" arrives first, then "1.5" with an older creation time (as an import of a
+        // backfill brings it).
+        for v in ["2.0", "1.5"] {
+            s.upload(
+                &FileCoords::new("dee", "app", v, "f"),
+                "dee",
+                v.as_bytes(),
+                Want::default(),
+                |_| Ok(()),
+            )
+            .expect("upload");
+        }
+        s.durable(|txn| {
+            let mut versions = txn.open_table(VERSIONS).ctx("versions")?;
+            let key = ("dee", GENERIC, "app", "1.5");
+            let bytes = versions
+                .get(key)
+                .ctx("read")?
+                .map(|g| g.value().to_vec())
+                .ok_or_else(|| Error::Corrupt("missing".into()))?;
+            let mut rec: VersionRecord = decode(&bytes)?;
+            rec.created -= 30 * DAY;
+            versions
+                .insert(key, encode(&rec)?.as_slice())
+                .ctx("write")?;
+            Ok(())
+        })
+        .expect("backdate");
+        let rule = CleanupRule {
+            keep_count: 1,
+            ..CleanupRule::default()
+        };
+        assert_eq!(
+            s.set_cleanup_rule("dee", Some("app"), rule).expect("set"),
+            Ok(true)
+        );
+        let plan = s.cleanup_plan(Some("dee"), now()).expect("plan");
+        let gone: Vec<_> = plan.iter().map(|r| r.version.as_str()).collect();
+        assert_eq!(
+            gone,
+            ["1.5"],
+            "the older by creation goes, not the earlier arrival"
+        );
     }
 
     #[test]

@@ -79,7 +79,12 @@ impl Store {
                     match scrub_pass(&weak, cfg.rate) {
                         Ok(true) => {}
                         Ok(false) => return, // the store closed
-                        Err(e) => log::error!("scrub: {e}"),
+                        Err(e) => {
+                            log::error!("scrub: {e}");
+                            if let Some(s) = weak.upgrade() {
+                                s.scrub.running.store(false, Ordering::Relaxed);
+                            }
+                        }
                     }
                 }
             })
