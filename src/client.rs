@@ -147,21 +147,7 @@ impl Client {
 
     /// Sends one request; `path` starts with `/` and is already percent-encoded.
     pub fn send(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Reply, Error> {
-        let addr = self
-            .authority
-            .to_socket_addrs()
-            .map_err(|e| Error::Connect(self.authority.clone(), e))?
-            .next()
-            .ok_or_else(|| {
-                Error::Connect(
-                    self.authority.clone(),
-                    io::Error::new(io::ErrorKind::NotFound, "no address"),
-                )
-            })?;
-        let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
-            .map_err(|e| Error::Connect(self.authority.clone(), e))?;
-        stream.set_read_timeout(Some(self.read_timeout))?;
-        stream.set_write_timeout(Some(IO_TIMEOUT))?;
+        let stream = self.connect(self.read_timeout, IO_TIMEOUT)?;
         let payload = match body {
             Some(v) => serde_json::to_vec(v).map_err(|e| Error::Protocol(e.to_string()))?,
             None => Vec::new(),
@@ -227,7 +213,7 @@ impl Client {
     /// GETs `path` and copies the answer's body, of any size, into `out` as it arrives;
     /// returns the bytes copied. A status other than 2xx is an `Error::Status`.
     pub fn download(&self, path: &str, out: &mut dyn Write) -> Result<u64, Error> {
-        let stream = self.connect()?;
+        let stream = self.connect(LONG_TIMEOUT, IO_TIMEOUT)?;
         let head = format!(
             "GET {}{path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: shelf-cli/{}\r\n\
              Connection: close\r\nAuthorization: token {}\r\n\r\n",
@@ -260,7 +246,8 @@ impl Client {
         copy_body(&mut r, &reply, out)
     }
 
-    fn connect(&self) -> Result<TcpStream, Error> {
+    /// A connection to the server with these socket read and write timeouts.
+    fn connect(&self, read: Duration, write: Duration) -> Result<TcpStream, Error> {
         let addr = self
             .authority
             .to_socket_addrs()
@@ -274,8 +261,8 @@ impl Client {
             })?;
         let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
             .map_err(|e| Error::Connect(self.authority.clone(), e))?;
-        stream.set_read_timeout(Some(LONG_TIMEOUT))?;
-        stream.set_write_timeout(Some(IO_TIMEOUT))?;
+        stream.set_read_timeout(Some(read))?;
+        stream.set_write_timeout(Some(write))?;
         Ok(stream)
     }
 }
@@ -331,21 +318,7 @@ impl Client {
         body: Option<(&mut dyn Read, u64)>,
         timeout: Duration,
     ) -> Result<Streamed, Error> {
-        let addr = self
-            .authority
-            .to_socket_addrs()
-            .map_err(|e| Error::Connect(self.authority.clone(), e))?
-            .next()
-            .ok_or_else(|| {
-                Error::Connect(
-                    self.authority.clone(),
-                    io::Error::new(io::ErrorKind::NotFound, "no address"),
-                )
-            })?;
-        let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
-            .map_err(|e| Error::Connect(self.authority.clone(), e))?;
-        stream.set_read_timeout(Some(timeout))?;
-        stream.set_write_timeout(Some(timeout))?;
+        let stream = self.connect(timeout, timeout)?;
         let len = body.as_ref().map(|(_, l)| *l).unwrap_or(0);
         let head = format!(
             "{method} {}{path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: shelf-cli/{}\r\n\
