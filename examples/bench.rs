@@ -163,6 +163,10 @@ struct Args {
     #[argh(option, default = "2 << 30", from_str_fn(parse_size))]
     backup_data: u64,
 
+    /// pass --limit-rate to the loaded backup of the backup workload, e.g. 50MB
+    #[argh(option)]
+    backup_limit_rate: Option<String>,
+
     /// the shelf binary that runs `backup` and `check` (default: `shelf` beside the
     /// examples directory of this bench, i.e. target/release/shelf)
     #[argh(option)]
@@ -1385,7 +1389,7 @@ impl Bench<'_> {
     }
 
     /// Runs `shelf backup OUT --server URL`; returns (MB/s of the stream, seconds).
-    fn run_backup(&self, out: &std::path::Path) -> Result<(f64, f64), String> {
+    fn run_backup(&self, out: &std::path::Path, limit: Option<&str>) -> Result<(f64, f64), String> {
         let token = self
             .args
             .token
@@ -1398,6 +1402,7 @@ impl Bench<'_> {
             .arg("backup")
             .arg(out)
             .args(["--no-verify", "--server", &self.target.url("")])
+            .args(limit.map(|l| ["--limit-rate", l]).iter().flatten())
             .env("SHELF_TOKEN", token)
             .output()
             .map_err(|e| format!("running {}: {e}", self.shelf_bin().display()))?;
@@ -1480,7 +1485,7 @@ impl Bench<'_> {
     /// second backup; and `shelf check` of the backup.
     fn backup_round(&self, conns: &mut [Conn], round: usize, sum: &mut Summary) {
         let out = std::env::temp_dir().join(format!("shelf-bench-backup-{}.redb", self.pid));
-        let alone = match self.run_backup(&out) {
+        let alone = match self.run_backup(&out, None) {
             Ok((rate, secs)) => {
                 println!("round {round} backup alone  {rate:.1} MB/s  {secs:.2} s");
                 rate
@@ -1492,7 +1497,7 @@ impl Bench<'_> {
         let done = std::sync::atomic::AtomicBool::new(false);
         let (loaded, (put_during, get_during)) = thread::scope(|s| {
             let h = s.spawn(|| {
-                let r = self.run_backup(&out);
+                let r = self.run_backup(&out, self.args.backup_limit_rate.as_deref());
                 done.store(true, Ordering::Relaxed);
                 r
             });

@@ -68,6 +68,10 @@ pub struct BackupCmd {
     /// skip the `check` of the written backup
     #[argh(switch)]
     pub no_verify: bool,
+    /// at most this many bytes per second, e.g. 50MB, to spare a busy server's disk and CPU
+    /// (default: as fast as it goes)
+    #[argh(option)]
+    pub limit_rate: Option<String>,
     /// database file, to work offline (default ./shelf.redb, env SHELF_DB)
     #[argh(option)]
     pub db: Option<PathBuf>,

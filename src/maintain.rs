@@ -31,12 +31,22 @@ pub fn backup(c: BackupCmd) -> Result<(), String> {
             c.out.display()
         ));
     }
+    let limit = match &c.limit_rate {
+        None => None,
+        Some(v) => Some(config::parse_size(v).filter(|&n| n > 0).ok_or_else(|| {
+            format!("--limit-rate: cannot read {v:?} as bytes per second (e.g. 50MB)")
+        })?),
+    };
     let started = Instant::now();
     let (mut w, r) = crate::pipe::pipe(4);
     let out = c.out.clone();
     let restorer = std::thread::Builder::new()
         .name("shelf-restore".into())
-        .spawn(move || store::restore(r, &out))
+        .spawn(move || match limit {
+            // Reading slower holds the stream back all the way to the server's snapshot.
+            Some(rate) => store::restore(Paced::new(r, rate), &out),
+            None => store::restore(r, &out),
+        })
         .map_err(|e| format!("cannot start the restore thread: {e}"))?;
     let sent = match &target {
         Target::Offline(db) => {
@@ -100,6 +110,41 @@ pub fn backup(c: BackupCmd) -> Result<(), String> {
             c.out.display(),
             report.faults.len()
         ))
+    }
+}
+
+/// A reader that delivers at most `rate` bytes per second on average.
+struct Paced<R> {
+    inner: R,
+    rate: u64,
+    started: Instant,
+    done: u64,
+}
+
+impl<R> Paced<R> {
+    fn new(inner: R, rate: u64) -> Paced<R> {
+        Paced {
+            inner,
+            rate,
+            started: Instant::now(),
+            done: 0,
+        }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for Paced<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let due = std::time::Duration::from_secs_f64(self.done as f64 / self.rate as f64);
+        if let Some(wait) = due.checked_sub(self.started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        // Small steps keep the pace smooth (a tenth of a second's worth at most).
+        let most = usize::try_from((self.rate / 10).max(4096))
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let n = self.inner.read(&mut buf[..most])?;
+        self.done += n as u64;
+        Ok(n)
     }
 }
 

@@ -142,6 +142,17 @@ fn offline_backup_and_refusals() {
     // Never over an existing file.
     let again = fails(s.cli(&["backup", out.to_str().expect("utf-8")]));
     assert!(again.contains("exists"), "{again}");
+    // Paced: 2.5 MB at 20 MB/s is still a whole, verified backup.
+    let paced = s.dir.join("paced.redb");
+    let report = ok(s.cli(&[
+        "backup",
+        paced.to_str().expect("utf-8"),
+        "--limit-rate",
+        "20MB",
+    ]));
+    assert!(report.contains("verified"), "{report}");
+    let bad = fails(s.cli(&["backup", "x.redb", "--limit-rate", "fast"]));
+    assert!(bad.contains("--limit-rate"), "{bad}");
     let s = s.restart();
     let copy = Server::start_on(temp_dir("offline-copy"), out, &[]);
     assert_eq!(copy.get(&path("p", "1", "a.bin")).body, data);
