@@ -33,6 +33,54 @@ pub struct ByteTotals {
     pub took: Duration,
 }
 
+/// What one scan of `contents` gives (`/metrics` and `shelf stats` share it).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct ContentTotals {
+    pub logical_bytes: u64,
+    pub physical_bytes: u64,
+    pub contents: u64,
+    pub content_bytes: u64,
+}
+
+/// Logical and physical bytes by a scan of `contents` (one small record per distinct body;
+/// chunk bytes are not read, and memory stays constant). Every chunk but a body's last is
+/// full-size; a short last chunk is shared by the `chunk_refs` bodies ending in it, so each of
+/// those adds its share. Chunks pinned by uploads in progress count as full-size.
+pub(super) fn content_totals(txn: &redb::ReadTransaction) -> Result<ContentTotals> {
+    let contents = txn.open_table(CONTENTS).ctx("opening contents")?;
+    let chunks = txn.open_table(CHUNKS).ctx("opening chunks")?;
+    let refs = txn.open_table(CHUNK_REFS).ctx("opening chunk_refs")?;
+    let chunk_rows = chunks.len().ctx("counting chunks")?;
+    let mut t = ContentTotals::default();
+    let mut short_rows = 0f64;
+    let mut short_bytes = 0f64;
+    for row in contents.iter().ctx("listing contents")? {
+        let (_, v) = row.ctx("listing contents")?;
+        let content: ContentRecord = decode(v.value())?;
+        t.contents += 1;
+        t.content_bytes = t.content_bytes.saturating_add(content.size);
+        t.logical_bytes = t
+            .logical_bytes
+            .saturating_add(content.size.saturating_mul(content.files));
+        let tail = content.size % CHUNK_SIZE as u64;
+        if let (Some(last), true) = (content.chunks.last(), tail != 0) {
+            let sharers = refs
+                .get(last)
+                .ctx("reading a chunk count")?
+                .map(|g| g.value())
+                .unwrap_or(1)
+                .max(1) as f64;
+            short_rows += 1.0 / sharers;
+            short_bytes += tail as f64 / sharers;
+        }
+    }
+    let full_rows = chunk_rows.saturating_sub(short_rows.round() as u64);
+    t.physical_bytes = full_rows
+        .saturating_mul(CHUNK_SIZE as u64)
+        .saturating_add(short_bytes.round() as u64);
+    Ok(t)
+}
+
 /// Key of the readiness probe's row in `meta`.
 const PROBE_KEY: &str = "ready_probe";
 
@@ -84,44 +132,14 @@ impl Store {
         })
     }
 
-    /// Logical and physical bytes from one snapshot, by a scan of `contents` (one small record
-    /// per distinct body; chunk bytes are not read). Every chunk but a body's last is full-size;
-    /// a short last chunk is shared by the `chunk_refs` bodies ending in it, so each of those
-    /// adds its share. Chunks pinned by uploads in progress count as full-size.
+    /// Logical and physical bytes from one snapshot (see [`content_totals`]).
     pub fn byte_totals(&self) -> Result<ByteTotals> {
         let started = Instant::now();
         let txn = self.db.begin_read().ctx("beginning a read")?;
-        let contents = txn.open_table(CONTENTS).ctx("opening contents")?;
-        let chunks = txn.open_table(CHUNKS).ctx("opening chunks")?;
-        let refs = txn.open_table(CHUNK_REFS).ctx("opening chunk_refs")?;
-        let chunk_rows = chunks.len().ctx("counting chunks")?;
-        let mut logical = 0u64;
-        let mut short_rows = 0f64;
-        let mut short_bytes = 0f64;
-        for row in contents.iter().ctx("listing contents")? {
-            let (_, v) = row.ctx("listing contents")?;
-            let content: ContentRecord = decode(v.value())?;
-            logical = logical.saturating_add(content.size.saturating_mul(content.files));
-            let tail = content.size % CHUNK_SIZE as u64;
-            if let (Some(last), true) = (content.chunks.last(), tail != 0) {
-                let sharers = refs
-                    .get(last)
-                    .ctx("reading a chunk count")?
-                    .map(|g| g.value())
-                    .unwrap_or(1)
-                    .max(1) as f64;
-                short_rows += 1.0 / sharers;
-                short_bytes += tail as f64 / sharers;
-            }
-        }
-        let short_rows = short_rows.round() as u64;
-        let full_rows = chunk_rows.saturating_sub(short_rows);
-        let physical = full_rows
-            .saturating_mul(CHUNK_SIZE as u64)
-            .saturating_add(short_bytes.round() as u64);
+        let t = content_totals(&txn)?;
         Ok(ByteTotals {
-            logical_bytes: logical,
-            physical_bytes: physical,
+            logical_bytes: t.logical_bytes,
+            physical_bytes: t.physical_bytes,
             computed: Instant::now(),
             took: started.elapsed(),
         })

@@ -1,11 +1,11 @@
 //! `shelf stats`: what the registry holds (logical bytes, physical bytes, dedup ratio, counts,
 //! per owner) and how the file's space is used (allocated, free, fragmented), from one snapshot
-//! of the metadata tables. Chunk bytes are never read: a chunk's size follows from the contents
-//! that list it (all but a body's last chunk are full).
+//! of the metadata tables. Chunk bytes are never read: physical bytes come from the same scan of
+//! `contents` as `/metrics` (`observe::content_totals`).
 
 use super::*;
 use redb::{ReadableDatabase, ReadableTableMetadata};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize)]
 pub struct OwnerStats {
@@ -74,24 +74,10 @@ impl Store {
                 o.files += 1;
                 o.logical_bytes += rec.size;
             }
-            let contents = txn.open_table(CONTENTS).ctx("opening contents")?;
-            let mut seen: HashSet<[u8; 32]> = HashSet::new();
-            for row in contents.iter().ctx("listing contents")? {
-                let (_, v) = row.ctx("listing contents")?;
-                let c: ContentRecord = decode(v.value())?;
-                s.contents += 1;
-                s.content_bytes += c.size;
-                let n = c.chunks.len() as u64;
-                for (i, id) in c.chunks.iter().enumerate() {
-                    if seen.insert(*id) {
-                        s.physical_bytes += if (i as u64) + 1 < n {
-                            CHUNK_SIZE as u64
-                        } else {
-                            c.size - (n - 1) * CHUNK_SIZE as u64
-                        };
-                    }
-                }
-            }
+            let totals = super::observe::content_totals(&txn)?;
+            s.contents = totals.contents;
+            s.content_bytes = totals.content_bytes;
+            s.physical_bytes = totals.physical_bytes;
             s.chunks = txn
                 .open_table(CHUNKS)
                 .ctx("opening chunks")?
