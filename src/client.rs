@@ -184,19 +184,7 @@ impl Client {
             serde_json::from_slice::<Value>(&reply.body).ok()
         };
         if !(200..300).contains(&reply.status) {
-            let message = json
-                .as_ref()
-                .and_then(|v| v.get("message"))
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .unwrap_or_else(|| {
-                    let text = String::from_utf8_lossy(&reply.body);
-                    text.trim().chars().take(200).collect()
-                });
-            return Err(Error::Status {
-                status: reply.status,
-                message,
-            });
+            return Err(status_error(reply.status, &reply.body));
         }
         match json {
             Some(v) => Ok(v),
@@ -226,22 +214,10 @@ impl Client {
         let mut r = BufReader::with_capacity(1 << 20, &stream);
         let reply = read_head(&mut r)?;
         if !(200..300).contains(&reply.status) {
+            // An error answer is read to 1 MiB at most, whatever it declares.
             let mut body = Vec::new();
-            let _ = copy_body(&mut r, &reply, &mut body);
-            let message = serde_json::from_slice::<Value>(&body)
-                .ok()
-                .and_then(|v| v.get("message").and_then(Value::as_str).map(String::from))
-                .unwrap_or_else(|| {
-                    String::from_utf8_lossy(&body)
-                        .trim()
-                        .chars()
-                        .take(200)
-                        .collect()
-                });
-            return Err(Error::Status {
-                status: reply.status,
-                message,
-            });
+            let _ = copy_body(&mut (&mut r).take(1 << 20), &reply, &mut body);
+            return Err(status_error(reply.status, &body));
         }
         copy_body(&mut r, &reply, out)
     }
@@ -289,20 +265,7 @@ impl Streamed {
     pub fn error(self) -> Error {
         let mut body = Vec::new();
         let _ = self.body.take(1 << 20).read_to_end(&mut body);
-        let message = serde_json::from_slice::<Value>(&body)
-            .ok()
-            .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
-            .unwrap_or_else(|| {
-                String::from_utf8_lossy(&body)
-                    .trim()
-                    .chars()
-                    .take(200)
-                    .collect()
-            });
-        Error::Status {
-            status: self.status,
-            message,
-        }
+        status_error(self.status, &body)
     }
 }
 
@@ -347,33 +310,11 @@ impl Client {
         // A server that refused early answered before reading everything: read its answer
         // even when sending failed, and report the sending error only if there is none.
         let mut reader = BufReader::with_capacity(1 << 20, stream.try_clone()?);
-        let mut budget = MAX_HEAD;
-        let (status, headers) = loop {
-            let status_line = match read_line_limited(&mut reader, &mut budget) {
-                Ok(l) => l,
-                Err(e) => return Err(sent.err().map(Error::Io).unwrap_or(e)),
-            };
-            let mut parts = status_line.split(' ');
-            let version = parts.next().unwrap_or_default();
-            let status: u16 = parts
-                .next()
-                .and_then(|s| s.parse().ok())
-                .filter(|_| version.starts_with("HTTP/1."))
-                .ok_or_else(|| Error::Protocol(format!("bad status line {status_line:?}")))?;
-            let mut headers = Vec::new();
-            loop {
-                let line = read_line_limited(&mut reader, &mut budget)?;
-                if line.is_empty() {
-                    break;
-                }
-                let (k, v) = line
-                    .split_once(':')
-                    .ok_or_else(|| Error::Protocol(format!("bad header line {line:?}")))?;
-                headers.push((k.trim().to_string(), v.trim().to_string()));
-            }
-            if !(100..200).contains(&status) {
-                break (status, headers);
-            }
+        let Reply {
+            status, headers, ..
+        } = match read_head(&mut reader) {
+            Ok(r) => r,
+            Err(e) => return Err(sent.err().map(Error::Io).unwrap_or(e)),
         };
         let find = |name: &str| {
             headers
@@ -404,6 +345,21 @@ impl Client {
             body,
         })
     }
+}
+
+/// The error for a non-2xx answer: the server's JSON `message`, else the start of its text.
+fn status_error(status: u16, body: &[u8]) -> Error {
+    let message = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_else(|| {
+            String::from_utf8_lossy(body)
+                .trim()
+                .chars()
+                .take(200)
+                .collect()
+        });
+    Error::Status { status, message }
 }
 
 /// Percent-encodes one path segment or query value (everything but RFC 3986 unreserved).
