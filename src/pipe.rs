@@ -3,8 +3,7 @@
 //! reader learns when the writer failed, so a stream cut short is never taken as complete.
 
 use std::io::{self, Read, Write};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::time::Duration;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 /// Size of the blocks that cross the pipe.
 const BLOCK: usize = 1 << 20;
@@ -16,7 +15,6 @@ pub fn pipe(blocks: usize) -> (PipeWriter, PipeReader) {
         PipeWriter {
             tx,
             buf: Vec::with_capacity(BLOCK),
-            abort: None,
         },
         PipeReader {
             rx,
@@ -29,18 +27,9 @@ pub fn pipe(blocks: usize) -> (PipeWriter, PipeReader) {
 pub struct PipeWriter {
     tx: SyncSender<Result<Vec<u8>, String>>,
     buf: Vec<u8>,
-    /// Asked while the pipe is full: true makes the write fail instead of waiting on.
-    abort: Option<Box<dyn Fn() -> bool + Send>>,
 }
 
 impl PipeWriter {
-    /// A writer blocked on a full pipe (a reader that does not read: a stalled client) gives
-    /// up with an error once `abort` says so (the store is closing).
-    pub fn abort_when(mut self, abort: impl Fn() -> bool + Send + 'static) -> PipeWriter {
-        self.abort = Some(Box::new(abort));
-        self
-    }
-
     /// Ends the stream with an error: the reader's next read fails with `msg`.
     pub fn fail(mut self, msg: String) {
         self.buf.clear();
@@ -68,26 +57,10 @@ impl Write for PipeWriter {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let mut block = std::mem::replace(&mut self.buf, Vec::with_capacity(BLOCK));
-        let gone = || io::Error::new(io::ErrorKind::BrokenPipe, "the reading end went away");
-        let Some(abort) = &self.abort else {
-            return self.tx.send(Ok(block)).map_err(|_| gone());
-        };
-        loop {
-            match self.tx.try_send(Ok(block)) {
-                Ok(()) => return Ok(()),
-                Err(TrySendError::Disconnected(_)) => return Err(gone()),
-                Err(TrySendError::Full(Ok(b))) => {
-                    if abort() {
-                        // Not `Interrupted`: `write_all` would retry that forever.
-                        return Err(io::Error::other("stopped: the server is shutting down"));
-                    }
-                    block = b;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err(TrySendError::Full(Err(_))) => return Err(gone()),
-            }
-        }
+        let block = std::mem::replace(&mut self.buf, Vec::with_capacity(BLOCK));
+        self.tx
+            .send(Ok(block))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the reading end went away"))
     }
 }
 
@@ -145,17 +118,5 @@ mod tests {
         let (mut w, r) = pipe(1);
         drop(r);
         assert!(w.write_all(&vec![0u8; 3 << 20]).is_err(), "reader gone");
-
-        // A reader that never reads: the writer waits until told to give up.
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = std::sync::Arc::clone(&stop);
-        let (w, _r) = pipe(1);
-        let mut w = w.abort_when(move || flag.load(std::sync::atomic::Ordering::Relaxed));
-        let t = std::thread::spawn(move || w.write_all(&vec![0u8; 8 << 20]));
-        std::thread::sleep(Duration::from_millis(100));
-        assert!(!t.is_finished(), "waits while the pipe is full");
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let r = t.join().expect("join");
-        assert!(r.is_err(), "gives up once told to");
     }
 }

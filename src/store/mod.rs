@@ -642,11 +642,6 @@ impl Store {
         &self.path
     }
 
-    /// True once `close` has begun: long-running work (hashing, backups) stops.
-    pub fn is_closing(&self) -> bool {
-        self.closing.load(Ordering::Relaxed)
-    }
-
     fn init_schema(&self) -> Result<()> {
         self.durable(|txn| {
             let mut migrate_from = None;
