@@ -466,3 +466,99 @@ fn whole_registry_routes_need_full_admin_tokens() {
         assert!(!r.text().contains("secret"), "{}", r.text());
     }
 }
+
+/// Issue 9, finding 1: every refused write used to be one audit entry holding the raw package
+/// segment (up to the 64 KiB head limit), so anonymous 401s grew the database by ~140 KB each.
+/// Refusals are now counted per address and minute, names are recorded only when valid, and
+/// the file grows by at most a few pages however many refusals arrive.
+#[test]
+fn issue9_anonymous_refusals_cannot_grow_the_database() {
+    use std::io::BufReader;
+    let mut s = Server::start();
+    // The baseline: a database that has been opened, written and closed once.
+    s.stop();
+    let before = std::fs::metadata(&s.db).expect("db").len();
+    let mut s = s.restart();
+    let long = "A".repeat(60_000);
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let conn = s.connect();
+            let long = long.clone();
+            std::thread::spawn(move || {
+                let mut w = conn.try_clone().expect("clone");
+                let mut r = BufReader::new(conn);
+                for i in 0..750 {
+                    let (method, path) = match (t + i) % 3 {
+                        0 => ("DELETE", format!("/api/packages/admin/generic/{long}/1")),
+                        1 => ("DELETE", format!("/api/packages/admin/generic/{long}/1/f")),
+                        _ => ("PUT", format!("/api/packages/admin/generic/{long}/1/f")),
+                    };
+                    send(&mut w, method, &path, &[], b"");
+                    let resp = read_response(&mut r, false);
+                    assert_eq!(resp.status, 401, "{}", resp.text());
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("flood thread");
+    }
+    // Failed sign-ins too (throttled after the burst, as before).
+    let mut statuses = Vec::new();
+    for i in 0..300 {
+        let auth = format!("token wrong{i}");
+        let path = format!("/api/packages/admin/generic/{}/1/f", &long[..1000]);
+        statuses.push(s.req("PUT", &path, &[("Authorization", &auth)], b"").status);
+    }
+    assert!(
+        statuses.iter().all(|&c| c == 401 || c == 429),
+        "{statuses:?}"
+    );
+    s.stop();
+    let after = std::fs::metadata(&s.db).expect("db").len();
+    let grown = after.saturating_sub(before);
+    eprintln!("3,300 refusals grew the database by {grown} bytes");
+    assert!(
+        grown <= 256 * 1024,
+        "3,300 refusals grew the database by {grown} bytes ({before} → {after})"
+    );
+    // What the log says: one entry for the first refusal of each kind, one counted summary.
+    let s = s.restart();
+    let r = s.req(
+        "GET",
+        "/api/v1/admin/audit?limit=50",
+        &[("Authorization", &admin())],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let entries: Vec<Value> = serde_json::from_slice(&r.body).expect("json");
+    assert!(entries.len() <= 12, "{entries:#?}");
+    let mut counted = 0u64;
+    for e in &entries {
+        let target = e["target"].as_str().unwrap_or("");
+        assert!(target.len() <= 256, "{target}");
+        assert!(!target.contains(&long[..300]), "raw name recorded: {e}");
+        let outcome = e["outcome"].as_str().unwrap_or("");
+        if e["action"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("package."))
+        {
+            // The first refusal as it is; the rest as "refused, N more like it within S s".
+            counted += match outcome.strip_prefix("refused, ") {
+                Some(rest) => rest
+                    .split(' ')
+                    .next()
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or_else(|| panic!("a counted summary: {e}")),
+                None => {
+                    assert_eq!(outcome, "refused", "{e}");
+                    1
+                }
+            };
+        }
+    }
+    assert_eq!(
+        counted, 3000,
+        "every refused write is counted: {entries:#?}"
+    );
+}

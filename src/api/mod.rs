@@ -17,8 +17,8 @@ mod v1;
 
 pub use limits::{parse_limit, quota_json, removal_json, rule_from_json, rule_json, ALL_PACKAGES};
 pub use names::{
-    percent_decode, percent_encode, valid_file_name, valid_owner_name, valid_package_name,
-    valid_version, MAX_COMPONENT_BYTES,
+    audit_name, percent_decode, percent_encode, valid_file_name, valid_owner_name,
+    valid_package_name, valid_version, MAX_COMPONENT_BYTES,
 };
 pub use ops::{check_json, stats_json};
 
@@ -124,9 +124,24 @@ impl Api {
                 }
                 _ => String::new(),
             };
-            self.audit(req, &actor, "auth.failure", "", "", outcome);
+            self.audit_refusal(req, &actor, "auth.failure", "", "", outcome);
         }
         result
+    }
+
+    /// Records a refusal of this request: counted with like refusals from the same address
+    /// (`Store::audit_refusal`), so that a flood of them cannot grow the log.
+    fn audit_refusal(
+        &self,
+        req: &Request,
+        actor: &str,
+        action: &str,
+        owner: &str,
+        target: &str,
+        outcome: &str,
+    ) {
+        self.store
+            .audit_refusal(self.audit_record(req, actor, action, owner, target, outcome));
     }
 
     /// Records an audit entry for this request.
@@ -139,7 +154,20 @@ impl Api {
         target: &str,
         outcome: &str,
     ) {
-        self.store.audit(AuditRecord {
+        self.store
+            .audit(self.audit_record(req, actor, action, owner, target, outcome));
+    }
+
+    fn audit_record(
+        &self,
+        req: &Request,
+        actor: &str,
+        action: &str,
+        owner: &str,
+        target: &str,
+        outcome: &str,
+    ) -> AuditRecord {
+        AuditRecord {
             time: store::now(),
             actor: actor.to_string(),
             addr: self.client_ip(req).to_string(),
@@ -147,7 +175,7 @@ impl Api {
             owner: store::fold_case(owner),
             target: target.to_string(),
             outcome: outcome.to_string(),
-        });
+        }
     }
 
     /// The client's address: the peer, or — when the peer is a trusted proxy — the rightmost

@@ -44,6 +44,25 @@ pub fn valid_owner_name(name: &str) -> bool {
         && b.last().is_some_and(u8::is_ascii_alphanumeric)
 }
 
+/// Characters of an invalid name the audit log keeps, as a hint of what was sent.
+const AUDIT_PREVIEW_CHARS: usize = 32;
+
+/// A name as the audit log records it: as it is when `valid` accepts it (at most
+/// `MAX_COMPONENT_BYTES`), else a marker with its length and a short preview, so that no
+/// request, however long its path, writes more than a few bytes of text it chose. `None` (a
+/// segment that did not decode) is recorded as such.
+pub fn audit_name(name: Option<&str>, valid: fn(&str) -> bool) -> String {
+    match name {
+        Some(n) if valid(n) => n.to_string(),
+        Some(n) => {
+            let preview: String = n.chars().take(AUDIT_PREVIEW_CHARS).collect();
+            let more = if preview.len() < n.len() { "…" } else { "" };
+            format!("(invalid, {} bytes: {preview}{more})", n.len())
+        }
+        None => "(undecodable)".to_string(),
+    }
+}
+
 /// Decodes `%XX` escapes of one path segment (`+` stays `+`). `None` for a bad escape or a
 /// result that is not UTF-8.
 pub fn percent_decode(s: &str) -> Option<String> {
@@ -170,5 +189,19 @@ mod tests {
     #[test]
     fn disposition_encoding() {
         assert_eq!(percent_encode("a b[1].bin"), "a%20b%5B1%5D.bin");
+    }
+
+    #[test]
+    fn audit_names_are_bounded_whatever_was_sent() {
+        assert_eq!(audit_name(Some("app"), valid_package_name), "app");
+        assert_eq!(audit_name(None, valid_package_name), "(undecodable)");
+        let long = "A".repeat(60_000);
+        let recorded = audit_name(Some(&long), valid_package_name);
+        assert!(recorded.len() < 100, "{recorded}");
+        assert!(recorded.starts_with("(invalid, 60000 bytes: AAAA"));
+        assert_eq!(
+            audit_name(Some("a b"), valid_package_name),
+            "(invalid, 3 bytes: a b)"
+        );
     }
 }

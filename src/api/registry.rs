@@ -4,7 +4,7 @@
 //! `latest` alias) and deletes.
 
 use super::names::{
-    percent_decode, percent_encode, valid_file_name, valid_package_name, valid_version,
+    audit_name, percent_decode, percent_encode, valid_file_name, valid_package_name, valid_version,
 };
 use super::ranges::{parse_range, MultiRange, RangeSpec};
 use super::Api;
@@ -206,15 +206,17 @@ fn dispatch(
         Err(Denied::NoPermission | Denied::Scope) => Some(ApiError::NoPermission),
     };
     if let Some(e) = denied {
-        // Refused writes are audited; refused reads are not (anonymous probes would flood it).
+        // Refused writes are audited, collapsed per address and minute, with the package name
+        // only when it is valid (Gitea validates names after the permission check, so an
+        // anonymous PUT with any path gets here); refused reads are not audited.
         if writes {
             let action = match (&route, method) {
                 (Route::Version { .. }, _) => "package.delete_version",
                 (_, "PUT") => "package.publish",
                 _ => "package.delete_file",
             };
-            let target = package.as_deref().unwrap_or("");
-            api.audit(req, &actor, action, &owner.login, target, "refused");
+            let target = audit_name(package.as_deref(), valid_package_name);
+            api.audit_refusal(req, &actor, action, &owner.login, &target, "refused");
         }
         return Err(e);
     }
@@ -226,12 +228,8 @@ fn dispatch(
             ..
         } => match method {
             "PUT" => {
-                let target = format!(
-                    "{}/{}/{}",
-                    name.as_deref().unwrap_or(""),
-                    version.as_deref().unwrap_or(""),
-                    file.as_deref().unwrap_or("")
-                );
+                let target =
+                    audit_file_target(name.as_deref(), version.as_deref(), file.as_deref());
                 let r = upload(api, req, &owner, caller.as_ref(), name, version, file);
                 api.audit(
                     req,
@@ -251,7 +249,7 @@ fn dispatch(
                 let at = FileCoords::new(&owner.login, &name, &version, &file);
                 if method == "DELETE" {
                     let r = delete_file(api, &at);
-                    let target = format!("{name}/{version}/{file}");
+                    let target = audit_file_target(Some(&name), Some(&version), Some(&file));
                     api.audit(
                         req,
                         &actor,
@@ -274,7 +272,7 @@ fn dispatch(
                 Deleted::Done => Ok(Response::new(204)),
                 _ => Err(ApiError::NotFound("package does not exist")),
             };
-            let target = format!("{name}/{version}");
+            let target = audit_version_target(Some(&name), Some(&version));
             api.audit(
                 req,
                 &actor,
@@ -287,6 +285,25 @@ fn dispatch(
         }
     };
     result
+}
+
+/// `name/version` as the audit log records it: each part as it is when valid, else a short
+/// marker (`audit_name`), so the entry stays small whatever the path held.
+fn audit_version_target(name: Option<&str>, version: Option<&str>) -> String {
+    format!(
+        "{}/{}",
+        audit_name(name, valid_package_name),
+        audit_name(version, valid_version)
+    )
+}
+
+/// `name/version/file` as the audit log records it (see `audit_version_target`).
+fn audit_file_target(name: Option<&str>, version: Option<&str>, file: Option<&str>) -> String {
+    format!(
+        "{}/{}",
+        audit_version_target(name, version),
+        audit_name(file, valid_file_name)
+    )
 }
 
 /// The audit outcome of a registry operation.

@@ -250,20 +250,28 @@ fn dispatch(
         ("DELETE", ["generic", name]) => {
             let name = decode(name)?;
             let actor = caller.user.login.clone();
+            let target = super::audit_name(Some(&name), super::valid_package_name);
             if let Err(e) = require_write() {
-                api.audit(
+                api.audit_refusal(
                     req,
                     &actor,
                     "package.delete",
                     &owner.login,
-                    &name,
+                    &target,
                     "refused",
                 );
                 return Err(e);
             }
             let done = api.store.delete_package(&owner.login, &name)?;
             let outcome = if done { "ok" } else { "not found" };
-            api.audit(req, &actor, "package.delete", &owner.login, &name, outcome);
+            api.audit(
+                req,
+                &actor,
+                "package.delete",
+                &owner.login,
+                &target,
+                outcome,
+            );
             if done {
                 Ok(Response::new(204))
             } else {
@@ -287,9 +295,13 @@ fn dispatch(
         ("DELETE", ["generic", name, version]) => {
             let (name, version) = (decode(name)?, decode(version)?);
             let actor = caller.user.login.clone();
-            let target = format!("{name}/{version}");
+            let target = format!(
+                "{}/{}",
+                super::audit_name(Some(&name), super::valid_package_name),
+                super::audit_name(Some(&version), super::valid_version)
+            );
             if let Err(e) = require_write() {
-                api.audit(
+                api.audit_refusal(
                     req,
                     &actor,
                     "package.delete_version",

@@ -1,9 +1,32 @@
 //! The audit log: who did what, from where, with what outcome. Entries are queued in memory and
 //! written with the counters (every 2 s and at a clean close), keyed by time so retention is a
 //! range delete; they live in the same file, so backups carry them.
+//!
+//! Nothing a client sends may grow the log without bound:
+//! - every field of an entry is cut to `MAX_FIELD_BYTES`, and the queue is bounded both in
+//!   entries (`MAX_QUEUED`) and in bytes (`MAX_QUEUED_BYTES`);
+//! - refusals (failed sign-ins, refused writes: what anyone can cause without an account) go
+//!   through `audit_refusal`, which keeps, per minute-long window, the first refusal of each
+//!   (address, actor, action, outcome) as it is and counts the rest into one summary entry written when
+//!   the window closes. At most `MAX_REFUSAL_RUNS` such runs are tracked per window; refusals
+//!   past them are counted per action into one entry each. So one address adds at most two
+//!   entries per action and minute, and all addresses together at most
+//!   `2 × MAX_REFUSAL_RUNS + actions` entries per minute, each at most seven capped fields.
 
 use super::*;
 use redb::ReadableDatabase;
+use std::collections::BTreeMap;
+
+/// Longest field of an entry, in bytes; longer text is cut at a character boundary and marked.
+pub const MAX_FIELD_BYTES: usize = 256;
+/// Most entries waiting to be written.
+const MAX_QUEUED: usize = 100_000;
+/// Most bytes (of field text) waiting to be written.
+const MAX_QUEUED_BYTES: usize = 8 << 20;
+/// Length of a refusal window, in seconds.
+pub const REFUSAL_WINDOW_SECS: u64 = 60;
+/// Runs of refusals (address, actor, action, outcome) tracked individually per window.
+pub const MAX_REFUSAL_RUNS: usize = 64;
 /// The last sequence number handed out.
 static LAST_SEQ: AtomicU64 = AtomicU64::new(0);
 
@@ -32,17 +55,190 @@ pub struct AuditFilter {
     pub actor: Option<String>,
 }
 
+/// The entries waiting to be written, and their size in bytes.
+#[derive(Default)]
+pub(super) struct AuditQueue {
+    entries: Vec<AuditRecord>,
+    bytes: usize,
+}
+
+impl AuditQueue {
+    /// Takes every waiting entry.
+    pub(super) fn take(&mut self) -> Vec<AuditRecord> {
+        self.bytes = 0;
+        std::mem::take(&mut self.entries)
+    }
+}
+
+/// The bytes an entry holds in memory, roughly: its text plus a fixed overhead.
+fn entry_bytes(r: &AuditRecord) -> usize {
+    64 + r.actor.len()
+        + r.addr.len()
+        + r.action.len()
+        + r.owner.len()
+        + r.target.len()
+        + r.outcome.len()
+}
+
+/// `s` cut to at most `MAX_FIELD_BYTES` bytes, at a character boundary, with a marker saying how
+/// long it was.
+fn cap_field(s: &mut String) {
+    if s.len() <= MAX_FIELD_BYTES {
+        return;
+    }
+    let marker = format!("…({} bytes)", s.len());
+    let mut end = MAX_FIELD_BYTES.saturating_sub(marker.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    s.push_str(&marker);
+}
+
+/// `rec` with every field capped.
+fn capped(mut rec: AuditRecord) -> AuditRecord {
+    for field in [
+        &mut rec.actor,
+        &mut rec.addr,
+        &mut rec.action,
+        &mut rec.owner,
+        &mut rec.target,
+        &mut rec.outcome,
+    ] {
+        cap_field(field);
+    }
+    rec
+}
+
+/// One run of like refusals within the current window.
+struct RefusalRun {
+    /// The first refusal, as recorded.
+    first: AuditRecord,
+    /// Refusals after the first.
+    more: u64,
+    /// Whether every later refusal had the first one's owner and target.
+    same_target: bool,
+}
+
+/// Refusals of the current window (see the module doc).
+#[derive(Default)]
+pub(super) struct Refusals {
+    /// When the window opened (unix seconds).
+    opened: u64,
+    /// (address, actor, action, outcome) → its run.
+    runs: HashMap<(String, String, String, String), RefusalRun>,
+    /// Refusals past `MAX_REFUSAL_RUNS`, per action: how many.
+    overflow: BTreeMap<String, u64>,
+}
+
+impl Refusals {
+    /// Closes the window if it is over (or `all`), returning its summary entries.
+    fn close_if_due(&mut self, now: u64, all: bool) -> Vec<AuditRecord> {
+        if !all && now < self.opened.saturating_add(REFUSAL_WINDOW_SECS) {
+            return Vec::new();
+        }
+        let secs = now.saturating_sub(self.opened).max(1);
+        let mut out = Vec::new();
+        for (_, run) in self.runs.drain() {
+            if run.more == 0 {
+                continue;
+            }
+            let mut rec = run.first;
+            rec.time = now;
+            if !run.same_target {
+                rec.target = "(various)".into();
+            }
+            rec.outcome = format!("{}, {} more like it within {secs} s", rec.outcome, run.more);
+            out.push(rec);
+        }
+        for (action, count) in std::mem::take(&mut self.overflow) {
+            out.push(AuditRecord {
+                time: now,
+                actor: String::new(),
+                addr: "(other addresses)".into(),
+                action,
+                owner: String::new(),
+                target: String::new(),
+                outcome: format!(
+                    "refused {count} times within {secs} s, past the first \
+                     {MAX_REFUSAL_RUNS} sources of the window"
+                ),
+            });
+        }
+        self.opened = now;
+        out
+    }
+}
+
 impl Store {
-    /// Records an event (written within 2 s, or at close).
+    /// Records an event (written within 2 s, or at close). Fields are capped; when the queue is
+    /// full (in entries or bytes) the entry is dropped and that is logged.
     pub fn audit(&self, rec: AuditRecord) {
+        let rec = capped(rec);
         if let Ok(mut q) = self.audit_queue.lock() {
-            // Bounded: an attack that fails logins faster than they can be written does not
-            // grow memory without end; the counts of dropped entries are logged.
-            if q.len() < 100_000 {
-                q.push(rec);
+            let size = entry_bytes(&rec);
+            if q.entries.len() < MAX_QUEUED && q.bytes + size <= MAX_QUEUED_BYTES {
+                q.bytes += size;
+                q.entries.push(rec);
             } else {
                 log::warn!("audit queue full; an entry for {} was dropped", rec.action);
             }
+        }
+    }
+
+    /// Records a refusal (a failed sign-in, a refused write): the first of its run in this
+    /// window as it is, the rest counted into one summary entry when the window closes.
+    pub fn audit_refusal(&self, rec: AuditRecord) {
+        let rec = capped(rec);
+        let mut due = Vec::new();
+        let record = match self.refusals.lock() {
+            Ok(mut r) => {
+                due = r.close_if_due(rec.time, false);
+                let key = (
+                    rec.addr.clone(),
+                    rec.actor.clone(),
+                    rec.action.clone(),
+                    rec.outcome.clone(),
+                );
+                if let Some(run) = r.runs.get_mut(&key) {
+                    run.more += 1;
+                    run.same_target &=
+                        run.first.owner == rec.owner && run.first.target == rec.target;
+                    false
+                } else if r.runs.len() < MAX_REFUSAL_RUNS {
+                    r.runs.insert(
+                        key,
+                        RefusalRun {
+                            first: rec.clone(),
+                            more: 0,
+                            same_target: true,
+                        },
+                    );
+                    true
+                } else {
+                    *r.overflow.entry(rec.action.clone()).or_default() += 1;
+                    false
+                }
+            }
+            // A poisoned lock: keep the log bounded rather than complete.
+            Err(_) => false,
+        };
+        for summary in due {
+            self.audit(summary);
+        }
+        if record {
+            self.audit(rec);
+        }
+    }
+
+    /// Queues the summaries of a refusal window that is over (every window at `all`).
+    pub(super) fn close_refusal_window(&self, now: u64, all: bool) {
+        let due = match self.refusals.lock() {
+            Ok(mut r) => r.close_if_due(now, all),
+            Err(_) => Vec::new(),
+        };
+        for summary in due {
+            self.audit(summary);
         }
     }
 
@@ -62,7 +258,7 @@ impl Store {
         let pending: Vec<AuditRecord> = self
             .audit_queue
             .lock()
-            .map(|q| q.clone())
+            .map(|q| q.entries.clone())
             .unwrap_or_default();
         let txn = self.db.begin_read().ctx("beginning a read")?;
         let table = txn.open_table(AUDIT).ctx("opening audit")?;
@@ -168,5 +364,83 @@ mod tests {
                 .total,
             3
         );
+    }
+
+    fn refusal(addr: &str) -> AuditRecord {
+        AuditRecord {
+            actor: String::new(),
+            addr: addr.into(),
+            outcome: "refused".into(),
+            ..entry("package.publish", "acme")
+        }
+    }
+
+    fn queued(s: &Store) -> Vec<AuditRecord> {
+        s.audit_queue.lock().expect("queue").entries.clone()
+    }
+
+    #[test]
+    fn refusals_are_one_entry_per_source_and_window_plus_a_count() {
+        let t = temp_store();
+        let s = &t.store;
+        for _ in 0..1000 {
+            s.audit_refusal(refusal("10.0.0.1"));
+        }
+        assert_eq!(queued(s).len(), 1, "only the first is recorded at once");
+        // Many sources: the first MAX_REFUSAL_RUNS get an entry, the rest only a count.
+        for i in 0..200 {
+            s.audit_refusal(refusal(&format!("10.1.0.{i}")));
+        }
+        assert_eq!(queued(s).len(), MAX_REFUSAL_RUNS);
+        let opened = s.refusals.lock().expect("refusals").opened;
+        s.close_refusal_window(opened + REFUSAL_WINDOW_SECS - 1, false);
+        assert_eq!(
+            queued(s).len(),
+            MAX_REFUSAL_RUNS,
+            "the window is still open"
+        );
+        s.close_refusal_window(opened + REFUSAL_WINDOW_SECS, false);
+        let q = queued(s);
+        assert_eq!(q.len(), MAX_REFUSAL_RUNS + 2, "{q:#?}");
+        let summary = q
+            .iter()
+            .find(|r| r.addr == "10.0.0.1" && r.outcome != "refused")
+            .expect("the counted summary");
+        assert_eq!(summary.outcome, "refused, 999 more like it within 60 s");
+        let overflow = q
+            .iter()
+            .find(|r| r.addr == "(other addresses)")
+            .expect("the overflow count");
+        assert!(
+            overflow.outcome.starts_with("refused 137 times"),
+            "{overflow:?}"
+        );
+        // A new window starts afresh.
+        s.audit_refusal(refusal("10.0.0.1"));
+        assert_eq!(queued(s).len(), MAX_REFUSAL_RUNS + 3);
+    }
+
+    #[test]
+    fn the_queue_is_bounded_in_bytes_and_fields_are_capped() {
+        let t = temp_store();
+        let s = &t.store;
+        let big = "x".repeat(10_000);
+        for _ in 0..8_000 {
+            s.audit(AuditRecord {
+                actor: big.clone(),
+                addr: big.clone(),
+                action: big.clone(),
+                owner: big.clone(),
+                target: big.clone(),
+                outcome: big.clone(),
+                time: now(),
+            });
+        }
+        let q = s.audit_queue.lock().expect("queue");
+        assert!(q.bytes <= MAX_QUEUED_BYTES, "{}", q.bytes);
+        assert!(q.entries.len() < 8_000);
+        let e = &q.entries[0];
+        assert!(e.target.len() <= MAX_FIELD_BYTES, "{}", e.target.len());
+        assert!(e.target.ends_with("…(10000 bytes)"), "{}", e.target);
     }
 }

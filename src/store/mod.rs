@@ -525,7 +525,9 @@ pub struct Store {
     /// Token hash → when it was last used, not yet written.
     token_uses: Mutex<HashMap<[u8; 32], u64>>,
     /// Audit entries not yet written.
-    audit_queue: Mutex<Vec<AuditRecord>>,
+    audit_queue: Mutex<audit::AuditQueue>,
+    /// Refusals of the current window, collapsed into counted entries (`audit.rs`).
+    refusals: Mutex<audit::Refusals>,
     /// How long audit entries are kept, in seconds.
     audit_retention: AtomicU64,
     /// The serve flags' quota limits (per-owner overrides apply on top).
@@ -572,7 +574,8 @@ impl Store {
             downloads: Mutex::new(HashMap::new()),
             digest_queue: Mutex::new(None),
             token_uses: Mutex::new(HashMap::new()),
-            audit_queue: Mutex::new(Vec::new()),
+            audit_queue: Mutex::new(audit::AuditQueue::default()),
+            refusals: Mutex::new(audit::Refusals::default()),
             audit_retention: AtomicU64::new(DEFAULT_AUDIT_RETENTION),
             quota_defaults: Mutex::new(Limits::default()),
             closing: std::sync::atomic::AtomicBool::new(false),
@@ -856,13 +859,14 @@ impl Store {
             .lock()
             .map(|mut p| std::mem::take(&mut *p))
             .unwrap_or_default();
+        let now_secs = now();
+        self.close_refusal_window(now_secs, self.closing.load(Ordering::Relaxed));
         let audit = self
             .audit_queue
             .lock()
-            .map(|mut p| std::mem::take(&mut *p))
+            .map(|mut p| p.take())
             .unwrap_or_default();
         let retention = self.audit_retention.load(Ordering::Relaxed);
-        let now_secs = now();
         if downloads.is_empty() && uses.is_empty() && audit.is_empty() {
             return Ok(());
         }
