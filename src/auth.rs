@@ -145,6 +145,41 @@ impl Caller {
             .as_ref()
             .is_some_and(|t| t.scopes.iter().any(|s| s == "public-only"))
     }
+
+    /// Whether the token is limited to one owner or package.
+    pub fn limited(&self) -> bool {
+        self.token
+            .as_ref()
+            .is_some_and(|t| t.owner.is_some() || t.package.is_some())
+    }
+
+    /// Whether this credential may hand out a token with `scopes`: a password login may hand
+    /// out any; a token only what its own scopes cover (`all` needs `all` or every category's
+    /// write), never dropping `public-only`, and never when it is limited to an owner or
+    /// package. A credential that may change a password may do anything (`scopes = ["all"]`).
+    pub fn covers(&self, scopes: &[String]) -> bool {
+        let Some(t) = &self.token else { return true };
+        if self.limited() {
+            return false;
+        }
+        if self.public_only() && !scopes.iter().any(|s| s == "public-only") {
+            return false;
+        }
+        scopes.iter().all(|s| match s.as_str() {
+            "public-only" => true,
+            "all" => {
+                t.scopes.iter().any(|own| own == "all")
+                    || SCOPE_CATEGORIES
+                        .iter()
+                        .all(|cat| self.scope(cat, Access::Write))
+            }
+            other => match other.split_once(':') {
+                Some(("read", cat)) => self.scope(cat, Access::Read),
+                Some(("write", cat)) => self.scope(cat, Access::Write),
+                _ => false,
+            },
+        })
+    }
 }
 
 /// Argon2id at one of OWASP's recommended cost settings (m = 7 MiB, t = 5, p = 1): the same
@@ -638,5 +673,64 @@ mod tests {
         assert_eq!(query_token("a=1&token=abc"), Some("abc".into()));
         assert_eq!(query_token("access_token=x%2By"), Some("x+y".into()));
         assert_eq!(query_token("tokens=1"), None);
+    }
+
+    fn token_caller(scopes: &[&str], owner: Option<&str>) -> Caller {
+        Caller {
+            user: UserRecord::new("ann", OwnerKind::User),
+            token: Some(TokenRecord {
+                id: 1,
+                user: "ann".into(),
+                name: "t".into(),
+                created: 0,
+                last_eight: "00000000".into(),
+                scopes: scopes.iter().map(|s| s.to_string()).collect(),
+                owner: owner.map(str::to_string),
+                package: None,
+                expires: None,
+                last_used: None,
+            }),
+        }
+    }
+
+    fn scopes(s: &[&str]) -> Vec<String> {
+        s.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_token_covers_only_what_it_holds_itself() {
+        let password = Caller {
+            user: UserRecord::new("ann", OwnerKind::User),
+            token: None,
+        };
+        assert!(password.covers(&scopes(&["all"])));
+        let all = token_caller(&["all"], None);
+        assert!(all.covers(&scopes(&["all"])));
+        assert!(all.covers(&scopes(&["read:package", "public-only"])));
+        let admin = token_caller(&["write:admin"], None);
+        assert!(
+            !admin.covers(&scopes(&["all"])),
+            "issue 9: write:admin minted all"
+        );
+        assert!(!admin.covers(&scopes(&["read:package"])));
+        assert!(admin.covers(&scopes(&["read:admin"])));
+        assert!(admin.covers(&scopes(&["write:admin"])));
+        let reader = token_caller(&["read:admin"], None);
+        assert!(!reader.covers(&scopes(&["write:admin"])));
+        let public = token_caller(&["all", "public-only"], None);
+        assert!(
+            !public.covers(&scopes(&["all"])),
+            "public-only cannot be dropped"
+        );
+        assert!(!public.covers(&scopes(&["read:package"])));
+        assert!(public.covers(&scopes(&["read:package", "public-only"])));
+        let every: Vec<String> = SCOPE_CATEGORIES
+            .iter()
+            .map(|c| format!("write:{c}"))
+            .collect();
+        let every: Vec<&str> = every.iter().map(String::as_str).collect();
+        assert!(token_caller(&every, None).covers(&scopes(&["all"])));
+        let limited = token_caller(&["all"], Some("acme"));
+        assert!(!limited.covers(&scopes(&["read:package"])));
     }
 }

@@ -744,3 +744,171 @@ fn access_matrix() {
     );
     assert_eq!(cells, rows.len() * 4);
 }
+
+/// Issue 9, finding 2: the admin and account routes × the site admin's credentials. A scoped
+/// token used to escape its scopes there: `write:admin` minted `all` tokens and reset
+/// passwords, and `public-only` read private accounts and the audit log.
+///
+/// Columns: the route, then the expected status for each of the site admin `boss`'s
+/// credentials, in this order: Basic password, `all`, `write:admin`,
+/// `write:admin` + `public-only`, `read:admin`, `all` + `public-only`, `write:user`,
+/// `write:package`. `pubu` is a public user, `privu` a private one, `root` another site admin;
+/// `{i}` makes each cell's names unique.
+const ACCOUNT_MATRIX: &str = r#"
+# route                                                       pw   all  wadm wadmP radm allP wusr wpkg
+GET    /api/v1/admin/users                                   | 200  200  200  200   200  200  403  403
+GET    /api/v1/admin/users/privu                             | 200  200  200  403   200  403  403  403
+POST   /api/v1/admin/users {"username":"n{i}"}               | 201  201  201  201   403  201  403  403
+POST   /api/v1/admin/users {"username":"m{i}","visibility":"private"} | 201  201  201  403   403  403  403  403
+PATCH  /api/v1/admin/users/privu {"full_name":"x"}           | 200  200  200  403   403  403  403  403
+PATCH  /api/v1/admin/users/pubu {"password":"pw-{i}-Secret!"} | 200  200  403  403   403  403  403  403
+PATCH  /api/v1/admin/users/pubu {"admin":false}              | 200  200  403  403   403  403  403  403
+PATCH  /api/v1/admin/users/pubu {"visibility":"private"}     | 200  200  200  403   403  403  403  403
+PATCH  /api/v1/admin/users/pubu {"visibility":"public"}      | 200  200  200  200   403  200  403  403
+POST   /api/v1/admin/users/root/tokens {"name":"t{i}","scopes":["all"]} | 201  201  403  403   403  403  403  403
+POST   /api/v1/admin/users/pubu/tokens {"name":"t{i}","scopes":["read:package"]} | 201  201  403  403   403  403  403  403
+POST   /api/v1/admin/users/pubu/tokens {"name":"t{i}","scopes":["read:admin"]} | 201  201  201  403   403  403  403  403
+POST   /api/v1/admin/users/pubu/tokens {"name":"t{i}","scopes":["read:admin","public-only"]} | 201  201  201  201   403  201  403  403
+POST   /api/v1/admin/users/privu/tokens {"name":"t{i}","scopes":["read:admin","public-only"]} | 201  201  201  403   403  403  403  403
+POST   /api/v1/users/boss/tokens {"name":"t{i}","scopes":["all"]} | 201  201  403  403   401  403  401  401
+POST   /api/v1/users/root/tokens {"name":"t{i}","scopes":["write:admin"]} | 201  201  201  403   403  403  403  403
+GET    /api/v1/users/privu/tokens                            | 200  200  200  403   403  403  403  403
+GET    /api/v1/admin/audit                                   | 200  200  200  403   200  403  403  403
+GET    /api/v1/users/privu                                   | 200  200  403  403   403  403  200  403
+GET    /api/v1/user                                          | 200  200  403  403   403  200  200  403
+DELETE /api/v1/admin/users/ghost                             | 404  404  404  404   403  404  403  403
+GET    /api/v1/admin/orgs                                    | 200  200  200  200   200  200  403  403
+POST   /api/v1/admin/users/privu/orgs {"username":"o{i}"}    | 201  201  201  403   403  403  403  403
+"#;
+
+const ACCOUNT_CREDENTIALS: [&[&str]; 8] = [
+    &[],
+    &["all"],
+    &["write:admin"],
+    &["write:admin", "public-only"],
+    &["read:admin"],
+    &["all", "public-only"],
+    &["write:user"],
+    &["write:package"],
+];
+
+#[test]
+fn issue9_account_routes_hold_every_token_to_its_scopes() {
+    let s = Server::start();
+    for (login, vis, is_admin) in [
+        ("boss", "public", true),
+        ("root", "public", true),
+        ("pubu", "public", false),
+        ("privu", "private", false),
+    ] {
+        admin(
+            &s,
+            "POST",
+            "/api/v1/admin/users",
+            json!({"username": login, "password": password(login), "visibility": vis}),
+        );
+        if is_admin {
+            admin(
+                &s,
+                "PATCH",
+                &format!("/api/v1/admin/users/{login}"),
+                json!({"admin": true}),
+            );
+        }
+    }
+    let creds: Vec<String> = ACCOUNT_CREDENTIALS
+        .iter()
+        .enumerate()
+        .map(|(i, scopes)| {
+            if scopes.is_empty() {
+                return basic("boss", &password("boss"));
+            }
+            let t = admin(
+                &s,
+                "POST",
+                "/api/v1/admin/users/boss/tokens",
+                json!({"name": format!("cred{i}"), "scopes": scopes}),
+            );
+            format!("token {}", t["sha1"].as_str().expect("token"))
+        })
+        .collect();
+    let mut failures = Vec::new();
+    let mut cell = 0;
+    for line in ACCOUNT_MATRIX.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (request, statuses) = line.split_once('|').expect("route | statuses");
+        let (method, rest) = request.trim().split_once(' ').expect("method");
+        let (path, body) = match rest.trim().split_once(' ') {
+            Some((p, b)) => (p, Some(b.trim())),
+            None => (rest.trim(), None),
+        };
+        let expected: Vec<u16> = statuses
+            .split_whitespace()
+            .map(|c| c.parse().expect("status"))
+            .collect();
+        assert_eq!(expected.len(), creds.len(), "{line}");
+        for (cred, want) in creds.iter().zip(&expected) {
+            cell += 1;
+            let body: Option<Value> = body.map(|b| {
+                serde_json::from_str(&b.replace("{i}", &cell.to_string())).expect("body JSON")
+            });
+            let r = call(&s, cred, method, path, body.as_ref());
+            if r.status != *want {
+                let scopes = ACCOUNT_CREDENTIALS[creds.iter().position(|c| c == cred).unwrap_or(0)];
+                failures.push(format!(
+                    "{method} {path} as {scopes:?}: {} (want {want}) {}",
+                    r.status,
+                    r.text()
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // A public-only admin token lists public accounts only.
+    let r = call(&s, &creds[3], "GET", "/api/v1/admin/users?limit=50", None);
+    let logins: Vec<String> = serde_json::from_slice::<Vec<Value>>(&r.body)
+        .expect("JSON")
+        .iter()
+        .filter_map(|u| u["login"].as_str().map(str::to_string))
+        .collect();
+    assert!(logins.contains(&"pubu".to_string()), "{logins:?}");
+    assert!(!logins.contains(&"privu".to_string()), "{logins:?}");
+    assert_eq!(
+        r.header("x-total-count"),
+        Some(logins.len().to_string().as_str())
+    );
+
+    // A token that expires cannot make one that lives longer; without an expiry the new one
+    // expires with it.
+    let soon = admin(
+        &s,
+        "POST",
+        "/api/v1/admin/users/boss/tokens",
+        json!({"name": "soon", "scopes": ["all"], "expires_at": "2099-01-01T00:00:00Z"}),
+    );
+    let soon = format!("token {}", soon["sha1"].as_str().expect("token"));
+    let r = call(
+        &s,
+        &soon,
+        "POST",
+        "/api/v1/admin/users/pubu/tokens",
+        Some(
+            &json!({"name": "later", "scopes": ["read:package"], "expires_at": "2100-01-01T00:00:00Z"}),
+        ),
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = call(
+        &s,
+        &soon,
+        "POST",
+        "/api/v1/admin/users/pubu/tokens",
+        Some(&json!({"name": "inherits", "scopes": ["read:package"]})),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let made: Value = serde_json::from_slice(&r.body).expect("JSON");
+    assert_eq!(made["expires_at"], "2099-01-01T00:00:00Z", "{made}");
+}

@@ -64,6 +64,29 @@ fn visible_to(c: &Caller, owner: &UserRecord) -> bool {
     !c.public_only() || owner.visibility == Visibility::Public
 }
 
+/// A `public-only` token may not act on a user or organization that is not public (Gitea's
+/// `checkTokenPublicOnly`, with its messages); on the admin routes too, where Gitea does not
+/// check, since they show and change private accounts.
+fn public_target(c: &Caller, owner: &UserRecord) -> Result<(), JsonError> {
+    if visible_to(c, owner) {
+        return Ok(());
+    }
+    Err(forbidden(match owner.kind {
+        OwnerKind::User => "token scope is limited to public users",
+        OwnerKind::Org => "token scope is limited to public orgs",
+    }))
+}
+
+/// A `public-only` token may create (or make) only public accounts.
+fn public_creation(c: &Caller, visibility: Visibility) -> Result<(), JsonError> {
+    if c.public_only() && visibility != Visibility::Public {
+        return Err(forbidden(
+            "a public-only token can only create public users and organizations",
+        ));
+    }
+    Ok(())
+}
+
 /// The caller, who must be a site admin with the admin scope.
 pub(super) fn site_admin(caller: &Option<Caller>, access: Access) -> Result<&Caller, JsonError> {
     let c = signed_in(caller, "admin", access)?;
@@ -301,20 +324,25 @@ pub(super) fn dispatch(
         ("GET", ["admin", "users"]) => ctx.list_owners(OwnerKind::User, true),
         ("POST", ["admin", "users"]) => ctx.create_user(req),
         ("GET", ["admin", "users", name]) => {
-            site_admin(&caller, Access::Read)?;
+            let c = site_admin(&caller, Access::Read)?;
             let u = ctx.owner(name, Some(OwnerKind::User))?;
+            public_target(c, &u)?;
             Ok(json_response(200, &user_json(base, &u)))
         }
         ("PATCH", ["admin", "users", name]) => ctx.edit_user(req, name),
         ("DELETE", ["admin", "users", name]) => ctx.delete_owner(req, name, OwnerKind::User),
         ("POST", ["admin", "users", name, "orgs"]) => {
-            site_admin(&caller, Access::Write)?;
+            let c = site_admin(&caller, Access::Write)?;
             let owner = ctx.owner(name, Some(OwnerKind::User))?;
-            ctx.create_org(req, &owner)
+            public_target(c, &owner)?;
+            ctx.create_org(req, c, &owner)
         }
         ("POST", ["admin", "users", name, "tokens"]) => {
-            site_admin(&caller, Access::Write)?;
-            ctx.create_token(req, name)
+            let c = site_admin(&caller, Access::Write)?;
+            if let Some(u) = api.store.get_user(name)? {
+                public_target(c, &u)?;
+            }
+            ctx.create_token(req, c, name)
         }
         ("GET", ["admin", "orgs"]) => ctx.list_owners(OwnerKind::Org, true),
         ("GET", ["admin", "audit"]) => ctx.audit(),
@@ -355,8 +383,8 @@ pub(super) fn dispatch(
             Ok(paged(base, &path, query, paging(query), total, items))
         }
         ("POST", ["users", name, "tokens"]) => {
-            ctx.token_owner(name)?;
-            ctx.create_token(req, name)
+            let c = ctx.token_owner(name)?;
+            ctx.create_token(req, c, name)
         }
         ("DELETE", ["users", name, "tokens", token]) => {
             ctx.token_owner(name)?;
@@ -377,7 +405,7 @@ pub(super) fn dispatch(
         ("POST", ["orgs"]) => {
             let c = signed_in(&caller, "organization", Access::Write)?;
             let owner = c.user.clone();
-            ctx.create_org(req, &owner)
+            ctx.create_org(req, c, &owner)
         }
         ("GET", ["orgs", org]) => {
             let o = ctx.readable_org(org)?;
@@ -602,22 +630,24 @@ impl Ctx<'_> {
     }
 
     /// Token routes: as Gitea, the user itself signed in with its password (Basic), or a site
-    /// admin (with the admin scope).
-    fn token_owner(&self, name: &str) -> Result<(), JsonError> {
+    /// admin with the admin scope (a `public-only` one only for public users), whose token
+    /// `create_token` then holds to its own scopes.
+    fn token_owner(&self, name: &str) -> Result<&Caller, JsonError> {
         let c = self
             .caller
             .as_ref()
             .ok_or(JsonError::Unauthorized("basic authentication is required"))?;
-        let own = c.user.key() == store::fold_case(name) && c.token.is_none();
-        let limited = c
-            .token
-            .as_ref()
-            .is_some_and(|t| t.owner.is_some() || t.package.is_some());
-        let admin = c.user.is_admin && c.scope("admin", Access::Write) && !limited;
-        if own || admin {
-            return Ok(());
+        let own = c.user.key() == store::fold_case(name);
+        if own && c.token.is_none() {
+            return Ok(c);
         }
-        if c.user.key() == store::fold_case(name) {
+        if c.user.is_admin && c.scope("admin", Access::Write) && !c.limited() {
+            if let Some(u) = self.api.store.get_user(name)? {
+                public_target(c, &u)?;
+            }
+            return Ok(c);
+        }
+        if own {
             return Err(JsonError::Unauthorized(
                 "basic authentication with a password is required",
             ));
@@ -625,7 +655,10 @@ impl Ctx<'_> {
         Err(forbidden("you may only manage your own tokens"))
     }
 
-    fn create_token(&self, req: &mut Request, user: &str) -> Res {
+    /// Creates a token for `user` on behalf of `c`, who may be allowed to create tokens there
+    /// (`token_owner`, or a site admin on the admin route) but never one broader than its own
+    /// credential: scopes it does not hold, or a life beyond its own expiry (issue 9).
+    fn create_token(&self, req: &mut Request, c: &Caller, user: &str) -> Res {
         let body = read_json(req)?;
         let name = str_field(&body, "name")?
             .filter(|n| !n.trim().is_empty() && n.len() <= 255)
@@ -680,6 +713,23 @@ impl Ctx<'_> {
             })?),
             Some(_) => return Err(JsonError::Unprocessable("invalid expires_at".into())),
         };
+        if !c.covers(&scopes) {
+            return Err(forbidden(
+                "a token cannot create a token with scopes it does not have itself: \
+                 sign in with a password (Basic) or use a token that has them",
+            ));
+        }
+        // A token cannot extend its own life through a new one: without an expiry the new
+        // token expires with it.
+        let expires = match (c.token.as_ref().and_then(|t| t.expires), expires) {
+            (Some(limit), None) => Some(limit),
+            (Some(limit), Some(e)) if e > limit => {
+                return Err(forbidden(
+                    "a token cannot create a token that expires after it does",
+                ))
+            }
+            (_, e) => e,
+        };
         let (outcome, rec) = self.api.store.create_token(NewToken {
             user: user.to_string(),
             name: name.clone(),
@@ -717,26 +767,25 @@ impl Ctx<'_> {
             signed_in(self.caller, "organization", Access::Read)?
         };
         let (page, limit) = paging(self.query);
+        let render = |u: &UserRecord| match kind {
+            OwnerKind::User => user_json(self.base, u),
+            OwnerKind::Org => org_json(self.base, u),
+        };
         let items: Vec<Value>;
         let total;
-        if admin_route {
+        if admin_route && !c.public_only() {
             let listing: Page<UserRecord> = self.api.store.list_owners(kind, page, limit)?;
             total = listing.total;
-            items = listing
-                .items
-                .iter()
-                .map(|u| match kind {
-                    OwnerKind::User => user_json(self.base, u),
-                    OwnerKind::Org => org_json(self.base, u),
-                })
-                .collect();
+            items = listing.items.iter().map(render).collect();
         } else {
-            // Organizations the caller may see.
+            // Owners the caller may see: a public-only token only public ones, and off the
+            // admin route only those the caller may read.
             let all = self.api.store.list_owners(kind, 1, u64::MAX)?;
             let mut visible = Vec::new();
             for o in all.items {
                 if visible_to(c, &o)
-                    && auth::access_level(&self.api.store, Some(&c.user), &o)?.is_some()
+                    && (admin_route
+                        || auth::access_level(&self.api.store, Some(&c.user), &o)?.is_some())
                 {
                     visible.push(o);
                 }
@@ -746,7 +795,7 @@ impl Ctx<'_> {
                 .iter()
                 .skip(((page - 1) * limit) as usize)
                 .take(limit as usize)
-                .map(|o| org_json(self.base, o))
+                .map(render)
                 .collect();
         }
         Ok(paged(
@@ -760,7 +809,7 @@ impl Ctx<'_> {
     }
 
     fn create_user(&self, req: &mut Request) -> Res {
-        site_admin(self.caller, Access::Write)?;
+        let c = site_admin(self.caller, Access::Write)?;
         let body = read_json(req)?;
         let login = str_field(&body, "username")?
             .ok_or_else(|| JsonError::Unprocessable("username is required".into()))?;
@@ -775,6 +824,7 @@ impl Ctx<'_> {
         if let Some(v) = visibility_field(&body)? {
             rec.visibility = v;
         }
+        public_creation(c, rec.visibility)?;
         if let Some(pw) = str_field(&body, "password")? {
             if pw.is_empty() {
                 return Err(JsonError::Unprocessable(
@@ -794,10 +844,23 @@ impl Ctx<'_> {
     }
 
     fn edit_user(&self, req: &mut Request, name: &str) -> Res {
-        site_admin(self.caller, Access::Write)?;
-        self.owner(name, Some(OwnerKind::User))?;
+        let c = site_admin(self.caller, Access::Write)?;
+        let target = self.owner(name, Some(OwnerKind::User))?;
+        public_target(c, &target)?;
         let body = read_json(req)?;
+        // A new password or admin flag hands out everything an unscoped sign-in can do, so it
+        // needs a credential that covers everything (issue 9: `write:admin` reset passwords).
+        let sets_password = matches!(body.get("password"), Some(Value::String(p)) if !p.is_empty());
+        if (sets_password || body.contains_key("admin")) && !c.covers(&["all".to_string()]) {
+            return Err(forbidden(
+                "changing a password or the admin flag needs a password sign-in \
+                 or a token with the all scope",
+            ));
+        }
         let profile = Profile::from_json(&body)?;
+        if let Some(v) = profile.visibility {
+            public_creation(c, v)?;
+        }
         let active = bool_field(&body, "active")?;
         let admin = bool_field(&body, "admin")?;
         let prohibit = bool_field(&body, "prohibit_login")?;
@@ -844,6 +907,9 @@ impl Ctx<'_> {
             site_admin(self.caller, Access::Write)?;
         }
         let o = self.owner(name, Some(kind))?;
+        if let Some(c) = self.caller {
+            public_target(c, &o)?;
+        }
         if self
             .caller
             .as_ref()
@@ -872,7 +938,7 @@ impl Ctx<'_> {
     }
 
     /// Creates an organization owned by `owner` (its admin, through an "Owners" team as Gitea).
-    fn create_org(&self, req: &mut Request, owner: &UserRecord) -> Res {
+    fn create_org(&self, req: &mut Request, c: &Caller, owner: &UserRecord) -> Res {
         let body = read_json(req)?;
         let name = str_field(&body, "username")?
             .or(str_field(&body, "name")?)
@@ -891,6 +957,7 @@ impl Ctx<'_> {
         if let Some(v) = visibility_field(&body)? {
             rec.visibility = v;
         }
+        public_creation(c, rec.visibility)?;
         match self.api.store.create_owner(rec)? {
             Created::NameTaken => {
                 return Err(JsonError::Unprocessable("user already exists".into()))
@@ -915,6 +982,9 @@ impl Ctx<'_> {
         self.org_admin(org)?;
         let body = read_json(req)?;
         let profile = Profile::from_json(&body)?;
+        if let (Some(c), Some(v)) = (self.caller, profile.visibility) {
+            public_creation(c, v)?;
+        }
         let visibility = profile.visibility;
         let updated = self
             .api
@@ -929,7 +999,8 @@ impl Ctx<'_> {
     }
 
     fn audit(&self) -> Res {
-        site_admin(self.caller, Access::Read)?;
+        // The log names every owner's packages, private ones too: not for public-only tokens.
+        registry_admin(self.caller, Access::Read, None)?;
         let (page, limit) = paging(self.query);
         let filter = AuditFilter {
             owner: query_param(self.query, "owner").filter(|s| !s.is_empty()),
