@@ -1655,3 +1655,228 @@ fn failed_sign_ins_are_throttled_per_address() {
         "{outcomes:?}"
     );
 }
+
+/// Sets fields of `login` as the site admin.
+fn edit_user(s: &Server, login: &str, fields: Value) {
+    expect(
+        call(
+            s,
+            Some(&adm()),
+            "PATCH",
+            &format!("/api/v1/admin/users/{login}"),
+            Some(fields),
+        ),
+        200,
+        &format!("edit {login}"),
+    );
+}
+
+/// Adds `user` to `org` with `role`, as `by` (an admin of `org`).
+fn add_member(s: &Server, by: &str, org: &str, user: &str, role: &str) {
+    expect(
+        call(
+            s,
+            Some(&bas(by)),
+            "PUT",
+            &format!("/api/v1/orgs/{org}/members/{user}"),
+            Some(json!({ "role": role })),
+        ),
+        204,
+        &format!("{user} into {org}"),
+    );
+}
+
+/// A 200 JSON answer and its text.
+fn ok_with_text(r: Resp, what: &str) -> (Value, String) {
+    let text = r.text();
+    (expect(r, 200, what), text)
+}
+
+/// Security probe, finding 4: package objects showed a private creator's email, full name,
+/// is_admin and visibility to anyone who may read the package. As Gitea's `convert.ToUser`, the
+/// address and the admin flag now go only to the user itself and site admins, and a creator the
+/// viewer may not see (`IsUserVisibleToViewer`) is shown as the Ghost, like a deleted account.
+#[test]
+fn private_creators_are_hidden_from_those_who_may_not_see_them() {
+    let s = Server::start();
+    new_user(&s, "pia", "private");
+    edit_user(
+        &s,
+        "pia",
+        json!({"full_name": "Pia Private", "admin": true}),
+    );
+    new_user(&s, "bob", "public");
+    new_user(&s, "carl", "public");
+    new_org(&s, "pia", "pubco", "public");
+    add_member(&s, "pia", "pubco", "carl", "read");
+    assert_eq!(put_file(&s, &bas("pia"), "pubco", "p.txt").status, 201);
+    let leaks = |text: &str| {
+        [
+            "pia@example.com",
+            "Pia Private",
+            "\"is_admin\":true",
+            "private",
+        ]
+        .into_iter()
+        .filter(|secret| text.contains(secret))
+        .collect::<Vec<_>>()
+    };
+    let routes = [
+        "/api/v1/packages/pubco",
+        "/api/v1/packages/pubco/generic/pkg",
+        "/api/v1/packages/pubco/generic/pkg/1.0",
+        "/api/v1/packages/pubco/generic/pkg/-/latest",
+    ];
+    let creator = |v: &Value| {
+        let p = if v.is_array() { &v[0] } else { v };
+        p["creator"].clone()
+    };
+
+    // A stranger reads the public org's packages; pia is the Ghost to him.
+    let bob_token = new_token(&s, "bob", "r", &["read:package"]);
+    for auth in [bas("bob"), tok(bob_token["sha1"].as_str().unwrap())] {
+        for route in routes {
+            let (v, text) = ok_with_text(get(&s, &auth, route), route);
+            assert_eq!(leaks(&text), Vec::<&str>::new(), "{route}: {text}");
+            let c = creator(&v);
+            assert_eq!(
+                (c["id"].clone(), c["login"].clone()),
+                (json!(-1), json!("Ghost"))
+            );
+            assert_eq!(c["email"], "ghost@noreply.test", "{c}");
+            // The owner object is the public org, with its address hidden too.
+            let o = if v.is_array() {
+                &v[0]["owner"]
+            } else {
+                &v["owner"]
+            };
+            assert_eq!(o["email"], "pubco@noreply.test", "{o}");
+        }
+    }
+    expect(get(&s, &bas("bob"), "/api/v1/users/pia"), 404, "pia to bob");
+
+    // A fellow member may see pia's profile (Gitea: they share an organization), but not her
+    // address or that she is a site admin.
+    for route in routes {
+        let (v, text) = ok_with_text(get(&s, &bas("carl"), route), route);
+        assert!(!text.contains("pia@example.com"), "{route}: {text}");
+        let c = creator(&v);
+        assert_eq!(c["login"], "pia");
+        assert_eq!(c["full_name"], "Pia Private");
+        assert_eq!(c["visibility"], "private");
+        assert_eq!(c["email"], "pia@noreply.test");
+        assert_eq!(c["is_admin"], false);
+        assert_eq!(c["active"], false);
+        assert_eq!(c["last_login"], "0001-01-01T00:00:00Z");
+    }
+    let (u, _) = ok_with_text(get(&s, &bas("carl"), "/api/v1/users/pia"), "pia to carl");
+    assert_eq!(
+        (u["email"].clone(), u["is_admin"].clone()),
+        (json!("pia@noreply.test"), json!(false))
+    );
+
+    // Pia herself and the site admin see everything.
+    for auth in [bas("pia"), adm()] {
+        for route in routes {
+            let (v, _) = ok_with_text(get(&s, &auth, route), route);
+            let c = creator(&v);
+            assert_eq!(c["email"], "pia@example.com", "{route}: {c}");
+            assert_eq!(c["is_admin"], true, "{route}: {c}");
+            assert_eq!(c["active"], true, "{route}: {c}");
+        }
+        let (u, _) = ok_with_text(get(&s, &auth, "/api/v1/users/pia"), "pia");
+        assert_eq!(
+            (u["email"].clone(), u["is_admin"].clone()),
+            (json!("pia@example.com"), json!(true))
+        );
+    }
+    let (me, _) = ok_with_text(get(&s, &bas("pia"), "/api/v1/user"), "who am I");
+    assert_eq!(me["email"], "pia@example.com");
+    // Bob sees his own address.
+    let (me, _) = ok_with_text(get(&s, &bas("bob"), "/api/v1/users/bob"), "bob");
+    assert_eq!(me["email"], "bob@example.com");
+}
+
+/// Security probe, finding 4, in member listings: a plain member sees the other members'
+/// public profiles, not their addresses or admin flags; a private member is not listed to a
+/// non-member at all.
+#[test]
+fn member_listings_hide_other_members_private_fields() {
+    let s = Server::start();
+    for (u, vis) in [
+        ("bob", "public"),
+        ("carol", "public"),
+        ("dave", "private"),
+        ("erin", "public"),
+    ] {
+        new_user(&s, u, vis);
+    }
+    edit_user(&s, "bob", json!({"admin": true}));
+    new_org(&s, "bob", "acme", "public");
+    add_member(&s, "bob", "acme", "carol", "read");
+    add_member(&s, "bob", "acme", "dave", "read");
+    let teams = expect(
+        get(&s, &bas("bob"), "/api/v1/orgs/acme/teams"),
+        200,
+        "teams",
+    );
+    let owners = teams[0]["id"].as_u64().expect("team id");
+    let team_route = format!("/api/v1/teams/{owners}/members");
+
+    let by_login = |v: &Value| -> Vec<(String, String, bool)> {
+        let mut out: Vec<_> = v
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|m| {
+                (
+                    m["login"].as_str().unwrap().to_string(),
+                    m["email"].as_str().unwrap().to_string(),
+                    m["is_admin"].as_bool().unwrap(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let row = |l: &str, e: &str, a: bool| (l.to_string(), e.to_string(), a);
+
+    // Carol, a plain member: her own address, the others' no-reply ones, nobody an admin.
+    let (v, text) = ok_with_text(get(&s, &bas("carol"), "/api/v1/orgs/acme/members"), "carol");
+    assert_eq!(
+        by_login(&v),
+        [
+            row("bob", "bob@noreply.test", false),
+            row("carol", "carol@example.com", false),
+            row("dave", "dave@noreply.test", false),
+        ]
+    );
+    assert!(
+        !text.contains("bob@example.com") && !text.contains("dave@example.com"),
+        "{text}"
+    );
+    let (v, _) = ok_with_text(get(&s, &bas("carol"), &team_route), "carol: team");
+    assert_eq!(by_login(&v), [row("bob", "bob@noreply.test", false)]);
+
+    // Erin, no member of the public org: private dave is not listed.
+    let (v, text) = ok_with_text(get(&s, &bas("erin"), "/api/v1/orgs/acme/members"), "erin");
+    assert_eq!(
+        by_login(&v),
+        [
+            row("bob", "bob@noreply.test", false),
+            row("carol", "carol@noreply.test", false),
+        ]
+    );
+    assert!(!text.contains("dave"), "{text}");
+
+    // A site admin sees every field of everyone.
+    let (v, _) = ok_with_text(get(&s, &adm(), "/api/v1/orgs/acme/members"), "admin");
+    assert_eq!(
+        by_login(&v),
+        [
+            row("bob", "bob@example.com", true),
+            row("carol", "carol@example.com", false),
+            row("dave", "dave@example.com", false),
+        ]
+    );
+}
