@@ -1880,3 +1880,140 @@ fn member_listings_hide_other_members_private_fields() {
         ]
     );
 }
+
+/// Security probe, finding 6: the JSON API told a private owner (403) from a missing one (404).
+/// An owner the caller may not see now gets the very same 404 as one that does not exist, as
+/// Gitea's `/users/{name}` and `/orgs/{org}` do. The registry routes keep Gitea's 401 for a
+/// private owner (README, "Access").
+#[test]
+fn owners_the_caller_may_not_see_answer_as_missing_ones() {
+    let s = Server::start();
+    new_user(&s, "vic", "private");
+    new_user(&s, "bob", "public");
+    new_user(&s, "carl", "public");
+    assert_eq!(put_file(&s, &bas("vic"), "vic", "v.txt").status, 201);
+    new_org(&s, "vic", "vorg", "private");
+    assert_eq!(put_file(&s, &bas("vic"), "vorg", "o.txt").status, 201);
+    let all = new_token(&s, "bob", "all", &["all"]);
+    let public_only = new_token(
+        &s,
+        "bob",
+        "pub",
+        &[
+            "public-only",
+            "write:package",
+            "read:user",
+            "read:organization",
+        ],
+    );
+    let pairs = |hidden: &str| {
+        let mut out = Vec::new();
+        for (prefix, missing) in [
+            ("/api/v1/packages/", "nobody"),
+            ("/api/v1/users/", "nobody"),
+        ] {
+            for suffix in [
+                "",
+                "/generic/pkg",
+                "/generic/pkg/1.0",
+                "/generic/pkg/1.0/files",
+                "/generic/pkg/-/latest",
+            ] {
+                if prefix == "/api/v1/users/" && !suffix.is_empty() {
+                    continue;
+                }
+                out.push((
+                    format!("{prefix}{hidden}{suffix}"),
+                    format!("{prefix}{missing}{suffix}"),
+                ));
+            }
+        }
+        out
+    };
+    let mut cases = pairs("vic");
+    cases.extend(pairs("vorg"));
+    for suffix in ["", "/members", "/teams"] {
+        cases.push((
+            format!("/api/v1/orgs/vorg{suffix}"),
+            format!("/api/v1/orgs/nobody{suffix}"),
+        ));
+    }
+    for auth in [
+        bas("bob"),
+        tok(all["sha1"].as_str().unwrap()),
+        tok(public_only["sha1"].as_str().unwrap()),
+    ] {
+        for (hidden, missing) in &cases {
+            if hidden == "/api/v1/users/vorg" {
+                continue; // below, with the organizations
+            }
+            for method in ["GET", "DELETE"] {
+                if method == "DELETE" && !hidden.starts_with("/api/v1/packages/") {
+                    continue;
+                }
+                let a = call(&s, Some(&auth), method, hidden, None);
+                let b = call(&s, Some(&auth), method, missing, None);
+                assert_eq!(a.status, 404, "{method} {hidden}: {}", a.text());
+                assert_eq!(
+                    (a.status, a.header("content-type"), &a.body),
+                    (b.status, b.header("content-type"), &b.body),
+                    "{method} {hidden} vs {missing}"
+                );
+            }
+        }
+    }
+    // Nothing was deleted; the owner and the site admin still read everything.
+    for auth in [bas("vic"), adm()] {
+        for route in [
+            "/api/v1/packages/vic/generic/pkg/1.0",
+            "/api/v1/packages/vorg/generic/pkg/1.0",
+            "/api/v1/users/vic",
+            "/api/v1/orgs/vorg",
+        ] {
+            expect(get(&s, &auth, route), 200, route);
+        }
+    }
+    // The registry route keeps Gitea's 401 for a private owner: its existence shows there.
+    let r = s.req(
+        "GET",
+        &pkg("vic", "v.txt"),
+        &[("Authorization", &bas("bob"))],
+        b"",
+    );
+    assert_eq!(r.status, 401);
+    let r = s.req(
+        "GET",
+        &pkg("nobody", "v.txt"),
+        &[("Authorization", &bas("bob"))],
+        b"",
+    );
+    assert_eq!(r.status, 404);
+    // Someone who may see vic (a fellow member of vorg) but not read her packages gets Gitea's
+    // 403; so does vic's own public-only token on her private namespace (GITEA-COMPAT §8).
+    add_member(&s, "vic", "vorg", "carl", "read");
+    expect(
+        get(&s, &bas("carl"), "/api/v1/users/vic"),
+        200,
+        "vic to carl",
+    );
+    expect(
+        get(&s, &bas("carl"), "/api/v1/packages/vic"),
+        403,
+        "vic's packages to carl",
+    );
+    expect(
+        get(&s, &bas("carl"), "/api/v1/packages/vorg"),
+        200,
+        "vorg's packages to carl",
+    );
+    let own = new_token(&s, "vic", "pub", &["public-only", "read:package"]);
+    expect(
+        get(
+            &s,
+            &tok(own["sha1"].as_str().unwrap()),
+            "/api/v1/packages/vic",
+        ),
+        403,
+        "public-only",
+    );
+}

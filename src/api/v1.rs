@@ -1,7 +1,8 @@
 //! The JSON API under `/api/v1` for packages (GITEA-COMPAT §11 and §16): listings with Gitea's
 //! paging headers, one version, its files with every digest, the newest version, deletes, and
 //! `/api/v1/version`. Errors are JSON `{"message", "url"}` with Gitea's JSON-API statuses
-//! (403 where the registry routes say 401).
+//! (403 where the registry routes say 401; 404 for an owner the caller may not see, as for one
+//! that does not exist).
 
 use super::names::percent_decode;
 use super::Api;
@@ -158,6 +159,13 @@ fn dispatch(
         .transpose()?
         .flatten()
         .ok_or(JsonError::NotFound)?;
+    // An owner the caller may not see is one that does not exist: the same 404, before any
+    // check that could answer otherwise (Gitea answers 403 here, from `reqPackageAccess`, which
+    // tells a private owner from a missing one; its `/users/{name}` and `/orgs/{org}` answer
+    // 404, and so do ours).
+    if !auth::profile_visible(&api.store, Some(&caller.user), &owner)? {
+        return Err(JsonError::NotFound);
+    }
     let write_route = method == "DELETE";
     let scope_access = if write_route {
         Access::Write
