@@ -2017,3 +2017,78 @@ fn owners_the_caller_may_not_see_answer_as_missing_ones() {
         "public-only",
     );
 }
+
+/// Security probe, finding 6, on the management routes: a `public-only` token was told "cannot
+/// manage private organizations/owners" (403) for a private name and 404 for a missing one. An
+/// owner the caller may not see is now missing first, whatever the token; the 403 stays for
+/// the owner's own public-only token.
+#[test]
+fn management_routes_do_not_tell_hidden_owners_from_missing_ones() {
+    let s = Server::start();
+    new_user(&s, "vic", "private");
+    new_user(&s, "bob", "public");
+    new_org(&s, "vic", "vorg", "private");
+    let scopes = ["public-only", "write:package", "write:organization"];
+    let bob = new_token(&s, "bob", "pub", &scopes);
+    let bob = tok(bob["sha1"].as_str().unwrap());
+    let routes = |owner: &str| {
+        vec![
+            (
+                "PATCH",
+                format!("/api/v1/orgs/{owner}"),
+                Some(json!({"description": "x"})),
+            ),
+            ("DELETE", format!("/api/v1/orgs/{owner}"), None),
+            (
+                "PUT",
+                format!("/api/v1/orgs/{owner}/members/bob"),
+                Some(json!({"role": "read"})),
+            ),
+            ("DELETE", format!("/api/v1/orgs/{owner}/members/bob"), None),
+            (
+                "POST",
+                format!("/api/v1/orgs/{owner}/teams"),
+                Some(json!({"name": "t"})),
+            ),
+            ("GET", format!("/api/v1/cleanup/{owner}/rules"), None),
+            ("POST", format!("/api/v1/cleanup/{owner}/run"), None),
+            ("GET", format!("/api/v1/admin/quotas/{owner}"), None),
+        ]
+    };
+    for hidden in ["vic", "vorg"] {
+        for ((method, path, body), (_, missing, _)) in
+            routes(hidden).into_iter().zip(routes("nobody"))
+        {
+            if hidden == "vic" && path.starts_with("/api/v1/orgs/") {
+                continue; // a user is no organization: 404 anyway
+            }
+            let a = call(&s, Some(&bob), method, &path, body.clone());
+            let b = call(&s, Some(&bob), method, &missing, body);
+            assert_eq!(a.status, 404, "{method} {path}: {}", a.text());
+            assert_eq!(
+                (a.status, &a.body),
+                (b.status, &b.body),
+                "{method} {path} vs {missing}"
+            );
+        }
+    }
+    // Vic's own public-only token on her private namespace: Gitea's 403.
+    let own = new_token(&s, "vic", "pub", &scopes);
+    let own = tok(own["sha1"].as_str().unwrap());
+    expect(
+        get(&s, &own, "/api/v1/cleanup/vic/rules"),
+        403,
+        "own public-only",
+    );
+    expect(
+        call(
+            &s,
+            Some(&own),
+            "PATCH",
+            "/api/v1/orgs/vorg",
+            Some(json!({"description": "x"})),
+        ),
+        403,
+        "own public-only org",
+    );
+}

@@ -573,15 +573,19 @@ impl Ctx<'_> {
     fn org_admin(&self, org: &str) -> Result<UserRecord, JsonError> {
         let c = signed_in(self.caller, "organization", Access::Write)?;
         let o = self.owner(org, Some(OwnerKind::Org))?;
+        // An organization the caller may not see is a missing one, whatever the token.
+        let level = auth::access_level(&self.api.store, Some(&c.user), &o)?;
+        if level.is_none() {
+            return Err(JsonError::NotFound);
+        }
         if !visible_to(c, &o) {
             return Err(forbidden(
                 "a public-only token cannot manage private organizations",
             ));
         }
-        match auth::access_level(&self.api.store, Some(&c.user), &o)? {
+        match level {
             Some(Role::Admin) => Ok(o),
-            None => Err(JsonError::NotFound),
-            Some(_) => Err(forbidden(
+            _ => Err(forbidden(
                 "you must be an administrator of this organization",
             )),
         }
