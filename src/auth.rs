@@ -495,6 +495,40 @@ pub fn access_level(
     Ok(role.max(by_visibility))
 }
 
+/// Whether `viewer` (None: anonymous) may see `u`'s profile at all, as Gitea's
+/// `IsUserVisibleToViewer` and `HasOrgOrUserVisible`: the user itself and site admins always;
+/// a public account anyone, a limited one anyone signed in; a private organization its members;
+/// a private user those who share an organization with it (shelf has no follows). The JSON API
+/// answers an owner that is not visible exactly as one that does not exist.
+pub fn profile_visible(
+    store: &Store,
+    viewer: Option<&UserRecord>,
+    u: &UserRecord,
+) -> Result<bool, store::Error> {
+    if visibility_allows(u, viewer.is_some()) {
+        return Ok(true);
+    }
+    let Some(viewer) = viewer else {
+        return Ok(false);
+    };
+    if viewer.is_admin || viewer.key() == u.key() {
+        return Ok(true);
+    }
+    match u.kind {
+        OwnerKind::Org => Ok(store.role_of(&u.login, &viewer.login)?.is_some()),
+        OwnerKind::User => {
+            let theirs = store.orgs_of(&u.login)?;
+            if theirs.is_empty() {
+                return Ok(false);
+            }
+            let mine = store.orgs_of(&viewer.login)?;
+            Ok(theirs
+                .iter()
+                .any(|o| mine.iter().any(|m| m.key() == o.key())))
+        }
+    }
+}
+
 /// Whether `owner`'s visibility alone lets a caller (signed in or not) read its packages.
 fn visibility_allows(owner: &UserRecord, signed_in: bool) -> bool {
     match owner.visibility {

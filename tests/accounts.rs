@@ -1666,3 +1666,440 @@ fn failed_sign_ins_are_throttled_per_address() {
         "the rest are counted: {outcomes:?}"
     );
 }
+
+/// Sets fields of `login` as the site admin.
+fn edit_user(s: &Server, login: &str, fields: Value) {
+    expect(
+        call(
+            s,
+            Some(&adm()),
+            "PATCH",
+            &format!("/api/v1/admin/users/{login}"),
+            Some(fields),
+        ),
+        200,
+        &format!("edit {login}"),
+    );
+}
+
+/// Adds `user` to `org` with `role`, as `by` (an admin of `org`).
+fn add_member(s: &Server, by: &str, org: &str, user: &str, role: &str) {
+    expect(
+        call(
+            s,
+            Some(&bas(by)),
+            "PUT",
+            &format!("/api/v1/orgs/{org}/members/{user}"),
+            Some(json!({ "role": role })),
+        ),
+        204,
+        &format!("{user} into {org}"),
+    );
+}
+
+/// A 200 JSON answer and its text.
+fn ok_with_text(r: Resp, what: &str) -> (Value, String) {
+    let text = r.text();
+    (expect(r, 200, what), text)
+}
+
+/// Security probe, finding 4: package objects showed a private creator's email, full name,
+/// is_admin and visibility to anyone who may read the package. As Gitea's `convert.ToUser`, the
+/// address and the admin flag now go only to the user itself and site admins, and a creator the
+/// viewer may not see (`IsUserVisibleToViewer`) is shown as the Ghost, like a deleted account.
+#[test]
+fn private_creators_are_hidden_from_those_who_may_not_see_them() {
+    let s = Server::start();
+    new_user(&s, "pia", "private");
+    edit_user(
+        &s,
+        "pia",
+        json!({"full_name": "Pia Private", "admin": true}),
+    );
+    new_user(&s, "bob", "public");
+    new_user(&s, "carl", "public");
+    new_org(&s, "pia", "pubco", "public");
+    add_member(&s, "pia", "pubco", "carl", "read");
+    assert_eq!(put_file(&s, &bas("pia"), "pubco", "p.txt").status, 201);
+    let leaks = |text: &str| {
+        [
+            "pia@example.com",
+            "Pia Private",
+            "\"is_admin\":true",
+            "private",
+        ]
+        .into_iter()
+        .filter(|secret| text.contains(secret))
+        .collect::<Vec<_>>()
+    };
+    let routes = [
+        "/api/v1/packages/pubco",
+        "/api/v1/packages/pubco/generic/pkg",
+        "/api/v1/packages/pubco/generic/pkg/1.0",
+        "/api/v1/packages/pubco/generic/pkg/-/latest",
+    ];
+    let creator = |v: &Value| {
+        let p = if v.is_array() { &v[0] } else { v };
+        p["creator"].clone()
+    };
+
+    // A stranger reads the public org's packages; pia is the Ghost to him.
+    let bob_token = new_token(&s, "bob", "r", &["read:package"]);
+    for auth in [bas("bob"), tok(bob_token["sha1"].as_str().unwrap())] {
+        for route in routes {
+            let (v, text) = ok_with_text(get(&s, &auth, route), route);
+            assert_eq!(leaks(&text), Vec::<&str>::new(), "{route}: {text}");
+            let c = creator(&v);
+            assert_eq!(
+                (c["id"].clone(), c["login"].clone()),
+                (json!(-1), json!("Ghost"))
+            );
+            assert_eq!(c["email"], "ghost@noreply.test", "{c}");
+            // The owner object is the public org, with its address hidden too.
+            let o = if v.is_array() {
+                &v[0]["owner"]
+            } else {
+                &v["owner"]
+            };
+            assert_eq!(o["email"], "pubco@noreply.test", "{o}");
+        }
+    }
+    expect(get(&s, &bas("bob"), "/api/v1/users/pia"), 404, "pia to bob");
+
+    // A fellow member may see pia's profile (Gitea: they share an organization), but not her
+    // address or that she is a site admin.
+    for route in routes {
+        let (v, text) = ok_with_text(get(&s, &bas("carl"), route), route);
+        assert!(!text.contains("pia@example.com"), "{route}: {text}");
+        let c = creator(&v);
+        assert_eq!(c["login"], "pia");
+        assert_eq!(c["full_name"], "Pia Private");
+        assert_eq!(c["visibility"], "private");
+        assert_eq!(c["email"], "pia@noreply.test");
+        assert_eq!(c["is_admin"], false);
+        assert_eq!(c["active"], false);
+        assert_eq!(c["last_login"], "0001-01-01T00:00:00Z");
+    }
+    let (u, _) = ok_with_text(get(&s, &bas("carl"), "/api/v1/users/pia"), "pia to carl");
+    assert_eq!(
+        (u["email"].clone(), u["is_admin"].clone()),
+        (json!("pia@noreply.test"), json!(false))
+    );
+
+    // Pia herself and the site admin see everything.
+    for auth in [bas("pia"), adm()] {
+        for route in routes {
+            let (v, _) = ok_with_text(get(&s, &auth, route), route);
+            let c = creator(&v);
+            assert_eq!(c["email"], "pia@example.com", "{route}: {c}");
+            assert_eq!(c["is_admin"], true, "{route}: {c}");
+            assert_eq!(c["active"], true, "{route}: {c}");
+        }
+        let (u, _) = ok_with_text(get(&s, &auth, "/api/v1/users/pia"), "pia");
+        assert_eq!(
+            (u["email"].clone(), u["is_admin"].clone()),
+            (json!("pia@example.com"), json!(true))
+        );
+    }
+    let (me, _) = ok_with_text(get(&s, &bas("pia"), "/api/v1/user"), "who am I");
+    assert_eq!(me["email"], "pia@example.com");
+    // Bob sees his own address.
+    let (me, _) = ok_with_text(get(&s, &bas("bob"), "/api/v1/users/bob"), "bob");
+    assert_eq!(me["email"], "bob@example.com");
+}
+
+/// Security probe, finding 4, in member listings: a plain member sees the other members'
+/// public profiles, not their addresses or admin flags; a private member is not listed to a
+/// non-member at all.
+#[test]
+fn member_listings_hide_other_members_private_fields() {
+    let s = Server::start();
+    for (u, vis) in [
+        ("bob", "public"),
+        ("carol", "public"),
+        ("dave", "private"),
+        ("erin", "public"),
+    ] {
+        new_user(&s, u, vis);
+    }
+    edit_user(&s, "bob", json!({"admin": true}));
+    new_org(&s, "bob", "acme", "public");
+    add_member(&s, "bob", "acme", "carol", "read");
+    add_member(&s, "bob", "acme", "dave", "read");
+    let teams = expect(
+        get(&s, &bas("bob"), "/api/v1/orgs/acme/teams"),
+        200,
+        "teams",
+    );
+    let owners = teams[0]["id"].as_u64().expect("team id");
+    let team_route = format!("/api/v1/teams/{owners}/members");
+
+    let by_login = |v: &Value| -> Vec<(String, String, bool)> {
+        let mut out: Vec<_> = v
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|m| {
+                (
+                    m["login"].as_str().unwrap().to_string(),
+                    m["email"].as_str().unwrap().to_string(),
+                    m["is_admin"].as_bool().unwrap(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let row = |l: &str, e: &str, a: bool| (l.to_string(), e.to_string(), a);
+
+    // Carol, a plain member: her own address, the others' no-reply ones, nobody an admin.
+    let (v, text) = ok_with_text(get(&s, &bas("carol"), "/api/v1/orgs/acme/members"), "carol");
+    assert_eq!(
+        by_login(&v),
+        [
+            row("bob", "bob@noreply.test", false),
+            row("carol", "carol@example.com", false),
+            row("dave", "dave@noreply.test", false),
+        ]
+    );
+    assert!(
+        !text.contains("bob@example.com") && !text.contains("dave@example.com"),
+        "{text}"
+    );
+    let (v, _) = ok_with_text(get(&s, &bas("carol"), &team_route), "carol: team");
+    assert_eq!(by_login(&v), [row("bob", "bob@noreply.test", false)]);
+
+    // Erin, no member of the public org: private dave is not listed.
+    let (v, text) = ok_with_text(get(&s, &bas("erin"), "/api/v1/orgs/acme/members"), "erin");
+    assert_eq!(
+        by_login(&v),
+        [
+            row("bob", "bob@noreply.test", false),
+            row("carol", "carol@noreply.test", false),
+        ]
+    );
+    assert!(!text.contains("dave"), "{text}");
+
+    // A site admin sees every field of everyone.
+    let (v, _) = ok_with_text(get(&s, &adm(), "/api/v1/orgs/acme/members"), "admin");
+    assert_eq!(
+        by_login(&v),
+        [
+            row("bob", "bob@example.com", true),
+            row("carol", "carol@example.com", false),
+            row("dave", "dave@example.com", false),
+        ]
+    );
+}
+
+/// Security probe, finding 6: the JSON API told a private owner (403) from a missing one (404).
+/// An owner the caller may not see now gets the very same 404 as one that does not exist, as
+/// Gitea's `/users/{name}` and `/orgs/{org}` do. The registry routes keep Gitea's 401 for a
+/// private owner (README, "Access").
+#[test]
+fn owners_the_caller_may_not_see_answer_as_missing_ones() {
+    let s = Server::start();
+    new_user(&s, "vic", "private");
+    new_user(&s, "bob", "public");
+    new_user(&s, "carl", "public");
+    assert_eq!(put_file(&s, &bas("vic"), "vic", "v.txt").status, 201);
+    new_org(&s, "vic", "vorg", "private");
+    assert_eq!(put_file(&s, &bas("vic"), "vorg", "o.txt").status, 201);
+    let all = new_token(&s, "bob", "all", &["all"]);
+    let public_only = new_token(
+        &s,
+        "bob",
+        "pub",
+        &[
+            "public-only",
+            "write:package",
+            "read:user",
+            "read:organization",
+        ],
+    );
+    let pairs = |hidden: &str| {
+        let mut out = Vec::new();
+        for (prefix, missing) in [
+            ("/api/v1/packages/", "nobody"),
+            ("/api/v1/users/", "nobody"),
+        ] {
+            for suffix in [
+                "",
+                "/generic/pkg",
+                "/generic/pkg/1.0",
+                "/generic/pkg/1.0/files",
+                "/generic/pkg/-/latest",
+            ] {
+                if prefix == "/api/v1/users/" && !suffix.is_empty() {
+                    continue;
+                }
+                out.push((
+                    format!("{prefix}{hidden}{suffix}"),
+                    format!("{prefix}{missing}{suffix}"),
+                ));
+            }
+        }
+        out
+    };
+    let mut cases = pairs("vic");
+    cases.extend(pairs("vorg"));
+    for suffix in ["", "/members", "/teams"] {
+        cases.push((
+            format!("/api/v1/orgs/vorg{suffix}"),
+            format!("/api/v1/orgs/nobody{suffix}"),
+        ));
+    }
+    for auth in [
+        bas("bob"),
+        tok(all["sha1"].as_str().unwrap()),
+        tok(public_only["sha1"].as_str().unwrap()),
+    ] {
+        for (hidden, missing) in &cases {
+            if hidden == "/api/v1/users/vorg" {
+                continue; // below, with the organizations
+            }
+            for method in ["GET", "DELETE"] {
+                if method == "DELETE" && !hidden.starts_with("/api/v1/packages/") {
+                    continue;
+                }
+                let a = call(&s, Some(&auth), method, hidden, None);
+                let b = call(&s, Some(&auth), method, missing, None);
+                assert_eq!(a.status, 404, "{method} {hidden}: {}", a.text());
+                assert_eq!(
+                    (a.status, a.header("content-type"), &a.body),
+                    (b.status, b.header("content-type"), &b.body),
+                    "{method} {hidden} vs {missing}"
+                );
+            }
+        }
+    }
+    // Nothing was deleted; the owner and the site admin still read everything.
+    for auth in [bas("vic"), adm()] {
+        for route in [
+            "/api/v1/packages/vic/generic/pkg/1.0",
+            "/api/v1/packages/vorg/generic/pkg/1.0",
+            "/api/v1/users/vic",
+            "/api/v1/orgs/vorg",
+        ] {
+            expect(get(&s, &auth, route), 200, route);
+        }
+    }
+    // The registry route keeps Gitea's 401 for a private owner: its existence shows there.
+    let r = s.req(
+        "GET",
+        &pkg("vic", "v.txt"),
+        &[("Authorization", &bas("bob"))],
+        b"",
+    );
+    assert_eq!(r.status, 401);
+    let r = s.req(
+        "GET",
+        &pkg("nobody", "v.txt"),
+        &[("Authorization", &bas("bob"))],
+        b"",
+    );
+    assert_eq!(r.status, 404);
+    // Someone who may see vic (a fellow member of vorg) but not read her packages gets Gitea's
+    // 403; so does vic's own public-only token on her private namespace (GITEA-COMPAT §8).
+    add_member(&s, "vic", "vorg", "carl", "read");
+    expect(
+        get(&s, &bas("carl"), "/api/v1/users/vic"),
+        200,
+        "vic to carl",
+    );
+    expect(
+        get(&s, &bas("carl"), "/api/v1/packages/vic"),
+        403,
+        "vic's packages to carl",
+    );
+    expect(
+        get(&s, &bas("carl"), "/api/v1/packages/vorg"),
+        200,
+        "vorg's packages to carl",
+    );
+    let own = new_token(&s, "vic", "pub", &["public-only", "read:package"]);
+    expect(
+        get(
+            &s,
+            &tok(own["sha1"].as_str().unwrap()),
+            "/api/v1/packages/vic",
+        ),
+        403,
+        "public-only",
+    );
+}
+
+/// Security probe, finding 6, on the management routes: a `public-only` token was told "cannot
+/// manage private organizations/owners" (403) for a private name and 404 for a missing one. An
+/// owner the caller may not see is now missing first, whatever the token; the 403 stays for
+/// the owner's own public-only token.
+#[test]
+fn management_routes_do_not_tell_hidden_owners_from_missing_ones() {
+    let s = Server::start();
+    new_user(&s, "vic", "private");
+    new_user(&s, "bob", "public");
+    new_org(&s, "vic", "vorg", "private");
+    let scopes = ["public-only", "write:package", "write:organization"];
+    let bob = new_token(&s, "bob", "pub", &scopes);
+    let bob = tok(bob["sha1"].as_str().unwrap());
+    let routes = |owner: &str| {
+        vec![
+            (
+                "PATCH",
+                format!("/api/v1/orgs/{owner}"),
+                Some(json!({"description": "x"})),
+            ),
+            ("DELETE", format!("/api/v1/orgs/{owner}"), None),
+            (
+                "PUT",
+                format!("/api/v1/orgs/{owner}/members/bob"),
+                Some(json!({"role": "read"})),
+            ),
+            ("DELETE", format!("/api/v1/orgs/{owner}/members/bob"), None),
+            (
+                "POST",
+                format!("/api/v1/orgs/{owner}/teams"),
+                Some(json!({"name": "t"})),
+            ),
+            ("GET", format!("/api/v1/cleanup/{owner}/rules"), None),
+            ("POST", format!("/api/v1/cleanup/{owner}/run"), None),
+            ("GET", format!("/api/v1/admin/quotas/{owner}"), None),
+        ]
+    };
+    for hidden in ["vic", "vorg"] {
+        for ((method, path, body), (_, missing, _)) in
+            routes(hidden).into_iter().zip(routes("nobody"))
+        {
+            if hidden == "vic" && path.starts_with("/api/v1/orgs/") {
+                continue; // a user is no organization: 404 anyway
+            }
+            let a = call(&s, Some(&bob), method, &path, body.clone());
+            let b = call(&s, Some(&bob), method, &missing, body);
+            assert_eq!(a.status, 404, "{method} {path}: {}", a.text());
+            assert_eq!(
+                (a.status, &a.body),
+                (b.status, &b.body),
+                "{method} {path} vs {missing}"
+            );
+        }
+    }
+    // Vic's own public-only token on her private namespace: Gitea's 403.
+    let own = new_token(&s, "vic", "pub", &scopes);
+    let own = tok(own["sha1"].as_str().unwrap());
+    expect(
+        get(&s, &own, "/api/v1/cleanup/vic/rules"),
+        403,
+        "own public-only",
+    );
+    expect(
+        call(
+            &s,
+            Some(&own),
+            "PATCH",
+            "/api/v1/orgs/vorg",
+            Some(json!({"description": "x"})),
+        ),
+        403,
+        "own public-only org",
+    );
+}

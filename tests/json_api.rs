@@ -148,8 +148,11 @@ const USER_FIELDS: &[&str] = &[
     "username",
 ];
 
-/// Gitea's User object, every field with its type.
-fn check_user(u: &Value, login: &str, is_admin: bool) {
+/// Gitea's User object, every field with its type, as `viewer` is shown it: the user itself and
+/// site admins (the only one here is `admin`) see every field, anyone else the public profile
+/// with the no-reply address and the private fields at their zero values (`convert.ToUser`).
+fn check_user(u: &Value, login: &str, is_admin: bool, viewer: &str) {
+    let authed = viewer == "admin" || viewer == login;
     let o = u
         .as_object()
         .unwrap_or_else(|| panic!("user is not an object: {u}"));
@@ -178,11 +181,23 @@ fn check_user(u: &Value, login: &str, is_admin: bool) {
         "avatar_url absolute or empty: {avatar}"
     );
     assert_eq!(u["html_url"], format!("{BASE}/{login}"));
-    assert_eq!(u["is_admin"], is_admin);
-    assert_rfc3339(&u["last_login"]);
+    assert_eq!(
+        u["is_admin"],
+        is_admin && authed,
+        "is_admin as {viewer}: {u}"
+    );
+    if authed {
+        assert_rfc3339(&u["last_login"]);
+    } else {
+        assert_eq!(u["last_login"], "0001-01-01T00:00:00Z", "as {viewer}: {u}");
+        let placeholder = format!("{}@noreply.test", login.to_lowercase());
+        assert_eq!(u["email"], placeholder.as_str(), "email as {viewer}: {u}");
+        assert_eq!(u["login_name"], "");
+        assert_eq!(u["language"], "");
+    }
     assert_rfc3339(&u["created"]);
     assert_eq!(u["restricted"], false);
-    assert_eq!(u["active"], true);
+    assert_eq!(u["active"], authed, "active as {viewer}: {u}");
     assert_eq!(u["prohibit_login"], false);
     let vis = u["visibility"].as_str().expect("visibility string");
     assert!(["public", "limited", "private"].contains(&vis), "{vis}");
@@ -193,7 +208,7 @@ fn check_user(u: &Value, login: &str, is_admin: bool) {
 }
 
 /// Gitea's Package object (plus shelf's `downloads`), every field with its type.
-fn check_package(p: &Value, owner: &str, creator: &str, name: &str, version: &str) {
+fn check_package(p: &Value, owner: &str, creator: &str, name: &str, version: &str, viewer: &str) {
     let o = p
         .as_object()
         .unwrap_or_else(|| panic!("package is not an object: {p}"));
@@ -212,8 +227,8 @@ fn check_package(p: &Value, owner: &str, creator: &str, name: &str, version: &st
         assert!(o.contains_key(f), "package lacks {f}: {p}");
     }
     assert!(p["id"].is_u64() && p["id"].as_u64().unwrap() > 0, "id: {p}");
-    check_user(&p["owner"], owner, owner == "admin");
-    check_user(&p["creator"], creator, creator == "admin");
+    check_user(&p["owner"], owner, owner == "admin", viewer);
+    check_user(&p["creator"], creator, creator == "admin", viewer);
     assert!(p["repository"].is_null(), "repository: {p}");
     assert_eq!(p["type"], "generic");
     assert_eq!(p["name"], name);
@@ -370,7 +385,7 @@ fn package_object_field_by_field() {
     publish(&s, "my.pkg", "v2.0", "b.txt", b"world");
 
     let p = ok_json(&aget(&s, &format!("{V1}/generic/my.pkg/v1.0-rc")));
-    check_package(&p, "admin", "admin", "My.Pkg", "V1.0-RC");
+    check_package(&p, "admin", "admin", "My.Pkg", "V1.0-RC", "admin");
     assert_eq!(p["html_url"], html_url("admin", "my.pkg", "v1.0-rc"));
     assert_eq!(p["downloads"], 0);
 
@@ -383,7 +398,7 @@ fn package_object_field_by_field() {
     }
 
     let p2 = ok_json(&aget(&s, &format!("{V1}/generic/MY.PKG/V2.0")));
-    check_package(&p2, "admin", "admin", "My.Pkg", "v2.0");
+    check_package(&p2, "admin", "admin", "My.Pkg", "v2.0", "admin");
     assert_eq!(p2["html_url"], html_url("admin", "my.pkg", "v2.0"));
     assert!(p2["id"].as_u64() > p["id"].as_u64(), "ids grow: {p} {p2}");
     assert_ne!(p["id"], p2["id"]);
@@ -485,6 +500,7 @@ fn paging_three_pages_with_links() {
                     "admin",
                     "paged",
                     it["version"].as_str().unwrap(),
+                    "admin",
                 );
             }
             seen.extend(versions_of(&items));
@@ -664,7 +680,7 @@ fn percent_encoded_names_and_versions() {
     publish(&s, "plus+name", "1.0+build.5", "g.bin", b"def");
 
     let p = ok_json(&aget(&s, &format!("{V1}/generic/spaced/1.0%20beta")));
-    check_package(&p, "admin", "admin", "Spaced", "1.0 Beta");
+    check_package(&p, "admin", "admin", "Spaced", "1.0 Beta", "admin");
     assert_eq!(p["html_url"], html_url("admin", "spaced", "1.0%20beta"));
     let files = ok_array(&aget(&s, &format!("{V1}/generic/Spaced/1.0%20Beta/files")));
     assert_eq!(files.len(), 1);
@@ -676,13 +692,13 @@ fn percent_encoded_names_and_versions() {
         format!("{V1}/generic/plus%2Bname/1.0%2Bbuild.5"),
     ] {
         let p = ok_json(&aget(&s, &path));
-        check_package(&p, "admin", "admin", "plus+name", "1.0+build.5");
+        check_package(&p, "admin", "admin", "plus+name", "1.0+build.5", "admin");
         assert_eq!(p["html_url"], html_url("admin", "plus+name", "1.0+build.5"));
     }
     // `%2F` stays inside its segment and decodes to `/`.
     publish(&s, "slashed", "a%2Fb", "f", b"s");
     let p = ok_json(&aget(&s, &format!("{V1}/generic/slashed/A%2FB")));
-    check_package(&p, "admin", "admin", "slashed", "a/b");
+    check_package(&p, "admin", "admin", "slashed", "a/b", "admin");
     assert_eq!(p["html_url"], html_url("admin", "slashed", "a%2Fb"));
     assert_eq!(
         ok_array(&aget(&s, &format!("{V1}/generic/slashed/a%2fb/files"))).len(),
@@ -912,7 +928,7 @@ fn deletes() {
 
     // The newest version, then without it.
     let latest = ok_json(&aget(&s, &format!("{V1}/generic/doomed/-/latest")));
-    check_package(&latest, "admin", "admin", "Doomed", "3");
+    check_package(&latest, "admin", "admin", "Doomed", "3", "admin");
     let r = s.delete(&format!("{V1}/generic/DOOMED/3"));
     assert_eq!(r.status, 204, "{}", r.text());
     assert!(r.body.is_empty());
@@ -972,7 +988,7 @@ fn another_user_may_read_but_not_delete() {
     // Bob reads the admin's public packages.
     let items = ok_array(&get_as(&s, &bob_auth, V1));
     assert_eq!(items.len(), 1);
-    check_package(&items[0], "admin", "admin", "owned", "1");
+    check_package(&items[0], "admin", "admin", "owned", "1", "bob");
     ok_json(&get_as(
         &s,
         &basic("bob", &bob),
@@ -1000,7 +1016,7 @@ fn another_user_may_read_but_not_delete() {
         &bob_auth,
         "/api/v1/packages/BOB/generic/mine/1.0",
     ));
-    check_package(&p, "bob", "bob", "mine", "1.0");
+    check_package(&p, "bob", "bob", "mine", "1.0", "bob");
     assert_eq!(p["html_url"], html_url("bob", "mine", "1.0"));
     assert_ne!(p["owner"]["id"], items[0]["owner"]["id"]);
     // The admin may delete it; first bob deletes his own version.

@@ -311,7 +311,7 @@ pub(super) fn dispatch(
             if !c.scope("user", Access::Read) {
                 return Err(scope_error("user", Access::Read));
             }
-            Ok(json_response(200, &user_json(base, &c.user)))
+            Ok(json_response(200, &user_json(base, &c.user, Some(&c.user))))
         }
         ("GET", ["user", "orgs"]) => {
             let c = signed_in(&caller, "organization", Access::Read)?;
@@ -327,7 +327,7 @@ pub(super) fn dispatch(
             let c = site_admin(&caller, Access::Read)?;
             let u = ctx.owner(name, Some(OwnerKind::User))?;
             public_target(c, &u)?;
-            Ok(json_response(200, &user_json(base, &u)))
+            Ok(json_response(200, &user_json(base, &u, Some(&c.user))))
         }
         ("PATCH", ["admin", "users", name]) => ctx.edit_user(req, name),
         ("DELETE", ["admin", "users", name]) => ctx.delete_owner(req, name, OwnerKind::User),
@@ -364,13 +364,14 @@ pub(super) fn dispatch(
         ("GET", ["users", name]) => {
             let c = signed_in(&caller, "user", Access::Read)?;
             let u = ctx.owner(name, None)?;
-            if auth::access_level(&api.store, Some(&c.user), &u)?.is_none() {
+            // Gitea's `GetInfo`: a profile the caller may not see is a user that does not exist.
+            if !auth::profile_visible(&api.store, Some(&c.user), &u)? {
                 return Err(JsonError::NotFound);
             }
             if !visible_to(c, &u) {
                 return Err(forbidden("a public-only token cannot see private accounts"));
             }
-            Ok(json_response(200, &user_json(base, &u)))
+            Ok(json_response(200, &user_json(base, &u, Some(&c.user))))
         }
         ("GET", ["users", name, "tokens"]) => {
             ctx.token_owner(name)?;
@@ -418,15 +419,12 @@ pub(super) fn dispatch(
         }
         ("GET", ["orgs", org, "members"]) => {
             let o = ctx.readable_org(org)?;
-            let members = api.store.list_members(&o.login)?;
-            let items = members
-                .iter()
-                .map(|(u, role)| {
-                    let mut v = user_json(base, u);
-                    v["role"] = json!(role.as_str());
-                    v
-                })
-                .collect::<Vec<_>>();
+            let mut items = Vec::new();
+            for (u, role) in ctx.visible_members(&o)? {
+                let mut v = user_json(base, &u, ctx.viewer());
+                v["role"] = json!(role.as_str());
+                items.push(v);
+            }
             let total = items.len() as u64;
             Ok(paged(base, &path, query, paging(query), total, items))
         }
@@ -517,11 +515,10 @@ pub(super) fn dispatch(
         ("GET", ["teams", id, "members"]) => {
             let (team, org) = ctx.team(id)?;
             ctx.readable_org(&org.login)?;
-            let members = api.store.list_members(&org.login)?;
             let mut items = Vec::new();
-            for (u, _) in members {
+            for (u, _) in ctx.visible_members(&org)? {
                 if ctx.in_team(team.id, &u.login)? {
-                    items.push(user_json(base, &u));
+                    items.push(user_json(base, &u, ctx.viewer()));
                 }
             }
             let total = items.len() as u64;
@@ -604,18 +601,44 @@ impl Ctx<'_> {
     fn org_admin(&self, org: &str) -> Result<UserRecord, JsonError> {
         let c = signed_in(self.caller, "organization", Access::Write)?;
         let o = self.owner(org, Some(OwnerKind::Org))?;
+        // An organization the caller may not see is a missing one, whatever the token.
+        let level = auth::access_level(&self.api.store, Some(&c.user), &o)?;
+        if level.is_none() {
+            return Err(JsonError::NotFound);
+        }
         if !visible_to(c, &o) {
             return Err(forbidden(
                 "a public-only token cannot manage private organizations",
             ));
         }
-        match auth::access_level(&self.api.store, Some(&c.user), &o)? {
+        match level {
             Some(Role::Admin) => Ok(o),
-            None => Err(JsonError::NotFound),
-            Some(_) => Err(forbidden(
+            _ => Err(forbidden(
                 "you must be an administrator of this organization",
             )),
         }
+    }
+
+    /// The signed-in user the answer is for, who decides which fields of a User object show.
+    fn viewer(&self) -> Option<&UserRecord> {
+        self.caller.as_ref().map(|c| &c.user)
+    }
+
+    /// The members of `org` whose profile the caller may see (a private user only to those
+    /// sharing an organization with it, so to every fellow member), with their roles.
+    fn visible_members(&self, org: &UserRecord) -> Result<Vec<(UserRecord, Role)>, JsonError> {
+        // A fellow member (or a site admin) sees every member; only others need asking.
+        let sees_all = match self.viewer() {
+            Some(v) => v.is_admin || self.api.store.role_of(&org.login, &v.login)?.is_some(),
+            None => false,
+        };
+        let mut out = Vec::new();
+        for (u, role) in self.api.store.list_members(&org.login)? {
+            if sees_all || auth::profile_visible(&self.api.store, self.viewer(), &u)? {
+                out.push((u, role));
+            }
+        }
+        Ok(out)
     }
 
     fn team(&self, id: &str) -> Result<(TeamRecord, UserRecord), JsonError> {
@@ -768,7 +791,7 @@ impl Ctx<'_> {
         };
         let (page, limit) = paging(self.query);
         let render = |u: &UserRecord| match kind {
-            OwnerKind::User => user_json(self.base, u),
+            OwnerKind::User => user_json(self.base, u, Some(&c.user)),
             OwnerKind::Org => org_json(self.base, u),
         };
         let items: Vec<Value>;
@@ -837,7 +860,7 @@ impl Ctx<'_> {
             Created::Done(_) => {
                 self.audit_event(req, "user.create", &login, &login, "ok");
                 let u = self.owner(&login, Some(OwnerKind::User))?;
-                Ok(json_response(201, &user_json(self.base, &u)))
+                Ok(json_response(201, &user_json(self.base, &u, self.viewer())))
             }
             Created::NameTaken => Err(JsonError::Unprocessable("user already exists".into())),
         }
@@ -899,7 +922,7 @@ impl Ctx<'_> {
         .filter(|k| body.contains_key(*k))
         .collect();
         self.audit_event(req, "user.update", name, &what.join(","), "ok");
-        Ok(json_response(200, &user_json(self.base, &u)))
+        Ok(json_response(200, &user_json(self.base, &u, self.viewer())))
     }
 
     fn delete_owner(&self, req: &mut Request, name: &str, kind: OwnerKind) -> Res {

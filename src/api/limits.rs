@@ -196,6 +196,10 @@ fn owner_admin<'a>(
 ) -> Result<(&'a Caller, UserRecord), JsonError> {
     let c = signed_in(caller, "package", access)?;
     let o = api.store.get_user(owner)?.ok_or(JsonError::NotFound)?;
+    // An owner the caller may not see is a missing one, whatever the token.
+    if !auth::profile_visible(&api.store, Some(&c.user), &o)? {
+        return Err(JsonError::NotFound);
+    }
     if c.public_only() && o.visibility != Visibility::Public {
         return Err(JsonError::Forbidden(
             "a public-only token cannot manage private owners".into(),
@@ -203,8 +207,7 @@ fn owner_admin<'a>(
     }
     match auth::access_level(&api.store, Some(&c.user), &o)? {
         Some(Role::Admin) => Ok((c, o)),
-        None => Err(JsonError::NotFound),
-        Some(_) => Err(JsonError::Forbidden(
+        _ => Err(JsonError::Forbidden(
             "you must be an administrator of this owner or a site administrator".into(),
         )),
     }

@@ -1,7 +1,8 @@
 //! The JSON API under `/api/v1` for packages (GITEA-COMPAT §11 and §16): listings with Gitea's
 //! paging headers, one version, its files with every digest, the newest version, deletes, and
 //! `/api/v1/version`. Errors are JSON `{"message", "url"}` with Gitea's JSON-API statuses
-//! (403 where the registry routes say 401).
+//! (403 where the registry routes say 401; 404 for an owner the caller may not see, as for one
+//! that does not exist).
 
 use super::names::percent_decode;
 use super::Api;
@@ -9,6 +10,7 @@ use crate::auth::{self, Access, AuthError, Denied};
 use crate::http::{rfc3339, Request, Response, ResponseBody};
 use crate::store::{self, Deleted, FileEntry, OwnerKind, Page, UserRecord, VersionEntry};
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::time::{Duration, UNIX_EPOCH};
 
 /// Gitea's `[api] DEFAULT_PAGING_NUM` and `MAX_RESPONSE_ITEMS`.
@@ -157,6 +159,13 @@ fn dispatch(
         .transpose()?
         .flatten()
         .ok_or(JsonError::NotFound)?;
+    // An owner the caller may not see is one that does not exist: the same 404, before any
+    // check that could answer otherwise (Gitea answers 403 here, from `reqPackageAccess`, which
+    // tells a private owner from a missing one; its `/users/{name}` and `/orgs/{org}` answer
+    // 404, and so do ours).
+    if !auth::profile_visible(&api.store, Some(&caller.user), &owner)? {
+        return Err(JsonError::NotFound);
+    }
     let write_route = method == "DELETE";
     let scope_access = if write_route {
         Access::Write
@@ -221,15 +230,8 @@ fn dispatch(
                     items: Vec::new(),
                 },
             };
-            Ok(list_response(
-                api,
-                base,
-                path,
-                query,
-                (page, limit),
-                page_items,
-                &owner,
-            ))
+            let people = UserLookup::new(api, base, &caller.user);
+            list_response(people, path, query, (page, limit), page_items, &owner)
         }
         ("GET", ["generic", name]) => {
             let (page, limit) = paging(query);
@@ -237,15 +239,8 @@ fn dispatch(
                 .store
                 .list_package_versions(&owner.login, &decode(name)?, page, limit)?
                 .ok_or(JsonError::NotFound)?;
-            Ok(list_response(
-                api,
-                base,
-                path,
-                query,
-                (page, limit),
-                page_items,
-                &owner,
-            ))
+            let people = UserLookup::new(api, base, &caller.user);
+            list_response(people, path, query, (page, limit), page_items, &owner)
         }
         ("DELETE", ["generic", name]) => {
             let name = decode(name)?;
@@ -283,14 +278,16 @@ fn dispatch(
                 .store
                 .latest_version(&owner.login, &decode(name)?)?
                 .ok_or(JsonError::NotFound)?;
-            Ok(json_response(200, &package_json(api, base, &owner, &entry)))
+            let p = UserLookup::new(api, base, &caller.user).package_json(&owner, &entry)?;
+            Ok(json_response(200, &p))
         }
         ("GET", ["generic", name, version]) => {
             let entry = api
                 .store
                 .get_version(&owner.login, &decode(name)?, &decode(version)?)?
                 .ok_or(JsonError::NotFound)?;
-            Ok(json_response(200, &package_json(api, base, &owner, &entry)))
+            let p = UserLookup::new(api, base, &caller.user).package_json(&owner, &entry)?;
+            Ok(json_response(200, &p))
         }
         ("DELETE", ["generic", name, version]) => {
             let (name, version) = (decode(name)?, decode(version)?);
@@ -349,26 +346,26 @@ fn dispatch(
 }
 
 fn list_response(
-    api: &Api,
-    base: &str,
+    mut people: UserLookup,
     path: &str,
     query: &str,
     (page, limit): (u64, u64),
     listing: Page<VersionEntry>,
     owner: &UserRecord,
-) -> Response {
-    let items: Vec<Value> = listing
+) -> Result<Response, JsonError> {
+    let items = listing
         .items
         .iter()
-        .map(|e| package_json(api, base, owner, e))
-        .collect();
+        .map(|e| people.package_json(owner, e))
+        .collect::<Result<Vec<Value>, JsonError>>()?;
+    let base = people.base;
     let mut resp = json_response(200, &Value::Array(items))
         .with_header("X-Total-Count", listing.total.to_string())
         .with_header("Access-Control-Expose-Headers", "X-Total-Count, Link");
     if let Some(link) = link_header(base, path, query, page, limit, listing.total) {
         resp = resp.with_header("Link", link);
     }
-    resp
+    Ok(resp)
 }
 
 /// Gitea's `Link` header: absolute URLs, the caller's other query parameters kept, in the order
@@ -419,24 +416,34 @@ pub(super) fn time(secs: u64) -> String {
     rfc3339(UNIX_EPOCH + Duration::from_secs(secs))
 }
 
-/// Gitea's User object (modules/structs/user.go), with `username` as a copy of `login`.
-pub(super) fn user_json(base: &str, u: &UserRecord) -> Value {
+/// Gitea's `last_login` for a viewer not shown it: Go's zero `time.Time`.
+const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+/// Gitea's User object (modules/structs/user.go), with `username` as a copy of `login`, as
+/// `viewer` (None: anonymous) is shown it (Gitea's `convert.ToUser(user, doer)`). The user
+/// itself and site admins see every field; anyone else sees the public profile, the address
+/// replaced by the user's no-reply one (as Gitea with `KEEP_EMAIL_PRIVATE` on every account),
+/// and `is_admin`, `login_name`, `last_login`, `language`, `active` and `prohibit_login` at
+/// their zero values. Whether the viewer may see the profile at all is the caller's question
+/// (`auth::profile_visible`; `UserLookup` asks it for package objects).
+pub(super) fn user_json(base: &str, u: &UserRecord, viewer: Option<&UserRecord>) -> Value {
+    let authed = viewer.is_some_and(|v| v.is_admin || v.key() == u.key());
     json!({
         "id": u.id,
         "login": u.login,
         "login_name": "",
         "source_id": 0,
         "full_name": u.full_name,
-        "email": u.email,
+        "email": if authed { u.email.clone() } else { no_reply_address(base, u) },
         "avatar_url": "",
         "html_url": format!("{base}/{}", u.login),
         "language": "",
-        "is_admin": u.is_admin,
-        "last_login": time(u.created),
+        "is_admin": authed && u.is_admin,
+        "last_login": if authed { time(u.created) } else { ZERO_TIME.to_string() },
         "created": time(u.created),
         "restricted": false,
-        "active": u.active,
-        "prohibit_login": !u.active,
+        "active": authed && u.active,
+        "prohibit_login": authed && !u.active,
         "location": u.location,
         "website": u.website,
         "description": u.description,
@@ -448,39 +455,86 @@ pub(super) fn user_json(base: &str, u: &UserRecord) -> Value {
     })
 }
 
-/// Gitea's stand-in for a deleted user.
+/// Gitea's `GetPlaceholderEmail`: `<lower-case login>@<NO_REPLY_ADDRESS>`, whose default is
+/// `noreply.<DOMAIN>`; shelf's domain is the host of its base URL.
+fn no_reply_address(base: &str, u: &UserRecord) -> String {
+    let authority = base.split_once("://").map_or(base, |(_, rest)| rest);
+    let authority = authority.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    format!("{}@noreply.{host}", u.key())
+}
+
+/// Gitea's stand-in for a deleted user (`NewGhostUser`), also shown for a creator whose profile
+/// the viewer may not see, so that one reads as a deleted account.
 fn ghost_json(base: &str) -> Value {
     let mut ghost = UserRecord::new("Ghost", OwnerKind::User);
     ghost.active = false;
     ghost.created = 0;
-    let mut v = user_json(base, &ghost);
+    let mut v = user_json(base, &ghost, None);
     v["id"] = json!(-1);
     v
 }
 
-/// Gitea's Package object (modules/structs/package.go) for one version; `downloads` is shelf's.
-fn package_json(api: &Api, base: &str, owner: &UserRecord, e: &VersionEntry) -> Value {
-    let creator = match api.store.get_user(&e.version.creator) {
-        Ok(Some(u)) => user_json(base, &u),
-        _ => ghost_json(base),
-    };
-    json!({
-        "id": e.version.id,
-        "owner": user_json(base, owner),
-        "repository": null,
-        "creator": creator,
-        "type": "generic",
-        "name": e.package.name,
-        "version": e.version.version,
-        "html_url": format!(
-            "{base}/{}/-/packages/generic/{}/{}",
-            owner.login,
-            super::percent_encode(&store::fold_case(&e.package.name)),
-            super::percent_encode(&store::fold_case(&e.version.version)),
-        ),
-        "created_at": time(e.version.created),
-        "downloads": e.version.downloads,
-    })
+/// The User objects of one answer for one viewer, each creator looked up (and its visibility
+/// decided) once per answer.
+struct UserLookup<'a> {
+    api: &'a Api,
+    base: &'a str,
+    viewer: &'a UserRecord,
+    seen: HashMap<String, Value>,
+}
+
+impl<'a> UserLookup<'a> {
+    fn new(api: &'a Api, base: &'a str, viewer: &'a UserRecord) -> UserLookup<'a> {
+        UserLookup {
+            api,
+            base,
+            viewer,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// The creator `login` as the viewer is shown it: the Ghost when deleted or not visible.
+    fn creator(&mut self, login: &str) -> Result<Value, JsonError> {
+        let key = store::fold_case(login);
+        if let Some(v) = self.seen.get(&key) {
+            return Ok(v.clone());
+        }
+        let v = match self.api.store.get_user(login)? {
+            Some(u) if auth::profile_visible(&self.api.store, Some(self.viewer), &u)? => {
+                user_json(self.base, &u, Some(self.viewer))
+            }
+            _ => ghost_json(self.base),
+        };
+        self.seen.insert(key, v.clone());
+        Ok(v)
+    }
+
+    /// Gitea's Package object (modules/structs/package.go) for one version of `owner`, which
+    /// the viewer may see; `downloads` is shelf's.
+    fn package_json(&mut self, owner: &UserRecord, e: &VersionEntry) -> Result<Value, JsonError> {
+        let base = self.base;
+        Ok(json!({
+            "id": e.version.id,
+            "owner": user_json(base, owner, Some(self.viewer)),
+            "repository": null,
+            "creator": self.creator(&e.version.creator)?,
+            "type": "generic",
+            "name": e.package.name,
+            "version": e.version.version,
+            "html_url": format!(
+                "{base}/{}/-/packages/generic/{}/{}",
+                owner.login,
+                super::percent_encode(&store::fold_case(&e.package.name)),
+                super::percent_encode(&store::fold_case(&e.version.version)),
+            ),
+            "created_at": time(e.version.created),
+            "downloads": e.version.downloads,
+        }))
+    }
 }
 
 /// Gitea's PackageFile object, with the size under both names clients use (§16.1).
