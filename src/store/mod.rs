@@ -39,7 +39,7 @@ pub use limits::{
 };
 /// Schema 2's tables, beside the others for code that lists every table (backup, repair).
 use limits::{CLEANUP_RULES, OWNER_BYTES, QUOTAS, VERSION_DOWNLOADS};
-pub use listing::{Digests, FileEntry, Page, VersionEntry};
+pub use listing::{page_offset, Digests, FileEntry, Page, VersionEntry};
 pub use observe::{ByteTotals, ReadyProbe, RowCounts, StatsCache};
 pub use scrub::{ScrubConfig, ScrubState};
 pub use stats::{compact, OwnerStats, Stats};
