@@ -3,7 +3,7 @@
 //! validation and output happen once. Offline changes are audited as `cli`/`local`.
 
 use crate::api::{
-    parse_limit, quota_json, removal_json, rule_from_json, rule_json, valid_owner_name,
+    cleanup_report_json, parse_limit, quota_json, rule_from_json, rule_json, valid_owner_name,
     valid_package_name, ALL_PACKAGES,
 };
 use crate::client::{encode_component as enc, Client};
@@ -430,18 +430,17 @@ pub fn cleanup(action: CleanupAction) -> Result<(), String> {
             let target = config::target(a.db, a.server, a.token)?;
             let dry = a.dry_run;
             with(target, |b| {
-                let removed: Vec<Value> = match b {
+                let report: Value = match b {
                     Backend::Offline(s) => {
                         if let Some(o) = &owner {
                             if s.get_user(o).map_err(|e| e.to_string())?.is_none() {
                                 return Err(no_owner(o));
                             }
                         }
-                        s.run_cleanup(owner.as_deref(), dry, store::now())
-                            .map_err(|e| e.to_string())?
-                            .iter()
-                            .map(removal_json)
-                            .collect()
+                        let report = s
+                            .run_cleanup(owner.as_deref(), dry, store::now())
+                            .map_err(|e| e.to_string())?;
+                        cleanup_report_json(&report, dry)
                     }
                     Backend::Remote(_) => {
                         let q = if dry { "?dry_run=true" } else { "" };
@@ -449,10 +448,19 @@ pub fn cleanup(action: CleanupAction) -> Result<(), String> {
                             Some(o) => format!("/api/v1/cleanup/{}/run{q}", enc(o)),
                             None => format!("/api/v1/admin/cleanup/run{q}"),
                         };
-                        let v = b.call("POST", &path, None, owner.as_deref().unwrap_or(""))?;
-                        v["removed"].as_array().cloned().unwrap_or_default()
+                        b.call("POST", &path, None, owner.as_deref().unwrap_or(""))?
                     }
                 };
+                let list = |k: &str| report[k].as_array().cloned().unwrap_or_default();
+                let (removed, skipped) = (list("removed"), list("skipped"));
+                for r in &skipped {
+                    println!(
+                        "skipped the rule for {}/{}: {}",
+                        printable(r["owner"].as_str().unwrap_or("")),
+                        printable(r["package"].as_str().unwrap_or(ALL_PACKAGES)),
+                        printable(r["error"].as_str().unwrap_or(""))
+                    );
+                }
                 let verb = if dry { "would remove" } else { "removed" };
                 for r in &removed {
                     println!(

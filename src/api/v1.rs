@@ -27,6 +27,8 @@ pub(super) enum JsonError {
     Forbidden(String),
     NotFound,
     MethodNotAllowed,
+    /// 409: the thing asked for is busy (a cleanup run in progress); retry shortly.
+    Conflict(String),
     Internal(String),
 }
 
@@ -74,6 +76,8 @@ impl JsonError {
             JsonError::MethodNotAllowed => {
                 json_response(405, &json!({ "message": "method not allowed", "url": url }))
             }
+            JsonError::Conflict(msg) => json_response(409, &json!({ "message": msg, "url": url }))
+                .with_header("Retry-After", "5"),
             JsonError::Internal(detail) => {
                 log::error!("internal error: {detail}");
                 json_response(
