@@ -20,3 +20,4 @@ pub mod metrics;
 pub mod multipart;
 pub mod pipe;
 pub mod store;
+pub mod terminal;

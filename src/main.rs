@@ -20,7 +20,8 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("shelf: {e}");
+            // Errors can carry a server's message or a stored name: escaped for the terminal.
+            eprintln!("shelf: {}", shelf::terminal::printable(&e));
             ExitCode::FAILURE
         }
     }

@@ -5,6 +5,7 @@
 use crate::client::Client;
 use crate::config::{self, BackupCmd, CheckCmd, CompactCmd, StatsCmd, Target};
 use crate::store::{self, Store};
+use crate::terminal::printable;
 use serde_json::Value;
 use std::path::Path;
 use std::sync::Arc;
@@ -85,7 +86,7 @@ pub fn backup(c: BackupCmd) -> Result<(), String> {
     let secs = started.elapsed().as_secs_f64();
     println!(
         "backup written to {}: {} files, {} chunks, {} bytes streamed in {secs:.2} s ({:.0} MB/s)",
-        c.out.display(),
+        printable(&c.out.display().to_string()),
         summary.files,
         summary.chunks,
         summary.bytes,
@@ -103,7 +104,7 @@ pub fn backup(c: BackupCmd) -> Result<(), String> {
         Ok(())
     } else {
         for f in &report.faults {
-            println!("FAULT {f}");
+            println!("FAULT {}", printable(f));
         }
         Err(format!(
             "the backup in {} has {} faults",
@@ -190,10 +191,10 @@ pub fn check(c: CheckCmd) -> Result<(), String> {
     if let Some(fixes) = &repair {
         println!("repair:");
         for f in &fixes.fixed {
-            println!("FIXED {f}");
+            println!("FIXED {}", printable(f));
         }
         for f in &fixes.unrepairable {
-            println!("UNREPAIRABLE {f}");
+            println!("UNREPAIRABLE {}", printable(f));
         }
         println!("after repair:");
     }
@@ -225,7 +226,7 @@ fn print_check(v: &Value) -> usize {
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
     for f in &faults {
-        println!("FAULT {f}");
+        println!("FAULT {}", printable(f));
     }
     faults.len()
 }
@@ -299,7 +300,7 @@ pub fn stats(c: StatsCmd) -> Result<(), String> {
             let m = |k: &str| o.get(k).and_then(Value::as_u64).unwrap_or(0);
             println!(
                 "{:<30} {:>9} {:>9} {:>9} {:>16}",
-                o.get("owner").and_then(Value::as_str).unwrap_or(""),
+                printable(o.get("owner").and_then(Value::as_str).unwrap_or("")),
                 m("packages"),
                 m("versions"),
                 m("files"),
@@ -317,7 +318,7 @@ pub fn compact(c: CompactCmd) -> Result<(), String> {
     let (before, after) = store::compact(&path).map_err(|e| e.to_string())?;
     println!(
         "compacted {}: {before} → {after} bytes ({} returned to the disk) in {:.2} s",
-        path.display(),
+        printable(&path.display().to_string()),
         before.saturating_sub(after),
         started.elapsed().as_secs_f64()
     );

@@ -15,6 +15,7 @@ use crate::store::{
     self, AuditFilter, AuditRecord, Created, NewToken, OwnerKind, Role, Store, TokenOutcome,
     TokenRecord, UserDeleted, UserRecord, Visibility,
 };
+use crate::terminal::printable;
 use serde_json::{json, Map, Value};
 use std::io::BufRead;
 use std::sync::Arc;
@@ -130,7 +131,7 @@ pub fn user(action: UserAction) -> Result<(), String> {
                 println!(
                     "created {}user {}",
                     if new.admin { "site admin " } else { "" },
-                    new.name
+                    printable(&new.name)
                 );
                 Ok(())
             })
@@ -144,7 +145,7 @@ pub fn user(action: UserAction) -> Result<(), String> {
             for u in users {
                 println!(
                     "{:<24} {:<5} {:<6} {:<10} {}",
-                    u.login,
+                    printable(&u.login),
                     yes_no(u.is_admin),
                     yes_no(u.active),
                     u.visibility.as_str(),
@@ -174,13 +175,13 @@ pub fn user(action: UserAction) -> Result<(), String> {
             let fields = change.fields();
             with_backend(target, |b| {
                 b.modify_user(&m.name, change)?;
-                println!("updated user {} ({fields})", m.name);
+                println!("updated user {} ({fields})", printable(&m.name));
                 Ok(())
             })
         }
         UserAction::Delete(d) => with_backend(config::target(d.db, d.server, d.token)?, |b| {
             b.delete_owner(&d.name, OwnerKind::User, d.purge)?;
-            println!("deleted user {}", d.name);
+            println!("deleted user {}", printable(&d.name));
             Ok(())
         }),
     }
@@ -223,7 +224,10 @@ pub fn token(action: TokenAction) -> Result<(), String> {
                     expires,
                     given: None,
                 })?;
-                println!("created token {name:?} for {user}; it is shown only once:");
+                println!(
+                    "created token {name:?} for {}; it is shown only once:",
+                    printable(&user)
+                );
                 println!("{token}");
                 Ok(())
             })
@@ -243,19 +247,19 @@ pub fn token(action: TokenAction) -> Result<(), String> {
                 println!(
                     "{:<6} {:<24} {:<10} {:<20} {:<20} {:<20} {}",
                     t.id,
-                    t.name,
-                    t.last_eight,
+                    printable(&t.name),
+                    printable(&t.last_eight),
                     time(t.created),
                     t.expires.map(time).unwrap_or_else(|| "-".into()),
-                    limit,
-                    t.scopes.join(",")
+                    printable(&limit),
+                    printable(&t.scopes.join(","))
                 );
             }
             Ok(())
         }),
         TokenAction::Revoke(r) => with_backend(config::target(r.db, r.server, r.token)?, |b| {
             b.revoke_token(&r.user, &r.name)?;
-            println!("revoked token {:?} of {}", r.name, r.user);
+            println!("revoked token {:?} of {}", r.name, printable(&r.user));
             Ok(())
         }),
     }
@@ -270,8 +274,12 @@ pub fn org(action: OrgAction) -> Result<(), String> {
             with_backend(target, |b| {
                 b.create_org(&name, c.owner.as_deref(), v)?;
                 match &c.owner {
-                    Some(o) => println!("created organization {name} (owner {o})"),
-                    None => println!("created organization {name}"),
+                    Some(o) => println!(
+                        "created organization {} (owner {})",
+                        printable(&name),
+                        printable(o)
+                    ),
+                    None => println!("created organization {}", printable(&name)),
                 }
                 Ok(())
             })
@@ -280,13 +288,13 @@ pub fn org(action: OrgAction) -> Result<(), String> {
             let orgs = b.orgs()?;
             println!("{:<24} VISIBILITY", "NAME");
             for o in orgs {
-                println!("{:<24} {}", o.login, o.visibility.as_str());
+                println!("{:<24} {}", printable(&o.login), o.visibility.as_str());
             }
             Ok(())
         }),
         OrgAction::Delete(d) => with_backend(config::target(d.db, d.server, d.token)?, |b| {
             b.delete_owner(&d.name, OwnerKind::Org, d.purge)?;
-            println!("deleted organization {}", d.name);
+            println!("deleted organization {}", printable(&d.name));
             Ok(())
         }),
         OrgAction::Visibility(v) => {
@@ -294,7 +302,11 @@ pub fn org(action: OrgAction) -> Result<(), String> {
             let vis = visibility(&v.visibility)?;
             with_backend(target, |b| {
                 b.set_org_visibility(&v.name, vis)?;
-                println!("organization {} is now {}", v.name, vis.as_str());
+                println!(
+                    "organization {} is now {}",
+                    printable(&v.name),
+                    vis.as_str()
+                );
                 Ok(())
             })
         }
@@ -309,20 +321,25 @@ pub fn member(action: MemberAction) -> Result<(), String> {
                 .ok_or_else(|| format!("role must be read, write or admin, not {:?}", s.role))?;
             with_backend(target, |b| {
                 b.set_member(&s.org, &s.user, role)?;
-                println!("{} is now a {} member of {}", s.user, role.as_str(), s.org);
+                println!(
+                    "{} is now a {} member of {}",
+                    printable(&s.user),
+                    role.as_str(),
+                    printable(&s.org)
+                );
                 Ok(())
             })
         }
         MemberAction::Remove(r) => with_backend(config::target(r.db, r.server, r.token)?, |b| {
             b.remove_member(&r.org, &r.user)?;
-            println!("removed {} from {}", r.user, r.org);
+            println!("removed {} from {}", printable(&r.user), printable(&r.org));
             Ok(())
         }),
         MemberAction::List(l) => with_backend(config::target(l.db, l.server, l.token)?, |b| {
             let members = b.members(&l.org)?;
             println!("{:<24} ROLE", "USER");
             for (login, role) in members {
-                println!("{login:<24} {}", role.as_str());
+                println!("{:<24} {}", printable(&login), role.as_str());
             }
             Ok(())
         }),
@@ -353,10 +370,10 @@ pub fn audit(a: AuditCmd) -> Result<(), String> {
                 time(e.time),
                 dash(&e.actor),
                 dash(&e.addr),
-                e.action,
+                printable(&e.action),
                 dash(&e.owner),
                 dash(&e.target),
-                e.outcome
+                printable(&e.outcome)
             );
         }
         Ok(())
@@ -412,11 +429,12 @@ fn yes_no(b: bool) -> &'static str {
     }
 }
 
-fn dash(s: &str) -> &str {
+/// A value for a table cell: `-` when empty, escaped for the terminal.
+fn dash(s: &str) -> std::borrow::Cow<'_, str> {
     if s.is_empty() {
-        "-"
+        "-".into()
     } else {
-        s
+        printable(s)
     }
 }
 

@@ -3,12 +3,13 @@
 //! validation and output happen once. Offline changes are audited as `cli`/`local`.
 
 use crate::api::{
-    parse_limit, quota_json, removal_json, rule_from_json, rule_json, valid_owner_name,
+    cleanup_report_json, parse_limit, quota_json, rule_from_json, rule_json, valid_owner_name,
     valid_package_name, ALL_PACKAGES,
 };
 use crate::client::{encode_component as enc, Client};
 use crate::config::{self, CleanupAction, QuotaAction, RuleAction};
 use crate::store::{self, AuditRecord, Limit, QuotaRecord, Store};
+use crate::terminal::printable;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
@@ -193,7 +194,7 @@ pub fn quota(action: QuotaAction) -> Result<(), String> {
             let target = config::target(a.db, a.server, a.token)?;
             with(target, |b| {
                 b.set_quota(&owner, QuotaRecord::default())?;
-                println!("cleared the quota overrides of {owner}");
+                println!("cleared the quota overrides of {}", printable(&owner));
                 Ok(())
             })
         }
@@ -250,7 +251,7 @@ fn print_quotas(list: &[Value]) {
         };
         println!(
             "{:<20} {:>14} {:<24} {:>9} {:<24} {}",
-            q["owner"].as_str().unwrap_or(""),
+            printable(q["owner"].as_str().unwrap_or("")),
             q["usage"]["bytes"].as_u64().unwrap_or(0),
             show("max_bytes"),
             q["usage"]["versions"].as_u64().unwrap_or(0),
@@ -310,7 +311,11 @@ pub fn cleanup(action: CleanupAction) -> Result<(), String> {
                             b.call("PUT", &path, Some(Value::Object(m)), &owner)?;
                         }
                     }
-                    println!("cleanup rule for {owner}/{seg} saved");
+                    println!(
+                        "cleanup rule for {}/{} saved",
+                        printable(&owner),
+                        printable(&seg)
+                    );
                     Ok(())
                 })
             }
@@ -343,7 +348,11 @@ pub fn cleanup(action: CleanupAction) -> Result<(), String> {
                             })?;
                         }
                     }
-                    println!("cleanup rule for {owner}/{seg} removed");
+                    println!(
+                        "cleanup rule for {}/{} removed",
+                        printable(&owner),
+                        printable(&seg)
+                    );
                     Ok(())
                 })
             }
@@ -382,7 +391,7 @@ pub fn cleanup(action: CleanupAction) -> Result<(), String> {
                         "UNUSED"
                     );
                     for r in rules {
-                        let s = |k: &str| r[k].as_str().unwrap_or("").to_string();
+                        let s = |k: &str| printable(r[k].as_str().unwrap_or("")).into_owned();
                         let n = |k: &str| r[k].as_u64().unwrap_or(0);
                         let yes = |k: &str| {
                             if r[k].as_bool().unwrap_or(false) {
@@ -394,7 +403,7 @@ pub fn cleanup(action: CleanupAction) -> Result<(), String> {
                         println!(
                             "{:<16} {:<20} {:<8} {:>5} {:<16} {:>5} {:<16} {:<5} {:>6}",
                             s("owner"),
-                            r["package"].as_str().unwrap_or(ALL_PACKAGES),
+                            printable(r["package"].as_str().unwrap_or(ALL_PACKAGES)),
                             yes("enabled"),
                             n("keep_count"),
                             if s("keep_pattern").is_empty() {
@@ -421,18 +430,17 @@ pub fn cleanup(action: CleanupAction) -> Result<(), String> {
             let target = config::target(a.db, a.server, a.token)?;
             let dry = a.dry_run;
             with(target, |b| {
-                let removed: Vec<Value> = match b {
+                let report: Value = match b {
                     Backend::Offline(s) => {
                         if let Some(o) = &owner {
                             if s.get_user(o).map_err(|e| e.to_string())?.is_none() {
                                 return Err(no_owner(o));
                             }
                         }
-                        s.run_cleanup(owner.as_deref(), dry, store::now())
-                            .map_err(|e| e.to_string())?
-                            .iter()
-                            .map(removal_json)
-                            .collect()
+                        let report = s
+                            .run_cleanup(owner.as_deref(), dry, store::now())
+                            .map_err(|e| e.to_string())?;
+                        cleanup_report_json(&report, dry)
                     }
                     Backend::Remote(_) => {
                         let q = if dry { "?dry_run=true" } else { "" };
@@ -440,18 +448,27 @@ pub fn cleanup(action: CleanupAction) -> Result<(), String> {
                             Some(o) => format!("/api/v1/cleanup/{}/run{q}", enc(o)),
                             None => format!("/api/v1/admin/cleanup/run{q}"),
                         };
-                        let v = b.call("POST", &path, None, owner.as_deref().unwrap_or(""))?;
-                        v["removed"].as_array().cloned().unwrap_or_default()
+                        b.call("POST", &path, None, owner.as_deref().unwrap_or(""))?
                     }
                 };
+                let list = |k: &str| report[k].as_array().cloned().unwrap_or_default();
+                let (removed, skipped) = (list("removed"), list("skipped"));
+                for r in &skipped {
+                    println!(
+                        "skipped the rule for {}/{}: {}",
+                        printable(r["owner"].as_str().unwrap_or("")),
+                        printable(r["package"].as_str().unwrap_or(ALL_PACKAGES)),
+                        printable(r["error"].as_str().unwrap_or(""))
+                    );
+                }
                 let verb = if dry { "would remove" } else { "removed" };
                 for r in &removed {
                     println!(
                         "{verb} {}/{}/{}: {}",
-                        r["owner"].as_str().unwrap_or(""),
-                        r["package"].as_str().unwrap_or(""),
-                        r["version"].as_str().unwrap_or(""),
-                        r["reason"].as_str().unwrap_or("")
+                        printable(r["owner"].as_str().unwrap_or("")),
+                        printable(r["package"].as_str().unwrap_or("")),
+                        printable(r["version"].as_str().unwrap_or("")),
+                        printable(r["reason"].as_str().unwrap_or(""))
                     );
                 }
                 println!("{} versions {verb}", removed.len());

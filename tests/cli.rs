@@ -538,3 +538,46 @@ fn modes_are_chosen_clearly() {
     let err = fails(remote(&s, &["user", "add", "bad name"]));
     assert!(err.contains("not a valid user name"), "{err}");
 }
+
+/// Security probe finding 5: the target of a refused publish is the caller's text; `shelf audit`
+/// printed it raw, so a newline forged a second audit line and `ESC[2J` cleared the screen.
+/// Every field is now escaped, offline and with --server: one line per entry, no raw controls.
+#[test]
+fn finding_5_audit_escapes_control_characters_in_targets() {
+    let mut s = Server::start();
+    let alice = user_with_token(&mut s, "alice", false);
+    let mut s = s.restart();
+    // Within the 32 characters of an invalid name the log keeps (issue 9, finding 1).
+    let evil = "/api/packages/alice/generic/app%0A2026-01-01%20admin%1B%5B2J%E2%80%AE%C2%9B/1.0/f";
+    let r = s.put_as(&alice, evil, b"x");
+    assert_eq!(r.status, 400, "{}", r.text());
+    let check = |out: &str, how: &str| {
+        assert!(
+            !out.chars().any(|c| (c.is_control() && c != '\n')
+                || matches!(c, '\u{202e}' | '\u{2028}' | '\u{2029}')),
+            "{how}: raw control characters in {out:?}"
+        );
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[0].starts_with("TIME"), "{how}: {out}");
+        for line in &lines[1..] {
+            assert!(
+                line.starts_with("20"),
+                "{how}: a forged line {line:?} in\n{out}"
+            );
+        }
+        let refused = lines
+            .iter()
+            .find(|l| l.contains("package.publish"))
+            .unwrap_or_else(|| panic!("{how}: no refused publish in\n{out}"));
+        assert!(
+            refused.contains(r"app\n2026-01-01 admin")
+                && refused.contains(r"\x1b[2J")
+                && refused.contains(r"\u{202e}")
+                && refused.contains(r"\u{9b}"),
+            "{how}: {refused}"
+        );
+    };
+    check(&ok(remote(&s, &["audit"])), "--server");
+    s.stop();
+    check(&ok(offline(&s, &["audit"])), "offline");
+}

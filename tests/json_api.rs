@@ -1039,3 +1039,67 @@ fn another_user_may_read_but_not_delete() {
     assert_eq!(s.delete("/api/v1/packages/bob/generic/mine").status, 204);
     not_found(&get_as(&s, &bob_auth, "/api/v1/packages/bob/generic/mine"));
 }
+
+/// Security probe finding 7: `(page - 1) * limit` wrapped in release builds, so
+/// `page=9223372036854775809&limit=2` served page 1 again (and panicked with overflow checks);
+/// some in-memory listings ignored the page altogether. Every listing now answers a huge page
+/// with 200 `[]`, the true total, and `Link`s within the real pages.
+#[test]
+fn finding_7_huge_pages_are_empty_on_every_listing() {
+    let s = Server::start();
+    let json_body = [
+        ("Authorization", admin_auth()),
+        ("Content-Type", "application/json".to_string()),
+    ];
+    let headers: Vec<(&str, &str)> = json_body.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    for org in ["pg1", "pg2", "pg3"] {
+        let body = format!("{{\"username\":\"{org}\"}}");
+        let r = s.req("POST", "/api/v1/orgs", &headers, body.as_bytes());
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    for v in ["1", "2", "3"] {
+        publish(&s, "pg", v, "f", b"x");
+    }
+    let r = s.req(
+        "POST",
+        "/api/v1/users/admin/tokens",
+        &headers,
+        br#"{"name":"second","scopes":["all"]}"#,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    for list in [
+        "/api/v1/orgs",
+        "/api/v1/user/orgs",
+        "/api/v1/admin/orgs",
+        "/api/v1/admin/users",
+        "/api/v1/admin/audit",
+        V1,
+        &format!("{V1}/generic/pg"),
+        "/api/v1/users/admin/tokens",
+        "/api/v1/orgs/pg1/members",
+        "/api/v1/orgs/pg1/teams",
+    ] {
+        let first = aget(&s, &format!("{list}?limit=2"));
+        let all = total(&first);
+        assert!(!ok_array(&first).is_empty(), "{list}: something to page");
+        for page in [
+            "9223372036854775809",
+            "18446744073709551615",
+            "99999999999999999999999999",
+        ] {
+            let r = aget(&s, &format!("{list}?page={page}&limit=2"));
+            assert_eq!(ok_array(&r), Vec::<Value>::new(), "{list} page {page}");
+            assert_eq!(total(&r), all, "{list} page {page}");
+            let last = all.div_ceil(2).max(1);
+            for (rel, url) in links(&r) {
+                let p: u64 = url
+                    .split("page=")
+                    .nth(1)
+                    .and_then(|t| t.split('&').next())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| panic!("{list}: page in {url}"));
+                assert!((1..=last).contains(&p), "{list}: {rel} {url}");
+            }
+        }
+    }
+}

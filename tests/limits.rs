@@ -607,3 +607,92 @@ fn the_schedule_runs_the_rules() {
     let mut s = s;
     check_clean(&mut s);
 }
+
+/// Security probe finding 3: `\p{Any}{300}` (within the length limit) took 30–100 ms to compile
+/// and was compiled for every package of a run. Saving it is now refused, by the API and the
+/// CLI; a heavy pattern that is still accepted is compiled once per run, over many packages.
+#[test]
+fn finding_3_heavy_patterns_refused_when_saved_and_runs_compile_once() {
+    let mut s = Server::start_with(&["--cleanup-interval", "0"]);
+    let alice = user_with_token(&mut s, "alice", false);
+    let s = s.restart();
+    for body in [
+        json!({"remove_pattern": "\\p{Any}{300}"}),
+        json!({"keep_pattern": "\\p{Any}{300}"}),
+    ] {
+        let r = json_req(
+            &s,
+            &alice,
+            "PUT",
+            "/api/v1/cleanup/alice/rules/*",
+            Some(body),
+        );
+        assert_eq!(r.status, 422, "{}", r.text());
+        assert!(
+            r.header("content-type")
+                .is_some_and(|c| c.starts_with("application/json")),
+            "{:?}",
+            r.headers
+        );
+        let v: Value = serde_json::from_slice(&r.body).expect("json");
+        let msg = v["message"].as_str().expect("message");
+        assert!(msg.contains("too complex"), "{msg}");
+    }
+    let r = json_req(&s, &alice, "GET", "/api/v1/cleanup/alice/rules", None);
+    assert_eq!(r.text(), "[]", "nothing was saved");
+
+    const PACKAGES: usize = 120;
+    for p in 0..PACKAGES {
+        for v in ["1.0", "2.0"] {
+            let path = format!("/api/packages/alice/generic/pkg{p}/{v}/f");
+            assert_eq!(s.put_as(&alice, &path, b"x").status, 201, "{path}");
+        }
+    }
+    // Heavy but accepted: every version of every package is tested against it.
+    let r = json_req(
+        &s,
+        &alice,
+        "PUT",
+        "/api/v1/cleanup/alice/rules/*",
+        Some(json!({"remove_pattern": format!("(?:{HEAVY_ACCEPTED})|1\\.0")})),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = json_req(
+        &s,
+        &alice,
+        "POST",
+        "/api/v1/cleanup/alice/run?dry_run=true",
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let plan: Value = serde_json::from_slice(&r.body).expect("json");
+    let removed = plan["removed"].as_array().expect("list");
+    assert_eq!(removed.len(), PACKAGES, "each package's 1.0");
+    assert!(removed.iter().all(|r| r["version"] == "1.0"));
+    assert_eq!(plan["skipped"], json!([]));
+    let r = json_req(&s, &alice, "POST", "/api/v1/cleanup/alice/run", None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let done: Value = serde_json::from_slice(&r.body).expect("json");
+    assert_eq!(done["removed"].as_array().map(Vec::len), Some(PACKAGES));
+    assert_eq!(s.get("/api/packages/alice/generic/pkg7/1.0/f").status, 404);
+    assert_eq!(s.get("/api/packages/alice/generic/pkg7/2.0/f").status, 200);
+    let mut s = s;
+    check_clean(&mut s);
+    // The CLI refuses it too, with the reason, before anything is saved.
+    let out = s.cli(&[
+        "cleanup",
+        "rule",
+        "add",
+        "alice",
+        "--remove-pattern",
+        "\\p{Any}{300}",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("too complex"), "{err}");
+    let out = cli_ok(&s, &["cleanup", "rule", "list", "--owner", "alice"]);
+    assert!(!out.contains("Any"), "{out}");
+}
+
+/// A pattern near the compiled-size limit (the README gives its compile time).
+const HEAVY_ACCEPTED: &str = r"[\x{0}-\x{3FFFF}](?s:.){200}";

@@ -279,6 +279,23 @@ fn paged(
     resp
 }
 
+/// `paged` for a listing held whole in memory: its total, and only the asked page's items.
+fn paged_all(
+    base: &str,
+    path: &str,
+    query: &str,
+    (page, limit): (u64, u64),
+    items: Vec<Value>,
+) -> Response {
+    let total = items.len() as u64;
+    let items = items
+        .into_iter()
+        .skip(store::page_offset(page, limit))
+        .take(usize::try_from(limit).unwrap_or(usize::MAX))
+        .collect();
+    paged(base, path, query, (page, limit), total, items)
+}
+
 /// Routes of `/api/v1` other than `packages` and `version`; `segs` come after `/api/v1`.
 pub(super) fn dispatch(
     api: &Api,
@@ -318,8 +335,7 @@ pub(super) fn dispatch(
             let mut orgs = api.store.orgs_of(&c.user.login)?;
             orgs.retain(|o| visible_to(c, o));
             let items = orgs.iter().map(|o| org_json(base, o)).collect::<Vec<_>>();
-            let total = items.len() as u64;
-            Ok(paged(base, &path, query, paging(query), total, items))
+            Ok(paged_all(base, &path, query, paging(query), items))
         }
         ("GET", ["admin", "users"]) => ctx.list_owners(OwnerKind::User, true),
         ("POST", ["admin", "users"]) => ctx.create_user(req),
@@ -380,8 +396,7 @@ pub(super) fn dispatch(
                 .iter()
                 .map(|t| token_json(t, None))
                 .collect::<Vec<_>>();
-            let total = items.len() as u64;
-            Ok(paged(base, &path, query, paging(query), total, items))
+            Ok(paged_all(base, &path, query, paging(query), items))
         }
         ("POST", ["users", name, "tokens"]) => {
             let c = ctx.token_owner(name)?;
@@ -425,8 +440,7 @@ pub(super) fn dispatch(
                 v["role"] = json!(role.as_str());
                 items.push(v);
             }
-            let total = items.len() as u64;
-            Ok(paged(base, &path, query, paging(query), total, items))
+            Ok(paged_all(base, &path, query, paging(query), items))
         }
         ("PUT", ["orgs", org, "members", user]) => {
             ctx.org_admin(org)?;
@@ -477,8 +491,7 @@ pub(super) fn dispatch(
                 .iter()
                 .map(|t| team_json(base, t, Some(&o)))
                 .collect::<Vec<_>>();
-            let total = items.len() as u64;
-            Ok(paged(base, &path, query, paging(query), total, items))
+            Ok(paged_all(base, &path, query, paging(query), items))
         }
         ("POST", ["orgs", org, "teams"]) => {
             let o = ctx.org_admin(org)?;
@@ -521,8 +534,7 @@ pub(super) fn dispatch(
                     items.push(user_json(base, &u, ctx.viewer()));
                 }
             }
-            let total = items.len() as u64;
-            Ok(paged(base, &path, query, paging(query), total, items))
+            Ok(paged_all(base, &path, query, paging(query), items))
         }
         ("PUT" | "DELETE", ["teams", id, "members", user]) => {
             let (team, org) = ctx.team(id)?;
@@ -816,7 +828,7 @@ impl Ctx<'_> {
             total = visible.len() as u64;
             items = visible
                 .iter()
-                .skip(((page - 1) * limit) as usize)
+                .skip(store::page_offset(page, limit))
                 .take(limit as usize)
                 .map(render)
                 .collect();

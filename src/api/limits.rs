@@ -9,7 +9,9 @@
 //! - `GET /api/v1/admin/cleanup/rules`, `POST /api/v1/admin/cleanup/run[?dry_run=true]`: every
 //!   owner (site admins).
 //!
-//! JSON errors as the rest of `/api/v1`; a bad pattern or value is 422.
+//! JSON errors as the rest of `/api/v1`; a bad pattern or value is 422 (a pattern that would
+//! compile too big too). One cleanup run at a time: a run asked for while another is in
+//! progress is 409 with `Retry-After`, so runs never occupy more than one request worker.
 
 use super::admin::{read_json, registry_admin, signed_in};
 use super::v1::{json_response, query_param, JsonError};
@@ -17,7 +19,8 @@ use super::Api;
 use crate::auth::{self, Access, Caller};
 use crate::http::{Request, Response};
 use crate::store::{
-    CleanupRule, Limit, OwnerQuota, QuotaRecord, Removal, Role, RuleEntry, UserRecord, Visibility,
+    CleanupReport, CleanupRule, Limit, OwnerQuota, QuotaRecord, Removal, Role, RuleEntry,
+    SkippedRule, UserRecord, Visibility,
 };
 use serde_json::{json, Map, Value};
 
@@ -150,9 +153,16 @@ fn run(
     owner: Option<&str>,
     dry_run: bool,
 ) -> Res {
-    let removed = api.store.run_cleanup(owner, dry_run, crate::store::now())?;
+    let Some(report) = api
+        .store
+        .try_run_cleanup(owner, dry_run, crate::store::now())?
+    else {
+        return Err(JsonError::Conflict(
+            "a cleanup run is in progress; try again when it has finished".into(),
+        ));
+    };
     if !dry_run {
-        let target = format!("{} versions", removed.len());
+        let target = format!("{} versions", report.removed.len());
         audit(
             api,
             req,
@@ -162,13 +172,7 @@ fn run(
             &target,
         );
     }
-    Ok(json_response(
-        200,
-        &json!({
-            "dry_run": dry_run,
-            "removed": removed.iter().map(removal_json).collect::<Vec<_>>(),
-        }),
-    ))
+    Ok(json_response(200, &cleanup_report_json(&report, dry_run)))
 }
 
 fn audit(
@@ -348,7 +352,20 @@ pub fn rule_from_json(m: &Map<String, Value>) -> Result<CleanupRule, String> {
     Ok(r)
 }
 
-pub fn removal_json(r: &Removal) -> Value {
+/// The answer of a run: what went (would go), and the rules skipped (`package` null: all).
+pub fn cleanup_report_json(report: &CleanupReport, dry_run: bool) -> Value {
+    json!({
+        "dry_run": dry_run,
+        "removed": report.removed.iter().map(removal_json).collect::<Vec<_>>(),
+        "skipped": report.skipped.iter().map(skipped_json).collect::<Vec<_>>(),
+    })
+}
+
+fn skipped_json(r: &SkippedRule) -> Value {
+    json!({ "owner": r.owner, "package": r.package, "error": r.error })
+}
+
+fn removal_json(r: &Removal) -> Value {
     json!({
         "owner": r.owner,
         "package": r.package,

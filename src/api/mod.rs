@@ -15,7 +15,9 @@ mod ranges;
 mod registry;
 mod v1;
 
-pub use limits::{parse_limit, quota_json, removal_json, rule_from_json, rule_json, ALL_PACKAGES};
+pub use limits::{
+    cleanup_report_json, parse_limit, quota_json, rule_from_json, rule_json, ALL_PACKAGES,
+};
 pub use names::{
     audit_name, percent_decode, percent_encode, valid_file_name, valid_owner_name,
     valid_package_name, valid_version, MAX_COMPONENT_BYTES,

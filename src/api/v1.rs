@@ -29,6 +29,8 @@ pub(super) enum JsonError {
     Forbidden(String),
     NotFound,
     MethodNotAllowed,
+    /// 409: the thing asked for is busy (a cleanup run in progress); retry shortly.
+    Conflict(String),
     Internal(String),
 }
 
@@ -76,6 +78,8 @@ impl JsonError {
             JsonError::MethodNotAllowed => {
                 json_response(405, &json!({ "message": "method not allowed", "url": url }))
             }
+            JsonError::Conflict(msg) => json_response(409, &json!({ "message": msg, "url": url }))
+                .with_header("Retry-After", "5"),
             JsonError::Internal(detail) => {
                 log::error!("internal error: {detail}");
                 json_response(
@@ -109,9 +113,14 @@ pub(super) fn query_param(query: &str, name: &str) -> Option<String> {
     })
 }
 
+/// `page` (≥ 1; all digits but beyond u64: the last possible page, past any end) and `limit`
+/// (1 to 50, default 30). Offsets are computed with `store::page_offset`, which saturates.
 pub(super) fn paging(query: &str) -> (u64, u64) {
     let page = query_param(query, "page")
-        .and_then(|p| p.parse::<u64>().ok())
+        .and_then(|p| match p.parse::<u64>() {
+            Err(_) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => Some(u64::MAX),
+            parsed => parsed.ok(),
+        })
         .filter(|&p| p >= 1)
         .unwrap_or(1);
     let limit = query_param(query, "limit")
@@ -378,9 +387,10 @@ pub(super) fn link_header(
     limit: u64,
     total: u64,
 ) -> Option<String> {
-    let pages = total.div_ceil(limit).max(1);
-    // Gitea's paginator treats a page past the end as the last page.
-    let page = page.min(pages);
+    let pages = total.div_ceil(limit.max(1)).max(1);
+    // Gitea's paginator treats a page past the end as the last page; so `page + 1` and
+    // `page - 1` below stay within 1..=pages.
+    let page = page.clamp(1, pages);
     let others: Vec<&str> = query
         .split('&')
         .filter(|p| !p.is_empty() && !p.starts_with("page=") && !p.starts_with("limit="))
@@ -562,6 +572,43 @@ mod tests {
         assert_eq!(paging("page=3&limit=10"), (3, 10));
         assert_eq!(paging("page=0&limit=500"), (1, 50));
         assert_eq!(paging("limit=x"), (1, 30));
+        // Finding 7: huge pages are far past the end, never a wrapped-around early page.
+        assert_eq!(
+            paging("page=9223372036854775809&limit=2"),
+            (9223372036854775809, 2)
+        );
+        assert_eq!(paging("page=18446744073709551615"), (u64::MAX, 30));
+        assert_eq!(
+            paging("page=99999999999999999999999&limit=50"),
+            (u64::MAX, 50)
+        );
+        assert_eq!(paging("page=-1"), (1, 30));
+        assert_eq!(paging("page=1e9"), (1, 30));
+        for (page, limit) in [(u64::MAX, 50), (9223372036854775809, 2)] {
+            assert_eq!(crate::store::page_offset(page, limit), usize::MAX);
+        }
+        assert_eq!(crate::store::page_offset(1, 50), 0);
+        assert_eq!(crate::store::page_offset(3, 10), 20);
+    }
+
+    #[test]
+    fn links_of_huge_pages_and_totals_do_not_overflow() {
+        let l = link_header("http://h", "/p", "", u64::MAX, 1, u64::MAX).expect("links");
+        assert_eq!(
+            l,
+            format!(
+                "<http://h/p?page=1&limit=1>; rel=\"first\",<http://h/p?page={}&limit=1>; rel=\"prev\"",
+                u64::MAX - 1
+            )
+        );
+        let l = link_header("http://h", "/p", "", 1, 50, u64::MAX).expect("links");
+        assert!(l.contains(&format!(
+            "page={}&limit=50>; rel=\"last\"",
+            u64::MAX.div_ceil(50)
+        )));
+        assert_eq!(link_header("http://h", "/p", "", u64::MAX, 50, 0), None);
+        // No division by zero, and page 0 is page 1.
+        assert!(link_header("http://h", "/p", "", 0, 0, 3).is_some_and(|l| !l.contains("prev")));
     }
 
     #[test]

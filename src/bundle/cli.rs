@@ -6,6 +6,7 @@ use super::{ExportRequest, ImportReport, Manifest};
 use crate::client::{encode_component, Client, Streamed};
 use crate::config::{self, ExportCmd, ImportCmd, ManifestCmd, Target};
 use crate::store::{self, Store};
+use crate::terminal::printable;
 use serde_json::{json, Value};
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -187,8 +188,8 @@ pub fn export(cmd: ExportCmd) -> Result<(), String> {
     };
     println!(
         "exported {files} files ({bytes} bytes) of {} to {} ({written} bytes, {})",
-        cmd.owner,
-        cmd.output.display(),
+        printable(&cmd.owner),
+        printable(&cmd.output.display().to_string()),
         rate(written, started)
     );
     if cmd.against.is_some() {
@@ -259,11 +260,16 @@ fn print_report(r: &ImportReport) -> Result<(), String> {
     for c in &r.conflicts {
         println!(
             "CONFLICT {}: exists here with other bytes (sha256 {} here, {} in the bundle); left untouched",
-            c.path, c.existing_sha256, c.bundle_sha256
+            printable(&c.path),
+            printable(&c.existing_sha256),
+            printable(&c.bundle_sha256)
         );
     }
     for v in &r.vanished {
-        println!("SKIPPED {v}: deleted here while the bundle was read; import again to add it");
+        println!(
+            "SKIPPED {}: deleted here while the bundle was read; import again to add it",
+            printable(v)
+        );
     }
     if r.conflicts.is_empty() {
         Ok(())
@@ -331,7 +337,7 @@ pub fn import(cmd: ImportCmd) -> Result<(), String> {
     };
     println!(
         "read {} ({len} bytes, {})",
-        cmd.file.display(),
+        printable(&cmd.file.display().to_string()),
         rate(len, started)
     );
     print_report(&report)

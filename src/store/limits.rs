@@ -27,8 +27,26 @@ pub(super) const CLEANUP_RULES: TableDefinition<(&str, &str), &[u8]> =
 pub(super) const VERSION_DOWNLOADS: TableDefinition<(&str, &str, &str), u64> =
     TableDefinition::new("version_downloads");
 
-/// Longest cleanup pattern accepted (a regex is compiled for every run).
+/// Longest cleanup pattern accepted.
 const MAX_PATTERN: usize = 1000;
+/// The most a pattern may compile to (regex's `size_limit`, bytes of its program). Compile
+/// time grows with it, about 1 ms per 100 KiB; the former 1 MiB let `\p{Any}{300}` (289 KiB)
+/// through. Version patterns people write (`.*-rc\d+`, `v?\d+\.\d+\.\d+`, `(?:\w+[-.])*\w+`
+/// at 100 KiB, an alternation of 90 versions at 13 KiB) fit.
+const PATTERN_SIZE_LIMIT: usize = 256 << 10;
+/// The most codepoints case folding may walk for one pattern (`fold_work`). Case-insensitive
+/// compilation folds each class codepoint by codepoint before any size limit applies:
+/// `\p{Any}` alone (1.1 M codepoints) costs 6–10 ms in 1 KiB of program, and a 1000-byte
+/// pattern holds 142 of them (about 1 s). `\pL` (141 k) fits; the worst accepted pattern
+/// compiles in a few milliseconds (README "Cleanup").
+const MAX_FOLD_WORK: u64 = 1 << 18;
+/// The lazy DFA's cache of one pattern (regex's `dfa_size_limit`): bounds the memory of a
+/// match; a match that needs more falls back to a slower engine, still linear in the input.
+const PATTERN_DFA_LIMIT: usize = 256 << 10;
+/// Rules one owner may have. A run compiles each of its rules (at most a few milliseconds a
+/// pattern), so this bounds one owner's run; one rule for all packages plus a few for
+/// particular packages is the usual shape (Gitea has one per owner and package type).
+pub const MAX_RULES_PER_OWNER: usize = 50;
 const DAY: u64 = 86_400;
 
 // ---------------------------------------------------------------------------------- quotas
@@ -473,6 +491,9 @@ impl Default for CleanupRule {
 }
 
 /// A pattern as Gitea compiles it: anchored at both ends, case-insensitive. Empty: none.
+/// Refused: longer than `MAX_PATTERN`, invalid, or compiling to more than
+/// `PATTERN_SIZE_LIMIT` bytes (when a rule is saved; a rule stored before the limit is
+/// skipped by a run).
 pub fn compile_pattern(p: &str) -> std::result::Result<Option<regex::Regex>, String> {
     if p.is_empty() {
         return Ok(None);
@@ -480,20 +501,189 @@ pub fn compile_pattern(p: &str) -> std::result::Result<Option<regex::Regex>, Str
     if p.len() > MAX_PATTERN {
         return Err(format!("a pattern may have at most {MAX_PATTERN} bytes"));
     }
+    if fold_work(p)? > MAX_FOLD_WORK {
+        return Err(format!(
+            "pattern {p:?} is too complex: its classes cover too many characters to fold \
+             case-insensitively (use narrower classes than \\p{{Any}} or wide ranges)"
+        ));
+    }
+    #[cfg(test)]
+    tests::COMPILATIONS.with(|n| n.set(n.get() + 1));
     regex::RegexBuilder::new(&format!("^(?:{p})$"))
         .case_insensitive(true)
-        .size_limit(1 << 20)
+        .size_limit(PATTERN_SIZE_LIMIT)
+        .dfa_size_limit(PATTERN_DFA_LIMIT)
         .build()
         .map(Some)
-        .map_err(|e| format!("invalid pattern {p:?}: {e}"))
+        .map_err(|e| match e {
+            regex::Error::CompiledTooBig(limit) => format!(
+                "pattern {p:?} is too complex: compiled, it would exceed {limit} bytes \
+                 (use fewer or smaller repetitions, or narrower classes than \\p{{Any}} or \\w)"
+            ),
+            e => format!("invalid pattern {p:?}: {e}"),
+        })
+}
+
+/// An estimate (from above, in the usual cases) of the codepoints regex's case-insensitive
+/// translation walks for `p`: it folds a `\p{..}` class as written (before its negation),
+/// and a bracketed class once per bracket, over its own items; a repetition folds once.
+/// Measured without case folding, so cheap (microseconds).
+fn fold_work(p: &str) -> std::result::Result<u64, String> {
+    use regex_syntax::ast::{self, Ast, ClassSet, ClassSetItem};
+    let invalid = |e: &dyn std::fmt::Display| format!("invalid pattern {p:?}: {e}");
+    let size = |ast: &Ast| -> std::result::Result<u64, String> {
+        let hir = regex_syntax::hir::translate::Translator::new()
+            .translate(p, ast)
+            .map_err(|e| invalid(&e))?;
+        Ok(match hir.kind() {
+            regex_syntax::hir::HirKind::Class(regex_syntax::hir::Class::Unicode(c)) => c
+                .ranges()
+                .iter()
+                .map(|r| u64::from(r.end()) - u64::from(r.start()) + 1)
+                .sum(),
+            _ => 0,
+        })
+    };
+    let unicode = |c: &ast::ClassUnicode| {
+        let mut c = c.clone();
+        c.negated = false;
+        size(&Ast::class_unicode(c))
+    };
+    fn bracket(
+        b: &ast::ClassBracketed,
+        size: &dyn Fn(&Ast) -> std::result::Result<u64, String>,
+        unicode: &dyn Fn(&ast::ClassUnicode) -> std::result::Result<u64, String>,
+    ) -> std::result::Result<u64, String> {
+        let mut own = b.clone();
+        own.negated = false;
+        let mut work = size(&Ast::class_bracketed(own))?;
+        let mut sets = vec![&b.kind];
+        while let Some(set) = sets.pop() {
+            let mut items = match set {
+                ClassSet::BinaryOp(op) => {
+                    sets.push(&op.lhs);
+                    sets.push(&op.rhs);
+                    continue;
+                }
+                ClassSet::Item(i) => vec![i],
+            };
+            while let Some(item) = items.pop() {
+                match item {
+                    ClassSetItem::Unicode(c) => work = work.saturating_add(unicode(c)?),
+                    ClassSetItem::Bracketed(b) => {
+                        work = work.saturating_add(bracket(b, size, unicode)?)
+                    }
+                    ClassSetItem::Union(u) => items.extend(&u.items),
+                    _ => {}
+                }
+            }
+        }
+        Ok(work)
+    }
+    let ast = ast::parse::Parser::new()
+        .parse(p)
+        .map_err(|e| invalid(&e))?;
+    let mut work = 0u64;
+    let mut todo = vec![&ast];
+    while let Some(node) = todo.pop() {
+        match node {
+            Ast::ClassUnicode(c) => work = work.saturating_add(unicode(c)?),
+            Ast::ClassBracketed(b) => work = work.saturating_add(bracket(b, &size, &unicode)?),
+            Ast::Repetition(r) => todo.push(&r.ast),
+            Ast::Group(g) => todo.push(&g.ast),
+            Ast::Alternation(a) => todo.extend(&a.asts),
+            Ast::Concat(c) => todo.extend(&c.asts),
+            _ => {}
+        }
+    }
+    Ok(work)
 }
 
 impl CleanupRule {
     /// Both patterns compile (checked when a rule is saved).
     pub fn validate(&self) -> std::result::Result<(), String> {
-        compile_pattern(&self.keep_pattern)?;
-        compile_pattern(&self.remove_pattern)?;
-        Ok(())
+        CompiledRule::new(self).map(|_| ())
+    }
+}
+
+/// A rule with its patterns compiled, once per run and not per package or version
+/// (compiling is what costs: a match of a compiled pattern on a version is microseconds).
+#[derive(Debug)]
+pub struct CompiledRule {
+    rule: CleanupRule,
+    keep: Option<regex::Regex>,
+    remove: Option<regex::Regex>,
+    /// Why a version the rule selects goes.
+    reason: String,
+}
+
+impl CompiledRule {
+    pub fn new(rule: &CleanupRule) -> std::result::Result<CompiledRule, String> {
+        let keep = compile_pattern(&rule.keep_pattern)?;
+        let remove = compile_pattern(&rule.remove_pattern)?;
+        let mut reasons = Vec::new();
+        if rule.keep_count > 0 {
+            reasons.push(format!("not among the {} newest", rule.keep_count));
+        }
+        if rule.remove_days > 0 {
+            reasons.push(format!("older than {} days", rule.remove_days));
+        }
+        if remove.is_some() {
+            reasons.push(format!("matches {:?}", rule.remove_pattern));
+        }
+        if rule.unused_days > 0 {
+            reasons.push(format!("not downloaded for {} days", rule.unused_days));
+        }
+        let reason = if reasons.is_empty() {
+            "the rule removes every version".to_string()
+        } else {
+            reasons.join(", ")
+        };
+        Ok(CompiledRule {
+            rule: rule.clone(),
+            keep,
+            remove,
+            reason,
+        })
+    }
+
+    /// Gitea's evaluation of the rule over one package's versions, newest first: keep-count,
+    /// then keep-pattern, then age, then remove-pattern, then (beyond Gitea) unused days.
+    /// Returns the indexes of the versions that pass every test, with the reason.
+    pub fn select(&self, versions: &[VersionFacts], now: u64) -> Vec<(usize, String)> {
+        let rule = &self.rule;
+        let mut out = Vec::new();
+        for (i, v) in versions.iter().enumerate() {
+            if (i as u64) < rule.keep_count {
+                continue;
+            }
+            let full;
+            let subject = if rule.match_full_name {
+                full = format!("{}/{}", v.lower_name, v.lower_version);
+                full.as_str()
+            } else {
+                v.lower_version.as_str()
+            };
+            if self.keep.as_ref().is_some_and(|k| k.is_match(subject)) {
+                continue;
+            }
+            if rule.remove_days > 0
+                && v.created > now.saturating_sub(rule.remove_days.saturating_mul(DAY))
+            {
+                continue;
+            }
+            if self.remove.as_ref().is_some_and(|r| !r.is_match(subject)) {
+                continue;
+            }
+            if rule.unused_days > 0 {
+                let used = v.last_download.unwrap_or(0).max(v.created);
+                if used > now.saturating_sub(rule.unused_days.saturating_mul(DAY)) {
+                    continue;
+                }
+            }
+            out.push((i, self.reason.clone()));
+        }
+        out
     }
 }
 
@@ -525,66 +715,21 @@ pub struct Removal {
     id: u64,
 }
 
-/// Gitea's evaluation of one rule over one package's versions, newest first: keep-count, then
-/// keep-pattern, then age, then remove-pattern, then (beyond Gitea) unused days. Returns the
-/// indexes of the versions that pass every test, with the reason.
-pub fn select(
-    rule: &CleanupRule,
-    versions: &[VersionFacts],
-    now: u64,
-) -> std::result::Result<Vec<(usize, String)>, String> {
-    let keep = compile_pattern(&rule.keep_pattern)?;
-    let remove = compile_pattern(&rule.remove_pattern)?;
-    let mut reasons = Vec::new();
-    if rule.keep_count > 0 {
-        reasons.push(format!("not among the {} newest", rule.keep_count));
-    }
-    if rule.remove_days > 0 {
-        reasons.push(format!("older than {} days", rule.remove_days));
-    }
-    if remove.is_some() {
-        reasons.push(format!("matches {:?}", rule.remove_pattern));
-    }
-    if rule.unused_days > 0 {
-        reasons.push(format!("not downloaded for {} days", rule.unused_days));
-    }
-    let reason = if reasons.is_empty() {
-        "the rule removes every version".to_string()
-    } else {
-        reasons.join(", ")
-    };
-    let mut out = Vec::new();
-    for (i, v) in versions.iter().enumerate() {
-        if (i as u64) < rule.keep_count {
-            continue;
-        }
-        let full;
-        let subject = if rule.match_full_name {
-            full = format!("{}/{}", v.lower_name, v.lower_version);
-            full.as_str()
-        } else {
-            v.lower_version.as_str()
-        };
-        if keep.as_ref().is_some_and(|k| k.is_match(subject)) {
-            continue;
-        }
-        if rule.remove_days > 0
-            && v.created > now.saturating_sub(rule.remove_days.saturating_mul(DAY))
-        {
-            continue;
-        }
-        if remove.as_ref().is_some_and(|r| !r.is_match(subject)) {
-            continue;
-        }
-        if rule.unused_days > 0 {
-            let used = v.last_download.unwrap_or(0).max(v.created);
-            if used > now.saturating_sub(rule.unused_days.saturating_mul(DAY)) {
-                continue;
-            }
-        }
-        out.push((i, reason.clone()));
-    }
-    Ok(out)
+/// An enabled rule a run could not use (a pattern stored before today's limits that they
+/// refuse), and why; the run goes on with the other rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedRule {
+    pub owner: String,
+    /// Lower-cased package, or `None` for all packages.
+    pub package: Option<String>,
+    pub error: String,
+}
+
+/// What a cleanup run removed (a dry run: would remove), and the rules it skipped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CleanupReport {
+    pub removed: Vec<Removal>,
+    pub skipped: Vec<SkippedRule>,
 }
 
 impl Store {
@@ -611,8 +756,23 @@ impl Store {
             {
                 return Ok(Ok(false));
             }
-            txn.open_table(CLEANUP_RULES)
-                .ctx("opening cleanup_rules")?
+            let mut rules = txn.open_table(CLEANUP_RULES).ctx("opening cleanup_rules")?;
+            let replaces = rules
+                .get((o.as_str(), p.as_str()))
+                .ctx("reading a cleanup rule")?
+                .is_some();
+            let next = format!("{o}\0");
+            let count = rules
+                .range((o.as_str(), "")..(next.as_str(), ""))
+                .ctx("counting cleanup rules")?
+                .count();
+            if !replaces && count >= MAX_RULES_PER_OWNER {
+                return Ok(Err(format!(
+                    "an owner may have at most {MAX_RULES_PER_OWNER} cleanup rules; remove one \
+                     first, or use a rule for all packages (\"*\") with match_full_name"
+                )));
+            }
+            rules
                 .insert((o.as_str(), p.as_str()), encode(&rule)?.as_slice())
                 .ctx("writing a cleanup rule")?;
             Ok(Ok(true))
@@ -657,9 +817,29 @@ impl Store {
         Ok(out)
     }
 
-    /// What the enabled rules (of `owner`, or of everyone) remove at time `now`.
-    pub fn cleanup_plan(&self, owner: Option<&str>, now: u64) -> Result<Vec<Removal>> {
-        let rules = self.cleanup_rules(owner)?;
+    /// What the enabled rules (of `owner`, or of everyone) remove at time `now`. Each rule is
+    /// compiled once, before any package is read; a rule that no longer compiles (stored
+    /// before a limit that now refuses it) is skipped and reported.
+    pub fn cleanup_plan(&self, owner: Option<&str>, now: u64) -> Result<CleanupReport> {
+        let mut skipped = Vec::new();
+        let mut rules = Vec::new();
+        for entry in self.cleanup_rules(owner)? {
+            if !entry.rule.enabled {
+                continue;
+            }
+            match CompiledRule::new(&entry.rule) {
+                Ok(compiled) => rules.push((entry, compiled)),
+                Err(error) => {
+                    let scope = entry.package.as_deref().unwrap_or("*");
+                    log::warn!("cleanup rule {}/{scope} skipped: {error}", entry.owner);
+                    skipped.push(SkippedRule {
+                        owner: entry.owner,
+                        package: entry.package,
+                        error,
+                    });
+                }
+            }
+        }
         let txn = self.db.begin_read().ctx("beginning a read")?;
         let packages = txn.open_table(PACKAGES).ctx("opening packages")?;
         let versions = txn.open_table(VERSIONS).ctx("opening versions")?;
@@ -668,7 +848,7 @@ impl Store {
             .open_table(VERSION_DOWNLOADS)
             .ctx("opening version_downloads")?;
         let mut plan: BTreeMap<(String, String, String), Removal> = BTreeMap::new();
-        for entry in rules.iter().filter(|e| e.rule.enabled) {
+        for (entry, compiled) in &rules {
             let o = entry.owner.as_str();
             let names: Vec<(String, String)> = {
                 let mut names = Vec::new();
@@ -719,7 +899,7 @@ impl Store {
                     facts.into_iter().zip(recs).collect();
                 pairs.sort_by_key(|p| std::cmp::Reverse(p.0.created));
                 let (facts, recs): (Vec<_>, Vec<_>) = pairs.into_iter().unzip();
-                let chosen = select(&entry.rule, &facts, now).map_err(Error::Corrupt)?;
+                let chosen = compiled.select(&facts, now);
                 let scope = entry.package.as_deref().unwrap_or("*");
                 for (i, reason) in chosen {
                     let (f, rec) = (&facts[i], &recs[i]);
@@ -735,25 +915,54 @@ impl Store {
                 }
             }
         }
-        Ok(plan.into_values().collect())
+        Ok(CleanupReport {
+            removed: plan.into_values().collect(),
+            skipped,
+        })
     }
 
     /// Runs the enabled rules (of `owner`, or of everyone): the plan, then one short durable
     /// transaction per version through the normal delete path (chunks freed at once), each
     /// audited as `package.cleanup` by `cleanup`. A version re-created since the plan was made
-    /// is left alone. Returns what went (a dry run: what would go).
+    /// is left alone. Returns what went (a dry run: what would go). Waits for a run in
+    /// progress (the schedule, the offline CLI).
     pub fn run_cleanup(
         &self,
         owner: Option<&str>,
         dry_run: bool,
         now: u64,
-    ) -> Result<Vec<Removal>> {
+    ) -> Result<CleanupReport> {
+        // The gate guards no data: a run that panicked leaves nothing to repair.
+        let _gate = self
+            .cleanup_gate
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.cleanup_now(owner, dry_run, now)
+    }
+
+    /// `run_cleanup`, or `None` at once when another run is in progress (a request: it must not
+    /// hold a worker waiting, nor let runs pile up on the workers).
+    pub fn try_run_cleanup(
+        &self,
+        owner: Option<&str>,
+        dry_run: bool,
+        now: u64,
+    ) -> Result<Option<CleanupReport>> {
+        let _gate = match self.cleanup_gate.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Ok(None),
+        };
+        self.cleanup_now(owner, dry_run, now).map(Some)
+    }
+
+    fn cleanup_now(&self, owner: Option<&str>, dry_run: bool, now: u64) -> Result<CleanupReport> {
         let plan = self.cleanup_plan(owner, now)?;
         if dry_run {
             return Ok(plan);
         }
         let mut done = Vec::new();
-        for r in plan {
+        for r in plan.removed {
             if self.closing.load(std::sync::atomic::Ordering::Relaxed) {
                 log::info!("cleanup stopped early: the store is closing");
                 break;
@@ -786,7 +995,10 @@ impl Store {
                 done.push(r);
             }
         }
-        Ok(done)
+        Ok(CleanupReport {
+            removed: done,
+            skipped: plan.skipped,
+        })
     }
 
     /// Runs every owner's rules every `interval`, first after `first`; the thread holds only a
@@ -812,8 +1024,8 @@ impl Store {
                     }
                     let Some(store) = weak.upgrade() else { return };
                     match store.run_cleanup(None, false, now()) {
-                        Ok(done) if !done.is_empty() => {
-                            log::info!("cleanup removed {} versions", done.len())
+                        Ok(done) if !done.removed.is_empty() => {
+                            log::info!("cleanup removed {} versions", done.removed.len())
                         }
                         Ok(_) => {}
                         Err(e) => log::error!("cleanup: {e}"),
@@ -832,6 +1044,12 @@ mod tests {
     use super::super::tests::temp_store;
     use super::*;
     use crate::chunk::Want;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Patterns compiled on this thread (`compile_pattern` counts them in tests).
+        pub(super) static COMPILATIONS: Cell<usize> = const { Cell::new(0) };
+    }
 
     fn facts(versions: &[(&str, u64, Option<u64>)]) -> Vec<VersionFacts> {
         versions
@@ -846,8 +1064,9 @@ mod tests {
     }
 
     fn picked(rule: &CleanupRule, f: &[VersionFacts], now: u64) -> Vec<String> {
-        select(rule, f, now)
+        CompiledRule::new(rule)
             .expect("valid")
+            .select(f, now)
             .into_iter()
             .map(|(i, _)| f[i].lower_version.clone())
             .collect()
@@ -975,6 +1194,177 @@ mod tests {
         assert!(compile_pattern(&"a".repeat(MAX_PATTERN + 1)).is_err());
     }
 
+    /// Finding 3: patterns within the length limit that took 30–100 ms to compile are refused
+    /// when saved; patterns people write for versions still fit.
+    #[test]
+    fn patterns_that_compile_too_big_are_refused() {
+        let many_any = r"\p{Any}".repeat(142);
+        for p in [
+            r"\p{Any}{300}",
+            r"\p{Any}",
+            r"[\x{0}-\x{10FFFF}]",
+            r"\w{100}",
+            many_any.as_str(),
+        ] {
+            let e = compile_pattern(p).expect_err(p);
+            assert!(e.contains("too complex"), "{p}: {e}");
+            let r = CleanupRule {
+                remove_pattern: p.into(),
+                ..CleanupRule::default()
+            };
+            assert!(r.validate().is_err(), "{p}");
+        }
+        let ninety: Vec<String> = (0..90).map(|i| format!("1\\.{i}\\.0")).collect();
+        for p in [
+            r".*-rc\d+",
+            r"v?\d+\.\d+\.\d+(-[a-z0-9.]+)?",
+            r"[a-z0-9._-]+/1\..*",
+            r"(?:\w+[-.])*\w+",
+            r".*-snapshot.*",
+            r"[^/]+",
+            r"\pL+",
+            r"\P{Lu}",
+            &ninety.join("|"),
+            ACCEPTED_WORST,
+        ] {
+            assert!(compile_pattern(p).is_ok_and(|r| r.is_some()), "{p}");
+        }
+    }
+
+    /// The heaviest pattern measured that still compiles (README "Cleanup" gives its time).
+    const ACCEPTED_WORST: &str = r"[\x{0}-\x{3FFFF}](?s:.){200}";
+
+    #[test]
+    fn a_run_compiles_each_rule_once_not_per_package() {
+        let t = temp_store();
+        let s = &t.store;
+        s.create_user("pat", false).expect("user");
+        for p in 0..20 {
+            for v in ["1.0", "2.0-rc1"] {
+                s.upload(
+                    &FileCoords::new("pat", &format!("p{p}"), v, "f"),
+                    "pat",
+                    v.as_bytes(),
+                    Want::default(),
+                    |_| Ok(()),
+                )
+                .expect("upload");
+            }
+        }
+        let rule = CleanupRule {
+            keep_pattern: r"1\..*".into(),
+            remove_pattern: r".*-rc\d+".into(),
+            ..CleanupRule::default()
+        };
+        assert_eq!(
+            s.set_cleanup_rule("pat", None, rule).expect("set"),
+            Ok(true)
+        );
+        COMPILATIONS.with(|n| n.set(0));
+        let plan = s.cleanup_plan(Some("pat"), now()).expect("plan");
+        assert_eq!(plan.removed.len(), 20, "every package's rc goes");
+        assert_eq!(
+            COMPILATIONS.with(Cell::get),
+            2,
+            "two patterns, compiled once for 20 packages (40 times before)"
+        );
+        COMPILATIONS.with(|n| n.set(0));
+        let dry = s.run_cleanup(Some("pat"), true, now()).expect("dry run");
+        assert_eq!(dry.removed.len(), 20);
+        assert_eq!(COMPILATIONS.with(Cell::get), 2);
+    }
+
+    #[test]
+    fn a_stored_rule_over_todays_limit_is_skipped_and_the_others_run() {
+        let t = temp_store();
+        let s = &t.store;
+        s.create_user("old", false).expect("user");
+        for p in ["a", "b"] {
+            s.upload(
+                &FileCoords::new("old", p, "1", "f"),
+                "old",
+                &b"x"[..],
+                Want::default(),
+                |_| Ok(()),
+            )
+            .expect("upload");
+        }
+        // As a rule saved by an earlier build, which accepted it.
+        let heavy = CleanupRule {
+            remove_pattern: r"\p{Any}{300}".into(),
+            ..CleanupRule::default()
+        };
+        s.durable(move |txn| {
+            txn.open_table(CLEANUP_RULES)
+                .ctx("open")?
+                .insert(("old", "a"), encode(&heavy)?.as_slice())
+                .ctx("write")?;
+            Ok(())
+        })
+        .expect("store the old rule");
+        assert_eq!(
+            s.set_cleanup_rule("old", Some("b"), CleanupRule::default())
+                .expect("set"),
+            Ok(true)
+        );
+        let report = s.run_cleanup(Some("old"), false, now()).expect("run");
+        let gone: Vec<_> = report.removed.iter().map(|r| r.package.as_str()).collect();
+        assert_eq!(gone, ["b"]);
+        assert_eq!(report.skipped.len(), 1, "{report:?}");
+        assert_eq!(report.skipped[0].package.as_deref(), Some("a"));
+        assert!(report.skipped[0].error.contains("too complex"));
+        assert!(s.version_exists("old", "a", "1").expect("v"));
+    }
+
+    #[test]
+    fn an_owner_has_at_most_max_rules() {
+        let t = temp_store();
+        let s = &t.store;
+        s.create_user("many", false).expect("user");
+        for i in 0..MAX_RULES_PER_OWNER {
+            let p = format!("p{i}");
+            assert_eq!(
+                s.set_cleanup_rule("many", Some(&p), CleanupRule::default())
+                    .expect("set"),
+                Ok(true)
+            );
+        }
+        let refused = s
+            .set_cleanup_rule("many", None, CleanupRule::default())
+            .expect("set");
+        assert!(refused.is_err_and(|e| e.contains("at most")));
+        // Replacing an existing rule is not a new one.
+        let keep = CleanupRule {
+            keep_count: 3,
+            ..CleanupRule::default()
+        };
+        assert_eq!(
+            s.set_cleanup_rule("many", Some("P0"), keep).expect("set"),
+            Ok(true)
+        );
+        assert_eq!(
+            s.cleanup_rules(Some("many")).expect("rules").len(),
+            MAX_RULES_PER_OWNER
+        );
+    }
+
+    #[test]
+    fn one_run_at_a_time_a_request_is_refused_while_one_runs() {
+        let t = temp_store();
+        let s = &t.store;
+        s.create_user("q", false).expect("user");
+        let held = s.cleanup_gate.lock().expect("gate");
+        assert_eq!(
+            s.try_run_cleanup(Some("q"), true, now()).expect("try"),
+            None
+        );
+        drop(held);
+        assert_eq!(
+            s.try_run_cleanup(Some("q"), true, now()).expect("try"),
+            Some(CleanupReport::default())
+        );
+    }
+
     #[test]
     fn owner_bytes_follow_publish_and_delete_and_the_check_agrees() {
         let t = temp_store();
@@ -1038,13 +1428,17 @@ mod tests {
             s.set_cleanup_rule("carol", None, off).expect("set"),
             Ok(true)
         );
-        assert!(s.cleanup_plan(None, now()).expect("plan").is_empty());
+        assert!(s
+            .cleanup_plan(None, now())
+            .expect("plan")
+            .removed
+            .is_empty());
         assert_eq!(
             s.set_cleanup_rule("carol", Some("A"), keep_one.clone())
                 .expect("set"),
             Ok(true)
         );
-        let plan = s.cleanup_plan(Some("CAROL"), now()).expect("plan");
+        let plan = s.cleanup_plan(Some("CAROL"), now()).expect("plan").removed;
         let got: Vec<_> = plan
             .iter()
             .map(|r| (r.package.as_str(), r.version.as_str()))
@@ -1054,7 +1448,7 @@ mod tests {
             s.set_cleanup_rule("carol", None, keep_one).expect("set"),
             Ok(true)
         );
-        let plan = s.cleanup_plan(None, now()).expect("plan");
+        let plan = s.cleanup_plan(None, now()).expect("plan").removed;
         assert_eq!(
             plan.len(),
             2,
@@ -1138,7 +1532,7 @@ mod tests {
             s.set_cleanup_rule("dee", Some("app"), rule).expect("set"),
             Ok(true)
         );
-        let plan = s.cleanup_plan(Some("dee"), now()).expect("plan");
+        let plan = s.cleanup_plan(Some("dee"), now()).expect("plan").removed;
         let gone: Vec<_> = plan.iter().map(|r| r.version.as_str()).collect();
         assert_eq!(
             gone,
@@ -1173,10 +1567,16 @@ mod tests {
             Ok(true)
         );
         // Now: nothing is unused yet.
-        assert!(s.run_cleanup(None, false, now()).expect("run").is_empty());
+        assert_eq!(
+            s.run_cleanup(None, false, now()).expect("run"),
+            CleanupReport::default()
+        );
         // Ten days on, every version is unused (the flush wrote "1"'s download at about now).
         let later = now() + 10 * DAY;
-        let dry = s.run_cleanup(Some("bob"), true, later).expect("dry");
+        let dry = s
+            .run_cleanup(Some("bob"), true, later)
+            .expect("dry")
+            .removed;
         assert_eq!(dry.len(), 3);
         assert!(
             s.version_exists("bob", "p", "3").expect("v"),
@@ -1192,7 +1592,10 @@ mod tests {
         })
         .expect("write");
         let (chunks_before, _, _) = s.chunk_stats().expect("stats");
-        let done = s.run_cleanup(Some("bob"), false, later).expect("run");
+        let done = s
+            .run_cleanup(Some("bob"), false, later)
+            .expect("run")
+            .removed;
         let gone: Vec<_> = done.iter().map(|r| r.version.as_str()).collect();
         assert_eq!(gone, ["2", "3"]);
         assert!(s.version_exists("bob", "p", "1").expect("v"));

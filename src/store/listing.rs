@@ -34,6 +34,12 @@ pub struct Page<T> {
     pub items: Vec<T>,
 }
 
+/// How many items come before page `page` (1-based) of `limit` items: saturating, so a huge
+/// page from a query string is past the end instead of wrapping to an early page.
+pub fn page_offset(page: u64, limit: u64) -> usize {
+    usize::try_from(page.saturating_sub(1).saturating_mul(limit)).unwrap_or(usize::MAX)
+}
+
 impl Store {
     /// An owner's versions of every package, newest first; `q` keeps packages whose name
     /// contains it (case-insensitive). `page` counts from 1.
@@ -50,7 +56,7 @@ impl Store {
         let order = txn.open_table(VERSION_ORDER).ctx("opening version_order")?;
         let versions = txn.open_table(VERSIONS).ctx("opening versions")?;
         let packages = txn.open_table(PACKAGES).ctx("opening packages")?;
-        let skip = page.saturating_sub(1).saturating_mul(limit);
+        let skip = page_offset(page, limit);
         let o_next = format!("{o}\0");
         let range = (o.as_str(), 0u64, "", "")..(o_next.as_str(), 0u64, "", "");
         let mut keys = Vec::new();
@@ -63,11 +69,7 @@ impl Store {
                 .ctx("counting versions")?
                 .map(|g| g.value())
                 .unwrap_or(0);
-            for row in order
-                .range(range)
-                .ctx("listing versions")?
-                .skip(skip as usize)
-            {
+            for row in order.range(range).ctx("listing versions")?.skip(skip) {
                 if keys.len() as u64 >= limit {
                     break;
                 }
@@ -103,7 +105,7 @@ impl Store {
                     if !wanted.contains(n) {
                         continue;
                     }
-                    if total >= skip && (keys.len() as u64) < limit {
+                    if total >= skip as u64 && (keys.len() as u64) < limit {
                         keys.push((n.to_string(), v.to_string()));
                     }
                     total += 1;
@@ -128,8 +130,8 @@ impl Store {
                 total = found.len() as u64;
                 keys = found
                     .into_iter()
-                    .skip(skip as usize)
-                    .take(limit as usize)
+                    .skip(skip)
+                    .take(usize::try_from(limit).unwrap_or(usize::MAX))
                     .map(|(_, n, v)| (n, v))
                     .collect();
             }
@@ -180,13 +182,13 @@ impl Store {
         let order = txn.open_table(PACKAGE_ORDER).ctx("opening package_order")?;
         let versions = txn.open_table(VERSIONS).ctx("opening versions")?;
         let n_next = format!("{n}\0");
-        let skip = page.saturating_sub(1).saturating_mul(limit);
+        let skip = page_offset(page, limit);
         let mut items = Vec::new();
         for row in order
             .range((o.as_str(), n.as_str(), 0u64, "")..(o.as_str(), n_next.as_str(), 0u64, ""))
             .ctx("listing versions")?
-            .skip(skip as usize)
-            .take(limit as usize)
+            .skip(skip)
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
         {
             let (k, _) = row.ctx("listing versions")?;
             let v = k.value().3;

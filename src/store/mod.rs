@@ -34,12 +34,12 @@ pub use bundle::{HeldFile, ImportItem, ImportOutcome, Selection, Snapshot, Stage
 pub use check::{CheckReport, RepairReport};
 pub use files::{Deleted, FileReader, Published};
 pub use limits::{
-    compile_pattern, CleanupRule, Limit, Limits, OwnerQuota, QuotaCheck, QuotaExceeded,
-    QuotaRecord, Removal, RuleEntry, Usage,
+    compile_pattern, CleanupReport, CleanupRule, CompiledRule, Limit, Limits, OwnerQuota,
+    QuotaCheck, QuotaExceeded, QuotaRecord, Removal, RuleEntry, SkippedRule, Usage,
 };
 /// Schema 2's tables, beside the others for code that lists every table (backup, repair).
 use limits::{CLEANUP_RULES, OWNER_BYTES, QUOTAS, VERSION_DOWNLOADS};
-pub use listing::{Digests, FileEntry, Page, VersionEntry};
+pub use listing::{page_offset, Digests, FileEntry, Page, VersionEntry};
 pub use observe::{ByteTotals, ReadyProbe, RowCounts, StatsCache};
 pub use scrub::{ScrubConfig, ScrubState};
 pub use stats::{compact, OwnerStats, Stats};
@@ -534,6 +534,9 @@ pub struct Store {
     quota_defaults: Mutex<Limits>,
     /// Set when `close` starts: long background work (a cleanup run) stops early.
     closing: std::sync::atomic::AtomicBool,
+    /// Held by the cleanup run in progress: one at a time, so runs never take more than one
+    /// request worker (the others are refused) and the schedule waits its turn.
+    cleanup_gate: Mutex<()>,
     /// The background scrub's progress.
     scrub: scrub::ScrubState,
 }
@@ -579,6 +582,7 @@ impl Store {
             audit_retention: AtomicU64::new(DEFAULT_AUDIT_RETENTION),
             quota_defaults: Mutex::new(Limits::default()),
             closing: std::sync::atomic::AtomicBool::new(false),
+            cleanup_gate: Mutex::new(()),
             scrub: scrub::ScrubState::default(),
         });
         store.init_schema()?;
