@@ -57,7 +57,7 @@ pub fn parse_authorization(header: Option<&str>) -> Credentials {
 pub fn query_token(query: &str) -> Option<String> {
     query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=')?;
-        (k == "token" || k == "access_token").then(|| crate::api::percent_decode(v))?
+        (k == "token" || k == "access_token").then(|| crate::names::percent_decode(v))?
     })
 }
 

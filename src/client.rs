@@ -362,19 +362,6 @@ fn status_error(status: u16, body: &[u8]) -> Error {
     Error::Status { status, message }
 }
 
-/// Percent-encodes one path segment or query value (everything but RFC 3986 unreserved).
-pub fn encode_component(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 fn read_line_limited<R: BufRead>(r: &mut R, budget: &mut usize) -> Result<String, Error> {
     let mut line = Vec::new();
     let n = r
@@ -576,11 +563,5 @@ mod tests {
             false
         )
         .is_err());
-    }
-
-    #[test]
-    fn components() {
-        assert_eq!(encode_component("a b/c?#%"), "a%20b%2Fc%3F%23%25");
-        assert_eq!(encode_component("Ok-._~1"), "Ok-._~1");
     }
 }

@@ -34,9 +34,13 @@ pub fn backup(c: BackupCmd) -> Result<(), String> {
     }
     let limit = match &c.limit_rate {
         None => None,
-        Some(v) => Some(config::parse_size(v).filter(|&n| n > 0).ok_or_else(|| {
-            format!("--limit-rate: cannot read {v:?} as bytes per second (e.g. 50MB)")
-        })?),
+        Some(v) => Some(
+            crate::units::parse_size(v)
+                .filter(|&n| n > 0)
+                .ok_or_else(|| {
+                    format!("--limit-rate: cannot read {v:?} as bytes per second (e.g. 50MB)")
+                })?,
+        ),
     };
     let started = Instant::now();
     let (mut w, r) = crate::pipe::pipe(4);

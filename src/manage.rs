@@ -6,11 +6,12 @@
 //! command line and all output happen once, above it. Offline changes are audited with actor
 //! `cli` and address `local`, as the server audits its own.
 
-use crate::api::valid_owner_name;
 use crate::auth;
-use crate::client::{encode_component as enc, Client};
+use crate::client::Client;
 use crate::config::{self, AuditCmd, MemberAction, OrgAction, Target, TokenAction, UserAction};
-use crate::http::{parse_rfc3339, rfc3339};
+use crate::dates::{parse_rfc3339, rfc3339};
+use crate::names::encode_component as enc;
+use crate::names::valid_owner_name;
 use crate::store::{
     self, AuditFilter, AuditRecord, Created, NewToken, OwnerKind, Role, Store, TokenOutcome,
     TokenRecord, UserDeleted, UserRecord, Visibility,

@@ -3,11 +3,11 @@
 //! validation and output happen once. Offline changes are audited as `cli`/`local`.
 
 use crate::api::{
-    cleanup_report_json, parse_limit, quota_json, rule_from_json, rule_json, valid_owner_name,
-    valid_package_name, ALL_PACKAGES,
+    cleanup_report_json, parse_limit, quota_json, rule_from_json, rule_json, ALL_PACKAGES,
 };
-use crate::client::{encode_component as enc, Client};
+use crate::client::Client;
 use crate::config::{self, CleanupAction, QuotaAction, RuleAction};
+use crate::names::{encode_component as enc, valid_owner_name, valid_package_name};
 use crate::store::{self, AuditRecord, Limit, QuotaRecord, Store};
 use crate::terminal::printable;
 use serde_json::{json, Map, Value};

@@ -4,9 +4,11 @@
 //! 422 for invalid input).
 
 use super::v1::{json_response, link_header, paging, query_param, time, user_json, JsonError};
-use super::{valid_owner_name, Api};
+use super::Api;
 use crate::auth::{self, Access, Caller};
-use crate::http::{parse_rfc3339, Request, Response};
+use crate::dates::parse_rfc3339;
+use crate::http::{Request, Response};
+use crate::names::valid_owner_name;
 use crate::store::{
     self, AuditFilter, Created, NewToken, OwnerKind, Page, Role, TeamRecord, TokenOutcome,
     TokenRecord, UserDeleted, UserRecord, Visibility,
@@ -307,7 +309,7 @@ pub(super) fn dispatch(
 ) -> Res {
     let decoded: Vec<String> = segs
         .iter()
-        .map(|s| super::percent_decode(s).ok_or(JsonError::NotFound))
+        .map(|s| crate::names::percent_decode(s).ok_or(JsonError::NotFound))
         .collect::<Result<_, _>>()?;
     let segs: Vec<&str> = decoded.iter().map(String::as_str).collect();
     let path = format!("/api/v1/{}", segs.join("/"));

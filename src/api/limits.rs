@@ -39,7 +39,7 @@ pub(super) fn dispatch(
 ) -> Option<Res> {
     let decoded: Vec<String> = segs
         .iter()
-        .map(|s| super::percent_decode(s).unwrap_or_default())
+        .map(|s| crate::names::percent_decode(s).unwrap_or_default())
         .collect();
     let segs: Vec<&str> = decoded.iter().map(String::as_str).collect();
     let method = req.method.clone();
@@ -221,7 +221,7 @@ fn package_of(segment: &str) -> Result<Option<String>, JsonError> {
     if segment == ALL_PACKAGES {
         return Ok(None);
     }
-    if !super::valid_package_name(segment) {
+    if !crate::names::valid_package_name(segment) {
         return Err(JsonError::Unprocessable("invalid package name".into()));
     }
     Ok(Some(segment.to_string()))
@@ -267,7 +267,7 @@ pub fn parse_limit(v: &str, size: bool) -> Result<Option<Limit>, String> {
         return Ok(Some(Limit::Unlimited));
     }
     let n = if size {
-        crate::config::parse_size(t)
+        crate::units::parse_size(t)
     } else {
         t.parse::<u64>().ok()
     };

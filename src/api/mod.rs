@@ -9,7 +9,6 @@ mod admin;
 mod bundles;
 mod limits;
 mod monitor;
-mod names;
 mod ops;
 mod ranges;
 mod registry;
@@ -17,10 +16,6 @@ mod v1;
 
 pub use limits::{
     cleanup_report_json, parse_limit, quota_json, rule_from_json, rule_json, ALL_PACKAGES,
-};
-pub use names::{
-    audit_name, percent_decode, percent_encode, valid_file_name, valid_owner_name,
-    valid_package_name, valid_version, MAX_COMPONENT_BYTES,
 };
 pub use ops::{check_json, stats_json};
 

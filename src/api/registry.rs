@@ -3,15 +3,16 @@
 //! deploy by checksum, multipart), downloads (Range, conditionals, digests, counters, the
 //! `latest` alias) and deletes.
 
-use super::names::{
-    audit_name, percent_decode, percent_encode, valid_file_name, valid_package_name, valid_version,
-};
 use super::ranges::{parse_range, MultiRange, RangeSpec};
 use super::Api;
 use crate::auth::{self, Access, AuthError, Caller, Denied};
 use crate::chunk::{StreamDigests, Want};
-use crate::http::{http_date, parse_http_date, BodySource, Request, Response, ResponseBody};
+use crate::dates::{http_date, parse_http_date};
+use crate::http::{BodySource, Request, Response, ResponseBody};
 use crate::multipart;
+use crate::names::{
+    audit_name, percent_decode, percent_encode, valid_file_name, valid_package_name, valid_version,
+};
 use crate::store::{self, Deleted, FileCoords, FileReader, FileRecord, Published, UserRecord};
 use base64::Engine;
 use std::io::{self, Read};
@@ -71,7 +72,7 @@ impl ApiError {
             ApiError::InvalidFileName => Response::text(400, "invalid filename"),
             ApiError::FileExists => Response::text(409, "package file already exists"),
             ApiError::TooLarge => Response::text(403, "maximum allowed package type size exceeded"),
-            ApiError::Quota(q) => Response::text(403, q.message()),
+            ApiError::Quota(q) => Response::text(403, quota_message(q)),
             ApiError::BadRequest(msg) => Response::text(400, &msg),
             ApiError::BadBody(e) => {
                 Response::text(400, &format!("the request body could not be read: {e}"))
@@ -81,6 +82,15 @@ impl ApiError {
                 Response::text(500, "internal server error")
             }
         }
+    }
+}
+
+/// Gitea's exact plain-text quota messages (GITEA-COMPAT §9).
+fn quota_message(q: store::QuotaExceeded) -> &'static str {
+    match q {
+        store::QuotaExceeded::Count => "maximum allowed package count exceeded",
+        store::QuotaExceeded::FileSize => "maximum allowed package type size exceeded",
+        store::QuotaExceeded::Total => "maximum allowed package storage quota exceeded",
     }
 }
 

@@ -4,10 +4,11 @@
 //! (403 where the registry routes say 401; 404 for an owner the caller may not see, as for one
 //! that does not exist).
 
-use super::names::percent_decode;
 use super::Api;
 use crate::auth::{self, Access, AuthError, Denied};
-use crate::http::{rfc3339, Request, Response, ResponseBody};
+use crate::dates::rfc3339;
+use crate::http::{Request, Response, ResponseBody};
+use crate::names::{audit_name, percent_decode, percent_encode, valid_package_name, valid_version};
 use crate::store::{self, Deleted, FileEntry, OwnerKind, Page, UserRecord, VersionEntry};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -254,7 +255,7 @@ fn dispatch(
         ("DELETE", ["generic", name]) => {
             let name = decode(name)?;
             let actor = caller.user.login.clone();
-            let target = super::audit_name(Some(&name), super::valid_package_name);
+            let target = audit_name(Some(&name), valid_package_name);
             if let Err(e) = require_write() {
                 api.audit_refusal(
                     req,
@@ -303,8 +304,8 @@ fn dispatch(
             let actor = caller.user.login.clone();
             let target = format!(
                 "{}/{}",
-                super::audit_name(Some(&name), super::valid_package_name),
-                super::audit_name(Some(&version), super::valid_version)
+                audit_name(Some(&name), valid_package_name),
+                audit_name(Some(&version), valid_version)
             );
             if let Err(e) = require_write() {
                 api.audit_refusal(
@@ -538,8 +539,8 @@ impl<'a> UserLookup<'a> {
             "html_url": format!(
                 "{base}/{}/-/packages/generic/{}/{}",
                 owner.login,
-                super::percent_encode(&store::fold_case(&e.package.name)),
-                super::percent_encode(&store::fold_case(&e.version.version)),
+                percent_encode(&store::fold_case(&e.package.name)),
+                percent_encode(&store::fold_case(&e.version.version)),
             ),
             "created_at": time(e.version.created),
             "downloads": e.version.downloads,

@@ -3,8 +3,9 @@
 //! ways: a bundle is never held in memory.
 
 use super::{ExportRequest, ImportReport, Manifest};
-use crate::client::{encode_component, Client, Streamed};
+use crate::client::{Client, Streamed};
 use crate::config::{self, ExportCmd, ImportCmd, ManifestCmd, Target};
+use crate::names::encode_component;
 use crate::store::{self, Store};
 use crate::terminal::printable;
 use serde_json::{json, Value};

@@ -12,8 +12,8 @@
 pub mod cli;
 pub mod tar;
 
-use crate::api::{valid_file_name, valid_owner_name, valid_package_name, valid_version};
-use crate::http::{parse_rfc3339, rfc3339};
+use crate::dates::{parse_rfc3339, rfc3339};
+use crate::names::{valid_file_name, valid_owner_name, valid_package_name, valid_version};
 use crate::store::{
     self, FileCoords, FileReader, HeldFile, ImportItem, ImportOutcome, Selection, Snapshot, Store,
 };

@@ -27,7 +27,6 @@
 
 mod body;
 mod conn;
-mod date;
 mod request;
 mod response;
 #[cfg(test)]
@@ -45,7 +44,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub use body::Body;
-pub use date::{http_date, parse_http_date, parse_rfc3339, rfc3339};
 pub use request::{Headers, Request};
 pub use response::{BodySource, Response, ResponseBody};
 

@@ -8,7 +8,7 @@ use std::net::{Shutdown, TcpStream};
 use std::time::SystemTime;
 
 use super::body::is_tchar;
-use super::date::http_date;
+use crate::dates::http_date;
 
 /// Buffer for streamed response bodies (written straight to the socket).
 const STREAM_BUF: usize = 1024 * 1024;

@@ -3,6 +3,7 @@
 
 use super::response::reason;
 use super::*;
+use crate::dates::parse_http_date;
 use std::net::TcpStream;
 use std::sync::atomic::AtomicUsize;
 

@@ -105,14 +105,14 @@ pub enum QuotaExceeded {
     Total,
 }
 
-impl QuotaExceeded {
-    /// Gitea's exact plain-text messages (GITEA-COMPAT §9).
-    pub fn message(self) -> &'static str {
-        match self {
-            QuotaExceeded::Count => "maximum allowed package count exceeded",
-            QuotaExceeded::FileSize => "maximum allowed package type size exceeded",
-            QuotaExceeded::Total => "maximum allowed package storage quota exceeded",
-        }
+impl fmt::Display for QuotaExceeded {
+    /// For logs and the commands; the wire text is the api's (`registry.rs`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            QuotaExceeded::Count => "over the owner's version quota",
+            QuotaExceeded::FileSize => "over the file size limit",
+            QuotaExceeded::Total => "over the owner's storage quota",
+        })
     }
 }
 

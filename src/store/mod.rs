@@ -139,7 +139,7 @@ impl fmt::Display for Error {
             Error::Body(e) => write!(f, "reading the request body failed: {e}"),
             Error::Rejected(m) => write!(f, "upload refused: {m}"),
             Error::Closed => write!(f, "the store is shutting down"),
-            Error::Quota(q) => write!(f, "{}", q.message()),
+            Error::Quota(q) => write!(f, "{q}"),
         }
     }
 }

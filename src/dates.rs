@@ -1,5 +1,8 @@
-//! HTTP dates: formatting IMF-fixdate ([`http_date`]) and parsing all three forms RFC 9110 allows
-//! ([`parse_http_date`]), with the proleptic-Gregorian day arithmetic they need.
+//! Dates on the wire: HTTP dates (formatting IMF-fixdate, [`http_date`], and parsing all three
+//! forms RFC 9110 allows, [`parse_http_date`]) and RFC 3339 times ([`rfc3339`],
+//! [`parse_rfc3339`]: the JSON API, bundles, the commands), with the proleptic-Gregorian day
+//! arithmetic they need. Below every layer that uses them (http, api, bundle, the commands);
+//! imports nothing of the crate.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

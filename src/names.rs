@@ -1,5 +1,8 @@
-//! Names as Gitea validates them (GITEA-COMPAT §3), with shelf's 255-byte cap, and the
-//! percent-coding of path segments and `Content-Disposition`.
+//! Names as Gitea validates them (GITEA-COMPAT §3), with shelf's 255-byte cap, the form the
+//! audit log keeps of them, and percent-coding: decoding a path segment (one rule for bad
+//! escapes: `None`), encoding one for a URL the CLI sends (`encode_component`), and RFC 5987's
+//! `filename*` (`percent_encode`). Below every layer that handles names (api, auth, bundle, the
+//! commands); imports nothing of the crate.
 
 /// Longest accepted package name, version or file name, in bytes after percent-decoding.
 pub const MAX_COMPONENT_BYTES: usize = 255;
@@ -82,6 +85,19 @@ pub fn percent_decode(s: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+/// Percent-encodes one path segment or query value (everything but RFC 3986 unreserved).
+pub fn encode_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// RFC 5987 `attr-char` encoding for `filename*`.
@@ -203,5 +219,11 @@ mod tests {
             audit_name(Some("a b"), valid_package_name),
             "(invalid, 3 bytes: a b)"
         );
+    }
+
+    #[test]
+    fn components() {
+        assert_eq!(encode_component("a b/c?#%"), "a%20b%2Fc%3F%23%25");
+        assert_eq!(encode_component("Ok-._~1"), "Ok-._~1");
     }
 }

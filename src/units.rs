@@ -1,0 +1,70 @@
+//! Sizes and durations as people write them in flags, environment variables and JSON
+//! (`2GiB`, `500MB`, `30m`, `7d`). Below every layer that reads them (config, api, commands);
+//! imports nothing of the crate.
+
+use std::time::Duration;
+
+/// A byte count with an optional unit: `1000`, `1kB`/`1K` (10^3), `1MB`, `1GB`, `1TB`,
+/// `1KiB` (2^10), `1MiB`, `1GiB`, `1TiB`; spaces and case are ignored (as go-humanize, which
+/// Gitea uses for its limits).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "m" | "mb" => 1_000_000,
+        "g" | "gb" => 1_000_000_000,
+        "t" | "tb" => 1_000_000_000_000,
+        "ki" | "kib" => 1 << 10,
+        "mi" | "mib" => 1 << 20,
+        "gi" | "gib" => 1 << 30,
+        "ti" | "tib" => 1 << 40,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+/// A duration: `90` or `90s` (seconds), `30m`, `24h`, `7d`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult: u64 = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(mult).map(Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30m"), Some(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("24h"), Some(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("7d"), Some(Duration::from_secs(604_800)));
+        assert_eq!(parse_duration("1w"), None);
+        assert_eq!(parse_duration("h"), None);
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1000"), Some(1000));
+        assert_eq!(parse_size("1 MB"), Some(1_000_000));
+        assert_eq!(parse_size("2GiB"), Some(2 << 30));
+        assert_eq!(parse_size("5k"), Some(5000));
+        assert_eq!(parse_size("x"), None);
+        assert_eq!(parse_size("1 parsec"), None);
+        assert_eq!(parse_size("99999999999999999999"), None);
+    }
+}
