@@ -81,6 +81,16 @@ pub fn http_date(t: SystemTime) -> String {
     )
 }
 
+/// The last second RFC 3339's four-digit years can name (9999-12-31T23:59:59Z).
+pub const MAX_RFC3339_SECS: u64 = 253_402_300_799;
+
+/// RFC 3339 in UTC of a unix time in seconds, clamped to `MAX_RFC3339_SECS` (a stored time
+/// from anywhere, e.g. a token's expiry, can never overflow `SystemTime` or print a 5-digit
+/// year).
+pub fn rfc3339_secs(secs: u64) -> String {
+    rfc3339(UNIX_EPOCH + Duration::from_secs(secs.min(MAX_RFC3339_SECS)))
+}
+
 /// RFC 3339 in UTC, e.g. "1994-11-06T08:49:37Z" (the JSON API's times). Lives here because the
 /// calendar arithmetic does.
 pub fn rfc3339(t: SystemTime) -> String {

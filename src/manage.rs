@@ -9,7 +9,7 @@
 use crate::auth;
 use crate::client::Client;
 use crate::config::{self, AuditCmd, MemberAction, OrgAction, Target, TokenAction, UserAction};
-use crate::dates::{parse_rfc3339, rfc3339};
+use crate::dates::parse_rfc3339;
 use crate::names::encode_component as enc;
 use crate::names::valid_owner_name;
 use crate::store::{
@@ -20,7 +20,7 @@ use crate::terminal::printable;
 use serde_json::{json, Map, Value};
 use std::io::BufRead;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 /// The JSON API's largest page.
 const PAGE: usize = 50;
@@ -440,7 +440,7 @@ fn dash(s: &str) -> std::borrow::Cow<'_, str> {
 }
 
 fn time(secs: u64) -> String {
-    rfc3339(UNIX_EPOCH + Duration::from_secs(secs))
+    crate::dates::rfc3339_secs(secs)
 }
 
 // -------------------------------------------------------------------------------- offline

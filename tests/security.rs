@@ -562,3 +562,186 @@ fn issue9_anonymous_refusals_cannot_grow_the_database() {
         "every refused write is counted: {entries:#?}"
     );
 }
+
+/// Issue 9, from the review of its fixes: packages are deleted only with the package scope,
+/// passwords are handed out only by full credentials, `public-only` hides private members and
+/// creators, token limits tell no hidden owners, and a far-future expiry is refused (it broke
+/// every later token listing with a 500).
+#[test]
+fn issue9_review_scopes_on_purges_runs_passwords_and_members() {
+    let s = Server::start();
+    let adm = admin();
+    for (login, vis) in [("alice", "public"), ("privy", "private")] {
+        let r = send_json(
+            &s,
+            "POST",
+            &adm,
+            "/api/v1/admin/users",
+            &json!({"username": login, "password": format!("pw-{login}-Secret!"), "visibility": vis}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    let r = send_json(
+        &s,
+        "POST",
+        &adm,
+        "/api/v1/admin/users/alice/orgs",
+        &json!({"username": "club"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = send_json(
+        &s,
+        "PUT",
+        &adm,
+        "/api/v1/orgs/club/members/privy",
+        &json!({"role": "write"}),
+    );
+    assert_eq!(r.status, 204, "{}", r.text());
+    let r = send_json(
+        &s,
+        "POST",
+        &adm,
+        "/api/v1/orgs",
+        &json!({"username": "hidden", "visibility": "private"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let privy = basic("privy", "pw-privy-Secret!");
+    let r = s.req(
+        "PUT",
+        "/api/packages/club/generic/app/1/f",
+        &[("Authorization", &privy)],
+        b"x",
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+
+    // Purging an organization deletes its packages: write:organization alone is not enough.
+    let org_only = format!(
+        "token {}",
+        token(
+            &s,
+            "alice",
+            "org",
+            json!({"scopes": ["write:organization"]})
+        )
+    );
+    let r = s.req(
+        "DELETE",
+        "/api/v1/orgs/club?purge=true",
+        &[("Authorization", &org_only)],
+        b"",
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("write:package"), "{}", r.text());
+
+    // A whole-registry cleanup run deletes packages too.
+    let wa = format!(
+        "token {}",
+        token(
+            &s,
+            "admin",
+            "wa",
+            json!({"scopes": ["write:admin", "read:package"]})
+        )
+    );
+    let r = s.req(
+        "POST",
+        "/api/v1/admin/cleanup/run",
+        &[("Authorization", &wa)],
+        b"",
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = s.req(
+        "POST",
+        "/api/v1/admin/cleanup/run?dry_run=true",
+        &[("Authorization", &wa)],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // A new user with a password is an unscoped sign-in: not from write:admin alone.
+    let r = send_json(
+        &s,
+        "POST",
+        &wa,
+        "/api/v1/admin/users",
+        &json!({"username": "mallory", "password": "pw-mallory-Secret!"}),
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = send_json(
+        &s,
+        "POST",
+        &wa,
+        "/api/v1/admin/users",
+        &json!({"username": "nopass"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+
+    // public-only: private members and creators stay hidden.
+    let public = format!(
+        "token {}",
+        token(
+            &s,
+            "admin",
+            "pub",
+            json!({"scopes": ["all", "public-only"]})
+        )
+    );
+    let r = s.req(
+        "GET",
+        "/api/v1/orgs/club/members",
+        &[("Authorization", &public)],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(!r.text().contains("privy"), "{}", r.text());
+    let r = s.req(
+        "GET",
+        "/api/v1/orgs/club/members",
+        &[("Authorization", &adm)],
+        b"",
+    );
+    assert!(r.text().contains("privy"), "{}", r.text());
+    let r = s.req(
+        "GET",
+        "/api/v1/packages/club",
+        &[("Authorization", &public)],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v: Value = serde_json::from_slice(&r.body).expect("json");
+    assert_eq!(v[0]["creator"]["login"], "Ghost", "{v}");
+    assert!(!r.text().contains("privy"), "{}", r.text());
+
+    // Limiting a token to an owner the caller may not see answers as for a missing owner.
+    let alice = basic("alice", "pw-alice-Secret!");
+    let answer = |owner: &str| {
+        let r = send_json(
+            &s,
+            "POST",
+            &alice,
+            "/api/v1/users/alice/tokens",
+            &json!({"name": format!("t-{owner}"), "scopes": ["read:package"], "owner": owner}),
+        );
+        (r.status, r.text().replace(owner, "OWNER"))
+    };
+    let hidden = answer("hidden");
+    assert_eq!(hidden.0, 422, "{}", hidden.1);
+    assert_eq!(hidden, answer("nosuchowner"));
+
+    // An expiry past year 9999 is refused; listings keep working.
+    let r = send_json(
+        &s,
+        "POST",
+        &alice,
+        "/api/v1/users/alice/tokens",
+        &json!({"name": "forever", "scopes": ["read:package"], "expires_at": 9_223_372_036_854_775_808u64}),
+    );
+    assert_eq!(r.status, 422, "{}", r.text());
+    let r = s.req(
+        "GET",
+        "/api/v1/users/alice/tokens",
+        &[("Authorization", &alice)],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+}

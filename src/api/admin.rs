@@ -646,8 +646,12 @@ impl Ctx<'_> {
             Some(v) => v.is_admin || self.api.store.role_of(&org.login, &v.login)?.is_some(),
             None => false,
         };
+        let public_only = self.caller.as_ref().is_some_and(Caller::public_only);
         let mut out = Vec::new();
         for (u, role) in self.api.store.list_members(&org.login)? {
+            if public_only && u.visibility != Visibility::Public {
+                continue;
+            }
             if sees_all || auth::profile_visible(&self.api.store, self.viewer(), &u)? {
                 out.push((u, role));
             }
@@ -726,8 +730,14 @@ impl Ctx<'_> {
         }
         let owner = str_field(&body, "owner")?;
         if let Some(o) = &owner {
-            self.owner(o, None)
-                .map_err(|_| JsonError::Unprocessable(format!("no owner named {o:?}")))?;
+            // An owner the caller may not see is as missing, so that tokens tell no names.
+            let visible = match self.api.store.get_user(o)? {
+                Some(rec) => auth::profile_visible(&self.api.store, Some(&c.user), &rec)?,
+                None => false,
+            };
+            if !visible {
+                return Err(JsonError::Unprocessable(format!("no owner named {o:?}")));
+            }
         }
         let package = str_field(&body, "package")?;
         if package.is_some() && owner.is_none() {
@@ -750,6 +760,11 @@ impl Ctx<'_> {
             })?),
             Some(_) => return Err(JsonError::Unprocessable("invalid expires_at".into())),
         };
+        if expires.is_some_and(|e| e > crate::dates::MAX_RFC3339_SECS) {
+            return Err(JsonError::Unprocessable(
+                "expires_at must be before the year 10000".into(),
+            ));
+        }
         if !c.covers(&scopes) {
             return Err(forbidden(
                 "a token cannot create a token with scopes it does not have itself: \
@@ -863,6 +878,14 @@ impl Ctx<'_> {
         }
         public_creation(c, rec.visibility)?;
         if let Some(pw) = str_field(&body, "password")? {
+            // A password is an unscoped sign-in (then made an org admin, say): as for a reset,
+            // only a credential that covers everything may hand one out.
+            if !c.covers(&["all".to_string()]) {
+                return Err(forbidden(
+                    "creating a user with a password needs a password sign-in \
+                     or a token with the all scope",
+                ));
+            }
             if pw.is_empty() {
                 return Err(JsonError::Unprocessable(
                     "password must not be empty".into(),
@@ -957,6 +980,12 @@ impl Ctx<'_> {
             ));
         }
         let purge = query_param(self.query, "purge").as_deref() == Some("true");
+        // Purging deletes the owner's packages: that needs the package scope as well.
+        if let Some(c) = self.caller.as_ref().filter(|_| purge) {
+            if !c.scope("package", Access::Write) {
+                return Err(scope_error("package", Access::Write));
+            }
+        }
         let action = if kind == OwnerKind::User {
             "user.delete"
         } else {

@@ -88,7 +88,9 @@ pub(super) fn dispatch(
                 ))
             }),
         ("POST", ["admin", "cleanup", "run"]) => (|| {
-            registry_admin(caller, Access::Write, None)?;
+            // A real run deletes packages: it needs the package scope too (a dry run reads).
+            let package = if dry_run { Access::Read } else { Access::Write };
+            registry_admin(caller, Access::Write, Some(package))?;
             run(api, req, caller, None, dry_run)
         })(),
         ("GET", ["cleanup", owner, "rules"]) => (|| {

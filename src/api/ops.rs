@@ -14,7 +14,7 @@ use std::time::Instant;
 type Res = Result<Response, JsonError>;
 
 fn time(secs: u64) -> String {
-    crate::dates::rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+    crate::dates::rfc3339_secs(secs)
 }
 
 /// 1 MiB blocks between the backup thread and the connection: enough to keep both busy,

@@ -5,14 +5,14 @@
 //! that does not exist).
 
 use super::Api;
-use crate::auth::{self, Access, AuthError, Denied};
-use crate::dates::rfc3339;
+use crate::auth::{self, Access, AuthError, Caller, Denied};
 use crate::http::{Request, Response, ResponseBody};
 use crate::names::{audit_name, percent_decode, percent_encode, valid_package_name, valid_version};
-use crate::store::{self, Deleted, FileEntry, OwnerKind, Page, UserRecord, VersionEntry};
+use crate::store::{
+    self, Deleted, FileEntry, OwnerKind, Page, UserRecord, VersionEntry, Visibility,
+};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::time::{Duration, UNIX_EPOCH};
 
 /// Gitea's `[api] DEFAULT_PAGING_NUM` and `MAX_RESPONSE_ITEMS`.
 const DEFAULT_LIMIT: u64 = 30;
@@ -240,7 +240,7 @@ fn dispatch(
                     items: Vec::new(),
                 },
             };
-            let people = UserLookup::new(api, base, &caller.user);
+            let people = UserLookup::new(api, base, &caller);
             list_response(people, path, query, (page, limit), page_items, &owner)
         }
         ("GET", ["generic", name]) => {
@@ -249,7 +249,7 @@ fn dispatch(
                 .store
                 .list_package_versions(&owner.login, &decode(name)?, page, limit)?
                 .ok_or(JsonError::NotFound)?;
-            let people = UserLookup::new(api, base, &caller.user);
+            let people = UserLookup::new(api, base, &caller);
             list_response(people, path, query, (page, limit), page_items, &owner)
         }
         ("DELETE", ["generic", name]) => {
@@ -288,7 +288,7 @@ fn dispatch(
                 .store
                 .latest_version(&owner.login, &decode(name)?)?
                 .ok_or(JsonError::NotFound)?;
-            let p = UserLookup::new(api, base, &caller.user).package_json(&owner, &entry)?;
+            let p = UserLookup::new(api, base, &caller).package_json(&owner, &entry)?;
             Ok(json_response(200, &p))
         }
         ("GET", ["generic", name, version]) => {
@@ -296,7 +296,7 @@ fn dispatch(
                 .store
                 .get_version(&owner.login, &decode(name)?, &decode(version)?)?
                 .ok_or(JsonError::NotFound)?;
-            let p = UserLookup::new(api, base, &caller.user).package_json(&owner, &entry)?;
+            let p = UserLookup::new(api, base, &caller).package_json(&owner, &entry)?;
             Ok(json_response(200, &p))
         }
         ("DELETE", ["generic", name, version]) => {
@@ -424,7 +424,7 @@ fn denial_message(d: Denied) -> &'static str {
 }
 
 pub(super) fn time(secs: u64) -> String {
-    rfc3339(UNIX_EPOCH + Duration::from_secs(secs))
+    crate::dates::rfc3339_secs(secs)
 }
 
 /// Gitea's `last_login` for a viewer not shown it: Go's zero `time.Time`.
@@ -495,15 +495,18 @@ struct UserLookup<'a> {
     api: &'a Api,
     base: &'a str,
     viewer: &'a UserRecord,
+    /// A `public-only` token sees only public creators; the others are the Ghost.
+    public_only: bool,
     seen: HashMap<String, Value>,
 }
 
 impl<'a> UserLookup<'a> {
-    fn new(api: &'a Api, base: &'a str, viewer: &'a UserRecord) -> UserLookup<'a> {
+    fn new(api: &'a Api, base: &'a str, caller: &'a Caller) -> UserLookup<'a> {
         UserLookup {
             api,
             base,
-            viewer,
+            viewer: &caller.user,
+            public_only: caller.public_only(),
             seen: HashMap::new(),
         }
     }
@@ -515,7 +518,10 @@ impl<'a> UserLookup<'a> {
             return Ok(v.clone());
         }
         let v = match self.api.store.get_user(login)? {
-            Some(u) if auth::profile_visible(&self.api.store, Some(self.viewer), &u)? => {
+            Some(u)
+                if (!self.public_only || u.visibility == Visibility::Public)
+                    && auth::profile_visible(&self.api.store, Some(self.viewer), &u)? =>
+            {
                 user_json(self.base, &u, Some(self.viewer))
             }
             _ => ghost_json(self.base),

@@ -7,11 +7,14 @@
 //!   entries (`MAX_QUEUED`) and in bytes (`MAX_QUEUED_BYTES`);
 //! - refusals (failed sign-ins, refused writes: what anyone can cause without an account) go
 //!   through `audit_refusal`, which keeps, per minute-long window, the first refusal of each
-//!   (address, actor, action, outcome) as it is and counts the rest into one summary entry written when
-//!   the window closes. At most `MAX_REFUSAL_RUNS` such runs are tracked per window; refusals
-//!   past them are counted per action into one entry each. So one address adds at most two
-//!   entries per action and minute, and all addresses together at most
-//!   `2 × MAX_REFUSAL_RUNS + actions` entries per minute, each at most seven capped fields.
+//!   run — same source, actor, action and outcome — as it is and counts the rest of the run
+//!   into one summary entry written when the window closes. A source is an IPv4 address or an
+//!   IPv6 /64 (what one host usually holds, as the sign-in limiter counts). One source opens
+//!   at most `MAX_RUNS_PER_SOURCE` runs a window (more actors or actions are counted into one
+//!   entry for the source), and at most `MAX_REFUSAL_RUNS` runs are tracked in all; refusals
+//!   from sources past them are counted per action into one entry each. So one source adds at
+//!   most `2 × MAX_RUNS_PER_SOURCE + 1` entries a minute, and all sources together at most
+//!   `3 × MAX_REFUSAL_RUNS + actions`, each at most seven capped fields.
 
 use super::*;
 use redb::ReadableDatabase;
@@ -25,8 +28,10 @@ const MAX_QUEUED: usize = 100_000;
 const MAX_QUEUED_BYTES: usize = 8 << 20;
 /// Length of a refusal window, in seconds.
 pub const REFUSAL_WINDOW_SECS: u64 = 60;
-/// Runs of refusals (address, actor, action, outcome) tracked individually per window.
+/// Runs of refusals (source, actor, action, outcome) tracked individually per window.
 pub const MAX_REFUSAL_RUNS: usize = 64;
+/// Runs one source may open per window, so that one host cannot take every slot.
+pub const MAX_RUNS_PER_SOURCE: usize = 4;
 /// The last sequence number handed out.
 static LAST_SEQ: AtomicU64 = AtomicU64::new(0);
 
@@ -118,6 +123,29 @@ struct RefusalRun {
     more: u64,
     /// Whether every later refusal had the first one's owner and target.
     same_target: bool,
+    /// Whether every later refusal came from the first one's address (not only its /64).
+    same_addr: bool,
+}
+
+/// One source's share of the window.
+#[derive(Default)]
+struct SourceCount {
+    /// Runs it opened.
+    runs: usize,
+    /// Refusals past its `MAX_RUNS_PER_SOURCE` runs.
+    more: u64,
+}
+
+/// The source an address's refusals are counted under: IPv4 as is, IPv6 by its /64.
+fn source_of(addr: &str) -> String {
+    match addr.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            let prefix = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+            format!("{prefix}/64")
+        }
+        _ => addr.to_string(),
+    }
 }
 
 /// Refusals of the current window (see the module doc).
@@ -125,9 +153,11 @@ struct RefusalRun {
 pub(super) struct Refusals {
     /// When the window opened (unix seconds).
     opened: u64,
-    /// (address, actor, action, outcome) → its run.
+    /// (source, actor, action, outcome) → its run.
     runs: HashMap<(String, String, String, String), RefusalRun>,
-    /// Refusals past `MAX_REFUSAL_RUNS`, per action: how many.
+    /// Source → its runs and the refusals past them.
+    sources: HashMap<String, SourceCount>,
+    /// Refusals from sources that got no run, per action: how many.
     overflow: BTreeMap<String, u64>,
 }
 
@@ -148,8 +178,29 @@ impl Refusals {
             if !run.same_target {
                 rec.target = "(various)".into();
             }
+            if !run.same_addr {
+                rec.addr = source_of(&rec.addr);
+            }
             rec.outcome = format!("{}, {} more like it within {secs} s", rec.outcome, run.more);
             out.push(rec);
+        }
+        for (source, count) in self.sources.drain() {
+            if count.more == 0 {
+                continue;
+            }
+            out.push(AuditRecord {
+                time: now,
+                actor: String::new(),
+                addr: source,
+                action: "refusal.more".into(),
+                owner: String::new(),
+                target: String::new(),
+                outcome: format!(
+                    "refused {} more times within {secs} s, past this source's first \
+                     {MAX_RUNS_PER_SOURCE} kinds of refusal",
+                    count.more
+                ),
+            });
         }
         for (action, count) in std::mem::take(&mut self.overflow) {
             out.push(AuditRecord {
@@ -194,27 +245,35 @@ impl Store {
         let record = match self.refusals.lock() {
             Ok(mut r) => {
                 due = r.close_if_due(rec.time, false);
+                let source = source_of(&rec.addr);
                 let key = (
-                    rec.addr.clone(),
+                    source.clone(),
                     rec.actor.clone(),
                     rec.action.clone(),
                     rec.outcome.clone(),
                 );
+                let source_runs = r.sources.get(&source).map_or(0, |c| c.runs);
                 if let Some(run) = r.runs.get_mut(&key) {
                     run.more += 1;
                     run.same_target &=
                         run.first.owner == rec.owner && run.first.target == rec.target;
+                    run.same_addr &= run.first.addr == rec.addr;
                     false
-                } else if r.runs.len() < MAX_REFUSAL_RUNS {
+                } else if source_runs < MAX_RUNS_PER_SOURCE && r.runs.len() < MAX_REFUSAL_RUNS {
                     r.runs.insert(
                         key,
                         RefusalRun {
                             first: rec.clone(),
                             more: 0,
                             same_target: true,
+                            same_addr: true,
                         },
                     );
+                    r.sources.entry(source).or_default().runs += 1;
                     true
+                } else if let Some(count) = r.sources.get_mut(&source) {
+                    count.more += 1;
+                    false
                 } else {
                     *r.overflow.entry(rec.action.clone()).or_default() += 1;
                     false
@@ -442,5 +501,34 @@ mod tests {
         let e = &q.entries[0];
         assert!(e.target.len() <= MAX_FIELD_BYTES, "{}", e.target.len());
         assert!(e.target.ends_with("…(10000 bytes)"), "{}", e.target);
+    }
+
+    #[test]
+    fn one_host_cannot_take_every_slot_of_a_window() {
+        let t = temp_store();
+        let s = &t.store;
+        // One IPv6 /64, many addresses and actors: four runs, the rest counted for the source.
+        for i in 0..500 {
+            let mut r = refusal(&format!("2001:db8:1:2::{i:x}"));
+            r.actor = format!("user{i}");
+            s.audit_refusal(r);
+        }
+        assert_eq!(queued(s).len(), MAX_RUNS_PER_SOURCE);
+        // Everyone else still gets their own entries.
+        s.audit_refusal(refusal("192.0.2.7"));
+        s.audit_refusal(refusal("2001:db8:9::1"));
+        assert_eq!(queued(s).len(), MAX_RUNS_PER_SOURCE + 2);
+        let opened = s.refusals.lock().expect("refusals").opened;
+        s.close_refusal_window(opened + REFUSAL_WINDOW_SECS, false);
+        let q = queued(s);
+        let more = q
+            .iter()
+            .find(|r| r.action == "refusal.more")
+            .expect("the source's count");
+        assert_eq!(more.addr, "2001:db8:1:2::/64");
+        assert!(
+            more.outcome.starts_with("refused 496 more times"),
+            "{more:?}"
+        );
     }
 }
