@@ -3,11 +3,11 @@
 //! library.
 
 use shelf::api::{Api, ApiConfig};
-use shelf::config::{Cli, Command, ServeSettings};
+use shelf::cli::args::{Cli, Command, ServeSettings};
+use shelf::cli::{accounts, bundles, limits, maintenance};
 use shelf::http::{Server, ServerConfig};
 use shelf::metrics::{Metrics, ScrubMetrics, StoreMetrics};
 use shelf::store::{NewToken, Store, TokenOutcome};
-use shelf::{maintain, manage};
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
@@ -21,7 +21,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // Errors can carry a server's message or a stored name: escaped for the terminal.
-            eprintln!("shelf: {}", shelf::terminal::printable(&e));
+            eprintln!("shelf: {}", shelf::cli::terminal::printable(&e));
             ExitCode::FAILURE
         }
     }
@@ -45,20 +45,20 @@ fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         None => serve(ServeSettings::from_flags(Default::default())?),
         Some(Command::Serve(s)) => serve(ServeSettings::from_flags(s)?),
-        Some(Command::User(u)) => manage::user(u.action),
-        Some(Command::Token(t)) => manage::token(t.action),
-        Some(Command::Org(o)) => manage::org(o.action),
-        Some(Command::Member(m)) => manage::member(m.action),
-        Some(Command::Audit(a)) => manage::audit(a),
-        Some(Command::Export(e)) => shelf::bundle::cli::export(e),
-        Some(Command::Manifest(m)) => shelf::bundle::cli::manifest(m),
-        Some(Command::Import(i)) => shelf::bundle::cli::import(i),
-        Some(Command::Quota(q)) => shelf::manage_limits::quota(q.action),
-        Some(Command::Cleanup(c)) => shelf::manage_limits::cleanup(c.action),
-        Some(Command::Check(c)) => maintain::check(c),
-        Some(Command::Backup(c)) => maintain::backup(c),
-        Some(Command::Stats(c)) => maintain::stats(c),
-        Some(Command::Compact(c)) => maintain::compact(c),
+        Some(Command::User(u)) => accounts::user(u.action),
+        Some(Command::Token(t)) => accounts::token(t.action),
+        Some(Command::Org(o)) => accounts::org(o.action),
+        Some(Command::Member(m)) => accounts::member(m.action),
+        Some(Command::Audit(a)) => accounts::audit(a),
+        Some(Command::Export(e)) => bundles::export(e),
+        Some(Command::Manifest(m)) => bundles::manifest(m),
+        Some(Command::Import(i)) => bundles::import(i),
+        Some(Command::Quota(q)) => limits::quota(q.action),
+        Some(Command::Cleanup(c)) => limits::cleanup(c.action),
+        Some(Command::Check(c)) => maintenance::check(c),
+        Some(Command::Backup(c)) => maintenance::backup(c),
+        Some(Command::Stats(c)) => maintenance::stats(c),
+        Some(Command::Compact(c)) => maintenance::compact(c),
     }
 }
 

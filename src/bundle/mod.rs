@@ -9,7 +9,6 @@
 //! matched the manifest (size, sha256, order, nothing missing, nothing extra, a clean end);
 //! any refusal releases every pin. Files that exist are never overwritten.
 
-pub mod cli;
 pub mod tar;
 
 use crate::dates::{parse_rfc3339, rfc3339};

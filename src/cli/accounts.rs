@@ -7,8 +7,9 @@
 //! `cli` and address `local`, as the server audits its own.
 
 use crate::auth;
-use crate::client::Client;
-use crate::config::{self, AuditCmd, MemberAction, OrgAction, Target, TokenAction, UserAction};
+use crate::cli::args::{self, AuditCmd, MemberAction, OrgAction, Target, TokenAction, UserAction};
+use crate::cli::client::Client;
+use crate::cli::terminal::printable;
 use crate::dates::parse_rfc3339;
 use crate::names::encode_component as enc;
 use crate::names::valid_owner_name;
@@ -16,7 +17,6 @@ use crate::store::{
     self, AuditFilter, AuditRecord, Created, NewToken, OwnerKind, Role, Store, TokenOutcome,
     TokenRecord, UserDeleted, UserRecord, Visibility,
 };
-use crate::terminal::printable;
 use serde_json::{json, Map, Value};
 use std::io::BufRead;
 use std::sync::Arc;
@@ -115,7 +115,7 @@ fn with_backend(
 pub fn user(action: UserAction) -> Result<(), String> {
     match action {
         UserAction::Add(a) => {
-            let target = config::target(a.db, a.server, a.token)?;
+            let target = args::target(a.db, a.server, a.token)?;
             let new = NewUser {
                 name: owner_name(&a.name, "user")?,
                 admin: a.admin,
@@ -137,7 +137,7 @@ pub fn user(action: UserAction) -> Result<(), String> {
                 Ok(())
             })
         }
-        UserAction::List(l) => with_backend(config::target(l.db, l.server, l.token)?, |b| {
+        UserAction::List(l) => with_backend(args::target(l.db, l.server, l.token)?, |b| {
             let users = b.users()?;
             println!(
                 "{:<24} {:<5} {:<6} {:<10} EMAIL",
@@ -156,7 +156,7 @@ pub fn user(action: UserAction) -> Result<(), String> {
             Ok(())
         }),
         UserAction::Modify(m) => {
-            let target = config::target(m.db, m.server, m.token)?;
+            let target = args::target(m.db, m.server, m.token)?;
             let change = UserChange {
                 admin: m.admin,
                 active: m.active,
@@ -180,7 +180,7 @@ pub fn user(action: UserAction) -> Result<(), String> {
                 Ok(())
             })
         }
-        UserAction::Delete(d) => with_backend(config::target(d.db, d.server, d.token)?, |b| {
+        UserAction::Delete(d) => with_backend(args::target(d.db, d.server, d.token)?, |b| {
             b.delete_owner(&d.name, OwnerKind::User, d.purge)?;
             println!("deleted user {}", printable(&d.name));
             Ok(())
@@ -191,7 +191,7 @@ pub fn user(action: UserAction) -> Result<(), String> {
 pub fn token(action: TokenAction) -> Result<(), String> {
     match action {
         TokenAction::Create(c) => {
-            let target = config::target(c.db, c.server, c.token)?;
+            let target = args::target(c.db, c.server, c.token)?;
             let scopes = if c.scope.is_empty() {
                 vec!["all".to_string()]
             } else {
@@ -233,7 +233,7 @@ pub fn token(action: TokenAction) -> Result<(), String> {
                 Ok(())
             })
         }
-        TokenAction::List(l) => with_backend(config::target(l.db, l.server, l.token)?, |b| {
+        TokenAction::List(l) => with_backend(args::target(l.db, l.server, l.token)?, |b| {
             let tokens = b.tokens(&l.user)?;
             println!(
                 "{:<6} {:<24} {:<10} {:<20} {:<20} {:<20} SCOPES",
@@ -258,7 +258,7 @@ pub fn token(action: TokenAction) -> Result<(), String> {
             }
             Ok(())
         }),
-        TokenAction::Revoke(r) => with_backend(config::target(r.db, r.server, r.token)?, |b| {
+        TokenAction::Revoke(r) => with_backend(args::target(r.db, r.server, r.token)?, |b| {
             b.revoke_token(&r.user, &r.name)?;
             println!("revoked token {:?} of {}", r.name, printable(&r.user));
             Ok(())
@@ -269,7 +269,7 @@ pub fn token(action: TokenAction) -> Result<(), String> {
 pub fn org(action: OrgAction) -> Result<(), String> {
     match action {
         OrgAction::Create(c) => {
-            let target = config::target(c.db, c.server, c.token)?;
+            let target = args::target(c.db, c.server, c.token)?;
             let name = owner_name(&c.name, "organization")?;
             let v = c.visibility.as_deref().map(visibility).transpose()?;
             with_backend(target, |b| {
@@ -285,7 +285,7 @@ pub fn org(action: OrgAction) -> Result<(), String> {
                 Ok(())
             })
         }
-        OrgAction::List(l) => with_backend(config::target(l.db, l.server, l.token)?, |b| {
+        OrgAction::List(l) => with_backend(args::target(l.db, l.server, l.token)?, |b| {
             let orgs = b.orgs()?;
             println!("{:<24} VISIBILITY", "NAME");
             for o in orgs {
@@ -293,13 +293,13 @@ pub fn org(action: OrgAction) -> Result<(), String> {
             }
             Ok(())
         }),
-        OrgAction::Delete(d) => with_backend(config::target(d.db, d.server, d.token)?, |b| {
+        OrgAction::Delete(d) => with_backend(args::target(d.db, d.server, d.token)?, |b| {
             b.delete_owner(&d.name, OwnerKind::Org, d.purge)?;
             println!("deleted organization {}", printable(&d.name));
             Ok(())
         }),
         OrgAction::Visibility(v) => {
-            let target = config::target(v.db, v.server, v.token)?;
+            let target = args::target(v.db, v.server, v.token)?;
             let vis = visibility(&v.visibility)?;
             with_backend(target, |b| {
                 b.set_org_visibility(&v.name, vis)?;
@@ -317,7 +317,7 @@ pub fn org(action: OrgAction) -> Result<(), String> {
 pub fn member(action: MemberAction) -> Result<(), String> {
     match action {
         MemberAction::Set(s) => {
-            let target = config::target(s.db, s.server, s.token)?;
+            let target = args::target(s.db, s.server, s.token)?;
             let role = Role::parse(&s.role)
                 .ok_or_else(|| format!("role must be read, write or admin, not {:?}", s.role))?;
             with_backend(target, |b| {
@@ -331,12 +331,12 @@ pub fn member(action: MemberAction) -> Result<(), String> {
                 Ok(())
             })
         }
-        MemberAction::Remove(r) => with_backend(config::target(r.db, r.server, r.token)?, |b| {
+        MemberAction::Remove(r) => with_backend(args::target(r.db, r.server, r.token)?, |b| {
             b.remove_member(&r.org, &r.user)?;
             println!("removed {} from {}", printable(&r.user), printable(&r.org));
             Ok(())
         }),
-        MemberAction::List(l) => with_backend(config::target(l.db, l.server, l.token)?, |b| {
+        MemberAction::List(l) => with_backend(args::target(l.db, l.server, l.token)?, |b| {
             let members = b.members(&l.org)?;
             println!("{:<24} ROLE", "USER");
             for (login, role) in members {
@@ -348,7 +348,7 @@ pub fn member(action: MemberAction) -> Result<(), String> {
 }
 
 pub fn audit(a: AuditCmd) -> Result<(), String> {
-    let target = config::target(a.db, a.server, a.token)?;
+    let target = args::target(a.db, a.server, a.token)?;
     let limit = match a.limit {
         Some(0) => return Err("--limit must be at least 1".into()),
         Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
@@ -744,7 +744,7 @@ impl Remote {
         not_found: impl FnOnce() -> String,
     ) -> Result<Value, String> {
         match self.client.call(method, path, body.as_ref()) {
-            Err(crate::client::Error::Status { status: 404, .. }) => Err(not_found()),
+            Err(crate::cli::client::Error::Status { status: 404, .. }) => Err(not_found()),
             other => other.map_err(|e| e.to_string()),
         }
     }

@@ -2,12 +2,12 @@
 //! running server through the admin API (`--server` + a site admin's token), streaming both
 //! ways: a bundle is never held in memory.
 
-use super::{ExportRequest, ImportReport, Manifest};
-use crate::client::{Client, Streamed};
-use crate::config::{self, ExportCmd, ImportCmd, ManifestCmd, Target};
+use crate::bundle::{ExportRequest, ImportReport, Manifest};
+use crate::cli::args::{self, ExportCmd, ImportCmd, ManifestCmd, Target};
+use crate::cli::client::{Client, Streamed};
+use crate::cli::terminal::printable;
 use crate::names::encode_component;
 use crate::store::{self, Store};
-use crate::terminal::printable;
 use serde_json::{json, Value};
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -74,16 +74,16 @@ fn write_atomically(
 fn read_against(path: &Path) -> Result<Manifest, String> {
     let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     let mut bytes = Vec::new();
-    file.take(super::MAX_MANIFEST + 1)
+    file.take(crate::bundle::MAX_MANIFEST + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| format!("reading {}: {e}", path.display()))?;
-    if bytes.len() as u64 > super::MAX_MANIFEST {
+    if bytes.len() as u64 > crate::bundle::MAX_MANIFEST {
         return Err(format!(
             "{} is larger than a manifest may be",
             path.display()
         ));
     }
-    super::parse_manifest(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+    crate::bundle::parse_manifest(&bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Copies exactly the answer's announced length (a short answer is an error, not a bundle).
@@ -110,10 +110,10 @@ pub fn export(cmd: ExportCmd) -> Result<(), String> {
         return Err("--version needs --package".into());
     }
     if let Some(s) = &cmd.since {
-        super::parse_since(s)?;
+        crate::bundle::parse_since(s)?;
     }
     let against = cmd.against.as_deref().map(read_against).transpose()?;
-    let target = config::target(cmd.db, cmd.server, cmd.token)?;
+    let target = args::target(cmd.db, cmd.server, cmd.token)?;
     let started = Instant::now();
     let (files, bytes, left_out, written) = match target {
         Target::Offline(path) => {
@@ -133,8 +133,8 @@ pub fn export(cmd: ExportCmd) -> Result<(), String> {
                     since: cmd.since.clone(),
                     against,
                 };
-                let source = super::source_name(&path);
-                let export = super::Export::prepare(&store, &req, &source)?;
+                let source = crate::bundle::source_name(&path);
+                let export = crate::bundle::Export::prepare(&store, &req, &source)?;
                 let m = &export.manifest;
                 let (files, bytes, left_out) = (m.total_files, m.total_bytes, m.left_out);
                 let mut stream = export.into_stream();
@@ -200,7 +200,7 @@ pub fn export(cmd: ExportCmd) -> Result<(), String> {
 }
 
 pub fn manifest(cmd: ManifestCmd) -> Result<(), String> {
-    let target = config::target(cmd.db, cmd.server, cmd.token)?;
+    let target = args::target(cmd.db, cmd.server, cmd.token)?;
     let emit = |f: &mut dyn FnMut(&mut dyn Write) -> Result<u64, String>| -> Result<(), String> {
         match &cmd.output {
             Some(out) => write_atomically(out, |w| f(w)).map(|_| ()),
@@ -215,8 +215,8 @@ pub fn manifest(cmd: ManifestCmd) -> Result<(), String> {
     match target {
         Target::Offline(path) => {
             let store = open_store(&path)?;
-            let source = super::source_name(&path);
-            let result = super::holdings(&store, cmd.owner.as_deref(), &source);
+            let source = crate::bundle::source_name(&path);
+            let result = crate::bundle::holdings(&store, cmd.owner.as_deref(), &source);
             let closed = close(store);
             let m = result?;
             closed?;
@@ -283,7 +283,7 @@ fn print_report(r: &ImportReport) -> Result<(), String> {
 }
 
 pub fn import(cmd: ImportCmd) -> Result<(), String> {
-    let target = config::target(cmd.db, cmd.server, cmd.token)?;
+    let target = args::target(cmd.db, cmd.server, cmd.token)?;
     let file =
         File::open(&cmd.file).map_err(|e| format!("cannot open {}: {e}", cmd.file.display()))?;
     let len = file
@@ -295,10 +295,10 @@ pub fn import(cmd: ImportCmd) -> Result<(), String> {
         Target::Offline(path) => {
             let store = open_store(&path)?;
             let reader = BufReader::with_capacity(1 << 20, file);
-            let result = super::import(
+            let result = crate::bundle::import(
                 &store,
                 reader,
-                super::Importer {
+                crate::bundle::Importer {
                     actor: "cli",
                     addr: "local",
                     background_digests: false,

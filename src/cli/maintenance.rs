@@ -2,10 +2,10 @@
 //! database file (no server may hold it) or, except repair and compact, against a running
 //! server through its admin endpoints.
 
-use crate::client::Client;
-use crate::config::{self, BackupCmd, CheckCmd, CompactCmd, StatsCmd, Target};
+use crate::cli::args::{self, BackupCmd, CheckCmd, CompactCmd, StatsCmd, Target};
+use crate::cli::client::Client;
+use crate::cli::terminal::printable;
 use crate::store::{self, Store};
-use crate::terminal::printable;
 use serde_json::Value;
 use std::path::Path;
 use std::sync::Arc;
@@ -25,7 +25,7 @@ fn mb_s(bytes: u64, secs: f64) -> f64 {
 
 /// `shelf backup OUT`.
 pub fn backup(c: BackupCmd) -> Result<(), String> {
-    let target = config::target(c.db, c.server, c.token)?;
+    let target = args::target(c.db, c.server, c.token)?;
     if c.out.exists() {
         return Err(format!(
             "{} exists already; a backup never overwrites a file",
@@ -155,7 +155,7 @@ impl<R: std::io::Read> std::io::Read for Paced<R> {
 
 /// `shelf check [--repair]`.
 pub fn check(c: CheckCmd) -> Result<(), String> {
-    let target = config::target(c.db, c.server, c.token)?;
+    let target = args::target(c.db, c.server, c.token)?;
     let (report, repair) = match target {
         Target::Remote { url, token } => {
             if c.repair {
@@ -237,7 +237,7 @@ fn print_check(v: &Value) -> usize {
 
 /// `shelf stats`.
 pub fn stats(c: StatsCmd) -> Result<(), String> {
-    let v = match config::target(c.db, c.server, c.token)? {
+    let v = match args::target(c.db, c.server, c.token)? {
         Target::Remote { url, token } => Client::new(&url, &token)
             .map_err(|e| e.to_string())?
             .patient()
@@ -317,7 +317,7 @@ pub fn stats(c: StatsCmd) -> Result<(), String> {
 
 /// `shelf compact`.
 pub fn compact(c: CompactCmd) -> Result<(), String> {
-    let path = config::db_path(c.db);
+    let path = args::db_path(c.db);
     let started = Instant::now();
     let (before, after) = store::compact(&path).map_err(|e| e.to_string())?;
     println!(

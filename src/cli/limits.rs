@@ -5,11 +5,11 @@
 use crate::api::{
     cleanup_report_json, parse_limit, quota_json, rule_from_json, rule_json, ALL_PACKAGES,
 };
-use crate::client::Client;
-use crate::config::{self, CleanupAction, QuotaAction, RuleAction};
+use crate::cli::args::{self, CleanupAction, QuotaAction, RuleAction};
+use crate::cli::client::Client;
+use crate::cli::terminal::printable;
 use crate::names::{encode_component as enc, valid_owner_name, valid_package_name};
 use crate::store::{self, AuditRecord, Limit, QuotaRecord, Store};
-use crate::terminal::printable;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
@@ -18,9 +18,9 @@ enum Backend {
     Remote(Client),
 }
 
-fn open(target: config::Target) -> Result<Backend, String> {
+fn open(target: args::Target) -> Result<Backend, String> {
     Ok(match target {
-        config::Target::Offline(path) => {
+        args::Target::Offline(path) => {
             Backend::Offline(Store::open(&path).map_err(|e| match e {
                 store::Error::InUse(_) => format!(
                     "{e}, or manage it while it runs with --server http://HOST:PORT \
@@ -29,7 +29,7 @@ fn open(target: config::Target) -> Result<Backend, String> {
                 other => other.to_string(),
             })?)
         }
-        config::Target::Remote { url, token } => {
+        args::Target::Remote { url, token } => {
             Backend::Remote(Client::new(&url, &token).map_err(|e| e.to_string())?)
         }
     })
@@ -37,7 +37,7 @@ fn open(target: config::Target) -> Result<Backend, String> {
 
 /// Runs `f` on the target and closes it whether `f` succeeded or not.
 fn with(
-    target: config::Target,
+    target: args::Target,
     f: impl FnOnce(&Backend) -> Result<(), String>,
 ) -> Result<(), String> {
     let b = open(target)?;
@@ -85,7 +85,7 @@ impl Backend {
             return Err("internal: a remote call offline".into());
         };
         match c.call(method, path, body.as_ref()) {
-            Err(crate::client::Error::Status { status: 404, .. }) => Err(no_owner(owner)),
+            Err(crate::cli::client::Error::Status { status: 404, .. }) => Err(no_owner(owner)),
             other => other.map_err(|e| e.to_string()),
         }
     }
@@ -179,7 +179,7 @@ fn override_of(v: &Value) -> Option<Limit> {
 pub fn quota(action: QuotaAction) -> Result<(), String> {
     match action {
         QuotaAction::Show(a) => {
-            let target = config::target(a.db, a.server, a.token)?;
+            let target = args::target(a.db, a.server, a.token)?;
             with(target, |b| {
                 let list = match &a.owner {
                     Some(o) => vec![b.quota(&owner_name(o)?)?],
@@ -191,7 +191,7 @@ pub fn quota(action: QuotaAction) -> Result<(), String> {
         }
         QuotaAction::Clear(a) => {
             let owner = owner_name(&a.owner)?;
-            let target = config::target(a.db, a.server, a.token)?;
+            let target = args::target(a.db, a.server, a.token)?;
             with(target, |b| {
                 b.set_quota(&owner, QuotaRecord::default())?;
                 println!("cleared the quota overrides of {}", printable(&owner));
@@ -213,7 +213,7 @@ pub fn quota(action: QuotaAction) -> Result<(), String> {
                     "give at least one of --max-file-size, --max-bytes, --max-versions".into(),
                 );
             }
-            let target = config::target(a.db, a.server, a.token)?;
+            let target = args::target(a.db, a.server, a.token)?;
             with(target, |b| {
                 let current = b.quota(&owner)?;
                 let o = &current["overrides"];
@@ -291,7 +291,7 @@ pub fn cleanup(action: CleanupAction) -> Result<(), String> {
                 m.insert("unused_days".into(), json!(a.unused_days.unwrap_or(0)));
                 // Validated here too, so a bad pattern is a clear error before anything opens.
                 let rule = rule_from_json(&m)?;
-                let target = config::target(a.db, a.server, a.token)?;
+                let target = args::target(a.db, a.server, a.token)?;
                 with(target, |b| {
                     match b {
                         Backend::Offline(s) => {
@@ -322,7 +322,7 @@ pub fn cleanup(action: CleanupAction) -> Result<(), String> {
             RuleAction::Remove(a) => {
                 let owner = owner_name(&a.owner)?;
                 let seg = package_segment(&a.package)?;
-                let target = config::target(a.db, a.server, a.token)?;
+                let target = args::target(a.db, a.server, a.token)?;
                 with(target, |b| {
                     let missing = || format!("{owner} has no cleanup rule for {seg}");
                     match b {
@@ -358,7 +358,7 @@ pub fn cleanup(action: CleanupAction) -> Result<(), String> {
             }
             RuleAction::List(a) => {
                 let owner = a.owner.as_deref().map(owner_name).transpose()?;
-                let target = config::target(a.db, a.server, a.token)?;
+                let target = args::target(a.db, a.server, a.token)?;
                 with(target, |b| {
                     let rules: Vec<Value> = match b {
                         Backend::Offline(s) => s
@@ -427,7 +427,7 @@ pub fn cleanup(action: CleanupAction) -> Result<(), String> {
         },
         CleanupAction::Run(a) => {
             let owner = a.owner.as_deref().map(owner_name).transpose()?;
-            let target = config::target(a.db, a.server, a.token)?;
+            let target = args::target(a.db, a.server, a.token)?;
             let dry = a.dry_run;
             with(target, |b| {
                 let report: Value = match b {
