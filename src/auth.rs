@@ -146,6 +146,11 @@ impl Caller {
             .is_some_and(|t| t.scopes.iter().any(|s| s == "public-only"))
     }
 
+    /// Whether a `public-only` token lets the caller see `owner` (always, without one).
+    pub fn sees_under_scope(&self, owner: &UserRecord) -> bool {
+        !self.public_only() || owner.visibility == Visibility::Public
+    }
+
     /// Whether the token is limited to one owner or package.
     pub fn limited(&self) -> bool {
         self.token

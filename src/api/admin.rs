@@ -50,10 +50,7 @@ pub(super) fn signed_in<'a>(
         return Err(scope_error(category, access));
     }
     // A token limited to one owner or package acts on packages only, never on accounts.
-    if c.token
-        .as_ref()
-        .is_some_and(|t| t.owner.is_some() || t.package.is_some())
-    {
+    if c.limited() {
         return Err(forbidden(
             "this token is limited to one owner's packages and cannot manage accounts",
         ));
@@ -63,7 +60,7 @@ pub(super) fn signed_in<'a>(
 
 /// A `public-only` token sees only public users and organizations.
 fn visible_to(c: &Caller, owner: &UserRecord) -> bool {
-    !c.public_only() || owner.visibility == Visibility::Public
+    c.sees_under_scope(owner)
 }
 
 /// A `public-only` token may not act on a user or organization that is not public (Gitea's
@@ -646,10 +643,13 @@ impl Ctx<'_> {
             Some(v) => v.is_admin || self.api.store.role_of(&org.login, &v.login)?.is_some(),
             None => false,
         };
-        let public_only = self.caller.as_ref().is_some_and(Caller::public_only);
         let mut out = Vec::new();
         for (u, role) in self.api.store.list_members(&org.login)? {
-            if public_only && u.visibility != Visibility::Public {
+            if self
+                .caller
+                .as_ref()
+                .is_some_and(|c| !c.sees_under_scope(&u))
+            {
                 continue;
             }
             if sees_all || auth::profile_visible(&self.api.store, self.viewer(), &u)? {

@@ -20,7 +20,7 @@ use crate::auth::{self, Access, Caller};
 use crate::http::{Request, Response};
 use crate::store::{
     CleanupReport, CleanupRule, Limit, OwnerQuota, QuotaRecord, Removal, Role, RuleEntry,
-    SkippedRule, UserRecord, Visibility,
+    SkippedRule, UserRecord,
 };
 use serde_json::{json, Map, Value};
 
@@ -206,7 +206,7 @@ fn owner_admin<'a>(
     if !auth::profile_visible(&api.store, Some(&c.user), &o)? {
         return Err(JsonError::NotFound);
     }
-    if c.public_only() && o.visibility != Visibility::Public {
+    if !c.sees_under_scope(&o) {
         return Err(JsonError::Forbidden(
             "a public-only token cannot manage private owners".into(),
         ));

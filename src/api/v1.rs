@@ -8,9 +8,7 @@ use super::Api;
 use crate::auth::{self, Access, AuthError, Caller, Denied};
 use crate::http::{Request, Response, ResponseBody};
 use crate::names::{audit_name, percent_decode, percent_encode, valid_package_name, valid_version};
-use crate::store::{
-    self, Deleted, FileEntry, OwnerKind, Page, UserRecord, VersionEntry, Visibility,
-};
+use crate::store::{self, Deleted, FileEntry, OwnerKind, Page, UserRecord, VersionEntry};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
@@ -494,9 +492,9 @@ fn ghost_json(base: &str) -> Value {
 struct UserLookup<'a> {
     api: &'a Api,
     base: &'a str,
+    /// The caller: a `public-only` token sees only public creators; the others are the Ghost.
+    caller: &'a Caller,
     viewer: &'a UserRecord,
-    /// A `public-only` token sees only public creators; the others are the Ghost.
-    public_only: bool,
     seen: HashMap<String, Value>,
 }
 
@@ -505,8 +503,8 @@ impl<'a> UserLookup<'a> {
         UserLookup {
             api,
             base,
+            caller,
             viewer: &caller.user,
-            public_only: caller.public_only(),
             seen: HashMap::new(),
         }
     }
@@ -519,7 +517,7 @@ impl<'a> UserLookup<'a> {
         }
         let v = match self.api.store.get_user(login)? {
             Some(u)
-                if (!self.public_only || u.visibility == Visibility::Public)
+                if self.caller.sees_under_scope(&u)
                     && auth::profile_visible(&self.api.store, Some(self.viewer), &u)? =>
             {
                 user_json(self.base, &u, Some(self.viewer))
