@@ -93,13 +93,7 @@ fn with_backend(
 ) -> Result<(), String> {
     let backend: Box<dyn Backend> = match target {
         Target::Offline(path) => Box::new(Offline {
-            store: Store::open(&path).map_err(|e| match e {
-                store::Error::InUse(_) => format!(
-                    "{e}, or manage it while it runs with --server http://HOST:PORT \
-                     (and --token or SHELF_TOKEN)"
-                ),
-                other => other.to_string(),
-            })?,
+            store: super::open_store(&path)?,
         }),
         Target::Remote { url, token } => Box::new(Remote {
             client: Client::new(&url, &token).map_err(|e| e.to_string())?,
@@ -455,15 +449,7 @@ fn db_err(e: store::Error) -> String {
 
 impl Offline {
     fn record(&self, action: &str, owner: &str, target: &str) {
-        self.store.audit(AuditRecord {
-            time: store::now(),
-            actor: "cli".into(),
-            addr: "local".into(),
-            action: action.into(),
-            owner: store::fold_case(owner),
-            target: target.into(),
-            outcome: "ok".into(),
-        });
+        super::audit_local(&self.store, action, owner, target);
     }
 
     /// The owner named `name` if it is of `kind`.

@@ -2,12 +2,13 @@
 //! running server through the admin API (`--server` + a site admin's token), streaming both
 //! ways: a bundle is never held in memory.
 
+use super::open_store;
 use crate::bundle::{ExportRequest, ImportReport, Manifest};
 use crate::cli::args::{self, ExportCmd, ImportCmd, ManifestCmd, Target};
 use crate::cli::client::{Client, Streamed};
 use crate::cli::terminal::printable;
 use crate::names::encode_component;
-use crate::store::{self, Store};
+use crate::store::Store;
 use serde_json::{json, Value};
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -17,16 +18,6 @@ use std::time::{Duration, Instant};
 
 /// Socket timeout for bundle transfers: an import answers after its last publishing commit.
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(3600);
-
-fn open_store(path: &Path) -> Result<Arc<Store>, String> {
-    Store::open(path).map_err(|e| match e {
-        store::Error::InUse(_) => format!(
-            "{e}, or work on it while it runs with --server http://HOST:PORT \
-             (and --token or SHELF_TOKEN)"
-        ),
-        other => other.to_string(),
-    })
-}
 
 fn close(store: Arc<Store>) -> Result<(), String> {
     store.close().map_err(|e| e.to_string())

@@ -9,7 +9,7 @@ use crate::cli::args::{self, CleanupAction, QuotaAction, RuleAction};
 use crate::cli::client::Client;
 use crate::cli::terminal::printable;
 use crate::names::{encode_component as enc, valid_owner_name, valid_package_name};
-use crate::store::{self, AuditRecord, Limit, QuotaRecord, Store};
+use crate::store::{self, Limit, QuotaRecord, Store};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
@@ -20,15 +20,7 @@ enum Backend {
 
 fn open(target: args::Target) -> Result<Backend, String> {
     Ok(match target {
-        args::Target::Offline(path) => {
-            Backend::Offline(Store::open(&path).map_err(|e| match e {
-                store::Error::InUse(_) => format!(
-                    "{e}, or manage it while it runs with --server http://HOST:PORT \
-                 (and --token or SHELF_TOKEN)"
-                ),
-                other => other.to_string(),
-            })?)
-        }
+        args::Target::Offline(path) => Backend::Offline(super::open_store(&path)?),
         args::Target::Remote { url, token } => {
             Backend::Remote(Client::new(&url, &token).map_err(|e| e.to_string())?)
         }
@@ -50,15 +42,7 @@ fn with(
 }
 
 fn record(s: &Store, action: &str, owner: &str, target: &str) {
-    s.audit(AuditRecord {
-        time: store::now(),
-        actor: "cli".into(),
-        addr: "local".into(),
-        action: action.into(),
-        owner: store::fold_case(owner),
-        target: target.into(),
-        outcome: "ok".into(),
-    });
+    super::audit_local(s, action, owner, target);
 }
 
 fn owner_name(name: &str) -> Result<String, String> {

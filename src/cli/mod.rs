@@ -12,3 +12,32 @@ pub mod client;
 pub mod limits;
 pub mod maintenance;
 pub mod terminal;
+
+use crate::store::{self, AuditRecord, Store};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Opens the database file for an offline command. A file a running server holds says how to
+/// reach that server instead (the one "in use" message of every command).
+pub fn open_store(path: &Path) -> Result<Arc<Store>, String> {
+    Store::open(path).map_err(|e| match e {
+        store::Error::InUse(_) => format!(
+            "{e}, or work on it while it runs with --server http://HOST:PORT \
+             (and --token or SHELF_TOKEN)"
+        ),
+        other => other.to_string(),
+    })
+}
+
+/// Records what an offline command did, as actor `cli` from `local`.
+pub fn audit_local(store: &Store, action: &str, owner: &str, target: &str) {
+    store.audit(AuditRecord {
+        time: store::now(),
+        actor: "cli".into(),
+        addr: "local".into(),
+        action: action.into(),
+        owner: store::fold_case(owner),
+        target: target.into(),
+        outcome: "ok".into(),
+    });
+}
