@@ -225,7 +225,11 @@ impl Store {
     /// Records an event (written within 2 s, or at close). Fields are capped; when the queue is
     /// full (in entries or bytes) the entry is dropped and that is logged.
     pub fn audit(&self, rec: AuditRecord) {
-        let rec = capped(rec);
+        self.enqueue(capped(rec));
+    }
+
+    /// Queues an entry whose fields are already capped.
+    fn enqueue(&self, rec: AuditRecord) {
         if let Ok(mut q) = self.audit_queue.lock() {
             let size = entry_bytes(&rec);
             if q.entries.len() < MAX_QUEUED && q.bytes + size <= MAX_QUEUED_BYTES {
@@ -286,7 +290,7 @@ impl Store {
             self.audit(summary);
         }
         if record {
-            self.audit(rec);
+            self.enqueue(rec);
         }
     }
 
