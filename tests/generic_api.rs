@@ -200,6 +200,35 @@ fn validation_on_put_only() {
     }
 }
 
+/// One rule for a path parameter that does not decode (a bad escape, or bytes that are not
+/// UTF-8): it names nothing, so the path matches no route and the registry answers its
+/// "Not found." before anything else — for an upload too, and whatever the credentials.
+#[test]
+fn undecodable_segments_match_no_route() {
+    let s = Server::start();
+    let auth = format!("token {ADMIN_TOKEN}");
+    for suffix in ["/%zz/1/f", "/p/%ff/f", "/p/1/%C3%28", "/p/1/f%"] {
+        for (method, headers) in [
+            ("PUT", vec![("Authorization", auth.as_str())]),
+            ("PUT", vec![]),
+            ("PUT", vec![("Authorization", "token wrong")]),
+            ("GET", vec![("Authorization", "token wrong")]),
+            ("DELETE", vec![]),
+        ] {
+            let r = s.req(method, &format!("{P}{suffix}"), &headers, b"x");
+            assert_eq!(
+                (r.status, r.text().as_str()),
+                (404, "Not found."),
+                "{method} {suffix} {headers:?}"
+            );
+        }
+    }
+    let r = s.req("DELETE", "/api/packages/%zz/generic/p/1", &[], b"");
+    assert_eq!((r.status, r.text().as_str()), (404, "Not found."));
+    // Nothing was stored, and the same names spelt right work.
+    assert_eq!(s.put(&format!("{P}/p/1/f"), b"x").status, 201);
+}
+
 #[test]
 fn processing_order() {
     let s = Server::start();

@@ -706,8 +706,19 @@ fn percent_encoded_names_and_versions() {
     );
     let r = aget(&s, &format!("{V1}/generic/slashed/-/latest"));
     assert_eq!(ok_json(&r)["version"], "a/b");
-    // A bad escape finds nothing.
+    // A bad escape finds nothing, in every family of `/api/v1`, for every method.
     not_found(&aget(&s, &format!("{V1}/generic/slashed/%ZZ")));
+    for (method, path) in [
+        ("GET", "/api/v1/packages/%ZZ"),
+        ("DELETE", "/api/v1/packages/admin/generic/slashed/%C3%28"),
+        ("GET", "/api/v1/admin/quotas/%ff"),
+        ("PUT", "/api/v1/cleanup/admin/rules/%"),
+        ("GET", "/api/v1/cleanup/%zz/rules"),
+        ("GET", "/api/v1/users/%zz"),
+        ("DELETE", "/api/v1/orgs/%zz/members/admin"),
+    ] {
+        not_found(&s.req(method, path, &[("Authorization", &admin_auth())], b"{}"));
+    }
     // An encoded owner works too.
     ok_json(&aget(
         &s,

@@ -3,6 +3,7 @@
 //! audit log. Errors and statuses as Gitea's JSON API (403 for a missing permission or scope,
 //! 422 for invalid input).
 
+use super::routes::{AccountRoute, MaintenanceRoute};
 use super::v1::{json_response, link_header, paging, query_param, time, user_json, JsonError};
 use super::Api;
 use crate::auth::{self, Access, Caller};
@@ -295,22 +296,52 @@ fn paged_all(
     paged(base, path, query, (page, limit), total, items)
 }
 
-/// Routes of `/api/v1` other than `packages` and `version`; `segs` come after `/api/v1`.
-pub(super) fn dispatch(
+/// The maintenance routes: site admins only, with the admin scope (and the package scope for
+/// the bundle routes, which read or write packages).
+pub(super) fn maintenance(
     api: &Api,
     req: &mut Request,
-    segs: &[&str],
+    route: MaintenanceRoute,
+    query: &str,
+    caller: &Option<Caller>,
+) -> Res {
+    use MaintenanceRoute as M;
+    match route {
+        M::Backup => super::ops::backup(api, req, caller),
+        M::Check => super::ops::check(api, caller),
+        M::Stats => super::ops::stats(api, caller),
+        M::Manifest => {
+            registry_admin(caller, Access::Read, Some(Access::Read))?;
+            super::bundles::manifest(api, query)
+        }
+        M::Export => {
+            registry_admin(caller, Access::Read, Some(Access::Read))?;
+            super::bundles::export(api, req)
+        }
+        M::Import => {
+            let c = registry_admin(caller, Access::Write, Some(Access::Write))?;
+            super::bundles::import(api, req, &c.user.login)
+        }
+    }
+}
+
+/// The account routes. `path` is the request path, for the paging `Link` header.
+pub(super) fn serve(
+    api: &Api,
+    req: &mut Request,
+    route: AccountRoute,
+    path: &str,
     query: &str,
     caller: Option<Caller>,
     base: &str,
 ) -> Res {
-    let decoded: Vec<String> = segs
-        .iter()
-        .map(|s| crate::names::percent_decode(s).ok_or(JsonError::NotFound))
-        .collect::<Result<_, _>>()?;
-    let segs: Vec<&str> = decoded.iter().map(String::as_str).collect();
-    let path = format!("/api/v1/{}", segs.join("/"));
-    let method = req.method.clone();
+    use AccountRoute as A;
+    // `Link` names the path decoded, as Gitea's `ctx.Req.URL.Path`.
+    let path = path
+        .split('/')
+        .map(|s| crate::names::percent_decode(s).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("/");
     let ctx = Ctx {
         api,
         base,
@@ -318,8 +349,8 @@ pub(super) fn dispatch(
         path: &path,
         caller: &caller,
     };
-    match (method.as_str(), segs.as_slice()) {
-        ("GET", ["user"]) => {
+    match &route {
+        A::Me => {
             // Who am I: any signed-in caller, including a limited token, may ask.
             let c = caller
                 .as_ref()
@@ -329,54 +360,39 @@ pub(super) fn dispatch(
             }
             Ok(json_response(200, &user_json(base, &c.user, Some(&c.user))))
         }
-        ("GET", ["user", "orgs"]) => {
+        A::MyOrgs => {
             let c = signed_in(&caller, "organization", Access::Read)?;
             let mut orgs = api.store.orgs_of(&c.user.login)?;
             orgs.retain(|o| visible_to(c, o));
             let items = orgs.iter().map(|o| org_json(base, o)).collect::<Vec<_>>();
             Ok(paged_all(base, &path, query, paging(query), items))
         }
-        ("GET", ["admin", "users"]) => ctx.list_owners(OwnerKind::User, true),
-        ("POST", ["admin", "users"]) => ctx.create_user(req),
-        ("GET", ["admin", "users", name]) => {
+        A::AdminUsers => ctx.list_owners(OwnerKind::User, true),
+        A::CreateUser => ctx.create_user(req),
+        A::AdminUser(name) => {
             let c = site_admin(&caller, Access::Read)?;
             let u = ctx.owner(name, Some(OwnerKind::User))?;
             public_target(c, &u)?;
             Ok(json_response(200, &user_json(base, &u, Some(&c.user))))
         }
-        ("PATCH", ["admin", "users", name]) => ctx.edit_user(req, name),
-        ("DELETE", ["admin", "users", name]) => ctx.delete_owner(req, name, OwnerKind::User),
-        ("POST", ["admin", "users", name, "orgs"]) => {
+        A::EditUser(name) => ctx.edit_user(req, name),
+        A::DeleteUser(name) => ctx.delete_owner(req, name, OwnerKind::User),
+        A::CreateOrgFor(name) => {
             let c = site_admin(&caller, Access::Write)?;
             let owner = ctx.owner(name, Some(OwnerKind::User))?;
             public_target(c, &owner)?;
             ctx.create_org(req, c, &owner)
         }
-        ("POST", ["admin", "users", name, "tokens"]) => {
+        A::CreateTokenFor(name) => {
             let c = site_admin(&caller, Access::Write)?;
             if let Some(u) = api.store.get_user(name)? {
                 public_target(c, &u)?;
             }
             ctx.create_token(req, c, name)
         }
-        ("GET", ["admin", "orgs"]) => ctx.list_owners(OwnerKind::Org, true),
-        ("GET", ["admin", "audit"]) => ctx.audit(),
-        ("GET", ["admin", "backup"]) => super::ops::backup(api, req, &caller),
-        ("GET", ["admin", "check"]) => super::ops::check(api, &caller),
-        ("GET", ["admin", "stats"]) => super::ops::stats(api, &caller),
-        ("GET", ["admin", "manifest"]) => {
-            registry_admin(&caller, Access::Read, Some(Access::Read))?;
-            super::bundles::manifest(api, query)
-        }
-        ("POST", ["admin", "export"]) => {
-            registry_admin(&caller, Access::Read, Some(Access::Read))?;
-            super::bundles::export(api, req)
-        }
-        ("PUT", ["admin", "import"]) => {
-            let c = registry_admin(&caller, Access::Write, Some(Access::Write))?;
-            super::bundles::import(api, req, &c.user.login)
-        }
-        ("GET", ["users", name]) => {
+        A::AdminOrgs => ctx.list_owners(OwnerKind::Org, true),
+        A::Audit => ctx.audit(),
+        A::User(name) => {
             let c = signed_in(&caller, "user", Access::Read)?;
             let u = ctx.owner(name, None)?;
             // Gitea's `GetInfo`: a profile the caller may not see is a user that does not exist.
@@ -388,7 +404,7 @@ pub(super) fn dispatch(
             }
             Ok(json_response(200, &user_json(base, &u, Some(&c.user))))
         }
-        ("GET", ["users", name, "tokens"]) => {
+        A::Tokens(name) => {
             ctx.token_owner(name)?;
             let tokens = api.store.list_tokens(name)?.ok_or(JsonError::NotFound)?;
             let items = tokens
@@ -397,11 +413,11 @@ pub(super) fn dispatch(
                 .collect::<Vec<_>>();
             Ok(paged_all(base, &path, query, paging(query), items))
         }
-        ("POST", ["users", name, "tokens"]) => {
+        A::CreateToken(name) => {
             let c = ctx.token_owner(name)?;
             ctx.create_token(req, c, name)
         }
-        ("DELETE", ["users", name, "tokens", token]) => {
+        A::RevokeToken(name, token) => {
             ctx.token_owner(name)?;
             let revoked = api.store.revoke_token(name, token)?;
             let outcome = if revoked.is_some() { "ok" } else { "not found" };
@@ -416,22 +432,22 @@ pub(super) fn dispatch(
                 .map(|_| Response::new(204))
                 .ok_or(JsonError::NotFound)
         }
-        ("GET", ["orgs"]) => ctx.list_owners(OwnerKind::Org, false),
-        ("POST", ["orgs"]) => {
+        A::Orgs => ctx.list_owners(OwnerKind::Org, false),
+        A::CreateOrg => {
             let c = signed_in(&caller, "organization", Access::Write)?;
             let owner = c.user.clone();
             ctx.create_org(req, c, &owner)
         }
-        ("GET", ["orgs", org]) => {
+        A::Org(org) => {
             let o = ctx.readable_org(org)?;
             Ok(json_response(200, &org_json(base, &o)))
         }
-        ("PATCH", ["orgs", org]) => ctx.edit_org(req, org),
-        ("DELETE", ["orgs", org]) => {
+        A::EditOrg(org) => ctx.edit_org(req, org),
+        A::DeleteOrg(org) => {
             ctx.org_admin(org)?;
             ctx.delete_owner(req, org, OwnerKind::Org)
         }
-        ("GET", ["orgs", org, "members"]) => {
+        A::Members(org) => {
             let o = ctx.readable_org(org)?;
             let mut items = Vec::new();
             for (u, role) in ctx.visible_members(&o)? {
@@ -441,7 +457,7 @@ pub(super) fn dispatch(
             }
             Ok(paged_all(base, &path, query, paging(query), items))
         }
-        ("PUT", ["orgs", org, "members", user]) => {
+        A::SetMember(org, user) => {
             ctx.org_admin(org)?;
             let body = read_json(req)?;
             let role = match str_field(&body, "role")? {
@@ -467,7 +483,7 @@ pub(super) fn dispatch(
                 Err(JsonError::NotFound)
             }
         }
-        ("DELETE", ["orgs", org, "members", user]) => {
+        A::RemoveMember(org, user) => {
             ctx.org_admin(org)?;
             let ok = api.store.remove_member(org, user)?;
             ctx.audit_event(
@@ -483,7 +499,7 @@ pub(super) fn dispatch(
                 Err(JsonError::NotFound)
             }
         }
-        ("GET", ["orgs", org, "teams"]) => {
+        A::Teams(org) => {
             let o = ctx.readable_org(org)?;
             let teams = api.store.list_teams(&o.login)?;
             let items = teams
@@ -492,7 +508,7 @@ pub(super) fn dispatch(
                 .collect::<Vec<_>>();
             Ok(paged_all(base, &path, query, paging(query), items))
         }
-        ("POST", ["orgs", org, "teams"]) => {
+        A::CreateTeam(org) => {
             let o = ctx.org_admin(org)?;
             let body = read_json(req)?;
             let name = str_field(&body, "name")?
@@ -519,12 +535,12 @@ pub(super) fn dispatch(
             ctx.audit_event(req, "team.create", &o.login, &name, "ok");
             Ok(json_response(201, &team_json(base, &team, Some(&o))))
         }
-        ("GET", ["teams", id]) => {
+        A::Team(id) => {
             let (team, org) = ctx.team(id)?;
             ctx.readable_org(&org.login)?;
             Ok(json_response(200, &team_json(base, &team, Some(&org))))
         }
-        ("GET", ["teams", id, "members"]) => {
+        A::TeamMembers(id) => {
             let (team, org) = ctx.team(id)?;
             ctx.readable_org(&org.login)?;
             let mut items = Vec::new();
@@ -535,10 +551,10 @@ pub(super) fn dispatch(
             }
             Ok(paged_all(base, &path, query, paging(query), items))
         }
-        ("PUT" | "DELETE", ["teams", id, "members", user]) => {
+        A::AddTeamMember(id, user) | A::RemoveTeamMember(id, user) => {
             let (team, org) = ctx.team(id)?;
             ctx.org_admin(&org.login)?;
-            let add = method == "PUT";
+            let add = req.method == "PUT";
             ctx.owner(user, Some(OwnerKind::User))?;
             let ok = api.store.set_team_member(team.id, user, add)?;
             let action = if add {
@@ -559,7 +575,6 @@ pub(super) fn dispatch(
                 Err(JsonError::NotFound)
             }
         }
-        _ => Err(JsonError::NotFound),
     }
 }
 

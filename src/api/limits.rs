@@ -14,6 +14,7 @@
 //! progress is 409 with `Retry-After`, so runs never occupy more than one request worker.
 
 use super::admin::{read_json, registry_admin, signed_in};
+use super::routes::LimitsRoute;
 use super::v1::{json_response, query_param, JsonError};
 use super::Api;
 use crate::auth::{self, Access, Caller};
@@ -29,103 +30,78 @@ type Res = Result<Response, JsonError>;
 /// The package segment that names "all packages of the owner".
 pub const ALL_PACKAGES: &str = "*";
 
-/// Routes this module serves; `None` for any other path. `segs` come after `/api/v1`.
-pub(super) fn dispatch(
+/// Answers one quota or cleanup route.
+pub(super) fn serve(
     api: &Api,
     req: &mut Request,
-    segs: &[&str],
+    route: LimitsRoute,
     query: &str,
     caller: &Option<Caller>,
-) -> Option<Res> {
-    let decoded: Vec<String> = segs
-        .iter()
-        .map(|s| crate::names::percent_decode(s).unwrap_or_default())
-        .collect();
-    let segs: Vec<&str> = decoded.iter().map(String::as_str).collect();
-    let method = req.method.clone();
+) -> Res {
+    use LimitsRoute as L;
     let dry_run = query_param(query, "dry_run").is_some_and(|v| v == "true" || v == "1");
-    Some(match (method.as_str(), segs.as_slice()) {
-        ("GET", ["admin", "quotas"]) => registry_admin(caller, Access::Read, None).and_then(|_| {
+    match route {
+        L::Quotas => {
+            registry_admin(caller, Access::Read, None)?;
             let all = api.store.quotas()?;
             Ok(json_response(
                 200,
                 &Value::Array(all.iter().map(quota_json).collect()),
             ))
-        }),
-        ("GET", ["admin", "quotas", owner]) => (|| {
+        }
+        L::Quota(owner) => {
             // A site admin's admin-scoped token reads any owner; owners read their own.
             if registry_admin(caller, Access::Read, None).is_err() {
-                owner_admin(api, caller, owner, Access::Read)?;
+                owner_admin(api, caller, &owner, Access::Read)?;
             }
-            let q = api.store.owner_quota(owner)?.ok_or(JsonError::NotFound)?;
+            let q = api.store.owner_quota(&owner)?.ok_or(JsonError::NotFound)?;
             Ok(json_response(200, &quota_json(&q)))
-        })(),
-        ("PUT", ["admin", "quotas", owner]) => (|| {
+        }
+        L::SetQuota(owner) => {
             registry_admin(caller, Access::Write, None)?;
             let body = read_json(req)?;
             let rec = quota_from_json(&body).map_err(JsonError::Unprocessable)?;
-            if !api.store.set_quota(owner, rec)? {
+            if !api.store.set_quota(&owner, rec)? {
                 return Err(JsonError::NotFound);
             }
-            audit(api, req, caller, "quota.set", owner, "");
-            let q = api.store.owner_quota(owner)?.ok_or(JsonError::NotFound)?;
+            audit(api, req, caller, "quota.set", &owner, "");
+            let q = api.store.owner_quota(&owner)?.ok_or(JsonError::NotFound)?;
             Ok(json_response(200, &quota_json(&q)))
-        })(),
-        ("DELETE", ["admin", "quotas", owner]) => (|| {
+        }
+        L::ClearQuota(owner) => {
             registry_admin(caller, Access::Write, None)?;
-            if !api.store.set_quota(owner, QuotaRecord::default())? {
+            if !api.store.set_quota(&owner, QuotaRecord::default())? {
                 return Err(JsonError::NotFound);
             }
-            audit(api, req, caller, "quota.clear", owner, "");
+            audit(api, req, caller, "quota.clear", &owner, "");
             Ok(Response::new(204))
-        })(),
-        ("GET", ["admin", "cleanup", "rules"]) => registry_admin(caller, Access::Read, None)
-            .and_then(|_| {
-                let rules = api.store.cleanup_rules(None)?;
-                Ok(json_response(
-                    200,
-                    &Value::Array(rules.iter().map(rule_json).collect()),
-                ))
-            }),
-        ("POST", ["admin", "cleanup", "run"]) => (|| {
+        }
+        L::AllRules => {
+            registry_admin(caller, Access::Read, None)?;
+            let rules = api.store.cleanup_rules(None)?;
+            Ok(json_response(
+                200,
+                &Value::Array(rules.iter().map(rule_json).collect()),
+            ))
+        }
+        L::RunAll => {
             // A real run deletes packages: it needs the package scope too (a dry run reads).
             let package = if dry_run { Access::Read } else { Access::Write };
             registry_admin(caller, Access::Write, Some(package))?;
             run(api, req, caller, None, dry_run)
-        })(),
-        ("GET", ["cleanup", owner, "rules"]) => (|| {
-            let (_, o) = owner_admin(api, caller, owner, Access::Read)?;
+        }
+        L::Rules(owner) => {
+            let (_, o) = owner_admin(api, caller, &owner, Access::Read)?;
             let rules = api.store.cleanup_rules(Some(&o.login))?;
             Ok(json_response(
                 200,
                 &Value::Array(rules.iter().map(rule_json).collect()),
             ))
-        })(),
-        ("PUT", ["cleanup", owner, "rules", package]) => (|| {
-            let (_, o) = owner_admin(api, caller, owner, Access::Write)?;
-            let package = package_of(package)?;
-            let body = read_json(req)?;
-            let rule = rule_from_json(&body).map_err(JsonError::Unprocessable)?;
-            match api
-                .store
-                .set_cleanup_rule(&o.login, package.as_deref(), rule.clone())?
-            {
-                Err(e) => return Err(JsonError::Unprocessable(e)),
-                Ok(false) => return Err(JsonError::NotFound),
-                Ok(true) => {}
-            }
-            let target = package.as_deref().unwrap_or(ALL_PACKAGES);
-            audit(api, req, caller, "cleanup.rule_set", &o.login, target);
-            let entry = RuleEntry {
-                owner: crate::store::fold_case(&o.login),
-                package: package.map(|p| crate::store::fold_case(&p)),
-                rule,
-            };
-            Ok(json_response(200, &rule_json(&entry)))
-        })(),
-        ("DELETE", ["cleanup", owner, "rules", package]) => (|| {
-            let (_, o) = owner_admin(api, caller, owner, Access::Write)?;
-            let package = package_of(package)?;
+        }
+        L::SetRule(owner, package) => set_rule(api, req, caller, &owner, &package),
+        L::RemoveRule(owner, package) => {
+            let (_, o) = owner_admin(api, caller, &owner, Access::Write)?;
+            let package = package_of(&package)?;
             if !api
                 .store
                 .remove_cleanup_rule(&o.login, package.as_deref())?
@@ -135,17 +111,42 @@ pub(super) fn dispatch(
             let target = package.as_deref().unwrap_or(ALL_PACKAGES);
             audit(api, req, caller, "cleanup.rule_remove", &o.login, target);
             Ok(Response::new(204))
-        })(),
-        ("POST", ["cleanup", owner, "run"]) => (|| {
-            let (_, o) = owner_admin(api, caller, owner, Access::Write)?;
+        }
+        L::Run(owner) => {
+            let (_, o) = owner_admin(api, caller, &owner, Access::Write)?;
             run(api, req, caller, Some(&o.login), dry_run)
-        })(),
-        (_, ["admin", "quotas", ..])
-        | (_, ["admin", "cleanup", ..])
-        | (_, ["cleanup", _, "rules", ..])
-        | (_, ["cleanup", _, "run"]) => Err(JsonError::MethodNotAllowed),
-        _ => return None,
-    })
+        }
+    }
+}
+
+/// `PUT /cleanup/{owner}/rules/{package}`.
+fn set_rule(
+    api: &Api,
+    req: &mut Request,
+    caller: &Option<Caller>,
+    owner: &str,
+    package: &str,
+) -> Res {
+    let (_, o) = owner_admin(api, caller, owner, Access::Write)?;
+    let package = package_of(package)?;
+    let body = read_json(req)?;
+    let rule = rule_from_json(&body).map_err(JsonError::Unprocessable)?;
+    match api
+        .store
+        .set_cleanup_rule(&o.login, package.as_deref(), rule.clone())?
+    {
+        Err(e) => return Err(JsonError::Unprocessable(e)),
+        Ok(false) => return Err(JsonError::NotFound),
+        Ok(true) => {}
+    }
+    let target = package.as_deref().unwrap_or(ALL_PACKAGES);
+    audit(api, req, caller, "cleanup.rule_set", &o.login, target);
+    let entry = RuleEntry {
+        owner: crate::store::fold_case(&o.login),
+        package: package.map(|p| crate::store::fold_case(&p)),
+        rule,
+    };
+    Ok(json_response(200, &rule_json(&entry)))
 }
 
 fn run(

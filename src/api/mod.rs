@@ -12,6 +12,7 @@ mod monitor;
 mod ops;
 mod ranges;
 mod registry;
+pub mod routes;
 mod v1;
 
 pub use limits::{
@@ -23,6 +24,7 @@ use crate::auth::{self, AuthError, Caller, Credentials, Limiter};
 use crate::http::{Request, Response};
 use crate::metrics::Metrics;
 use crate::store::{self, AuditRecord, ReadyProbe, Store};
+use routes::{Family, Route};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -75,14 +77,14 @@ impl Api {
             Some((p, q)) => (p.to_string(), q.to_string()),
             None => (req.target.clone(), String::new()),
         };
-        if let Some(r) = monitor::handle(self, req, &path) {
-            return r;
-        }
         let mut who = None;
-        let response = if path == "/api/v1" || path.starts_with("/api/v1/") {
-            v1::handle(self, req, &path, &query, &mut who)
-        } else {
-            registry::handle(self, req, &path, &query, &mut who)
+        let response = match routes::route(&req.method, &path) {
+            Route::Ops(op) => monitor::serve(self, req, op),
+            Route::NotAllowed(Family::Ops, allow) => monitor::not_allowed(allow),
+            Route::Generic(route) => registry::handle(self, req, route, &query, &mut who),
+            Route::NotAllowed(Family::Registry, allow) => registry::not_allowed(allow),
+            Route::NotFound(Family::Registry | Family::Ops) => registry::not_found(),
+            route => v1::handle(self, req, route, &path, &query, &mut who),
         };
         Response {
             user: who,

@@ -3,22 +3,14 @@
 //! `GET /readyz` (the database takes a durable write). HEAD works on each. None of them reads
 //! credentials of users, so they never count as failed sign-ins.
 
+use super::routes::Op;
 use super::Api;
 use crate::http::{Request, Response, ResponseBody};
 use crate::metrics::CONTENT_TYPE;
 
-/// Answers the operations paths; `None` for any other path.
-pub(super) fn handle(api: &Api, req: &Request, path: &str) -> Option<Response> {
-    let kind = match path {
-        "/metrics" => Op::Metrics,
-        "/healthz" => Op::Health,
-        "/readyz" => Op::Ready,
-        _ => return None,
-    };
-    if req.method != "GET" && req.method != "HEAD" {
-        return Some(Response::text(405, "method not allowed\n").with_header("Allow", "GET, HEAD"));
-    }
-    let resp = match kind {
+/// Answers an operations path (`routes::Op`).
+pub(super) fn serve(api: &Api, req: &Request, op: Op) -> Response {
+    let resp = match op {
         Op::Health => Response::text(200, "ok\n"),
         Op::Ready => match api.ready.check(&api.store) {
             Ok(()) => Response::text(200, "ready\n"),
@@ -37,11 +29,10 @@ pub(super) fn handle(api: &Api, req: &Request, path: &str) -> Option<Response> {
             },
         },
     };
-    Some(resp.with_header("Cache-Control", "no-store"))
+    resp.with_header("Cache-Control", "no-store")
 }
 
-enum Op {
-    Metrics,
-    Health,
-    Ready,
+/// An operations path with a method other than GET or HEAD.
+pub(super) fn not_allowed(allow: &str) -> Response {
+    Response::text(405, "method not allowed\n").with_header("Allow", allow)
 }

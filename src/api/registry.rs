@@ -4,6 +4,7 @@
 //! `latest` alias) and deletes.
 
 use super::ranges::{parse_range, MultiRange, RangeSpec};
+use super::routes::{FileAt, Generic};
 use super::Api;
 use crate::auth::{self, Access, AuthError, Caller, Denied};
 use crate::chunk::{StreamDigests, Want};
@@ -11,7 +12,7 @@ use crate::dates::{http_date, parse_http_date};
 use crate::http::{BodySource, Request, Response, ResponseBody};
 use crate::multipart;
 use crate::names::{
-    audit_name, percent_decode, percent_encode, valid_file_name, valid_package_name, valid_version,
+    audit_name, percent_encode, valid_file_name, valid_package_name, valid_version,
 };
 use crate::store::{self, Deleted, FileCoords, FileReader, FileRecord, Published, UserRecord};
 use base64::Engine;
@@ -109,75 +110,37 @@ impl From<store::Error> for ApiError {
     }
 }
 
-/// The routes of GITEA-COMPAT §1, each `{…}` one percent-decoded path segment. `None` marks a
-/// segment that does not decode (bad escape or not UTF-8): it can name nothing.
-enum Route {
-    File {
-        owner: Option<String>,
-        name: Option<String>,
-        version: Option<String>,
-        file: Option<String>,
-    },
-    Version {
-        owner: Option<String>,
-        name: Option<String>,
-        version: Option<String>,
-    },
+/// A path of the registry family that matches no route (`routes::Route::NotFound`).
+pub(super) fn not_found() -> Response {
+    ApiError::NotFound("Not found.").into_response()
 }
 
-fn route(path: &str) -> Option<Route> {
-    let segs: Vec<&str> = path.split('/').collect();
-    match segs.as_slice() {
-        ["", "api", "packages", owner, "generic", name, version, file] if !file.is_empty() => {
-            Some(Route::File {
-                owner: percent_decode(owner),
-                name: percent_decode(name),
-                version: percent_decode(version),
-                file: percent_decode(file),
-            })
-        }
-        ["", "api", "packages", owner, "generic", name, version] if !version.is_empty() => {
-            Some(Route::Version {
-                owner: percent_decode(owner),
-                name: percent_decode(name),
-                version: percent_decode(version),
-            })
-        }
-        _ => None,
-    }
+/// A registry path with a method it does not take; `allow` lists those it does.
+pub(super) fn not_allowed(allow: &'static str) -> Response {
+    ApiError::MethodNotAllowed(allow).into_response()
 }
 
 pub(super) fn handle(
     api: &Api,
     req: &mut Request,
-    path: &str,
+    route: Generic,
     query: &str,
     who: &mut Option<String>,
 ) -> Response {
-    match dispatch(api, req, path, query, who) {
+    match dispatch(api, req, route, query, who) {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }
 
+/// Steps 2–5 of GITEA-COMPAT §2 for a route the table matched (step 1), then the handler.
 fn dispatch(
     api: &Api,
     req: &mut Request,
-    path: &str,
+    route: Generic,
     query: &str,
     who: &mut Option<String>,
 ) -> Result<Response, ApiError> {
-    // 1. route (404/405 before anything else)
-    let route = route(path).ok_or(ApiError::NotFound("Not found."))?;
-    let method = req.method.as_str();
-    match (&route, method) {
-        (Route::File { .. }, "GET" | "HEAD" | "PUT" | "DELETE") => {}
-        (Route::File { .. }, _) => {
-            return Err(ApiError::MethodNotAllowed("GET, HEAD, PUT, DELETE"))
-        }
-        (Route::Version { .. }, "DELETE") => {}
-        (Route::Version { .. }, _) => return Err(ApiError::MethodNotAllowed("DELETE")),
-    }
     // 2. credentials: present but wrong is 401 even for a public read
     let caller = match api.caller(req, query) {
         Ok(c) => c,
@@ -187,19 +150,22 @@ fn dispatch(
     };
     *who = caller.as_ref().map(|c| c.user.login.clone());
     // 3. owner
-    let (owner_name, package) = match &route {
-        Route::File { owner, name, .. } | Route::Version { owner, name, .. } => {
-            (owner.clone(), name.clone())
-        }
-    };
-    let owner = match owner_name {
-        Some(o) => api.store.get_user(&o)?,
-        None => None,
-    }
-    .ok_or(ApiError::NotFound("Not found."))?;
+    let owner = api
+        .store
+        .get_user(route.owner())?
+        .ok_or(ApiError::NotFound("Not found."))?;
     // 4. read access, 5. write access (token scopes and limits, visibility, roles)
-    let writes = matches!(method, "PUT" | "DELETE");
-    let access = if writes { Access::Write } else { Access::Read };
+    let action = match &route {
+        Generic::Download(_) => None,
+        Generic::Upload(_) => Some("package.publish"),
+        Generic::DeleteFile(_) => Some("package.delete_file"),
+        Generic::DeleteVersion { .. } => Some("package.delete_version"),
+    };
+    let access = if action.is_some() {
+        Access::Write
+    } else {
+        Access::Read
+    };
     let actor = caller
         .as_ref()
         .map(|c| c.user.login.clone())
@@ -208,7 +174,7 @@ fn dispatch(
         &api.store,
         caller.as_ref(),
         &owner,
-        package.as_deref(),
+        Some(route.name()),
         access,
     )? {
         Ok(()) => None,
@@ -219,100 +185,57 @@ fn dispatch(
         // Refused writes are audited, collapsed per address and minute, with the package name
         // only when it is valid (Gitea validates names after the permission check, so an
         // anonymous PUT with any path gets here); refused reads are not audited.
-        if writes {
-            let action = match (&route, method) {
-                (Route::Version { .. }, _) => "package.delete_version",
-                (_, "PUT") => "package.publish",
-                _ => "package.delete_file",
-            };
-            let target = audit_name(package.as_deref(), valid_package_name);
+        if let Some(action) = action {
+            let target = audit_name(Some(route.name()), valid_package_name);
             api.audit_refusal(req, &actor, action, &owner.login, &target, "refused");
         }
         return Err(e);
     }
-    let result = match route {
-        Route::File {
-            name,
-            version,
-            file,
-            ..
-        } => match method {
-            "PUT" => {
-                let target =
-                    audit_file_target(name.as_deref(), version.as_deref(), file.as_deref());
-                let r = upload(api, req, &owner, caller.as_ref(), name, version, file);
-                api.audit(
-                    req,
-                    &actor,
-                    "package.publish",
-                    &owner.login,
-                    &target,
-                    outcome(&r),
-                );
-                r
-            }
-            _ => {
-                // GET, HEAD and DELETE never validate: an invalid name simply finds nothing.
-                let (Some(name), Some(version), Some(file)) = (name, version, file) else {
-                    return Err(ApiError::NotFound("package does not exist"));
-                };
-                let at = FileCoords::new(&owner.login, &name, &version, &file);
-                if method == "DELETE" {
-                    let r = delete_file(api, &at);
-                    let target = audit_file_target(Some(&name), Some(&version), Some(&file));
-                    api.audit(
-                        req,
-                        &actor,
-                        "package.delete_file",
-                        &owner.login,
-                        &target,
-                        outcome(&r),
-                    );
-                    r
-                } else {
-                    download(api, req, at)
-                }
-            }
-        },
-        Route::Version { name, version, .. } => {
-            let (Some(name), Some(version)) = (name, version) else {
-                return Err(ApiError::NotFound("package does not exist"));
-            };
+    let (result, target) = match route {
+        Generic::Download(at) => {
+            // GET and HEAD never validate: an invalid name simply finds nothing.
+            let at = FileCoords::new(&owner.login, &at.name, &at.version, &at.file);
+            return download(api, req, at);
+        }
+        Generic::Upload(at) => {
+            let target = audit_file_target(&at);
+            (upload(api, req, &owner, caller.as_ref(), at), target)
+        }
+        Generic::DeleteFile(at) => {
+            // Nor does DELETE.
+            let target = audit_file_target(&at);
+            let at = FileCoords::new(&owner.login, &at.name, &at.version, &at.file);
+            (delete_file(api, &at), target)
+        }
+        Generic::DeleteVersion { name, version, .. } => {
             let r = match api.store.delete_version(&owner.login, &name, &version)? {
                 Deleted::Done => Ok(Response::new(204)),
                 _ => Err(ApiError::NotFound("package does not exist")),
             };
-            let target = audit_version_target(Some(&name), Some(&version));
-            api.audit(
-                req,
-                &actor,
-                "package.delete_version",
-                &owner.login,
-                &target,
-                outcome(&r),
-            );
-            r
+            (r, audit_version_target(&name, &version))
         }
     };
+    let action = action.unwrap_or_default();
+    api.audit(req, &actor, action, &owner.login, &target, outcome(&result));
     result
 }
 
 /// `name/version` as the audit log records it: each part as it is when valid, else a short
 /// marker (`audit_name`), so the entry stays small whatever the path held.
-fn audit_version_target(name: Option<&str>, version: Option<&str>) -> String {
+fn audit_version_target(name: &str, version: &str) -> String {
     format!(
         "{}/{}",
-        audit_name(name, valid_package_name),
-        audit_name(version, valid_version)
+        audit_name(Some(name), valid_package_name),
+        audit_name(Some(version), valid_version)
     )
 }
 
 /// `name/version/file` as the audit log records it (see `audit_version_target`).
-fn audit_file_target(name: Option<&str>, version: Option<&str>, file: Option<&str>) -> String {
+fn audit_file_target(at: &FileAt) -> String {
     format!(
         "{}/{}",
-        audit_version_target(name, version),
-        audit_name(file, valid_file_name)
+        audit_version_target(&at.name, &at.version),
+        audit_name(Some(&at.file), valid_file_name)
     )
 }
 
@@ -334,21 +257,20 @@ fn upload(
     req: &mut Request,
     owner: &UserRecord,
     caller: Option<&Caller>,
-    name: Option<String>,
-    version: Option<String>,
-    file: Option<String>,
+    path: FileAt,
 ) -> Result<Response, ApiError> {
     // 6. validation, in Gitea's order: name, version, file name
-    let name = name
-        .filter(|n| valid_package_name(n))
-        .ok_or(ApiError::InvalidName)?;
-    let version = version
-        .filter(|v| valid_version(v))
-        .ok_or(ApiError::InvalidVersion)?;
-    let file = file
-        .filter(|f| valid_file_name(f))
-        .ok_or(ApiError::InvalidFileName)?;
-    let at = FileCoords::new(&owner.login, &name, &version, &file);
+    if !valid_package_name(&path.name) {
+        return Err(ApiError::InvalidName);
+    }
+    if !valid_version(&path.version) {
+        return Err(ApiError::InvalidVersion);
+    }
+    if !valid_file_name(&path.file) {
+        return Err(ApiError::InvalidFileName);
+    }
+    let (name, version) = (&path.name, &path.version);
+    let at = FileCoords::new(&owner.login, name, version, &path.file);
     let creator = caller.map(|c| c.user.login.as_str()).unwrap_or("");
     let expected = Expected::from_request(req).map_err(ApiError::BadRequest)?;
 
@@ -368,7 +290,7 @@ fn upload(
         && limits
             .max_versions
             .is_some_and(|max| usage.versions.saturating_add(1) > max)
-        && !api.store.version_exists(&owner.login, &name, &version)?
+        && !api.store.version_exists(&owner.login, name, version)?
     {
         return Err(ApiError::Quota(store::QuotaExceeded::Count));
     }

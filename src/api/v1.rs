@@ -4,6 +4,7 @@
 //! (403 where the registry routes say 401; 404 for an owner the caller may not see, as for one
 //! that does not exist).
 
+use super::routes::{Family, PackageOp, Route};
 use super::Api;
 use crate::auth::{self, Access, AuthError, Caller, Denied};
 use crate::http::{Request, Response, ResponseBody};
@@ -93,12 +94,13 @@ impl JsonError {
 pub(super) fn handle(
     api: &Api,
     req: &mut Request,
+    route: Route,
     path: &str,
     query: &str,
     who: &mut Option<String>,
 ) -> Response {
     let base = api.base_url(req);
-    match dispatch(api, req, path, query, who, &base) {
+    match dispatch(api, req, route, path, query, who, &base) {
         Ok(r) => r,
         Err(e) => e.into_response(&base),
     }
@@ -130,21 +132,20 @@ pub(super) fn paging(query: &str) -> (u64, u64) {
     (page, limit)
 }
 
+/// A route of `/api/v1`: `version` before credentials, everything else after them.
 fn dispatch(
     api: &Api,
     req: &mut Request,
+    route: Route,
     path: &str,
     query: &str,
     who: &mut Option<String>,
     base: &str,
 ) -> Result<Response, JsonError> {
-    let segs: Vec<&str> = path.split('/').skip(3).collect(); // after "", "api", "v1"
-    let method = req.method.as_str();
-    if segs.as_slice() == ["version"] {
-        return match method {
-            "GET" | "HEAD" => Ok(json_response(200, &json!({ "version": API_VERSION }))),
-            _ => Err(JsonError::MethodNotAllowed),
-        };
+    match route {
+        Route::ApiVersion => return Ok(json_response(200, &json!({ "version": API_VERSION }))),
+        Route::NotAllowed(Family::JsonPublic, _) => return Err(JsonError::MethodNotAllowed),
+        _ => {}
     }
     let caller = match api.caller(req, query) {
         Ok(c) => c,
@@ -153,203 +154,209 @@ fn dispatch(
         Err(AuthError::Store(e)) => return Err(e.into()),
     };
     *who = caller.as_ref().map(|c| c.user.login.clone());
-    let ["packages", owner, rest @ ..] = segs.as_slice() else {
-        if let Some(r) = super::limits::dispatch(api, req, &segs, query, &caller) {
-            return r;
+    match route {
+        Route::Packages { owner, package, op } => {
+            let Some(caller) = caller else {
+                return Err(JsonError::Unauthorized("token is required"));
+            };
+            let at = Packages {
+                api,
+                req,
+                caller: &caller,
+                path,
+                query,
+                base,
+                package: package.as_deref(),
+            };
+            at.serve(&owner, op)
         }
-        return super::admin::dispatch(api, req, &segs, query, caller, base);
-    };
-    let Some(caller) = caller else {
-        return Err(JsonError::Unauthorized("token is required"));
-    };
-    let owner = percent_decode(owner)
-        .map(|o| api.store.get_user(&o))
-        .transpose()?
-        .flatten()
-        .ok_or(JsonError::NotFound)?;
-    // An owner the caller may not see is one that does not exist: the same 404, before any
-    // check that could answer otherwise (Gitea answers 403 here, from `reqPackageAccess`, which
-    // tells a private owner from a missing one; its `/users/{name}` and `/orgs/{org}` answer
-    // 404, and so do ours).
-    if !auth::profile_visible(&api.store, Some(&caller.user), &owner)? {
-        return Err(JsonError::NotFound);
+        Route::Limits(r) => super::limits::serve(api, req, r, query, &caller),
+        Route::Accounts(r) => super::admin::serve(api, req, r, path, query, caller, base),
+        Route::Maintenance(r) => super::admin::maintenance(api, req, r, query, &caller),
+        Route::NotAllowed(..) => Err(JsonError::MethodNotAllowed),
+        // The other routes are answered before `/api/v1` (see `Api::handle`).
+        _ => Err(JsonError::NotFound),
     }
-    let write_route = method == "DELETE";
-    let scope_access = if write_route {
-        Access::Write
-    } else {
-        Access::Read
-    };
-    if !caller.scope("package", scope_access) {
-        return Err(JsonError::Forbidden(format!(
-            "token does not have at least one of required scope(s): [{}:package]",
-            if write_route { "write" } else { "read" }
-        )));
-    }
-    let package = match rest {
-        [_, name, ..] => percent_decode(name),
-        _ => None,
-    };
-    if let Err(denied) = auth::package_access(
-        &api.store,
-        Some(&caller),
-        &owner,
-        package.as_deref(),
-        Access::Read,
-    )? {
-        return Err(JsonError::Forbidden(denial_message(denied).into()));
-    }
-    // The type is case-insensitive like the other path parameters (§11); only `generic` exists.
-    let rest: Vec<&str> = rest
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            if i == 0 && s.eq_ignore_ascii_case("generic") {
-                "generic"
-            } else {
-                *s
+}
+
+/// One request under `/api/v1/packages/{owner}`, by a signed-in caller.
+struct Packages<'a> {
+    api: &'a Api,
+    req: &'a Request,
+    caller: &'a Caller,
+    path: &'a str,
+    query: &'a str,
+    base: &'a str,
+    /// The package the path names, if any: its permission is checked before any route.
+    package: Option<&'a str>,
+}
+
+impl Packages<'_> {
+    fn serve(&self, owner: &str, op: PackageOp) -> Result<Response, JsonError> {
+        let (api, caller) = (self.api, self.caller);
+        let owner = api.store.get_user(owner)?.ok_or(JsonError::NotFound)?;
+        // An owner the caller may not see is one that does not exist: the same 404, before
+        // any check that could answer otherwise (Gitea answers 403 here, from
+        // `reqPackageAccess`, which tells a private owner from a missing one; its
+        // `/users/{name}` and `/orgs/{org}` answer 404, and so do ours).
+        if !auth::profile_visible(&api.store, Some(&caller.user), &owner)? {
+            return Err(JsonError::NotFound);
+        }
+        let write_route = self.req.method == "DELETE";
+        let scope_access = if write_route {
+            Access::Write
+        } else {
+            Access::Read
+        };
+        if !caller.scope("package", scope_access) {
+            return Err(JsonError::Forbidden(format!(
+                "token does not have at least one of required scope(s): [{}:package]",
+                if write_route { "write" } else { "read" }
+            )));
+        }
+        self.require(&owner, Access::Read)?;
+        match op {
+            PackageOp::List => self.list(&owner),
+            PackageOp::Versions(name) => self.versions(&owner, &name),
+            PackageOp::DeletePackage(name) => self.delete_package(&owner, &name),
+            PackageOp::Latest(name) => {
+                let entry = api
+                    .store
+                    .latest_version(&owner.login, &name)?
+                    .ok_or(JsonError::NotFound)?;
+                self.version_json(&owner, &entry)
             }
-        })
-        .collect();
-    let decode = |s: &str| percent_decode(s).ok_or(JsonError::NotFound);
-    let require_write = || -> Result<(), JsonError> {
+            PackageOp::Version(name, version) => {
+                let entry = api
+                    .store
+                    .get_version(&owner.login, &name, &version)?
+                    .ok_or(JsonError::NotFound)?;
+                self.version_json(&owner, &entry)
+            }
+            PackageOp::DeleteVersion(name, version) => self.delete_version(&owner, &name, &version),
+            PackageOp::Files(name, version) => {
+                let files = api
+                    .store
+                    .list_files(&owner.login, &name, &version)?
+                    .ok_or(JsonError::NotFound)?;
+                let items: Vec<Value> = files.iter().map(file_json).collect();
+                Ok(json_response(200, &Value::Array(items)))
+            }
+            PackageOp::NotAllowed => Err(JsonError::MethodNotAllowed),
+            PackageOp::NotFound => Err(JsonError::NotFound),
+        }
+    }
+
+    /// The caller's permission on the package of the path (or the owner), at `access`.
+    fn require(&self, owner: &UserRecord, access: Access) -> Result<(), JsonError> {
         match auth::package_access(
-            &api.store,
-            Some(&caller),
-            &owner,
-            package.as_deref(),
-            Access::Write,
+            &self.api.store,
+            Some(self.caller),
+            owner,
+            self.package,
+            access,
         )? {
             Ok(()) => Ok(()),
             Err(denied) => Err(JsonError::Forbidden(denial_message(denied).into())),
         }
-    };
-    match (method, rest.as_slice()) {
-        ("GET", []) => {
-            let (page, limit) = paging(query);
-            let q = query_param(query, "q");
-            let page_items = match query_param(query, "type").as_deref() {
-                None | Some("") | Some("generic") => {
-                    api.store
-                        .list_owner_versions(&owner.login, q.as_deref(), page, limit)?
-                }
-                Some(_) => Page {
-                    total: 0,
-                    items: Vec::new(),
-                },
-            };
-            let people = UserLookup::new(api, base, &caller);
-            list_response(people, path, query, (page, limit), page_items, &owner)
-        }
-        ("GET", ["generic", name]) => {
-            let (page, limit) = paging(query);
-            let page_items = api
-                .store
-                .list_package_versions(&owner.login, &decode(name)?, page, limit)?
-                .ok_or(JsonError::NotFound)?;
-            let people = UserLookup::new(api, base, &caller);
-            list_response(people, path, query, (page, limit), page_items, &owner)
-        }
-        ("DELETE", ["generic", name]) => {
-            let name = decode(name)?;
-            let actor = caller.user.login.clone();
-            let target = audit_name(Some(&name), valid_package_name);
-            if let Err(e) = require_write() {
-                api.audit_refusal(
-                    req,
-                    &actor,
-                    "package.delete",
-                    &owner.login,
-                    &target,
-                    "refused",
-                );
-                return Err(e);
+    }
+
+    /// The write permission for a delete; a refusal is audited (collapsed per address).
+    fn require_delete(
+        &self,
+        owner: &UserRecord,
+        action: &str,
+        target: &str,
+    ) -> Result<(), JsonError> {
+        self.require(owner, Access::Write).inspect_err(|_| {
+            let actor = &self.caller.user.login;
+            self.api
+                .audit_refusal(self.req, actor, action, &owner.login, target, "refused");
+        })
+    }
+
+    fn list(&self, owner: &UserRecord) -> Result<Response, JsonError> {
+        let (page, limit) = paging(self.query);
+        let q = query_param(self.query, "q");
+        let page_items = match query_param(self.query, "type").as_deref() {
+            None | Some("") | Some("generic") => {
+                self.api
+                    .store
+                    .list_owner_versions(&owner.login, q.as_deref(), page, limit)?
             }
-            let done = api.store.delete_package(&owner.login, &name)?;
-            let outcome = if done { "ok" } else { "not found" };
-            api.audit(
-                req,
-                &actor,
-                "package.delete",
-                &owner.login,
-                &target,
-                outcome,
-            );
-            if done {
-                Ok(Response::new(204))
-            } else {
-                Err(JsonError::NotFound)
-            }
+            Some(_) => Page {
+                total: 0,
+                items: Vec::new(),
+            },
+        };
+        self.list_response((page, limit), page_items, owner)
+    }
+
+    fn versions(&self, owner: &UserRecord, name: &str) -> Result<Response, JsonError> {
+        let (page, limit) = paging(self.query);
+        let page_items = self
+            .api
+            .store
+            .list_package_versions(&owner.login, name, page, limit)?
+            .ok_or(JsonError::NotFound)?;
+        self.list_response((page, limit), page_items, owner)
+    }
+
+    fn version_json(&self, owner: &UserRecord, e: &VersionEntry) -> Result<Response, JsonError> {
+        let p = UserLookup::new(self.api, self.base, self.caller).package_json(owner, e)?;
+        Ok(json_response(200, &p))
+    }
+
+    fn delete_package(&self, owner: &UserRecord, name: &str) -> Result<Response, JsonError> {
+        let target = audit_name(Some(name), valid_package_name);
+        self.require_delete(owner, "package.delete", &target)?;
+        let done = self.api.store.delete_package(&owner.login, name)?;
+        self.deleted(owner, "package.delete", &target, done)
+    }
+
+    fn delete_version(
+        &self,
+        owner: &UserRecord,
+        name: &str,
+        version: &str,
+    ) -> Result<Response, JsonError> {
+        let target = format!(
+            "{}/{}",
+            audit_name(Some(name), valid_package_name),
+            audit_name(Some(version), valid_version)
+        );
+        self.require_delete(owner, "package.delete_version", &target)?;
+        let done = self.api.store.delete_version(&owner.login, name, version)? == Deleted::Done;
+        self.deleted(owner, "package.delete_version", &target, done)
+    }
+
+    /// Audits a delete and answers it: 204, or 404 when there was nothing to delete.
+    fn deleted(
+        &self,
+        owner: &UserRecord,
+        action: &str,
+        target: &str,
+        done: bool,
+    ) -> Result<Response, JsonError> {
+        let outcome = if done { "ok" } else { "not found" };
+        let actor = &self.caller.user.login;
+        self.api
+            .audit(self.req, actor, action, &owner.login, target, outcome);
+        if done {
+            Ok(Response::new(204))
+        } else {
+            Err(JsonError::NotFound)
         }
-        ("GET", ["generic", name, "-", "latest"]) => {
-            let entry = api
-                .store
-                .latest_version(&owner.login, &decode(name)?)?
-                .ok_or(JsonError::NotFound)?;
-            let p = UserLookup::new(api, base, &caller).package_json(&owner, &entry)?;
-            Ok(json_response(200, &p))
-        }
-        ("GET", ["generic", name, version]) => {
-            let entry = api
-                .store
-                .get_version(&owner.login, &decode(name)?, &decode(version)?)?
-                .ok_or(JsonError::NotFound)?;
-            let p = UserLookup::new(api, base, &caller).package_json(&owner, &entry)?;
-            Ok(json_response(200, &p))
-        }
-        ("DELETE", ["generic", name, version]) => {
-            let (name, version) = (decode(name)?, decode(version)?);
-            let actor = caller.user.login.clone();
-            let target = format!(
-                "{}/{}",
-                audit_name(Some(&name), valid_package_name),
-                audit_name(Some(&version), valid_version)
-            );
-            if let Err(e) = require_write() {
-                api.audit_refusal(
-                    req,
-                    &actor,
-                    "package.delete_version",
-                    &owner.login,
-                    &target,
-                    "refused",
-                );
-                return Err(e);
-            }
-            let done = api.store.delete_version(&owner.login, &name, &version)? == Deleted::Done;
-            let outcome = if done { "ok" } else { "not found" };
-            api.audit(
-                req,
-                &actor,
-                "package.delete_version",
-                &owner.login,
-                &target,
-                outcome,
-            );
-            if done {
-                Ok(Response::new(204))
-            } else {
-                Err(JsonError::NotFound)
-            }
-        }
-        ("GET", ["generic", name, version, "files"]) => {
-            let files = api
-                .store
-                .list_files(&owner.login, &decode(name)?, &decode(version)?)?
-                .ok_or(JsonError::NotFound)?;
-            let items: Vec<Value> = files.iter().map(file_json).collect();
-            Ok(json_response(200, &Value::Array(items)))
-        }
-        // A route that exists, with another method.
-        (
-            _,
-            []
-            | ["generic", _]
-            | ["generic", _, _]
-            | ["generic", _, "-", "latest"]
-            | ["generic", _, _, "files"],
-        ) => Err(JsonError::MethodNotAllowed),
-        _ => Err(JsonError::NotFound),
+    }
+
+    fn list_response(
+        &self,
+        paging: (u64, u64),
+        listing: Page<VersionEntry>,
+        owner: &UserRecord,
+    ) -> Result<Response, JsonError> {
+        let people = UserLookup::new(self.api, self.base, self.caller);
+        list_response(people, self.path, self.query, paging, listing, owner)
     }
 }
 
