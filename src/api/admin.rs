@@ -3,8 +3,9 @@
 //! audit log. Errors and statuses as Gitea's JSON API (403 for a missing permission or scope,
 //! 422 for invalid input).
 
+use super::error::{json_response, ApiError};
 use super::routes::{AccountRoute, MaintenanceRoute};
-use super::v1::{json_response, link_header, paging, query_param, time, user_json, JsonError};
+use super::v1::{link_header, paging, query_param, time, user_json};
 use super::Api;
 use crate::auth::{self, Access, Caller};
 use crate::dates::parse_rfc3339;
@@ -21,19 +22,19 @@ use std::time::UNIX_EPOCH;
 /// Largest JSON request body accepted.
 const MAX_JSON_BODY: u64 = 1 << 20;
 
-type Res = Result<Response, JsonError>;
+type Res = Result<Response, ApiError>;
 
-fn forbidden(msg: &str) -> JsonError {
-    JsonError::Forbidden(msg.to_string())
+fn forbidden(msg: &str) -> ApiError {
+    ApiError::Forbidden(msg.to_string())
 }
 
-fn scope_error(category: &str, access: Access) -> JsonError {
+fn scope_error(category: &str, access: Access) -> ApiError {
     let word = if access == Access::Write {
         "write"
     } else {
         "read"
     };
-    JsonError::Forbidden(format!(
+    ApiError::Forbidden(format!(
         "token does not have at least one of required scope(s): [{word}:{category}]"
     ))
 }
@@ -43,10 +44,10 @@ pub(super) fn signed_in<'a>(
     caller: &'a Option<Caller>,
     category: &str,
     access: Access,
-) -> Result<&'a Caller, JsonError> {
+) -> Result<&'a Caller, ApiError> {
     let c = caller
         .as_ref()
-        .ok_or(JsonError::Unauthorized("token is required"))?;
+        .ok_or(ApiError::Unauthorized("token is required"))?;
     if !c.scope(category, access) {
         return Err(scope_error(category, access));
     }
@@ -67,7 +68,7 @@ fn visible_to(c: &Caller, owner: &UserRecord) -> bool {
 /// A `public-only` token may not act on a user or organization that is not public (Gitea's
 /// `checkTokenPublicOnly`, with its messages); on the admin routes too, where Gitea does not
 /// check, since they show and change private accounts.
-fn public_target(c: &Caller, owner: &UserRecord) -> Result<(), JsonError> {
+fn public_target(c: &Caller, owner: &UserRecord) -> Result<(), ApiError> {
     if visible_to(c, owner) {
         return Ok(());
     }
@@ -78,7 +79,7 @@ fn public_target(c: &Caller, owner: &UserRecord) -> Result<(), JsonError> {
 }
 
 /// A `public-only` token may create (or make) only public accounts.
-fn public_creation(c: &Caller, visibility: Visibility) -> Result<(), JsonError> {
+fn public_creation(c: &Caller, visibility: Visibility) -> Result<(), ApiError> {
     if c.public_only() && visibility != Visibility::Public {
         return Err(forbidden(
             "a public-only token can only create public users and organizations",
@@ -88,7 +89,7 @@ fn public_creation(c: &Caller, visibility: Visibility) -> Result<(), JsonError> 
 }
 
 /// The caller, who must be a site admin with the admin scope.
-pub(super) fn site_admin(caller: &Option<Caller>, access: Access) -> Result<&Caller, JsonError> {
+pub(super) fn site_admin(caller: &Option<Caller>, access: Access) -> Result<&Caller, ApiError> {
     let c = signed_in(caller, "admin", access)?;
     if !c.user.is_admin {
         return Err(forbidden("you must be a site administrator"));
@@ -104,7 +105,7 @@ pub(super) fn registry_admin(
     caller: &Option<Caller>,
     access: Access,
     package: Option<Access>,
-) -> Result<&Caller, JsonError> {
+) -> Result<&Caller, ApiError> {
     let c = site_admin(caller, access)?;
     if c.public_only() {
         return Err(forbidden(
@@ -119,46 +120,46 @@ pub(super) fn registry_admin(
     Ok(c)
 }
 
-pub(super) fn read_json(req: &mut Request) -> Result<Map<String, Value>, JsonError> {
+pub(super) fn read_json(req: &mut Request) -> Result<Map<String, Value>, ApiError> {
     let mut body = Vec::new();
     (&mut req.body)
         .take(MAX_JSON_BODY + 1)
         .read_to_end(&mut body)
-        .map_err(|e| JsonError::BadRequest(format!("the request body could not be read: {e}")))?;
+        .map_err(|e| ApiError::BadRequest(format!("the request body could not be read: {e}")))?;
     if body.len() as u64 > MAX_JSON_BODY {
-        return Err(JsonError::BadRequest("JSON body too large".into()));
+        return Err(ApiError::BadRequest("JSON body too large".into()));
     }
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
     }
     match serde_json::from_slice::<Value>(&body) {
         Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(JsonError::Unprocessable("expected a JSON object".into())),
-        Err(e) => Err(JsonError::Unprocessable(format!("invalid JSON: {e}"))),
+        Ok(_) => Err(ApiError::Unprocessable("expected a JSON object".into())),
+        Err(e) => Err(ApiError::Unprocessable(format!("invalid JSON: {e}"))),
     }
 }
 
-fn str_field(m: &Map<String, Value>, k: &str) -> Result<Option<String>, JsonError> {
+fn str_field(m: &Map<String, Value>, k: &str) -> Result<Option<String>, ApiError> {
     match m.get(k) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(JsonError::Unprocessable(format!("{k} must be a string"))),
+        Some(_) => Err(ApiError::Unprocessable(format!("{k} must be a string"))),
     }
 }
 
-fn bool_field(m: &Map<String, Value>, k: &str) -> Result<Option<bool>, JsonError> {
+fn bool_field(m: &Map<String, Value>, k: &str) -> Result<Option<bool>, ApiError> {
     match m.get(k) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(_) => Err(JsonError::Unprocessable(format!("{k} must be a boolean"))),
+        Some(_) => Err(ApiError::Unprocessable(format!("{k} must be a boolean"))),
     }
 }
 
-fn visibility_field(m: &Map<String, Value>) -> Result<Option<Visibility>, JsonError> {
+fn visibility_field(m: &Map<String, Value>) -> Result<Option<Visibility>, ApiError> {
     str_field(m, "visibility")?
         .map(|v| {
             Visibility::parse(&v).ok_or_else(|| {
-                JsonError::Unprocessable(format!(
+                ApiError::Unprocessable(format!(
                     "visibility must be public, limited or private, not {v:?}"
                 ))
             })
@@ -177,7 +178,7 @@ struct Profile {
 }
 
 impl Profile {
-    fn from_json(m: &Map<String, Value>) -> Result<Profile, JsonError> {
+    fn from_json(m: &Map<String, Value>) -> Result<Profile, ApiError> {
         Ok(Profile {
             email: str_field(m, "email")?,
             full_name: str_field(m, "full_name")?,
@@ -354,7 +355,7 @@ pub(super) fn serve(
             // Who am I: any signed-in caller, including a limited token, may ask.
             let c = caller
                 .as_ref()
-                .ok_or(JsonError::Unauthorized("token is required"))?;
+                .ok_or(ApiError::Unauthorized("token is required"))?;
             if !c.scope("user", Access::Read) {
                 return Err(scope_error("user", Access::Read));
             }
@@ -397,7 +398,7 @@ pub(super) fn serve(
             let u = ctx.owner(name, None)?;
             // Gitea's `GetInfo`: a profile the caller may not see is a user that does not exist.
             if !auth::profile_visible(&api.store, Some(&c.user), &u)? {
-                return Err(JsonError::NotFound);
+                return Err(ApiError::NOT_FOUND);
             }
             if !visible_to(c, &u) {
                 return Err(forbidden("a public-only token cannot see private accounts"));
@@ -406,7 +407,7 @@ pub(super) fn serve(
         }
         A::Tokens(name) => {
             ctx.token_owner(name)?;
-            let tokens = api.store.list_tokens(name)?.ok_or(JsonError::NotFound)?;
+            let tokens = api.store.list_tokens(name)?.ok_or(ApiError::NOT_FOUND)?;
             let items = tokens
                 .iter()
                 .map(|t| token_json(t, None))
@@ -430,7 +431,7 @@ pub(super) fn serve(
             );
             revoked
                 .map(|_| Response::new(204))
-                .ok_or(JsonError::NotFound)
+                .ok_or(ApiError::NOT_FOUND)
         }
         A::Orgs => ctx.list_owners(OwnerKind::Org, false),
         A::CreateOrg => {
@@ -463,9 +464,7 @@ pub(super) fn serve(
             let role = match str_field(&body, "role")? {
                 None => Role::Read,
                 Some(r) => Role::parse(&r).ok_or_else(|| {
-                    JsonError::Unprocessable(format!(
-                        "role must be read, write or admin, not {r:?}"
-                    ))
+                    ApiError::Unprocessable(format!("role must be read, write or admin, not {r:?}"))
                 })?,
             };
             ctx.owner(user, Some(OwnerKind::User))?;
@@ -480,7 +479,7 @@ pub(super) fn serve(
             if ok {
                 Ok(Response::new(204))
             } else {
-                Err(JsonError::NotFound)
+                Err(ApiError::NOT_FOUND)
             }
         }
         A::RemoveMember(org, user) => {
@@ -496,7 +495,7 @@ pub(super) fn serve(
             if ok {
                 Ok(Response::new(204))
             } else {
-                Err(JsonError::NotFound)
+                Err(ApiError::NOT_FOUND)
             }
         }
         A::Teams(org) => {
@@ -513,7 +512,7 @@ pub(super) fn serve(
             let body = read_json(req)?;
             let name = str_field(&body, "name")?
                 .filter(|n| !n.trim().is_empty() && n.len() <= 255)
-                .ok_or_else(|| JsonError::Unprocessable("name is required".into()))?;
+                .ok_or_else(|| ApiError::Unprocessable("name is required".into()))?;
             // Gitea ≥ 1.20 scripts send the packages unit's level in `units_map`.
             let from_units = body
                 .get("units_map")
@@ -524,14 +523,14 @@ pub(super) fn serve(
                 None => Role::Read,
                 Some(p) if p == "none" => Role::Read,
                 Some(p) => Role::parse(&p)
-                    .ok_or_else(|| JsonError::Unprocessable(format!("invalid permission {p:?}")))?,
+                    .ok_or_else(|| ApiError::Unprocessable(format!("invalid permission {p:?}")))?,
             };
             let description = str_field(&body, "description")?.unwrap_or_default();
             let team = api
                 .store
                 .create_team(&o.login, &name, &description, permission)?
                 // The organization exists (`org_admin`): the name is taken.
-                .ok_or_else(|| JsonError::Unprocessable("team already exists".into()))?;
+                .ok_or_else(|| ApiError::Unprocessable("team already exists".into()))?;
             ctx.audit_event(req, "team.create", &o.login, &name, "ok");
             Ok(json_response(201, &team_json(base, &team, Some(&o))))
         }
@@ -572,7 +571,7 @@ pub(super) fn serve(
             if ok {
                 Ok(Response::new(204))
             } else {
-                Err(JsonError::NotFound)
+                Err(ApiError::NOT_FOUND)
             }
         }
     }
@@ -600,20 +599,20 @@ impl Ctx<'_> {
     }
 
     /// An owner by name, of `kind` when given; 404 otherwise.
-    fn owner(&self, name: &str, kind: Option<OwnerKind>) -> Result<UserRecord, JsonError> {
+    fn owner(&self, name: &str, kind: Option<OwnerKind>) -> Result<UserRecord, ApiError> {
         self.api
             .store
             .get_user(name)?
             .filter(|u| kind.is_none_or(|k| u.kind == k))
-            .ok_or(JsonError::NotFound)
+            .ok_or(ApiError::NOT_FOUND)
     }
 
     /// An organization the caller may see (404 when it may not, as Gitea hides private orgs).
-    fn readable_org(&self, org: &str) -> Result<UserRecord, JsonError> {
+    fn readable_org(&self, org: &str) -> Result<UserRecord, ApiError> {
         let c = signed_in(self.caller, "organization", Access::Read)?;
         let o = self.owner(org, Some(OwnerKind::Org))?;
         if auth::access_level(&self.api.store, Some(&c.user), &o)?.is_none() {
-            return Err(JsonError::NotFound);
+            return Err(ApiError::NOT_FOUND);
         }
         if !visible_to(c, &o) {
             return Err(forbidden(
@@ -624,13 +623,13 @@ impl Ctx<'_> {
     }
 
     /// An organization the caller administers (its admin role, or a site admin).
-    fn org_admin(&self, org: &str) -> Result<UserRecord, JsonError> {
+    fn org_admin(&self, org: &str) -> Result<UserRecord, ApiError> {
         let c = signed_in(self.caller, "organization", Access::Write)?;
         let o = self.owner(org, Some(OwnerKind::Org))?;
         // An organization the caller may not see is a missing one, whatever the token.
         let level = auth::access_level(&self.api.store, Some(&c.user), &o)?;
         if level.is_none() {
-            return Err(JsonError::NotFound);
+            return Err(ApiError::NOT_FOUND);
         }
         if !visible_to(c, &o) {
             return Err(forbidden(
@@ -652,7 +651,7 @@ impl Ctx<'_> {
 
     /// The members of `org` whose profile the caller may see (a private user only to those
     /// sharing an organization with it, so to every fellow member), with their roles.
-    fn visible_members(&self, org: &UserRecord) -> Result<Vec<(UserRecord, Role)>, JsonError> {
+    fn visible_members(&self, org: &UserRecord) -> Result<Vec<(UserRecord, Role)>, ApiError> {
         // A fellow member (or a site admin) sees every member; only others need asking.
         let sees_all = match self.viewer() {
             Some(v) => v.is_admin || self.api.store.role_of(&org.login, &v.login)?.is_some(),
@@ -674,25 +673,25 @@ impl Ctx<'_> {
         Ok(out)
     }
 
-    fn team(&self, id: &str) -> Result<(TeamRecord, UserRecord), JsonError> {
-        let id: u64 = id.parse().map_err(|_| JsonError::NotFound)?;
-        let team = self.api.store.get_team(id)?.ok_or(JsonError::NotFound)?;
+    fn team(&self, id: &str) -> Result<(TeamRecord, UserRecord), ApiError> {
+        let id: u64 = id.parse().map_err(|_| ApiError::NOT_FOUND)?;
+        let team = self.api.store.get_team(id)?.ok_or(ApiError::NOT_FOUND)?;
         let org = self.owner(&team.org, Some(OwnerKind::Org))?;
         Ok((team, org))
     }
 
-    fn in_team(&self, team: u64, user: &str) -> Result<bool, JsonError> {
+    fn in_team(&self, team: u64, user: &str) -> Result<bool, ApiError> {
         Ok(self.api.store.team_has_member(team, user)?)
     }
 
     /// Token routes: as Gitea, the user itself signed in with its password (Basic), or a site
     /// admin with the admin scope (a `public-only` one only for public users), whose token
     /// `create_token` then holds to its own scopes.
-    fn token_owner(&self, name: &str) -> Result<&Caller, JsonError> {
+    fn token_owner(&self, name: &str) -> Result<&Caller, ApiError> {
         let c = self
             .caller
             .as_ref()
-            .ok_or(JsonError::Unauthorized("basic authentication is required"))?;
+            .ok_or(ApiError::Unauthorized("basic authentication is required"))?;
         let own = c.user.key() == store::fold_case(name);
         if own && c.token.is_none() {
             return Ok(c);
@@ -704,7 +703,7 @@ impl Ctx<'_> {
             return Ok(c);
         }
         if own {
-            return Err(JsonError::Unauthorized(
+            return Err(ApiError::Unauthorized(
                 "basic authentication with a password is required",
             ));
         }
@@ -718,7 +717,7 @@ impl Ctx<'_> {
         let body = read_json(req)?;
         let name = str_field(&body, "name")?
             .filter(|n| !n.trim().is_empty() && n.len() <= 255)
-            .ok_or_else(|| JsonError::Unprocessable("name is required".into()))?;
+            .ok_or_else(|| ApiError::Unprocessable("name is required".into()))?;
         let scopes: Vec<String> = match body.get("scopes") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(a)) => a
@@ -726,19 +725,19 @@ impl Ctx<'_> {
                 .map(|v| {
                     v.as_str()
                         .map(str::to_string)
-                        .ok_or_else(|| JsonError::Unprocessable("scopes must be strings".into()))
+                        .ok_or_else(|| ApiError::Unprocessable("scopes must be strings".into()))
                 })
                 .collect::<Result<_, _>>()?,
-            Some(_) => return Err(JsonError::Unprocessable("scopes must be a list".into())),
+            Some(_) => return Err(ApiError::Unprocessable("scopes must be a list".into())),
         };
         if scopes.is_empty() {
-            return Err(JsonError::BadRequest(
+            return Err(ApiError::BadRequest(
                 "access token must have a scope".into(),
             ));
         }
         for s in &scopes {
             if !auth::valid_scope(s) {
-                return Err(JsonError::BadRequest(format!(
+                return Err(ApiError::BadRequest(format!(
                     "invalid access token scope: {s}"
                 )));
             }
@@ -751,12 +750,12 @@ impl Ctx<'_> {
                 None => false,
             };
             if !visible {
-                return Err(JsonError::Unprocessable(format!("no owner named {o:?}")));
+                return Err(ApiError::Unprocessable(format!("no owner named {o:?}")));
             }
         }
         let package = str_field(&body, "package")?;
         if package.is_some() && owner.is_none() {
-            return Err(JsonError::Unprocessable(
+            return Err(ApiError::Unprocessable(
                 "a package-limited token needs its owner too".into(),
             ));
         }
@@ -767,16 +766,16 @@ impl Ctx<'_> {
                     .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                     .map(|d| d.as_secs())
                     .ok_or_else(|| {
-                        JsonError::Unprocessable(format!("expires_at is not an RFC 3339 time: {s}"))
+                        ApiError::Unprocessable(format!("expires_at is not an RFC 3339 time: {s}"))
                     })?,
             ),
             Some(Value::Number(n)) => Some(n.as_u64().ok_or_else(|| {
-                JsonError::Unprocessable("expires_at must be a positive unix time".into())
+                ApiError::Unprocessable("expires_at must be a positive unix time".into())
             })?),
-            Some(_) => return Err(JsonError::Unprocessable("invalid expires_at".into())),
+            Some(_) => return Err(ApiError::Unprocessable("invalid expires_at".into())),
         };
         if expires.is_some_and(|e| e > crate::dates::MAX_RFC3339_SECS) {
-            return Err(JsonError::Unprocessable(
+            return Err(ApiError::Unprocessable(
                 "expires_at must be before the year 10000".into(),
             ));
         }
@@ -810,11 +809,11 @@ impl Ctx<'_> {
             (TokenOutcome::Created(token), Some(rec)) => {
                 Ok(json_response(201, &token_json(&rec, Some(&token))))
             }
-            (TokenOutcome::NoSuchUser, _) => Err(JsonError::NotFound),
-            (TokenOutcome::NameTaken, _) => Err(JsonError::Unprocessable(
+            (TokenOutcome::NoSuchUser, _) => Err(ApiError::NOT_FOUND),
+            (TokenOutcome::NameTaken, _) => Err(ApiError::Unprocessable(
                 "access token name has been used already".into(),
             )),
-            _ => Err(JsonError::Internal("token created without a record".into())),
+            _ => Err(ApiError::Internal("token created without a record".into())),
         };
         let outcome = if result.is_ok() { "ok" } else { "refused" };
         self.audit_event(
@@ -879,9 +878,9 @@ impl Ctx<'_> {
         let c = site_admin(self.caller, Access::Write)?;
         let body = read_json(req)?;
         let login = str_field(&body, "username")?
-            .ok_or_else(|| JsonError::Unprocessable("username is required".into()))?;
+            .ok_or_else(|| ApiError::Unprocessable("username is required".into()))?;
         if !valid_owner_name(&login) {
-            return Err(JsonError::Unprocessable(format!(
+            return Err(ApiError::Unprocessable(format!(
                 "invalid username {login:?}"
             )));
         }
@@ -902,11 +901,9 @@ impl Ctx<'_> {
                 ));
             }
             if pw.is_empty() {
-                return Err(JsonError::Unprocessable(
-                    "password must not be empty".into(),
-                ));
+                return Err(ApiError::Unprocessable("password must not be empty".into()));
             }
-            rec.password = Some(auth::hash_password(&pw).map_err(JsonError::Internal)?);
+            rec.password = Some(auth::hash_password(&pw).map_err(ApiError::Internal)?);
         }
         match self.api.store.create_owner(rec)? {
             Created::Done(_) => {
@@ -914,7 +911,7 @@ impl Ctx<'_> {
                 let u = self.owner(&login, Some(OwnerKind::User))?;
                 Ok(json_response(201, &user_json(self.base, &u, self.viewer())))
             }
-            Created::NameTaken => Err(JsonError::Unprocessable("user already exists".into())),
+            Created::NameTaken => Err(ApiError::Unprocessable("user already exists".into())),
         }
     }
 
@@ -941,7 +938,7 @@ impl Ctx<'_> {
         let prohibit = bool_field(&body, "prohibit_login")?;
         let password = match str_field(&body, "password")? {
             Some(pw) if !pw.is_empty() => {
-                Some(auth::hash_password(&pw).map_err(JsonError::Internal)?)
+                Some(auth::hash_password(&pw).map_err(ApiError::Internal)?)
             }
             _ => None,
         };
@@ -960,7 +957,7 @@ impl Ctx<'_> {
                 u.password = password;
             }
         })?;
-        let u = updated.ok_or(JsonError::NotFound)?;
+        let u = updated.ok_or(ApiError::NOT_FOUND)?;
         let what: Vec<&str> = [
             "email",
             "full_name",
@@ -990,9 +987,7 @@ impl Ctx<'_> {
             .as_ref()
             .is_some_and(|c| c.user.key() == o.key())
         {
-            return Err(JsonError::Unprocessable(
-                "you cannot delete yourself".into(),
-            ));
+            return Err(ApiError::Unprocessable("you cannot delete yourself".into()));
         }
         let purge = query_param(self.query, "purge").as_deref() == Some("true");
         // Purging deletes the owner's packages: that needs the package scope as well.
@@ -1011,8 +1006,8 @@ impl Ctx<'_> {
                 self.audit_event(req, action, name, name, "ok");
                 Ok(Response::new(204))
             }
-            UserDeleted::NotFound => Err(JsonError::NotFound),
-            UserDeleted::OwnsPackages => Err(JsonError::Unprocessable(
+            UserDeleted::NotFound => Err(ApiError::NOT_FOUND),
+            UserDeleted::OwnsPackages => Err(ApiError::Unprocessable(
                 "it still owns packages: delete them first, or add ?purge=true".into(),
             )),
         }
@@ -1023,9 +1018,9 @@ impl Ctx<'_> {
         let body = read_json(req)?;
         let name = str_field(&body, "username")?
             .or(str_field(&body, "name")?)
-            .ok_or_else(|| JsonError::Unprocessable("username is required".into()))?;
+            .ok_or_else(|| ApiError::Unprocessable("username is required".into()))?;
         if !valid_owner_name(&name) {
-            return Err(JsonError::Unprocessable(format!(
+            return Err(ApiError::Unprocessable(format!(
                 "invalid organization name {name:?}"
             )));
         }
@@ -1041,7 +1036,7 @@ impl Ctx<'_> {
         public_creation(c, rec.visibility)?;
         match self.api.store.create_owner(rec)? {
             Created::NameTaken => {
-                return Err(JsonError::Unprocessable("user already exists".into()))
+                return Err(ApiError::Unprocessable("user already exists".into()))
             }
             Created::Done(_) => {}
         }
@@ -1071,7 +1066,7 @@ impl Ctx<'_> {
             .api
             .store
             .update_owner(org, move |o| profile.apply(o))?;
-        let o = updated.ok_or(JsonError::NotFound)?;
+        let o = updated.ok_or(ApiError::NOT_FOUND)?;
         let target = visibility
             .map(|v| format!("visibility={}", v.as_str()))
             .unwrap_or_default();

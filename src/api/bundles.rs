@@ -4,7 +4,8 @@
 //! `PUT /api/v1/admin/import` (the tar streamed in, a JSON report out). The work is
 //! `crate::bundle`'s, the same code the offline commands run.
 
-use super::v1::{json_response, query_param, JsonError};
+use super::error::{json_response, ApiError};
+use super::v1::query_param;
 use super::Api;
 use crate::bundle::{self, ExportRequest, ExportStream, ImportError};
 use crate::http::{BodySource, Request, Response, ResponseBody};
@@ -26,55 +27,55 @@ fn source(api: &Api) -> String {
     bundle::source_name(api.store.path())
 }
 
-fn owner_exists(api: &Api, owner: &str) -> Result<(), JsonError> {
+fn owner_exists(api: &Api, owner: &str) -> Result<(), ApiError> {
     match api.store.get_user(owner)? {
         Some(_) => Ok(()),
-        None => Err(JsonError::NotFound),
+        None => Err(ApiError::NOT_FOUND),
     }
 }
 
-pub(super) fn manifest(api: &Api, query: &str) -> Result<Response, JsonError> {
+pub(super) fn manifest(api: &Api, query: &str) -> Result<Response, ApiError> {
     let owner = query_param(query, "owner").filter(|o| !o.is_empty());
     if let Some(o) = &owner {
         owner_exists(api, o)?;
     }
-    let m = bundle::holdings(&api.store, owner.as_deref(), &source(api))
-        .map_err(JsonError::Internal)?;
-    let value = serde_json::to_value(&m).map_err(|e| JsonError::Internal(e.to_string()))?;
+    let m =
+        bundle::holdings(&api.store, owner.as_deref(), &source(api)).map_err(ApiError::Internal)?;
+    let value = serde_json::to_value(&m).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(json_response(200, &value))
 }
 
-fn opt_str(m: &Map<String, Value>, k: &str) -> Result<Option<String>, JsonError> {
+fn opt_str(m: &Map<String, Value>, k: &str) -> Result<Option<String>, ApiError> {
     match m.get(k) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(JsonError::Unprocessable(format!("{k} must be a string"))),
+        Some(_) => Err(ApiError::Unprocessable(format!("{k} must be a string"))),
     }
 }
 
-pub(super) fn export(api: &Api, req: &mut Request) -> Result<Response, JsonError> {
+pub(super) fn export(api: &Api, req: &mut Request) -> Result<Response, ApiError> {
     let mut body = Vec::new();
     (&mut req.body)
         .take(MAX_EXPORT_BODY + 1)
         .read_to_end(&mut body)
-        .map_err(|e| JsonError::BadRequest(format!("the request body could not be read: {e}")))?;
+        .map_err(|e| ApiError::BadRequest(format!("the request body could not be read: {e}")))?;
     if body.len() as u64 > MAX_EXPORT_BODY {
-        return Err(JsonError::BadRequest("export request too large".into()));
+        return Err(ApiError::BadRequest("export request too large".into()));
     }
     let m = match serde_json::from_slice::<Value>(&body) {
         Ok(Value::Object(m)) => m,
-        Ok(_) => return Err(JsonError::Unprocessable("expected a JSON object".into())),
-        Err(e) => return Err(JsonError::Unprocessable(format!("invalid JSON: {e}"))),
+        Ok(_) => return Err(ApiError::Unprocessable("expected a JSON object".into())),
+        Err(e) => return Err(ApiError::Unprocessable(format!("invalid JSON: {e}"))),
     };
     drop(body);
-    let owner = opt_str(&m, "owner")?
-        .ok_or_else(|| JsonError::Unprocessable("owner is required".into()))?;
+    let owner =
+        opt_str(&m, "owner")?.ok_or_else(|| ApiError::Unprocessable("owner is required".into()))?;
     let against = match m.get("against") {
         None | Some(Value::Null) => None,
         Some(v) => {
-            let bytes = serde_json::to_vec(v).map_err(|e| JsonError::Internal(e.to_string()))?;
-            Some(bundle::parse_manifest(&bytes).map_err(JsonError::Unprocessable)?)
+            let bytes = serde_json::to_vec(v).map_err(|e| ApiError::Internal(e.to_string()))?;
+            Some(bundle::parse_manifest(&bytes).map_err(ApiError::Unprocessable)?)
         }
     };
     let request = ExportRequest {
@@ -86,7 +87,7 @@ pub(super) fn export(api: &Api, req: &mut Request) -> Result<Response, JsonError
     };
     owner_exists(api, &request.owner)?;
     let export = bundle::Export::prepare(&api.store, &request, &source(api))
-        .map_err(JsonError::Unprocessable)?;
+        .map_err(ApiError::Unprocessable)?;
     let files = export.manifest.total_files;
     let left_out = export.manifest.left_out;
     let bytes = export.manifest.total_bytes;
@@ -107,7 +108,7 @@ pub(super) fn export(api: &Api, req: &mut Request) -> Result<Response, JsonError
     Ok(resp)
 }
 
-pub(super) fn import(api: &Api, req: &mut Request, actor: &str) -> Result<Response, JsonError> {
+pub(super) fn import(api: &Api, req: &mut Request, actor: &str) -> Result<Response, ApiError> {
     let addr = api.client_ip(req).to_string();
     let result = bundle::import(
         &api.store,
@@ -121,17 +122,17 @@ pub(super) fn import(api: &Api, req: &mut Request, actor: &str) -> Result<Respon
     match result {
         Ok(report) => {
             let value =
-                serde_json::to_value(&report).map_err(|e| JsonError::Internal(e.to_string()))?;
+                serde_json::to_value(&report).map_err(|e| ApiError::Internal(e.to_string()))?;
             Ok(json_response(200, &value))
         }
         Err(e) => {
             // Read the rest so the client, still sending, gets this answer rather than a reset.
             let _ = io::copy(&mut req.body, &mut io::sink());
             match e {
-                ImportError::Refused(m) => Err(JsonError::Unprocessable(format!(
+                ImportError::Refused(m) => Err(ApiError::Unprocessable(format!(
                     "bundle refused, nothing imported: {m}"
                 ))),
-                ImportError::Store(m) => Err(JsonError::Internal(m)),
+                ImportError::Store(m) => Err(ApiError::Internal(m)),
             }
         }
     }

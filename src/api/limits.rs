@@ -14,8 +14,9 @@
 //! progress is 409 with `Retry-After`, so runs never occupy more than one request worker.
 
 use super::admin::{read_json, registry_admin, signed_in};
+use super::error::{json_response, ApiError};
 use super::routes::LimitsRoute;
-use super::v1::{json_response, query_param, JsonError};
+use super::v1::query_param;
 use super::Api;
 use crate::auth::{self, Access, Caller};
 use crate::http::{Request, Response};
@@ -25,7 +26,7 @@ use crate::store::{
 };
 use serde_json::{json, Map, Value};
 
-type Res = Result<Response, JsonError>;
+type Res = Result<Response, ApiError>;
 
 /// The package segment that names "all packages of the owner".
 pub const ALL_PACKAGES: &str = "*";
@@ -54,24 +55,24 @@ pub(super) fn serve(
             if registry_admin(caller, Access::Read, None).is_err() {
                 owner_admin(api, caller, &owner, Access::Read)?;
             }
-            let q = api.store.owner_quota(&owner)?.ok_or(JsonError::NotFound)?;
+            let q = api.store.owner_quota(&owner)?.ok_or(ApiError::NOT_FOUND)?;
             Ok(json_response(200, &quota_json(&q)))
         }
         L::SetQuota(owner) => {
             registry_admin(caller, Access::Write, None)?;
             let body = read_json(req)?;
-            let rec = quota_from_json(&body).map_err(JsonError::Unprocessable)?;
+            let rec = quota_from_json(&body).map_err(ApiError::Unprocessable)?;
             if !api.store.set_quota(&owner, rec)? {
-                return Err(JsonError::NotFound);
+                return Err(ApiError::NOT_FOUND);
             }
             audit(api, req, caller, "quota.set", &owner, "");
-            let q = api.store.owner_quota(&owner)?.ok_or(JsonError::NotFound)?;
+            let q = api.store.owner_quota(&owner)?.ok_or(ApiError::NOT_FOUND)?;
             Ok(json_response(200, &quota_json(&q)))
         }
         L::ClearQuota(owner) => {
             registry_admin(caller, Access::Write, None)?;
             if !api.store.set_quota(&owner, QuotaRecord::default())? {
-                return Err(JsonError::NotFound);
+                return Err(ApiError::NOT_FOUND);
             }
             audit(api, req, caller, "quota.clear", &owner, "");
             Ok(Response::new(204))
@@ -106,7 +107,7 @@ pub(super) fn serve(
                 .store
                 .remove_cleanup_rule(&o.login, package.as_deref())?
             {
-                return Err(JsonError::NotFound);
+                return Err(ApiError::NOT_FOUND);
             }
             let target = package.as_deref().unwrap_or(ALL_PACKAGES);
             audit(api, req, caller, "cleanup.rule_remove", &o.login, target);
@@ -130,13 +131,13 @@ fn set_rule(
     let (_, o) = owner_admin(api, caller, owner, Access::Write)?;
     let package = package_of(package)?;
     let body = read_json(req)?;
-    let rule = rule_from_json(&body).map_err(JsonError::Unprocessable)?;
+    let rule = rule_from_json(&body).map_err(ApiError::Unprocessable)?;
     match api
         .store
         .set_cleanup_rule(&o.login, package.as_deref(), rule.clone())?
     {
-        Err(e) => return Err(JsonError::Unprocessable(e)),
-        Ok(false) => return Err(JsonError::NotFound),
+        Err(e) => return Err(ApiError::Unprocessable(e)),
+        Ok(false) => return Err(ApiError::NOT_FOUND),
         Ok(true) => {}
     }
     let target = package.as_deref().unwrap_or(ALL_PACKAGES);
@@ -160,7 +161,7 @@ fn run(
         .store
         .try_run_cleanup(owner, dry_run, crate::store::now())?
     else {
-        return Err(JsonError::Conflict(
+        return Err(ApiError::Busy(
             "a cleanup run is in progress; try again when it has finished".into(),
         ));
     };
@@ -200,32 +201,32 @@ fn owner_admin<'a>(
     caller: &'a Option<Caller>,
     owner: &str,
     access: Access,
-) -> Result<(&'a Caller, UserRecord), JsonError> {
+) -> Result<(&'a Caller, UserRecord), ApiError> {
     let c = signed_in(caller, "package", access)?;
-    let o = api.store.get_user(owner)?.ok_or(JsonError::NotFound)?;
+    let o = api.store.get_user(owner)?.ok_or(ApiError::NOT_FOUND)?;
     // An owner the caller may not see is a missing one, whatever the token.
     if !auth::profile_visible(&api.store, Some(&c.user), &o)? {
-        return Err(JsonError::NotFound);
+        return Err(ApiError::NOT_FOUND);
     }
     if !c.sees_under_scope(&o) {
-        return Err(JsonError::Forbidden(
+        return Err(ApiError::Forbidden(
             "a public-only token cannot manage private owners".into(),
         ));
     }
     match auth::access_level(&api.store, Some(&c.user), &o)? {
         Some(Role::Admin) => Ok((c, o)),
-        _ => Err(JsonError::Forbidden(
+        _ => Err(ApiError::Forbidden(
             "you must be an administrator of this owner or a site administrator".into(),
         )),
     }
 }
 
-fn package_of(segment: &str) -> Result<Option<String>, JsonError> {
+fn package_of(segment: &str) -> Result<Option<String>, ApiError> {
     if segment == ALL_PACKAGES {
         return Ok(None);
     }
     if !crate::names::valid_package_name(segment) {
-        return Err(JsonError::Unprocessable("invalid package name".into()));
+        return Err(ApiError::Unprocessable("invalid package name".into()));
     }
     Ok(Some(segment.to_string()))
 }

@@ -7,6 +7,7 @@
 
 mod admin;
 mod bundles;
+mod error;
 mod limits;
 mod monitor;
 mod ops;

@@ -2,7 +2,7 @@
 //! integrity check, and storage statistics (what `shelf backup|check|stats --server` call).
 
 use super::admin::registry_admin;
-use super::v1::{json_response, JsonError};
+use super::error::{json_response, ApiError};
 use super::Api;
 use crate::auth::{Access, Caller};
 use crate::http::{Request, Response, ResponseBody};
@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Instant;
 
-type Res = Result<Response, JsonError>;
+type Res = Result<Response, ApiError>;
 
 fn time(secs: u64) -> String {
     crate::dates::rfc3339_secs(secs)
@@ -74,7 +74,7 @@ pub(super) fn backup(api: &Api, req: &Request, caller: &Option<Caller>) -> Res {
                 outcome,
             });
         })
-        .map_err(|e| JsonError::Internal(format!("cannot start the backup: {e}")))?;
+        .map_err(|e| ApiError::Internal(format!("cannot start the backup: {e}")))?;
     let mut r = Response::new(200)
         .with_header("Content-Type", "application/octet-stream")
         .with_header(

@@ -3,6 +3,7 @@
 //! deploy by checksum, multipart), downloads (Range, conditionals, digests, counters, the
 //! `latest` alias) and deletes.
 
+use super::error::{ApiError, Flavor};
 use super::ranges::{parse_range, MultiRange, RangeSpec};
 use super::routes::{FileAt, Generic};
 use super::Api;
@@ -19,105 +20,19 @@ use base64::Engine;
 use std::io::{self, Read};
 use std::time::{Duration, UNIX_EPOCH};
 
-const REALM: &str = "Basic realm=\"shelf\"";
 const CACHE_CONTROL: &str = "max-age=0, private, must-revalidate, no-transform";
 /// The version name that, when no real version has it, means "the newest version that has
 /// this file" on GET and HEAD.
 const LATEST: &str = "latest";
 
-/// Every way a registry request can fail, mapped to status and body in exactly one place
-/// (`into_response`). Messages are Gitea's, so scripts matching on them keep working.
-#[derive(Debug)]
-enum ApiError {
-    NotFound(&'static str),
-    MethodNotAllowed(&'static str),
-    BadCredentials,
-    Throttled(u64),
-    NoPermission,
-    PublicOnly,
-    InvalidName,
-    InvalidVersion,
-    InvalidFileName,
-    FileExists,
-    TooLarge,
-    /// A quota (GITEA-COMPAT §10): 403 with Gitea's message.
-    Quota(store::QuotaExceeded),
-    BadRequest(String),
-    BadBody(io::Error),
-    Internal(String),
-}
-
-impl ApiError {
-    fn into_response(self) -> Response {
-        match self {
-            ApiError::NotFound(msg) => Response::text(404, msg),
-            ApiError::MethodNotAllowed(allow) => {
-                Response::text(405, "method not allowed").with_header("Allow", allow)
-            }
-            ApiError::BadCredentials => Response::text(401, "Failed to authenticate user"),
-            ApiError::Throttled(secs) => {
-                Response::text(429, "too many failed authentication attempts; retry later")
-                    .with_header("Retry-After", secs.to_string())
-            }
-            ApiError::PublicOnly => Response::text(
-                403,
-                "token with public-only scope cannot access private packages",
-            ),
-            ApiError::NoPermission => Response::text(
-                401,
-                "user should have specific permission or be a site admin",
-            )
-            .with_header("WWW-Authenticate", REALM),
-            ApiError::InvalidName => Response::text(400, "invalid package name"),
-            ApiError::InvalidVersion => Response::text(400, "invalid package version"),
-            ApiError::InvalidFileName => Response::text(400, "invalid filename"),
-            ApiError::FileExists => Response::text(409, "package file already exists"),
-            ApiError::TooLarge => Response::text(403, "maximum allowed package type size exceeded"),
-            ApiError::Quota(q) => Response::text(403, quota_message(q)),
-            ApiError::BadRequest(msg) => Response::text(400, &msg),
-            ApiError::BadBody(e) => {
-                Response::text(400, &format!("the request body could not be read: {e}"))
-            }
-            ApiError::Internal(detail) => {
-                log::error!("internal error: {detail}");
-                Response::text(500, "internal server error")
-            }
-        }
-    }
-}
-
-/// Gitea's exact plain-text quota messages (GITEA-COMPAT §9).
-fn quota_message(q: store::QuotaExceeded) -> &'static str {
-    match q {
-        store::QuotaExceeded::Count => "maximum allowed package count exceeded",
-        store::QuotaExceeded::FileSize => "maximum allowed package type size exceeded",
-        store::QuotaExceeded::Total => "maximum allowed package storage quota exceeded",
-    }
-}
-
-impl From<store::Error> for ApiError {
-    fn from(e: store::Error) -> ApiError {
-        match e {
-            store::Error::Body(io) if is_too_large(&io) => ApiError::TooLarge,
-            store::Error::Body(io) if is_over_quota(&io) => {
-                ApiError::Quota(store::QuotaExceeded::Total)
-            }
-            store::Error::Body(io) => ApiError::BadBody(io),
-            store::Error::Rejected(msg) => ApiError::BadRequest(msg),
-            store::Error::Quota(q) => ApiError::Quota(q),
-            other => ApiError::Internal(other.to_string()),
-        }
-    }
-}
-
 /// A path of the registry family that matches no route (`routes::Route::NotFound`).
 pub(super) fn not_found() -> Response {
-    ApiError::NotFound("Not found.").into_response()
+    ApiError::NotFound("Not found.").render(Flavor::Text)
 }
 
 /// A registry path with a method it does not take; `allow` lists those it does.
 pub(super) fn not_allowed(allow: &'static str) -> Response {
-    ApiError::MethodNotAllowed(allow).into_response()
+    ApiError::MethodNotAllowed(allow).render(Flavor::Text)
 }
 
 pub(super) fn handle(
@@ -129,7 +44,7 @@ pub(super) fn handle(
 ) -> Response {
     match dispatch(api, req, route, query, who) {
         Ok(r) => r,
-        Err(e) => e.into_response(),
+        Err(e) => e.render(Flavor::Text),
     }
 }
 
@@ -324,7 +239,7 @@ fn upload(
         // The same checks as a PUT with a body: the size limit, and every digest sent.
         let check = |size: u64| -> Result<(), store::Error> {
             if limit.is_some_and(|max| size > max) {
-                return Err(store::Error::Body(io::Error::other(TooLarge)));
+                return Err(store::Error::Quota(store::QuotaExceeded::FileSize));
             }
             let want = expected.want();
             if want.any() {
@@ -368,40 +283,36 @@ fn upload(
         })?;
         let mut part = multipart::FirstFilePart::new(&mut req.body, &boundary);
         part.open().map_err(multipart_error)?;
-        let part = LimitedBody {
-            inner: &mut part,
-            left: limit,
-            quota_left,
-        };
-        api.store
-            .upload_within(
-                &at,
-                creator,
-                part,
-                expected.want(),
-                |d| expected.verify(d),
-                Some(quota),
-            )
-            .map_err(|e| match e {
-                store::Error::Body(io) if io.kind() == io::ErrorKind::InvalidData => {
-                    multipart_error(io)
-                }
-                other => other.into(),
-            })?
-    } else {
-        let body = LimitedBody {
-            inner: &mut req.body,
-            left: limit,
-            quota_left,
-        };
-        api.store.upload_within(
+        let mut body = LimitedBody::new(&mut part, limit, quota_left);
+        let stored = api.store.upload_within(
             &at,
             creator,
-            body,
+            &mut body,
             expected.want(),
             |d| expected.verify(d),
             Some(quota),
-        )?
+        );
+        match (stored, body.refusal()) {
+            (Ok(p), _) => p,
+            (Err(_), Some(refused)) => return Err(refused),
+            (Err(store::Error::Body(io)), None) => return Err(multipart_error(io)),
+            (Err(e), None) => return Err(e.into()),
+        }
+    } else {
+        let mut body = LimitedBody::new(&mut req.body, limit, quota_left);
+        let stored = api.store.upload_within(
+            &at,
+            creator,
+            &mut body,
+            expected.want(),
+            |d| expected.verify(d),
+            Some(quota),
+        );
+        match (stored, body.refusal()) {
+            (Ok(p), _) => p,
+            (Err(_), Some(refused)) => return Err(refused),
+            (Err(e), None) => return Err(e.into()),
+        }
     };
     match published {
         Published::Created => Ok(Response::new(201)),
@@ -430,13 +341,10 @@ fn is_multipart_form(content_type: &str) -> bool {
         .is_some_and(|t| t.trim().eq_ignore_ascii_case("multipart/form-data"))
 }
 
+/// A multipart body that could not be read: malformed (400 saying so) or cut short.
 fn multipart_error(e: io::Error) -> ApiError {
     if e.kind() == io::ErrorKind::InvalidData {
         ApiError::BadRequest(format!("invalid multipart body: {e}"))
-    } else if is_too_large(&e) {
-        ApiError::TooLarge
-    } else if is_over_quota(&e) {
-        ApiError::Quota(store::QuotaExceeded::Total)
     } else {
         ApiError::BadBody(e)
     }
@@ -755,59 +663,66 @@ fn etag_list_matches(list: &str, etag: &str) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Upload size limit
 
-/// Marks the io::Error a `LimitedBody` returns, so it maps to 403 and not to a bad body.
-#[derive(Debug)]
-struct TooLarge;
-
-impl std::fmt::Display for TooLarge {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("upload larger than the configured maximum file size")
-    }
-}
-
-impl std::error::Error for TooLarge {}
-
-fn is_too_large(e: &io::Error) -> bool {
-    e.get_ref().is_some_and(|inner| inner.is::<TooLarge>())
-}
-
-/// A body that outgrew what the owner had left of its byte quota when the upload started.
-#[derive(Debug)]
-struct OverQuota;
-
-impl std::fmt::Display for OverQuota {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("upload larger than what is left of the owner's quota")
-    }
-}
-
-impl std::error::Error for OverQuota {}
-
-fn is_over_quota(e: &io::Error) -> bool {
-    e.get_ref().is_some_and(|inner| inner.is::<OverQuota>())
-}
-
 /// Counts body bytes against the file size limit, then against what the owner had left of its
 /// byte quota (so a chunked body cannot fill the disk before the publish refuses it); exceeding
-/// either is an error, never a short file. The publishing commit still decides for good.
+/// either is a read error, never a short file, and the reader remembers which limit it was
+/// (`refusal`), so the answer is the limit's 403 and not a bad body. The publishing commit
+/// still decides for good.
 struct LimitedBody<'a, R> {
     inner: &'a mut R,
     left: Option<u64>,
     quota_left: Option<u64>,
+    exceeded: Option<Exceeded>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Exceeded {
+    FileSize,
+    Quota,
+}
+
+impl<'a, R: Read> LimitedBody<'a, R> {
+    fn new(inner: &'a mut R, left: Option<u64>, quota_left: Option<u64>) -> Self {
+        LimitedBody {
+            inner,
+            left,
+            quota_left,
+            exceeded: None,
+        }
+    }
+
+    /// The refusal, when the body stopped because it outgrew a limit.
+    fn refusal(&self) -> Option<ApiError> {
+        self.exceeded.map(|e| match e {
+            Exceeded::FileSize => ApiError::TooLarge,
+            Exceeded::Quota => ApiError::Quota(store::QuotaExceeded::Total),
+        })
+    }
+
+    fn stop(&mut self, why: Exceeded) -> io::Error {
+        self.exceeded = Some(why);
+        io::Error::other(match why {
+            Exceeded::FileSize => "upload larger than the configured maximum file size",
+            Exceeded::Quota => "upload larger than what is left of the owner's quota",
+        })
+    }
 }
 
 impl<R: Read> Read for LimitedBody<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(why) = self.exceeded {
+            return Err(self.stop(why));
+        }
         let n = self.inner.read(buf)?;
         if let Some(left) = &mut self.left {
             if n as u64 > *left {
-                return Err(io::Error::other(TooLarge));
+                return Err(self.stop(Exceeded::FileSize));
             }
             *left -= n as u64;
         }
         if let Some(left) = &mut self.quota_left {
             if n as u64 > *left {
-                return Err(io::Error::other(OverQuota));
+                return Err(self.stop(Exceeded::Quota));
             }
             *left -= n as u64;
         }

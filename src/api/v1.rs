@@ -4,10 +4,11 @@
 //! (403 where the registry routes say 401; 404 for an owner the caller may not see, as for one
 //! that does not exist).
 
+use super::error::{json_response, ApiError, Flavor};
 use super::routes::{Family, PackageOp, Route};
 use super::Api;
 use crate::auth::{self, Access, AuthError, Caller, Denied};
-use crate::http::{Request, Response, ResponseBody};
+use crate::http::{Request, Response};
 use crate::names::{audit_name, percent_decode, percent_encode, valid_package_name, valid_version};
 use crate::store::{self, Deleted, FileEntry, OwnerKind, Page, UserRecord, VersionEntry};
 use serde_json::{json, Value};
@@ -20,77 +21,6 @@ const MAX_LIMIT: u64 = 50;
 /// string Go's version parsers accept).
 const API_VERSION: &str = concat!("1.22.0+shelf-", env!("CARGO_PKG_VERSION"));
 
-pub(super) enum JsonError {
-    Unauthorized(&'static str),
-    Throttled(u64),
-    BadRequest(String),
-    /// Gitea answers validation errors with 422.
-    Unprocessable(String),
-    Forbidden(String),
-    NotFound,
-    MethodNotAllowed,
-    /// 409: the thing asked for is busy (a cleanup run in progress); retry shortly.
-    Conflict(String),
-    Internal(String),
-}
-
-impl From<store::Error> for JsonError {
-    fn from(e: store::Error) -> JsonError {
-        JsonError::Internal(e.to_string())
-    }
-}
-
-pub(super) fn json_response(status: u16, body: &Value) -> Response {
-    let mut r = Response::new(status)
-        .with_header("Content-Type", "application/json;charset=utf-8")
-        .with_header("X-Content-Type-Options", "nosniff");
-    r.body = ResponseBody::Bytes(body.to_string().into_bytes());
-    r
-}
-
-impl JsonError {
-    fn into_response(self, base: &str) -> Response {
-        let url = format!("{base}/api/swagger");
-        match self {
-            JsonError::Unauthorized(msg) => {
-                json_response(401, &json!({ "message": msg, "url": url }))
-            }
-            JsonError::Forbidden(msg) => json_response(403, &json!({ "message": msg, "url": url })),
-            JsonError::Throttled(secs) => json_response(
-                429,
-                &json!({ "message": "too many failed authentication attempts", "url": url }),
-            )
-            .with_header("Retry-After", secs.to_string()),
-            JsonError::BadRequest(msg) => {
-                json_response(400, &json!({ "message": msg, "url": url }))
-            }
-            JsonError::Unprocessable(msg) => {
-                json_response(422, &json!({ "message": msg, "url": url }))
-            }
-            JsonError::NotFound => json_response(
-                404,
-                &json!({
-                    "errors": ["package does not exist"],
-                    "message": "The target couldn't be found.",
-                    "url": url,
-                }),
-            ),
-            JsonError::MethodNotAllowed => {
-                json_response(405, &json!({ "message": "method not allowed", "url": url }))
-            }
-            JsonError::Conflict(msg) => json_response(409, &json!({ "message": msg, "url": url }))
-                .with_header("Retry-After", "5"),
-            JsonError::Internal(detail) => {
-                log::error!("internal error: {detail}");
-                json_response(
-                    500,
-                    &json!({ "message": "internal server error", "url": url }),
-                )
-            }
-        }
-    }
-}
-
 pub(super) fn handle(
     api: &Api,
     req: &mut Request,
@@ -102,7 +32,7 @@ pub(super) fn handle(
     let base = api.base_url(req);
     match dispatch(api, req, route, path, query, who, &base) {
         Ok(r) => r,
-        Err(e) => e.into_response(&base),
+        Err(e) => e.render(Flavor::Json { base: &base }),
     }
 }
 
@@ -141,23 +71,23 @@ fn dispatch(
     query: &str,
     who: &mut Option<String>,
     base: &str,
-) -> Result<Response, JsonError> {
+) -> Result<Response, ApiError> {
     match route {
         Route::ApiVersion => return Ok(json_response(200, &json!({ "version": API_VERSION }))),
-        Route::NotAllowed(Family::JsonPublic, _) => return Err(JsonError::MethodNotAllowed),
+        Route::NotAllowed(Family::JsonPublic, _) => return Err(ApiError::MethodNotAllowed("")),
         _ => {}
     }
     let caller = match api.caller(req, query) {
         Ok(c) => c,
-        Err(AuthError::Invalid) => return Err(JsonError::Unauthorized("user does not exist")),
-        Err(AuthError::Throttled(t)) => return Err(JsonError::Throttled(t.retry_after)),
+        Err(AuthError::Invalid) => return Err(ApiError::BadCredentials),
+        Err(AuthError::Throttled(t)) => return Err(ApiError::Throttled(t.retry_after)),
         Err(AuthError::Store(e)) => return Err(e.into()),
     };
     *who = caller.as_ref().map(|c| c.user.login.clone());
     match route {
         Route::Packages { owner, package, op } => {
             let Some(caller) = caller else {
-                return Err(JsonError::Unauthorized("token is required"));
+                return Err(ApiError::Unauthorized("token is required"));
             };
             let at = Packages {
                 api,
@@ -173,9 +103,9 @@ fn dispatch(
         Route::Limits(r) => super::limits::serve(api, req, r, query, &caller),
         Route::Accounts(r) => super::admin::serve(api, req, r, path, query, caller, base),
         Route::Maintenance(r) => super::admin::maintenance(api, req, r, query, &caller),
-        Route::NotAllowed(..) => Err(JsonError::MethodNotAllowed),
+        Route::NotAllowed(..) => Err(ApiError::MethodNotAllowed("")),
         // The other routes are answered before `/api/v1` (see `Api::handle`).
-        _ => Err(JsonError::NotFound),
+        _ => Err(ApiError::NOT_FOUND),
     }
 }
 
@@ -192,15 +122,15 @@ struct Packages<'a> {
 }
 
 impl Packages<'_> {
-    fn serve(&self, owner: &str, op: PackageOp) -> Result<Response, JsonError> {
+    fn serve(&self, owner: &str, op: PackageOp) -> Result<Response, ApiError> {
         let (api, caller) = (self.api, self.caller);
-        let owner = api.store.get_user(owner)?.ok_or(JsonError::NotFound)?;
+        let owner = api.store.get_user(owner)?.ok_or(ApiError::NOT_FOUND)?;
         // An owner the caller may not see is one that does not exist: the same 404, before
         // any check that could answer otherwise (Gitea answers 403 here, from
         // `reqPackageAccess`, which tells a private owner from a missing one; its
         // `/users/{name}` and `/orgs/{org}` answer 404, and so do ours).
         if !auth::profile_visible(&api.store, Some(&caller.user), &owner)? {
-            return Err(JsonError::NotFound);
+            return Err(ApiError::NOT_FOUND);
         }
         let write_route = self.req.method == "DELETE";
         let scope_access = if write_route {
@@ -209,7 +139,7 @@ impl Packages<'_> {
             Access::Read
         };
         if !caller.scope("package", scope_access) {
-            return Err(JsonError::Forbidden(format!(
+            return Err(ApiError::Forbidden(format!(
                 "token does not have at least one of required scope(s): [{}:package]",
                 if write_route { "write" } else { "read" }
             )));
@@ -223,14 +153,14 @@ impl Packages<'_> {
                 let entry = api
                     .store
                     .latest_version(&owner.login, &name)?
-                    .ok_or(JsonError::NotFound)?;
+                    .ok_or(ApiError::NOT_FOUND)?;
                 self.version_json(&owner, &entry)
             }
             PackageOp::Version(name, version) => {
                 let entry = api
                     .store
                     .get_version(&owner.login, &name, &version)?
-                    .ok_or(JsonError::NotFound)?;
+                    .ok_or(ApiError::NOT_FOUND)?;
                 self.version_json(&owner, &entry)
             }
             PackageOp::DeleteVersion(name, version) => self.delete_version(&owner, &name, &version),
@@ -238,17 +168,17 @@ impl Packages<'_> {
                 let files = api
                     .store
                     .list_files(&owner.login, &name, &version)?
-                    .ok_or(JsonError::NotFound)?;
+                    .ok_or(ApiError::NOT_FOUND)?;
                 let items: Vec<Value> = files.iter().map(file_json).collect();
                 Ok(json_response(200, &Value::Array(items)))
             }
-            PackageOp::NotAllowed => Err(JsonError::MethodNotAllowed),
-            PackageOp::NotFound => Err(JsonError::NotFound),
+            PackageOp::NotAllowed => Err(ApiError::MethodNotAllowed("")),
+            PackageOp::NotFound => Err(ApiError::NOT_FOUND),
         }
     }
 
     /// The caller's permission on the package of the path (or the owner), at `access`.
-    fn require(&self, owner: &UserRecord, access: Access) -> Result<(), JsonError> {
+    fn require(&self, owner: &UserRecord, access: Access) -> Result<(), ApiError> {
         match auth::package_access(
             &self.api.store,
             Some(self.caller),
@@ -257,7 +187,7 @@ impl Packages<'_> {
             access,
         )? {
             Ok(()) => Ok(()),
-            Err(denied) => Err(JsonError::Forbidden(denial_message(denied).into())),
+            Err(denied) => Err(ApiError::Forbidden(denial_message(denied).into())),
         }
     }
 
@@ -267,7 +197,7 @@ impl Packages<'_> {
         owner: &UserRecord,
         action: &str,
         target: &str,
-    ) -> Result<(), JsonError> {
+    ) -> Result<(), ApiError> {
         self.require(owner, Access::Write).inspect_err(|_| {
             let actor = &self.caller.user.login;
             self.api
@@ -275,7 +205,7 @@ impl Packages<'_> {
         })
     }
 
-    fn list(&self, owner: &UserRecord) -> Result<Response, JsonError> {
+    fn list(&self, owner: &UserRecord) -> Result<Response, ApiError> {
         let (page, limit) = paging(self.query);
         let q = query_param(self.query, "q");
         let page_items = match query_param(self.query, "type").as_deref() {
@@ -292,22 +222,22 @@ impl Packages<'_> {
         self.list_response((page, limit), page_items, owner)
     }
 
-    fn versions(&self, owner: &UserRecord, name: &str) -> Result<Response, JsonError> {
+    fn versions(&self, owner: &UserRecord, name: &str) -> Result<Response, ApiError> {
         let (page, limit) = paging(self.query);
         let page_items = self
             .api
             .store
             .list_package_versions(&owner.login, name, page, limit)?
-            .ok_or(JsonError::NotFound)?;
+            .ok_or(ApiError::NOT_FOUND)?;
         self.list_response((page, limit), page_items, owner)
     }
 
-    fn version_json(&self, owner: &UserRecord, e: &VersionEntry) -> Result<Response, JsonError> {
+    fn version_json(&self, owner: &UserRecord, e: &VersionEntry) -> Result<Response, ApiError> {
         let p = UserLookup::new(self.api, self.base, self.caller).package_json(owner, e)?;
         Ok(json_response(200, &p))
     }
 
-    fn delete_package(&self, owner: &UserRecord, name: &str) -> Result<Response, JsonError> {
+    fn delete_package(&self, owner: &UserRecord, name: &str) -> Result<Response, ApiError> {
         let target = audit_name(Some(name), valid_package_name);
         self.require_delete(owner, "package.delete", &target)?;
         let done = self.api.store.delete_package(&owner.login, name)?;
@@ -319,7 +249,7 @@ impl Packages<'_> {
         owner: &UserRecord,
         name: &str,
         version: &str,
-    ) -> Result<Response, JsonError> {
+    ) -> Result<Response, ApiError> {
         let target = format!(
             "{}/{}",
             audit_name(Some(name), valid_package_name),
@@ -337,7 +267,7 @@ impl Packages<'_> {
         action: &str,
         target: &str,
         done: bool,
-    ) -> Result<Response, JsonError> {
+    ) -> Result<Response, ApiError> {
         let outcome = if done { "ok" } else { "not found" };
         let actor = &self.caller.user.login;
         self.api
@@ -345,7 +275,7 @@ impl Packages<'_> {
         if done {
             Ok(Response::new(204))
         } else {
-            Err(JsonError::NotFound)
+            Err(ApiError::NOT_FOUND)
         }
     }
 
@@ -354,7 +284,7 @@ impl Packages<'_> {
         paging: (u64, u64),
         listing: Page<VersionEntry>,
         owner: &UserRecord,
-    ) -> Result<Response, JsonError> {
+    ) -> Result<Response, ApiError> {
         let people = UserLookup::new(self.api, self.base, self.caller);
         list_response(people, self.path, self.query, paging, listing, owner)
     }
@@ -367,12 +297,12 @@ fn list_response(
     (page, limit): (u64, u64),
     listing: Page<VersionEntry>,
     owner: &UserRecord,
-) -> Result<Response, JsonError> {
+) -> Result<Response, ApiError> {
     let items = listing
         .items
         .iter()
         .map(|e| people.package_json(owner, e))
-        .collect::<Result<Vec<Value>, JsonError>>()?;
+        .collect::<Result<Vec<Value>, ApiError>>()?;
     let base = people.base;
     let mut resp = json_response(200, &Value::Array(items))
         .with_header("X-Total-Count", listing.total.to_string())
@@ -517,7 +447,7 @@ impl<'a> UserLookup<'a> {
     }
 
     /// The creator `login` as the viewer is shown it: the Ghost when deleted or not visible.
-    fn creator(&mut self, login: &str) -> Result<Value, JsonError> {
+    fn creator(&mut self, login: &str) -> Result<Value, ApiError> {
         let key = store::fold_case(login);
         if let Some(v) = self.seen.get(&key) {
             return Ok(v.clone());
@@ -537,7 +467,7 @@ impl<'a> UserLookup<'a> {
 
     /// Gitea's Package object (modules/structs/package.go) for one version of `owner`, which
     /// the viewer may see; `downloads` is shelf's.
-    fn package_json(&mut self, owner: &UserRecord, e: &VersionEntry) -> Result<Value, JsonError> {
+    fn package_json(&mut self, owner: &UserRecord, e: &VersionEntry) -> Result<Value, ApiError> {
         let base = self.base;
         Ok(json!({
             "id": e.version.id,
