@@ -24,6 +24,15 @@ const MAX_JSON_BODY: u64 = 1 << 20;
 
 type Res = Result<Response, ApiError>;
 
+/// A change's answer: 204, or 404 when there was nothing to change.
+fn done(ok: bool) -> Res {
+    if ok {
+        Ok(Response::new(204))
+    } else {
+        Err(ApiError::NOT_FOUND)
+    }
+}
+
 fn forbidden(msg: &str) -> ApiError {
     ApiError::Forbidden(msg.to_string())
 }
@@ -351,88 +360,24 @@ pub(super) fn serve(
         caller: &caller,
     };
     match &route {
-        A::Me => {
-            // Who am I: any signed-in caller, including a limited token, may ask.
-            let c = caller
-                .as_ref()
-                .ok_or(ApiError::Unauthorized("token is required"))?;
-            if !c.scope("user", Access::Read) {
-                return Err(scope_error("user", Access::Read));
-            }
-            Ok(json_response(200, &user_json(base, &c.user, Some(&c.user))))
-        }
-        A::MyOrgs => {
-            let c = signed_in(&caller, "organization", Access::Read)?;
-            let mut orgs = api.store.orgs_of(&c.user.login)?;
-            orgs.retain(|o| visible_to(c, o));
-            let items = orgs.iter().map(|o| org_json(base, o)).collect::<Vec<_>>();
-            Ok(paged_all(base, &path, query, paging(query), items))
-        }
+        A::Me => ctx.me(),
+        A::MyOrgs => ctx.my_orgs(),
         A::AdminUsers => ctx.list_owners(OwnerKind::User, true),
         A::CreateUser => ctx.create_user(req),
-        A::AdminUser(name) => {
-            let c = site_admin(&caller, Access::Read)?;
-            let u = ctx.owner(name, Some(OwnerKind::User))?;
-            public_target(c, &u)?;
-            Ok(json_response(200, &user_json(base, &u, Some(&c.user))))
-        }
+        A::AdminUser(name) => ctx.admin_user(name),
         A::EditUser(name) => ctx.edit_user(req, name),
         A::DeleteUser(name) => ctx.delete_owner(req, name, OwnerKind::User),
-        A::CreateOrgFor(name) => {
-            let c = site_admin(&caller, Access::Write)?;
-            let owner = ctx.owner(name, Some(OwnerKind::User))?;
-            public_target(c, &owner)?;
-            ctx.create_org(req, c, &owner)
-        }
-        A::CreateTokenFor(name) => {
-            let c = site_admin(&caller, Access::Write)?;
-            if let Some(u) = api.store.get_user(name)? {
-                public_target(c, &u)?;
-            }
-            ctx.create_token(req, c, name)
-        }
+        A::CreateOrgFor(name) => ctx.create_org_for(req, name),
+        A::CreateTokenFor(name) => ctx.create_token_for(req, name),
         A::AdminOrgs => ctx.list_owners(OwnerKind::Org, true),
         A::Audit => ctx.audit(),
-        A::User(name) => {
-            let c = signed_in(&caller, "user", Access::Read)?;
-            let u = ctx.owner(name, None)?;
-            // Gitea's `GetInfo`: a profile the caller may not see is a user that does not exist.
-            if !auth::profile_visible(&api.store, Some(&c.user), &u)? {
-                return Err(ApiError::NOT_FOUND);
-            }
-            if !visible_to(c, &u) {
-                return Err(forbidden("a public-only token cannot see private accounts"));
-            }
-            Ok(json_response(200, &user_json(base, &u, Some(&c.user))))
-        }
-        A::Tokens(name) => {
-            ctx.token_owner(name)?;
-            let tokens = api.store.list_tokens(name)?.ok_or(ApiError::NOT_FOUND)?;
-            let items = tokens
-                .iter()
-                .map(|t| token_json(t, None))
-                .collect::<Vec<_>>();
-            Ok(paged_all(base, &path, query, paging(query), items))
-        }
+        A::User(name) => ctx.user(name),
+        A::Tokens(name) => ctx.tokens(name),
         A::CreateToken(name) => {
             let c = ctx.token_owner(name)?;
             ctx.create_token(req, c, name)
         }
-        A::RevokeToken(name, token) => {
-            ctx.token_owner(name)?;
-            let revoked = api.store.revoke_token(name, token)?;
-            let outcome = if revoked.is_some() { "ok" } else { "not found" };
-            ctx.audit_event(
-                req,
-                "token.revoke",
-                name,
-                &format!("{name}/{token}"),
-                outcome,
-            );
-            revoked
-                .map(|_| Response::new(204))
-                .ok_or(ApiError::NOT_FOUND)
-        }
+        A::RevokeToken(name, token) => ctx.revoke_token(req, name, token),
         A::Orgs => ctx.list_owners(OwnerKind::Org, false),
         A::CreateOrg => {
             let c = signed_in(&caller, "organization", Access::Write)?;
@@ -448,131 +393,19 @@ pub(super) fn serve(
             ctx.org_admin(org)?;
             ctx.delete_owner(req, org, OwnerKind::Org)
         }
-        A::Members(org) => {
-            let o = ctx.readable_org(org)?;
-            let mut items = Vec::new();
-            for (u, role) in ctx.visible_members(&o)? {
-                let mut v = user_json(base, &u, ctx.viewer());
-                v["role"] = json!(role.as_str());
-                items.push(v);
-            }
-            Ok(paged_all(base, &path, query, paging(query), items))
-        }
-        A::SetMember(org, user) => {
-            ctx.org_admin(org)?;
-            let body = read_json(req)?;
-            let role = match str_field(&body, "role")? {
-                None => Role::Read,
-                Some(r) => Role::parse(&r).ok_or_else(|| {
-                    ApiError::Unprocessable(format!("role must be read, write or admin, not {r:?}"))
-                })?,
-            };
-            ctx.owner(user, Some(OwnerKind::User))?;
-            let ok = api.store.set_member(org, user, role)?;
-            ctx.audit_event(
-                req,
-                "member.set",
-                org,
-                &format!("{user}={}", role.as_str()),
-                if ok { "ok" } else { "not found" },
-            );
-            if ok {
-                Ok(Response::new(204))
-            } else {
-                Err(ApiError::NOT_FOUND)
-            }
-        }
-        A::RemoveMember(org, user) => {
-            ctx.org_admin(org)?;
-            let ok = api.store.remove_member(org, user)?;
-            ctx.audit_event(
-                req,
-                "member.remove",
-                org,
-                user,
-                if ok { "ok" } else { "not found" },
-            );
-            if ok {
-                Ok(Response::new(204))
-            } else {
-                Err(ApiError::NOT_FOUND)
-            }
-        }
-        A::Teams(org) => {
-            let o = ctx.readable_org(org)?;
-            let teams = api.store.list_teams(&o.login)?;
-            let items = teams
-                .iter()
-                .map(|t| team_json(base, t, Some(&o)))
-                .collect::<Vec<_>>();
-            Ok(paged_all(base, &path, query, paging(query), items))
-        }
-        A::CreateTeam(org) => {
-            let o = ctx.org_admin(org)?;
-            let body = read_json(req)?;
-            let name = str_field(&body, "name")?
-                .filter(|n| !n.trim().is_empty() && n.len() <= 255)
-                .ok_or_else(|| ApiError::Unprocessable("name is required".into()))?;
-            // Gitea ≥ 1.20 scripts send the packages unit's level in `units_map`.
-            let from_units = body
-                .get("units_map")
-                .and_then(|m| m.get("repo.packages"))
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            let permission = match from_units.or(str_field(&body, "permission")?) {
-                None => Role::Read,
-                Some(p) if p == "none" => Role::Read,
-                Some(p) => Role::parse(&p)
-                    .ok_or_else(|| ApiError::Unprocessable(format!("invalid permission {p:?}")))?,
-            };
-            let description = str_field(&body, "description")?.unwrap_or_default();
-            let team = api
-                .store
-                .create_team(&o.login, &name, &description, permission)?
-                // The organization exists (`org_admin`): the name is taken.
-                .ok_or_else(|| ApiError::Unprocessable("team already exists".into()))?;
-            ctx.audit_event(req, "team.create", &o.login, &name, "ok");
-            Ok(json_response(201, &team_json(base, &team, Some(&o))))
-        }
+        A::Members(org) => ctx.members(org),
+        A::SetMember(org, user) => ctx.set_member(req, org, user),
+        A::RemoveMember(org, user) => ctx.remove_member(req, org, user),
+        A::Teams(org) => ctx.teams(org),
+        A::CreateTeam(org) => ctx.create_team(req, org),
         A::Team(id) => {
             let (team, org) = ctx.team(id)?;
             ctx.readable_org(&org.login)?;
             Ok(json_response(200, &team_json(base, &team, Some(&org))))
         }
-        A::TeamMembers(id) => {
-            let (team, org) = ctx.team(id)?;
-            ctx.readable_org(&org.login)?;
-            let mut items = Vec::new();
-            for (u, _) in ctx.visible_members(&org)? {
-                if ctx.in_team(team.id, &u.login)? {
-                    items.push(user_json(base, &u, ctx.viewer()));
-                }
-            }
-            Ok(paged_all(base, &path, query, paging(query), items))
-        }
+        A::TeamMembers(id) => ctx.team_members(id),
         A::AddTeamMember(id, user) | A::RemoveTeamMember(id, user) => {
-            let (team, org) = ctx.team(id)?;
-            ctx.org_admin(&org.login)?;
-            let add = req.method == "PUT";
-            ctx.owner(user, Some(OwnerKind::User))?;
-            let ok = api.store.set_team_member(team.id, user, add)?;
-            let action = if add {
-                "team.member_add"
-            } else {
-                "team.member_remove"
-            };
-            ctx.audit_event(
-                req,
-                action,
-                &org.login,
-                &format!("{}:{user}", team.name),
-                if ok { "ok" } else { "not found" },
-            );
-            if ok {
-                Ok(Response::new(204))
-            } else {
-                Err(ApiError::NOT_FOUND)
-            }
+            ctx.set_team_member(req, id, user)
         }
     }
 }
@@ -586,6 +419,244 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    fn me(&self) -> Res {
+        // Who am I: any signed-in caller, including a limited token, may ask.
+        let c = self
+            .caller
+            .as_ref()
+            .ok_or(ApiError::Unauthorized("token is required"))?;
+        if !c.scope("user", Access::Read) {
+            return Err(scope_error("user", Access::Read));
+        }
+        Ok(json_response(
+            200,
+            &user_json(self.base, &c.user, Some(&c.user)),
+        ))
+    }
+
+    fn my_orgs(&self) -> Res {
+        let c = signed_in(self.caller, "organization", Access::Read)?;
+        let mut orgs = self.api.store.orgs_of(&c.user.login)?;
+        orgs.retain(|o| visible_to(c, o));
+        let items = orgs
+            .iter()
+            .map(|o| org_json(self.base, o))
+            .collect::<Vec<_>>();
+        Ok(paged_all(
+            self.base,
+            self.path,
+            self.query,
+            paging(self.query),
+            items,
+        ))
+    }
+
+    fn admin_user(&self, name: &str) -> Res {
+        let c = site_admin(self.caller, Access::Read)?;
+        let u = self.owner(name, Some(OwnerKind::User))?;
+        public_target(c, &u)?;
+        Ok(json_response(200, &user_json(self.base, &u, Some(&c.user))))
+    }
+
+    fn create_org_for(&self, req: &mut Request, name: &str) -> Res {
+        let c = site_admin(self.caller, Access::Write)?;
+        let owner = self.owner(name, Some(OwnerKind::User))?;
+        public_target(c, &owner)?;
+        self.create_org(req, c, &owner)
+    }
+
+    fn create_token_for(&self, req: &mut Request, name: &str) -> Res {
+        let c = site_admin(self.caller, Access::Write)?;
+        if let Some(u) = self.api.store.get_user(name)? {
+            public_target(c, &u)?;
+        }
+        self.create_token(req, c, name)
+    }
+
+    fn user(&self, name: &str) -> Res {
+        let c = signed_in(self.caller, "user", Access::Read)?;
+        let u = self.owner(name, None)?;
+        // Gitea's `GetInfo`: a profile the caller may not see is a user that does not exist.
+        if !auth::profile_visible(&self.api.store, Some(&c.user), &u)? {
+            return Err(ApiError::NOT_FOUND);
+        }
+        if !visible_to(c, &u) {
+            return Err(forbidden("a public-only token cannot see private accounts"));
+        }
+        Ok(json_response(200, &user_json(self.base, &u, Some(&c.user))))
+    }
+
+    fn tokens(&self, name: &str) -> Res {
+        self.token_owner(name)?;
+        let tokens = self
+            .api
+            .store
+            .list_tokens(name)?
+            .ok_or(ApiError::NOT_FOUND)?;
+        let items = tokens
+            .iter()
+            .map(|t| token_json(t, None))
+            .collect::<Vec<_>>();
+        Ok(paged_all(
+            self.base,
+            self.path,
+            self.query,
+            paging(self.query),
+            items,
+        ))
+    }
+
+    fn revoke_token(&self, req: &mut Request, name: &str, token: &str) -> Res {
+        self.token_owner(name)?;
+        let revoked = self.api.store.revoke_token(name, token)?;
+        let outcome = if revoked.is_some() { "ok" } else { "not found" };
+        self.audit_event(
+            req,
+            "token.revoke",
+            name,
+            &format!("{name}/{token}"),
+            outcome,
+        );
+        revoked
+            .map(|_| Response::new(204))
+            .ok_or(ApiError::NOT_FOUND)
+    }
+
+    fn members(&self, org: &str) -> Res {
+        let o = self.readable_org(org)?;
+        let mut items = Vec::new();
+        for (u, role) in self.visible_members(&o)? {
+            let mut v = user_json(self.base, &u, self.viewer());
+            v["role"] = json!(role.as_str());
+            items.push(v);
+        }
+        Ok(paged_all(
+            self.base,
+            self.path,
+            self.query,
+            paging(self.query),
+            items,
+        ))
+    }
+
+    fn set_member(&self, req: &mut Request, org: &str, user: &str) -> Res {
+        self.org_admin(org)?;
+        let body = read_json(req)?;
+        let role = match str_field(&body, "role")? {
+            None => Role::Read,
+            Some(r) => Role::parse(&r).ok_or_else(|| {
+                ApiError::Unprocessable(format!("role must be read, write or admin, not {r:?}"))
+            })?,
+        };
+        self.owner(user, Some(OwnerKind::User))?;
+        let ok = self.api.store.set_member(org, user, role)?;
+        self.audit_event(
+            req,
+            "member.set",
+            org,
+            &format!("{user}={}", role.as_str()),
+            if ok { "ok" } else { "not found" },
+        );
+        done(ok)
+    }
+
+    fn remove_member(&self, req: &mut Request, org: &str, user: &str) -> Res {
+        self.org_admin(org)?;
+        let ok = self.api.store.remove_member(org, user)?;
+        self.audit_event(
+            req,
+            "member.remove",
+            org,
+            user,
+            if ok { "ok" } else { "not found" },
+        );
+        done(ok)
+    }
+
+    fn teams(&self, org: &str) -> Res {
+        let o = self.readable_org(org)?;
+        let teams = self.api.store.list_teams(&o.login)?;
+        let items = teams
+            .iter()
+            .map(|t| team_json(self.base, t, Some(&o)))
+            .collect::<Vec<_>>();
+        Ok(paged_all(
+            self.base,
+            self.path,
+            self.query,
+            paging(self.query),
+            items,
+        ))
+    }
+
+    fn create_team(&self, req: &mut Request, org: &str) -> Res {
+        let o = self.org_admin(org)?;
+        let body = read_json(req)?;
+        let name = str_field(&body, "name")?
+            .filter(|n| !n.trim().is_empty() && n.len() <= 255)
+            .ok_or_else(|| ApiError::Unprocessable("name is required".into()))?;
+        // Gitea ≥ 1.20 scripts send the packages unit's level in `units_map`.
+        let from_units = body
+            .get("units_map")
+            .and_then(|m| m.get("repo.packages"))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let permission = match from_units.or(str_field(&body, "permission")?) {
+            None => Role::Read,
+            Some(p) if p == "none" => Role::Read,
+            Some(p) => Role::parse(&p)
+                .ok_or_else(|| ApiError::Unprocessable(format!("invalid permission {p:?}")))?,
+        };
+        let description = str_field(&body, "description")?.unwrap_or_default();
+        let team = self
+            .api
+            .store
+            .create_team(&o.login, &name, &description, permission)?
+            // The organization exists (`org_admin`): the name is taken.
+            .ok_or_else(|| ApiError::Unprocessable("team already exists".into()))?;
+        self.audit_event(req, "team.create", &o.login, &name, "ok");
+        Ok(json_response(201, &team_json(self.base, &team, Some(&o))))
+    }
+
+    fn team_members(&self, id: &str) -> Res {
+        let (team, org) = self.team(id)?;
+        self.readable_org(&org.login)?;
+        let mut items = Vec::new();
+        for (u, _) in self.visible_members(&org)? {
+            if self.in_team(team.id, &u.login)? {
+                items.push(user_json(self.base, &u, self.viewer()));
+            }
+        }
+        Ok(paged_all(
+            self.base,
+            self.path,
+            self.query,
+            paging(self.query),
+            items,
+        ))
+    }
+
+    fn set_team_member(&self, req: &mut Request, id: &str, user: &str) -> Res {
+        let (team, org) = self.team(id)?;
+        self.org_admin(&org.login)?;
+        let add = req.method == "PUT";
+        self.owner(user, Some(OwnerKind::User))?;
+        let ok = self.api.store.set_team_member(team.id, user, add)?;
+        let action = if add {
+            "team.member_add"
+        } else {
+            "team.member_remove"
+        };
+        self.audit_event(
+            req,
+            action,
+            &org.login,
+            &format!("{}:{user}", team.name),
+            if ok { "ok" } else { "not found" },
+        );
+        done(ok)
+    }
+
     fn actor(&self) -> String {
         self.caller
             .as_ref()

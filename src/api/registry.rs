@@ -184,59 +184,118 @@ fn upload(
     if !valid_file_name(&path.file) {
         return Err(ApiError::InvalidFileName);
     }
-    let (name, version) = (&path.name, &path.version);
-    let at = FileCoords::new(&owner.login, name, version, &path.file);
-    let creator = caller.map(|c| c.user.login.as_str()).unwrap_or("");
+    let at = FileCoords::new(&owner.login, &path.name, &path.version, &path.file);
     let expected = Expected::from_request(req).map_err(ApiError::BadRequest)?;
-
-    // Refusals that are known before the body go out before it (and before any
-    // `100 Continue`), in Gitea's order: the version count, a declared size over the file
-    // size limit or the owner's remaining bytes, then an existing file. The publishing
-    // commit checks the quotas again, atomically.
-    let quota = quota_check(api, caller);
-    let (limits, usage) = match api.store.owner_quota(&owner.login)? {
-        Some(q) => (quota.defaults.with(&q.overrides), q.usage),
-        None => (quota.defaults, store::Usage::default()),
-    };
-    let limit = limits.max_file_size.filter(|_| !quota.exempt);
     let content_type = req.headers.get("content-type").unwrap_or("").to_string();
     let multipart = is_multipart_form(&content_type);
-    if !quota.exempt
-        && limits
-            .max_versions
-            .is_some_and(|max| usage.versions.saturating_add(1) > max)
-        && !api.store.version_exists(&owner.login, name, version)?
-    {
-        return Err(ApiError::Quota(store::QuotaExceeded::Count));
-    }
-    if let (Some(declared), false) = (req.body.content_length(), multipart) {
-        if limit.is_some_and(|max| declared > max) {
-            return Err(ApiError::TooLarge);
+    let up = Upload::allowed(api, req, caller, at, expected, multipart)?;
+    let published = if is_checksum_deploy(req) {
+        up.deploy_by_checksum()?
+    } else if multipart {
+        up.receive_form(req, &content_type)?
+    } else {
+        up.receive(req)?
+    };
+    match published {
+        Published::Created => Ok(Response::new(201)),
+        Published::Conflict => Err(ApiError::FileExists),
+        Published::UnknownContent if up.deploy => {
+            Err(ApiError::NotFound("no stored file has this checksum"))
         }
+        Published::UnknownContent => Err(ApiError::Internal("upload without content".into())),
+    }
+}
+
+/// One upload that passed the checks known before its body.
+struct Upload<'a> {
+    api: &'a Api,
+    caller: Option<&'a Caller>,
+    at: FileCoords,
+    expected: Expected,
+    quota: store::QuotaCheck,
+    /// The file size limit, unless the caller is exempt.
+    limit: Option<u64>,
+    /// What the owner has left of its byte quota, unless the caller is exempt.
+    quota_left: Option<u64>,
+    /// Deploy by checksum (`X-Checksum-Deploy: true`): no body.
+    deploy: bool,
+}
+
+impl<'a> Upload<'a> {
+    /// Refusals that are known before the body go out before it (and before any
+    /// `100 Continue`), in Gitea's order: the version count, a declared size over the file
+    /// size limit or the owner's remaining bytes, then an existing file. The publishing
+    /// commit checks the quotas again, atomically.
+    fn allowed(
+        api: &'a Api,
+        req: &Request,
+        caller: Option<&'a Caller>,
+        at: FileCoords,
+        expected: Expected,
+        multipart: bool,
+    ) -> Result<Upload<'a>, ApiError> {
+        let quota = quota_check(api, caller);
+        let (limits, usage) = match api.store.owner_quota(&at.owner)? {
+            Some(q) => (quota.defaults.with(&q.overrides), q.usage),
+            None => (quota.defaults, store::Usage::default()),
+        };
+        let limit = limits.max_file_size.filter(|_| !quota.exempt);
         if !quota.exempt
             && limits
-                .max_bytes
-                .is_some_and(|max| usage.bytes.saturating_add(declared) > max)
+                .max_versions
+                .is_some_and(|max| usage.versions.saturating_add(1) > max)
+            && !api.store.version_exists(&at.owner, &at.name, &at.version)?
         {
-            return Err(ApiError::Quota(store::QuotaExceeded::Total));
+            return Err(ApiError::Quota(store::QuotaExceeded::Count));
         }
-    }
-    let quota_left = limits
-        .max_bytes
-        .filter(|_| !quota.exempt)
-        .map(|max| max.saturating_sub(usage.bytes));
-    if api.store.file_exists(&at)? {
-        return Err(ApiError::FileExists);
+        if let (Some(declared), false) = (req.body.content_length(), multipart) {
+            if limit.is_some_and(|max| declared > max) {
+                return Err(ApiError::TooLarge);
+            }
+            if !quota.exempt
+                && limits
+                    .max_bytes
+                    .is_some_and(|max| usage.bytes.saturating_add(declared) > max)
+            {
+                return Err(ApiError::Quota(store::QuotaExceeded::Total));
+            }
+        }
+        let quota_left = limits
+            .max_bytes
+            .filter(|_| !quota.exempt)
+            .map(|max| max.saturating_sub(usage.bytes));
+        if api.store.file_exists(&at)? {
+            return Err(ApiError::FileExists);
+        }
+        Ok(Upload {
+            api,
+            caller,
+            at,
+            expected,
+            quota,
+            limit,
+            quota_left,
+            deploy: is_checksum_deploy(req),
+        })
     }
 
-    if is_checksum_deploy(req) {
+    fn creator(&self) -> &str {
+        self.caller.map(|c| c.user.login.as_str()).unwrap_or("")
+    }
+
+    /// Publishes content the store already holds, named by the sha256 the request sent, to a
+    /// caller who may read some file that has it.
+    fn deploy_by_checksum(&self) -> Result<Published, ApiError> {
+        let api = self.api;
+        let expected = &self.expected;
         let sha256 = expected.sha256.ok_or_else(|| {
             ApiError::BadRequest("X-Checksum-Deploy needs X-Checksum-Sha256".into())
         })?;
-        let who = caller.cloned();
+        let who = self.caller.cloned();
         let store = std::sync::Arc::clone(&api.store);
         let readable = move |owner: &str| auth::may_read_owner_name(&store, who.as_ref(), owner);
         // The same checks as a PUT with a body: the size limit, and every digest sent.
+        let limit = self.limit;
         let check = |size: u64| -> Result<(), store::Error> {
             if limit.is_some_and(|max| size > max) {
                 return Err(store::Error::Quota(store::QuotaExceeded::FileSize));
@@ -258,66 +317,54 @@ fn upload(
             }
             Ok(())
         };
-        return match api.store.publish_existing_within(
-            &at,
-            creator,
+        Ok(api.store.publish_existing_within(
+            &self.at,
+            self.creator(),
             sha256,
             readable,
             check,
-            Some(quota),
-        )? {
-            Published::Created => Ok(Response::new(201)),
-            Published::Conflict => Err(ApiError::FileExists),
-            Published::UnknownContent => {
-                Err(ApiError::NotFound("no stored file has this checksum"))
-            }
-        };
+            Some(self.quota),
+        )?)
     }
 
-    // 7–8. the body (the first file part of a multipart form), then the publishing commit,
-    // which decides a racing 409 for good.
-    let published = if multipart {
-        // The limit applies to the file part, not to the form around it.
-        let boundary = multipart::boundary(&content_type).ok_or_else(|| {
+    /// 7–8. the body, then the publishing commit, which decides a racing 409 for good.
+    fn receive(&self, req: &mut Request) -> Result<Published, ApiError> {
+        let mut body = LimitedBody::new(&mut req.body, self.limit, self.quota_left);
+        let stored = self.store(&mut body);
+        match (stored, body.refusal()) {
+            (Ok(p), _) => Ok(p),
+            (Err(_), Some(refused)) => Err(refused),
+            (Err(e), None) => Err(e.into()),
+        }
+    }
+
+    /// As `receive`, for the first file part of a multipart form: the limits apply to the
+    /// file part, not to the form around it.
+    fn receive_form(&self, req: &mut Request, content_type: &str) -> Result<Published, ApiError> {
+        let boundary = multipart::boundary(content_type).ok_or_else(|| {
             ApiError::BadRequest("multipart/form-data without a valid boundary".into())
         })?;
         let mut part = multipart::FirstFilePart::new(&mut req.body, &boundary);
         part.open().map_err(multipart_error)?;
-        let mut body = LimitedBody::new(&mut part, limit, quota_left);
-        let stored = api.store.upload_within(
-            &at,
-            creator,
-            &mut body,
-            expected.want(),
-            |d| expected.verify(d),
-            Some(quota),
-        );
+        let mut body = LimitedBody::new(&mut part, self.limit, self.quota_left);
+        let stored = self.store(&mut body);
         match (stored, body.refusal()) {
-            (Ok(p), _) => p,
-            (Err(_), Some(refused)) => return Err(refused),
-            (Err(store::Error::Body(io)), None) => return Err(multipart_error(io)),
-            (Err(e), None) => return Err(e.into()),
+            (Ok(p), _) => Ok(p),
+            (Err(_), Some(refused)) => Err(refused),
+            (Err(store::Error::Body(io)), None) => Err(multipart_error(io)),
+            (Err(e), None) => Err(e.into()),
         }
-    } else {
-        let mut body = LimitedBody::new(&mut req.body, limit, quota_left);
-        let stored = api.store.upload_within(
-            &at,
-            creator,
-            &mut body,
-            expected.want(),
-            |d| expected.verify(d),
-            Some(quota),
-        );
-        match (stored, body.refusal()) {
-            (Ok(p), _) => p,
-            (Err(_), Some(refused)) => return Err(refused),
-            (Err(e), None) => return Err(e.into()),
-        }
-    };
-    match published {
-        Published::Created => Ok(Response::new(201)),
-        Published::Conflict => Err(ApiError::FileExists),
-        Published::UnknownContent => Err(ApiError::Internal("upload without content".into())),
+    }
+
+    fn store(&self, body: impl Read) -> Result<Published, store::Error> {
+        self.api.store.upload_within(
+            &self.at,
+            self.creator(),
+            body,
+            self.expected.want(),
+            |d| self.expected.verify(d),
+            Some(self.quota),
+        )
     }
 }
 
