@@ -376,13 +376,15 @@ fn serve_request(
         Err(HeadError::Reject(status, msg)) => {
             let started = Instant::now();
             let tag = ctx.observe_begin("-", "-");
-            let sent = write_response(stream, bufs, layer_error(status, msg), false, false);
-            access_log(peer, "-", "-", &sent, started, None);
-            ctx.observe_end(tag, &sent, 0, started);
-            if sent.ok {
-                linger_close(stream);
-            }
-            return Next::Close(Some(conn.buf));
+            let refusal = Refusal {
+                method: "-",
+                target: "-",
+                head_only: false,
+                peer,
+                started,
+                tag,
+            };
+            return refusal.send(ctx, stream, bufs, conn, status, msg);
         }
     };
     let started = Instant::now();
@@ -398,13 +400,15 @@ fn serve_request(
     let (framing, content_length, chunked) = match framing {
         Ok(f) => f,
         Err((status, msg)) => {
-            let sent = write_response(stream, bufs, layer_error(status, msg), head_only, false);
-            access_log(peer, &head.method, &head.target, &sent, started, None);
-            ctx.observe_end(tag, &sent, 0, started);
-            if sent.ok {
-                linger_close(stream);
-            }
-            return Next::Close(Some(conn.buf));
+            let refusal = Refusal {
+                method: &head.method,
+                target: &head.target,
+                head_only,
+                peer,
+                started,
+                tag,
+            };
+            return refusal.send(ctx, stream, bufs, conn, status, msg);
         }
     };
 
@@ -443,54 +447,16 @@ fn serve_request(
         body,
     };
 
-    let handler = &ctx.handler;
-    let (resp, panicked) = match catch_unwind(AssertUnwindSafe(|| handler(&mut req))) {
-        Ok(r) => (r, false),
-        Err(payload) => {
-            log::error!(
-                "handler panicked on {} {}: {}",
-                req.method,
-                path_of(&req.target),
-                panic_message(payload.as_ref())
-            );
-            (layer_error(500, "internal server error"), true)
-        }
-    };
-
-    // Take the connection back from the body. If the handler swapped the body out, the
-    // connection's input position is unknown: it cannot carry another request.
+    let (mut resp, panicked) = run_handler(&ctx.handler, &mut req);
     let request_bytes = req.body.bytes_read();
-    let body = std::mem::take(&mut req.body);
-    let mut cb = match body.src {
-        BodySrc::Conn(cb) => Some(cb),
-        _ => None,
-    };
-    let mut keep = keep_requested && !panicked && !ctx.shared.shutting_down();
-    let mut unread_input = false;
-    match cb.as_mut() {
-        None => {
-            keep = false;
-            unread_input = true;
-        }
-        Some(cb) => {
-            if cb.error.is_some() {
-                keep = false;
-                unread_input = true;
-            } else if !cb.is_done() {
-                unread_input = true;
-                if cb.expect_continue && !cb.continue_sent {
-                    // The client waits for 100 before sending the body: close instead of draining.
-                    keep = false;
-                } else if keep {
-                    keep = cb.drain(DRAIN_BYTES, Instant::now() + DRAIN_TIME);
-                    unread_input = !keep;
-                }
-            }
-        }
-    }
+    let keep_requested = keep_requested && !panicked && !ctx.shared.shutting_down();
+    let Reclaimed {
+        conn: cb,
+        mut keep,
+        unread_input,
+    } = reclaim(std::mem::take(&mut req.body), keep_requested);
 
     let user = resp.user.clone();
-    let mut resp = resp;
     if let ResponseBody::Stream { chunked, .. } = &mut resp.body {
         // HTTP/1.0 has no chunked coding: the body ends with the connection.
         if minor == 0 {
@@ -520,6 +486,108 @@ fn serve_request(
             }
             Next::Close(cb.map(|cb| cb.conn.buf))
         }
+    }
+}
+
+/// A request the layer refuses before any handler sees it (a bad head or framing): the error
+/// response, logged and observed, then the connection closed.
+struct Refusal<'a> {
+    method: &'a str,
+    target: &'a str,
+    head_only: bool,
+    peer: SocketAddr,
+    started: Instant,
+    tag: u32,
+}
+
+impl Refusal<'_> {
+    fn send(
+        self,
+        ctx: &Ctx,
+        stream: &Arc<TcpStream>,
+        bufs: &mut WorkerBufs,
+        conn: Conn,
+        status: u16,
+        msg: &str,
+    ) -> Next {
+        let resp = layer_error(status, msg);
+        let sent = write_response(stream, bufs, resp, self.head_only, false);
+        access_log(
+            self.peer,
+            self.method,
+            self.target,
+            &sent,
+            self.started,
+            None,
+        );
+        ctx.observe_end(self.tag, &sent, 0, self.started);
+        if sent.ok {
+            linger_close(stream);
+        }
+        Next::Close(Some(conn.buf))
+    }
+}
+
+/// Runs the handler; a panic is logged and answered with 500 (and `true`: the connection
+/// cannot be trusted for another request).
+fn run_handler(handler: &Handler, req: &mut Request) -> (Response, bool) {
+    match catch_unwind(AssertUnwindSafe(|| handler(req))) {
+        Ok(r) => (r, false),
+        Err(payload) => {
+            log::error!(
+                "handler panicked on {} {}: {}",
+                req.method,
+                path_of(&req.target),
+                panic_message(payload.as_ref())
+            );
+            (layer_error(500, "internal server error"), true)
+        }
+    }
+}
+
+/// The connection taken back from a request's body after the handler.
+struct Reclaimed {
+    /// `None` when the handler swapped the body out: the connection's input position is
+    /// unknown, so it cannot carry another request.
+    conn: Option<Box<ConnBody>>,
+    /// Whether the connection may carry another request.
+    keep: bool,
+    /// Request bytes remain unread (the close must linger so the client reads the answer).
+    unread_input: bool,
+}
+
+/// Takes the connection back from `body`, draining a bounded rest of an unread body when the
+/// connection is to be kept (`keep_requested`).
+fn reclaim(body: Body, keep_requested: bool) -> Reclaimed {
+    let mut cb = match body.src {
+        BodySrc::Conn(cb) => cb,
+        _ => {
+            return Reclaimed {
+                conn: None,
+                keep: false,
+                unread_input: true,
+            }
+        }
+    };
+    let mut keep = keep_requested;
+    let mut unread_input = false;
+    if cb.error.is_some() {
+        keep = false;
+        unread_input = true;
+    } else if !cb.is_done() {
+        unread_input = true;
+        if cb.expect_continue && !cb.continue_sent {
+            // The client waits for 100 before sending the body: close instead of draining.
+            keep = false;
+        } else if keep {
+            keep = cb.drain(DRAIN_BYTES, Instant::now() + DRAIN_TIME);
+            unread_input = !keep;
+        }
+    }
+    Reclaimed {
+        conn: Some(cb),
+        keep,
+        unread_input,
     }
 }
 
