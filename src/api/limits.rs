@@ -136,7 +136,7 @@ fn set_rule(
         .store
         .set_cleanup_rule(&o.login, package.as_deref(), rule.clone())?
     {
-        Err(e) => return Err(ApiError::Unprocessable(e)),
+        Err(e) => return Err(ApiError::Unprocessable(e.to_string())),
         Ok(false) => return Err(ApiError::NOT_FOUND),
         Ok(true) => {}
     }

@@ -284,7 +284,7 @@ pub fn cleanup(action: CleanupAction) -> Result<(), String> {
                                 .set_cleanup_rule(&owner, package, rule)
                                 .map_err(|e| e.to_string())?
                             {
-                                Err(e) => return Err(e),
+                                Err(e) => return Err(e.into()),
                                 Ok(false) => return Err(no_owner(&owner)),
                                 Ok(true) => record(s, "cleanup.rule_set", &owner, &seg),
                             }

@@ -490,22 +490,73 @@ impl Default for CleanupRule {
     }
 }
 
+/// Why a cleanup rule is refused when saved (or skipped by a run, when it was stored before a
+/// limit that now refuses it). `Display` is the message the API and the CLI show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InvalidRule {
+    /// A pattern longer than `MAX_PATTERN` bytes.
+    PatternTooLong,
+    /// A pattern that does not parse; `reason` is the parser's.
+    Pattern { pattern: String, reason: String },
+    /// Folding a pattern's classes case-insensitively would walk more than `MAX_FOLD_WORK`
+    /// codepoints.
+    FoldsTooMuch(String),
+    /// Compiled, a pattern would exceed `limit` bytes.
+    CompilesTooBig { pattern: String, limit: usize },
+    /// The owner has `MAX_RULES_PER_OWNER` rules and this one would be another.
+    TooManyRules,
+}
+
+impl fmt::Display for InvalidRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InvalidRule::PatternTooLong => {
+                write!(f, "a pattern may have at most {MAX_PATTERN} bytes")
+            }
+            InvalidRule::Pattern { pattern, reason } => {
+                write!(f, "invalid pattern {pattern:?}: {reason}")
+            }
+            InvalidRule::FoldsTooMuch(p) => write!(
+                f,
+                "pattern {p:?} is too complex: its classes cover too many characters to fold \
+                 case-insensitively (use narrower classes than \\p{{Any}} or wide ranges)"
+            ),
+            InvalidRule::CompilesTooBig { pattern, limit } => write!(
+                f,
+                "pattern {pattern:?} is too complex: compiled, it would exceed {limit} bytes \
+                 (use fewer or smaller repetitions, or narrower classes than \\p{{Any}} or \\w)"
+            ),
+            InvalidRule::TooManyRules => write!(
+                f,
+                "an owner may have at most {MAX_RULES_PER_OWNER} cleanup rules; remove one \
+                 first, or use a rule for all packages (\"*\") with match_full_name"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for InvalidRule {}
+
+/// The message, for validators whose errors are still messages (the API's JSON field checks).
+impl From<InvalidRule> for String {
+    fn from(e: InvalidRule) -> String {
+        e.to_string()
+    }
+}
+
 /// A pattern as Gitea compiles it: anchored at both ends, case-insensitive. Empty: none.
 /// Refused: longer than `MAX_PATTERN`, invalid, or compiling to more than
 /// `PATTERN_SIZE_LIMIT` bytes (when a rule is saved; a rule stored before the limit is
 /// skipped by a run).
-pub fn compile_pattern(p: &str) -> std::result::Result<Option<regex::Regex>, String> {
+pub fn compile_pattern(p: &str) -> std::result::Result<Option<regex::Regex>, InvalidRule> {
     if p.is_empty() {
         return Ok(None);
     }
     if p.len() > MAX_PATTERN {
-        return Err(format!("a pattern may have at most {MAX_PATTERN} bytes"));
+        return Err(InvalidRule::PatternTooLong);
     }
     if fold_work(p)? > MAX_FOLD_WORK {
-        return Err(format!(
-            "pattern {p:?} is too complex: its classes cover too many characters to fold \
-             case-insensitively (use narrower classes than \\p{{Any}} or wide ranges)"
-        ));
+        return Err(InvalidRule::FoldsTooMuch(p.to_string()));
     }
     #[cfg(test)]
     tests::COMPILATIONS.with(|n| n.set(n.get() + 1));
@@ -516,11 +567,14 @@ pub fn compile_pattern(p: &str) -> std::result::Result<Option<regex::Regex>, Str
         .build()
         .map(Some)
         .map_err(|e| match e {
-            regex::Error::CompiledTooBig(limit) => format!(
-                "pattern {p:?} is too complex: compiled, it would exceed {limit} bytes \
-                 (use fewer or smaller repetitions, or narrower classes than \\p{{Any}} or \\w)"
-            ),
-            e => format!("invalid pattern {p:?}: {e}"),
+            regex::Error::CompiledTooBig(limit) => InvalidRule::CompilesTooBig {
+                pattern: p.to_string(),
+                limit,
+            },
+            e => InvalidRule::Pattern {
+                pattern: p.to_string(),
+                reason: e.to_string(),
+            },
         })
 }
 
@@ -528,10 +582,13 @@ pub fn compile_pattern(p: &str) -> std::result::Result<Option<regex::Regex>, Str
 /// translation walks for `p`: it folds a `\p{..}` class as written (before its negation),
 /// and a bracketed class once per bracket, over its own items; a repetition folds once.
 /// Measured without case folding, so cheap (microseconds).
-fn fold_work(p: &str) -> std::result::Result<u64, String> {
+fn fold_work(p: &str) -> std::result::Result<u64, InvalidRule> {
     use regex_syntax::ast::{self, Ast, ClassSet, ClassSetItem};
-    let invalid = |e: &dyn std::fmt::Display| format!("invalid pattern {p:?}: {e}");
-    let size = |ast: &Ast| -> std::result::Result<u64, String> {
+    let invalid = |e: &dyn fmt::Display| InvalidRule::Pattern {
+        pattern: p.to_string(),
+        reason: e.to_string(),
+    };
+    let size = |ast: &Ast| -> std::result::Result<u64, InvalidRule> {
         let hir = regex_syntax::hir::translate::Translator::new()
             .translate(p, ast)
             .map_err(|e| invalid(&e))?;
@@ -551,9 +608,9 @@ fn fold_work(p: &str) -> std::result::Result<u64, String> {
     };
     fn bracket(
         b: &ast::ClassBracketed,
-        size: &dyn Fn(&Ast) -> std::result::Result<u64, String>,
-        unicode: &dyn Fn(&ast::ClassUnicode) -> std::result::Result<u64, String>,
-    ) -> std::result::Result<u64, String> {
+        size: &dyn Fn(&Ast) -> std::result::Result<u64, InvalidRule>,
+        unicode: &dyn Fn(&ast::ClassUnicode) -> std::result::Result<u64, InvalidRule>,
+    ) -> std::result::Result<u64, InvalidRule> {
         let mut own = b.clone();
         own.negated = false;
         let mut work = size(&Ast::class_bracketed(own))?;
@@ -607,7 +664,7 @@ fn fold_work(p: &str) -> std::result::Result<u64, String> {
 
 impl CleanupRule {
     /// Both patterns compile (checked when a rule is saved).
-    pub fn validate(&self) -> std::result::Result<(), String> {
+    pub fn validate(&self) -> std::result::Result<(), InvalidRule> {
         CompiledRule::new(self).map(|_| ())
     }
 }
@@ -624,7 +681,7 @@ pub struct CompiledRule {
 }
 
 impl CompiledRule {
-    pub fn new(rule: &CleanupRule) -> std::result::Result<CompiledRule, String> {
+    pub fn new(rule: &CleanupRule) -> std::result::Result<CompiledRule, InvalidRule> {
         let keep = compile_pattern(&rule.keep_pattern)?;
         let remove = compile_pattern(&rule.remove_pattern)?;
         let mut reasons = Vec::new();
@@ -746,7 +803,7 @@ impl Store {
         owner: &str,
         package: Option<&str>,
         rule: CleanupRule,
-    ) -> Result<std::result::Result<bool, String>> {
+    ) -> Result<std::result::Result<bool, InvalidRule>> {
         if let Err(e) = rule.validate() {
             return Ok(Err(e));
         }
@@ -773,10 +830,7 @@ impl Store {
                 .ctx("counting cleanup rules")?
                 .count();
             if !replaces && count >= MAX_RULES_PER_OWNER {
-                return Ok(Err(format!(
-                    "an owner may have at most {MAX_RULES_PER_OWNER} cleanup rules; remove one \
-                     first, or use a rule for all packages (\"*\") with match_full_name"
-                )));
+                return Ok(Err(InvalidRule::TooManyRules));
             }
             rules
                 .insert((o.as_str(), p.as_str()), encode(&rule)?.as_slice())
@@ -841,7 +895,7 @@ impl Store {
                     skipped.push(SkippedRule {
                         owner: entry.owner,
                         package: entry.package,
-                        error,
+                        error: error.to_string(),
                     });
                 }
             }
@@ -1217,7 +1271,7 @@ mod tests {
             r"[\S--a]",
             r"[[^a]~~b]",
         ] {
-            let e = compile_pattern(p).expect_err(p);
+            let e = compile_pattern(p).expect_err(p).to_string();
             assert!(e.contains("too complex"), "{p}: {e}");
             let r = CleanupRule {
                 remove_pattern: p.into(),
@@ -1343,7 +1397,8 @@ mod tests {
         let refused = s
             .set_cleanup_rule("many", None, CleanupRule::default())
             .expect("set");
-        assert!(refused.is_err_and(|e| e.contains("at most")));
+        assert_eq!(refused, Err(InvalidRule::TooManyRules));
+        assert!(InvalidRule::TooManyRules.to_string().contains("at most"));
         // Replacing an existing rule is not a new one.
         let keep = CleanupRule {
             keep_count: 3,

@@ -34,8 +34,8 @@ pub use bundle::{HeldFile, ImportItem, ImportOutcome, Selection, Snapshot, Stage
 pub use check::{CheckReport, RepairReport};
 pub use files::{Deleted, FileReader, Published};
 pub use limits::{
-    compile_pattern, CleanupReport, CleanupRule, CompiledRule, Limit, Limits, OwnerQuota,
-    QuotaCheck, QuotaExceeded, QuotaRecord, Removal, RuleEntry, SkippedRule, Usage,
+    compile_pattern, CleanupReport, CleanupRule, CompiledRule, InvalidRule, Limit, Limits,
+    OwnerQuota, QuotaCheck, QuotaExceeded, QuotaRecord, Removal, RuleEntry, SkippedRule, Usage,
 };
 /// Schema 2's tables, beside the others for code that lists every table (backup, repair).
 use limits::{CLEANUP_RULES, OWNER_BYTES, QUOTAS, VERSION_DOWNLOADS};
