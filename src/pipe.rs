@@ -5,6 +5,19 @@
 use std::io::{self, Read, Write};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
+/// What the writer sees once the reader went away (inside an `io::Error` of kind
+/// `BrokenPipe`).
+#[derive(Debug)]
+pub struct ReaderGone;
+
+impl std::fmt::Display for ReaderGone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the reading end went away")
+    }
+}
+
+impl std::error::Error for ReaderGone {}
+
 /// Size of the blocks that cross the pipe.
 const BLOCK: usize = 1 << 20;
 
@@ -15,6 +28,7 @@ pub fn pipe(blocks: usize) -> (PipeWriter, PipeReader) {
         PipeWriter {
             tx,
             buf: Vec::with_capacity(BLOCK),
+            reader_gone: false,
         },
         PipeReader {
             rx,
@@ -25,15 +39,23 @@ pub fn pipe(blocks: usize) -> (PipeWriter, PipeReader) {
 }
 
 pub struct PipeWriter {
-    tx: SyncSender<Result<Vec<u8>, String>>,
+    tx: SyncSender<io::Result<Vec<u8>>>,
     buf: Vec<u8>,
+    reader_gone: bool,
 }
 
 impl PipeWriter {
-    /// Ends the stream with an error: the reader's next read fails with `msg`.
-    pub fn fail(mut self, msg: String) {
+    /// Ends the stream with an error: the reader's next read fails with `error` (an
+    /// `io::Error` of kind `Other` around it).
+    pub fn fail(mut self, error: impl Into<Box<dyn std::error::Error + Send + Sync>>) {
         self.buf.clear();
-        let _ = self.tx.send(Err(msg));
+        let _ = self.tx.send(Err(io::Error::other(error)));
+    }
+
+    /// Whether a write failed because the reader went away (then the reader's own error,
+    /// if it has one, says why the stream stopped).
+    pub fn reader_gone(&self) -> bool {
+        self.reader_gone
     }
 
     /// Ends the stream cleanly, with the last bytes flushed. (Dropping the writer also ends
@@ -58,14 +80,15 @@ impl Write for PipeWriter {
             return Ok(());
         }
         let block = std::mem::replace(&mut self.buf, Vec::with_capacity(BLOCK));
-        self.tx
-            .send(Ok(block))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the reading end went away"))
+        self.tx.send(Ok(block)).map_err(|_| {
+            self.reader_gone = true;
+            io::Error::new(io::ErrorKind::BrokenPipe, ReaderGone)
+        })
     }
 }
 
 pub struct PipeReader {
-    rx: Receiver<Result<Vec<u8>, String>>,
+    rx: Receiver<io::Result<Vec<u8>>>,
     block: Vec<u8>,
     at: usize,
 }
@@ -78,7 +101,7 @@ impl Read for PipeReader {
                     self.block = block;
                     self.at = 0;
                 }
-                Ok(Err(e)) => return Err(io::Error::other(e)),
+                Ok(Err(e)) => return Err(e),
                 Err(_) => return Ok(0),
             }
         }
@@ -111,12 +134,17 @@ mod tests {
         let (mut w, mut r) = pipe(2);
         w.write_all(b"partial").expect("write");
         w.flush().expect("flush");
-        w.fail("boom".into());
+        w.fail("boom");
         let mut got = Vec::new();
-        assert!(r.read_to_end(&mut got).is_err());
+        let e = r.read_to_end(&mut got).expect_err("failed");
+        assert_eq!(e.to_string(), "boom");
 
         let (mut w, r) = pipe(1);
         drop(r);
-        assert!(w.write_all(&vec![0u8; 3 << 20]).is_err(), "reader gone");
+        assert!(!w.reader_gone());
+        let e = w.write_all(&vec![0u8; 3 << 20]).expect_err("reader gone");
+        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+        assert_eq!(e.to_string(), "the reading end went away");
+        assert!(w.reader_gone());
     }
 }
