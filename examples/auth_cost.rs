@@ -23,7 +23,8 @@ fn run() -> Result<(), String> {
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let store = Store::open(&dir.join("a.redb")).map_err(|e| e.to_string())?;
     let mut user = UserRecord::new("alice", OwnerKind::User);
-    user.password = Some(auth::hash_password("correct horse battery staple")?);
+    user.password =
+        Some(auth::hash_password("correct horse battery staple").map_err(|e| e.to_string())?);
     store.create_owner(user).map_err(|e| e.to_string())?;
     let (outcome, _) = store
         .create_token(NewToken {

@@ -187,10 +187,33 @@ impl Caller {
     }
 }
 
+/// Why a password could not be hashed.
+#[derive(Debug)]
+pub enum PasswordError {
+    /// The system gave no random bytes for the salt.
+    NoRandomness(getrandom::Error),
+    /// Argon2 refused its cost parameters.
+    Params(argon2::Error),
+    /// Encoding the salt or hashing failed.
+    Hash(argon2::password_hash::Error),
+}
+
+impl std::fmt::Display for PasswordError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PasswordError::NoRandomness(e) => write!(f, "no randomness: {e}"),
+            PasswordError::Params(e) => write!(f, "{e}"),
+            PasswordError::Hash(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for PasswordError {}
+
 /// Argon2id at one of OWASP's recommended cost settings (m = 7 MiB, t = 5, p = 1): the same
 /// strength as 19 MiB × 2, with less memory per concurrent login.
-fn argon2() -> Result<argon2::Argon2<'static>, String> {
-    let params = argon2::Params::new(7 * 1024, 5, 1, None).map_err(|e| e.to_string())?;
+fn argon2() -> Result<argon2::Argon2<'static>, argon2::Error> {
+    let params = argon2::Params::new(7 * 1024, 5, 1, None)?;
     Ok(argon2::Argon2::new(
         argon2::Algorithm::Argon2id,
         argon2::Version::V0x13,
@@ -199,15 +222,16 @@ fn argon2() -> Result<argon2::Argon2<'static>, String> {
 }
 
 /// The PHC string to store for a password.
-pub fn hash_password(password: &str) -> Result<String, String> {
+pub fn hash_password(password: &str) -> Result<String, PasswordError> {
     use argon2::password_hash::{PasswordHasher, SaltString};
     let mut salt = [0u8; 16];
-    getrandom::fill(&mut salt).map_err(|e| format!("no randomness: {e}"))?;
-    let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
-    argon2()?
+    getrandom::fill(&mut salt).map_err(PasswordError::NoRandomness)?;
+    let salt = SaltString::encode_b64(&salt).map_err(PasswordError::Hash)?;
+    argon2()
+        .map_err(PasswordError::Params)?
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
+        .map_err(PasswordError::Hash)
 }
 
 /// Checks a password against its stored hash (constant time in the comparison).

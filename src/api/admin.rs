@@ -974,7 +974,8 @@ impl Ctx<'_> {
             if pw.is_empty() {
                 return Err(ApiError::Unprocessable("password must not be empty".into()));
             }
-            rec.password = Some(auth::hash_password(&pw).map_err(ApiError::Internal)?);
+            rec.password =
+                Some(auth::hash_password(&pw).map_err(|e| ApiError::Internal(e.to_string()))?);
         }
         match self.api.store.create_owner(rec)? {
             Created::Done(_) => {
@@ -1009,7 +1010,7 @@ impl Ctx<'_> {
         let prohibit = bool_field(&body, "prohibit_login")?;
         let password = match str_field(&body, "password")? {
             Some(pw) if !pw.is_empty() => {
-                Some(auth::hash_password(&pw).map_err(ApiError::Internal)?)
+                Some(auth::hash_password(&pw).map_err(|e| ApiError::Internal(e.to_string()))?)
             }
             _ => None,
         };

@@ -474,7 +474,7 @@ impl Backend for Offline {
             rec.visibility = v;
         }
         if let Some(pw) = &new.password {
-            rec.password = Some(auth::hash_password(pw)?);
+            rec.password = Some(auth::hash_password(pw).map_err(|e| e.to_string())?);
         }
         match self.store.create_owner(rec).map_err(db_err)? {
             Created::Done(_) => {
@@ -500,7 +500,8 @@ impl Backend for Offline {
             .password
             .as_deref()
             .map(auth::hash_password)
-            .transpose()?;
+            .transpose()
+            .map_err(|e| e.to_string())?;
         let UserChange {
             admin,
             active,
