@@ -39,8 +39,8 @@ pub(super) fn manifest(api: &Api, query: &str) -> Result<Response, ApiError> {
     if let Some(o) = &owner {
         owner_exists(api, o)?;
     }
-    let m =
-        bundle::holdings(&api.store, owner.as_deref(), &source(api)).map_err(ApiError::Internal)?;
+    let m = bundle::holdings(&api.store, owner.as_deref(), &source(api))
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     let value = serde_json::to_value(&m).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(json_response(200, &value))
 }
@@ -75,7 +75,10 @@ pub(super) fn export(api: &Api, req: &mut Request) -> Result<Response, ApiError>
         None | Some(Value::Null) => None,
         Some(v) => {
             let bytes = serde_json::to_vec(v).map_err(|e| ApiError::Internal(e.to_string()))?;
-            Some(bundle::parse_manifest(&bytes).map_err(ApiError::Unprocessable)?)
+            Some(
+                bundle::parse_manifest(&bytes)
+                    .map_err(|e| ApiError::Unprocessable(e.to_string()))?,
+            )
         }
     };
     let request = ExportRequest {
@@ -87,7 +90,7 @@ pub(super) fn export(api: &Api, req: &mut Request) -> Result<Response, ApiError>
     };
     owner_exists(api, &request.owner)?;
     let export = bundle::Export::prepare(&api.store, &request, &source(api))
-        .map_err(ApiError::Unprocessable)?;
+        .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
     let files = export.manifest.total_files;
     let left_out = export.manifest.left_out;
     let bytes = export.manifest.total_bytes;
@@ -129,10 +132,8 @@ pub(super) fn import(api: &Api, req: &mut Request, actor: &str) -> Result<Respon
             // Read the rest so the client, still sending, gets this answer rather than a reset.
             let _ = io::copy(&mut req.body, &mut io::sink());
             match e {
-                ImportError::Refused(m) => Err(ApiError::Unprocessable(format!(
-                    "bundle refused, nothing imported: {m}"
-                ))),
-                ImportError::Store(m) => Err(ApiError::Internal(m)),
+                ImportError::Store { .. } => Err(ApiError::Internal(e.to_string())),
+                refused => Err(ApiError::Unprocessable(refused.to_string())),
             }
         }
     }

@@ -19,6 +19,7 @@ use crate::store::{
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::io::{self, Read};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -90,15 +91,33 @@ fn time_str(secs: u64) -> String {
     rfc3339(UNIX_EPOCH + Duration::from_secs(secs))
 }
 
-fn parse_time(s: &str, what: &str) -> Result<u64, String> {
+/// A time that is not an RFC 3339 time; `what` names where it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadTime {
+    pub what: String,
+    pub value: String,
+}
+
+impl fmt::Display for BadTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {:?} is not an RFC 3339 time", self.what, self.value)
+    }
+}
+
+impl std::error::Error for BadTime {}
+
+fn parse_time(s: &str, what: &str) -> Result<u64, BadTime> {
     parse_rfc3339(s)
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map(|d| d.as_secs())
-        .ok_or_else(|| format!("{what} {s:?} is not an RFC 3339 time"))
+        .ok_or_else(|| BadTime {
+            what: what.to_string(),
+            value: s.to_string(),
+        })
 }
 
 /// Parses `--since`: RFC 3339 or YYYY-MM-DD (midnight UTC).
-pub fn parse_since(s: &str) -> Result<u64, String> {
+pub fn parse_since(s: &str) -> Result<u64, BadTime> {
     parse_time(s, "--since")
 }
 
@@ -179,13 +198,11 @@ fn manifest_of(files: &[HeldFile], kind: &str, source: &str, filters: Filters) -
 }
 
 /// What this side holds (`shelf manifest`).
-pub fn holdings(store: &Store, owner: Option<&str>, source: &str) -> Result<Manifest, String> {
-    let snap = store
-        .snapshot(&Selection {
-            owner: owner.map(str::to_string),
-            ..Selection::default()
-        })
-        .map_err(|e| e.to_string())?;
+pub fn holdings(store: &Store, owner: Option<&str>, source: &str) -> store::Result<Manifest> {
+    let snap = store.snapshot(&Selection {
+        owner: owner.map(str::to_string),
+        ..Selection::default()
+    })?;
     let filters = Filters {
         owner: owner.map(str::to_string),
         ..Filters::default()
@@ -193,56 +210,108 @@ pub fn holdings(store: &Store, owner: Option<&str>, source: &str) -> Result<Mani
     Ok(manifest_of(&snap.files, "holdings", source, filters))
 }
 
+/// Why a manifest is refused.
+#[derive(Debug)]
+pub enum ManifestError {
+    /// Not JSON of the manifest's shape.
+    Json(serde_json::Error),
+    /// Another `format` than `FORMAT`.
+    Format(String),
+    /// A `format_version` this build does not read.
+    FormatVersion(u32),
+    /// An entry (named by its path) with an invalid owner, package, version or file name.
+    Names(String),
+    /// An entry whose path is not the one its names give.
+    Path(String),
+    /// An entry whose sha256 is not 64 hex digits.
+    Sha256(String),
+    /// An entry with a time that is not RFC 3339.
+    Time(BadTime),
+    /// An entry listed twice (names are case-insensitive).
+    Duplicate(String),
+    /// The sizes add up to more than a u64.
+    SizesOverflow,
+    /// `total_files` or `total_bytes` disagree with the files.
+    Totals,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ManifestError::Json(e) => write!(f, "the manifest is not valid: {e}"),
+            ManifestError::Format(format) => write!(
+                f,
+                "not a shelf bundle manifest (format {format:?}, expected {FORMAT:?})"
+            ),
+            ManifestError::FormatVersion(v) => write!(
+                f,
+                "bundle format version {v} is not supported (this shelf reads {FORMAT_VERSION})"
+            ),
+            ManifestError::Names(path) => write!(
+                f,
+                "manifest entry {path:?}: invalid owner, package, version or file name"
+            ),
+            ManifestError::Path(path) => {
+                write!(
+                    f,
+                    "manifest entry {path:?}: the path does not match its names"
+                )
+            }
+            ManifestError::Sha256(path) => {
+                write!(f, "manifest entry {path:?}: sha256 is not 64 hex digits")
+            }
+            ManifestError::Time(e) => write!(f, "{e}"),
+            ManifestError::Duplicate(path) => write!(
+                f,
+                "manifest entry {path:?}: listed twice (names are case-insensitive)"
+            ),
+            ManifestError::SizesOverflow => write!(f, "the manifest's sizes overflow"),
+            ManifestError::Totals => write!(f, "the manifest's totals do not match its files"),
+        }
+    }
+}
+
+impl std::error::Error for ManifestError {}
+
 /// Parses and checks a manifest from untrusted bytes: format, names, digests, times, totals,
 /// paths, no duplicate file.
-pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest, String> {
-    let m: Manifest =
-        serde_json::from_slice(bytes).map_err(|e| format!("the manifest is not valid: {e}"))?;
+pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest, ManifestError> {
+    let m: Manifest = serde_json::from_slice(bytes).map_err(ManifestError::Json)?;
     if m.format != FORMAT {
-        return Err(format!(
-            "not a shelf bundle manifest (format {:?}, expected {FORMAT:?})",
-            m.format
-        ));
+        return Err(ManifestError::Format(m.format));
     }
     if m.format_version != FORMAT_VERSION {
-        return Err(format!(
-            "bundle format version {} is not supported (this shelf reads {FORMAT_VERSION})",
-            m.format_version
-        ));
+        return Err(ManifestError::FormatVersion(m.format_version));
     }
     let mut seen = HashSet::new();
     let mut total = 0u64;
     for f in &m.files {
-        let label = format!("manifest entry {:?}", f.path);
         if !valid_owner_name(&f.owner)
             || !valid_package_name(&f.package)
             || !valid_version(&f.version)
             || !valid_file_name(&f.file)
         {
-            return Err(format!(
-                "{label}: invalid owner, package, version or file name"
-            ));
+            return Err(ManifestError::Names(f.path.clone()));
         }
         if f.path != entry_path(&f.owner, &f.package, &f.version, &f.file) {
-            return Err(format!("{label}: the path does not match its names"));
+            return Err(ManifestError::Path(f.path.clone()));
         }
         if f.sha256.len() != 64 || hex::decode(&f.sha256).is_err() {
-            return Err(format!("{label}: sha256 is not 64 hex digits"));
+            return Err(ManifestError::Sha256(f.path.clone()));
         }
+        let label = format!("manifest entry {:?}", f.path);
         for t in [&f.created, &f.package_created, &f.version_created] {
-            parse_time(t, &label)?;
+            parse_time(t, &label).map_err(ManifestError::Time)?;
         }
         if !seen.insert(file_key(&f.owner, &f.package, &f.version, &f.file)) {
-            return Err(format!(
-                "{label}: listed twice (names are case-insensitive)"
-            ));
+            return Err(ManifestError::Duplicate(f.path.clone()));
         }
         total = total
             .checked_add(f.size)
-            .ok_or_else(|| "the manifest's sizes overflow".to_string())?;
+            .ok_or(ManifestError::SizesOverflow)?;
     }
     if m.total_files != m.files.len() as u64 || m.total_bytes != total {
-        return Err("the manifest's totals do not match its files".into());
+        return Err(ManifestError::Totals);
     }
     Ok(m)
 }
@@ -261,6 +330,38 @@ pub struct ExportRequest {
     pub against: Option<Manifest>,
 }
 
+/// Why an export cannot start.
+#[derive(Debug)]
+pub enum ExportError {
+    InvalidOwner(String),
+    /// A version filter without a package filter.
+    VersionWithoutPackage,
+    Since(BadTime),
+    Store(store::Error),
+    /// The manifest could not be serialized.
+    Manifest(serde_json::Error),
+}
+
+impl fmt::Display for ExportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExportError::InvalidOwner(o) => write!(f, "invalid owner name {o:?}"),
+            ExportError::VersionWithoutPackage => write!(f, "a version filter needs a package"),
+            ExportError::Since(e) => write!(f, "{e}"),
+            ExportError::Store(e) => write!(f, "{e}"),
+            ExportError::Manifest(e) => write!(f, "cannot write the manifest: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ExportError {}
+
+impl From<store::Error> for ExportError {
+    fn from(e: store::Error) -> ExportError {
+        ExportError::Store(e)
+    }
+}
+
 /// A bundle being written: its manifest and its bytes, from one snapshot.
 pub struct Export {
     pub manifest: Manifest,
@@ -269,22 +370,29 @@ pub struct Export {
 
 impl Export {
     /// Selects the files (one snapshot) and builds the manifest; nothing is read yet.
-    pub fn prepare(store: &Store, req: &ExportRequest, source: &str) -> Result<Export, String> {
+    pub fn prepare(
+        store: &Store,
+        req: &ExportRequest,
+        source: &str,
+    ) -> Result<Export, ExportError> {
         if !valid_owner_name(&req.owner) {
-            return Err(format!("invalid owner name {:?}", req.owner));
+            return Err(ExportError::InvalidOwner(req.owner.clone()));
         }
         if req.version.is_some() && req.package.is_none() {
-            return Err("a version filter needs a package".into());
+            return Err(ExportError::VersionWithoutPackage);
         }
-        let since = req.since.as_deref().map(parse_since).transpose()?;
-        let mut snap = store
-            .snapshot(&Selection {
-                owner: Some(req.owner.clone()),
-                package: req.package.clone(),
-                version: req.version.clone(),
-                since,
-            })
-            .map_err(|e| e.to_string())?;
+        let since = req
+            .since
+            .as_deref()
+            .map(parse_since)
+            .transpose()
+            .map_err(ExportError::Since)?;
+        let mut snap = store.snapshot(&Selection {
+            owner: Some(req.owner.clone()),
+            package: req.package.clone(),
+            version: req.version.clone(),
+            since,
+        })?;
         let mut left_out = 0u64;
         let mut against_label = None;
         if let Some(other) = &req.against {
@@ -318,8 +426,7 @@ impl Export {
         };
         let mut manifest = manifest_of(&snap.files, "bundle", source, filters);
         manifest.left_out = left_out;
-        let json = serde_json::to_vec_pretty(&manifest)
-            .map_err(|e| format!("cannot write the manifest: {e}"))?;
+        let json = serde_json::to_vec_pretty(&manifest).map_err(ExportError::Manifest)?;
         let stream = ExportStream::new(snap, json, store::now());
         Ok(Export { manifest, stream })
     }
@@ -484,20 +591,54 @@ pub struct Conflict {
     pub existing_sha256: String,
 }
 
-/// Why an import published nothing.
+/// Why an import stopped.
 #[derive(Debug)]
 pub enum ImportError {
-    /// The bundle is damaged, does not match its manifest, or names missing owners.
+    /// The bundle is damaged, does not match its manifest, or names missing owners; nothing
+    /// was imported.
     Refused(String),
-    /// The store failed.
-    Store(String),
+    /// The bundle's manifest is not valid; nothing was imported.
+    Manifest(ManifestError),
+    /// A time of the bundle's manifest is not RFC 3339; nothing was imported.
+    Time(BadTime),
+    /// The store failed: before publishing (`imported` is `None`: nothing was imported), or
+    /// after `imported` files were published (importing the bundle again completes it).
+    Store {
+        source: store::Error,
+        imported: Option<u64>,
+    },
 }
 
-impl std::fmt::Display for ImportError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Display for ImportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ImportError::Refused(m) => write!(f, "bundle refused, nothing imported: {m}"),
-            ImportError::Store(m) => write!(f, "import failed: {m}"),
+            ImportError::Manifest(e) => write!(f, "bundle refused, nothing imported: {e}"),
+            ImportError::Time(e) => write!(f, "bundle refused, nothing imported: {e}"),
+            ImportError::Store {
+                source,
+                imported: None,
+            } => write!(f, "import failed: {source}"),
+            ImportError::Store {
+                source,
+                imported: Some(n),
+            } => write!(
+                f,
+                "import failed: {source} (after {n} files were imported; importing the bundle \
+                 again completes it)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ImportError {}
+
+impl From<store::Error> for ImportError {
+    /// A store failure before anything was published.
+    fn from(source: store::Error) -> ImportError {
+        ImportError::Store {
+            source,
+            imported: None,
         }
     }
 }
@@ -580,10 +721,10 @@ pub fn import(
             Ok(o) => o,
             Err(e) => {
                 store.release_staged(items.filter_map(|i| i.staged).collect());
-                return Err(ImportError::Store(format!(
-                    "{e} (after {} files were imported; importing the bundle again completes it)",
-                    report.imported
-                )));
+                return Err(ImportError::Store {
+                    source: e,
+                    imported: Some(report.imported),
+                });
             }
         };
         for ((path, size, sha), outcome) in info.into_iter().zip(outcomes) {
@@ -629,7 +770,7 @@ fn read_and_stage(
     }
     let mut json = Vec::with_capacity(first.size as usize);
     tar.data().read_to_end(&mut json).map_err(refused)?;
-    let manifest = parse_manifest(&json).map_err(ImportError::Refused)?;
+    let manifest = parse_manifest(&json).map_err(ImportError::Manifest)?;
     drop(json);
     if manifest.kind != "bundle" {
         return Err(ImportError::Refused(format!(
@@ -642,10 +783,7 @@ fn read_and_stage(
     let mut checked = HashSet::new();
     for f in &manifest.files {
         if checked.insert(store::fold_case(&f.owner)) {
-            let exists = store
-                .get_user(&f.owner)
-                .map_err(|e| ImportError::Store(e.to_string()))?
-                .is_some();
+            let exists = store.get_user(&f.owner)?.is_some();
             if !exists {
                 owners.push(&f.owner);
             }
@@ -680,15 +818,12 @@ fn read_and_stage(
         let mut want = [0u8; 32];
         hex::decode_to_slice(&f.sha256, &mut want)
             .map_err(|_| ImportError::Refused(format!("{}: bad sha256", f.path)))?;
-        let created = parse_time(&f.created, "created").map_err(ImportError::Refused)?;
+        let created = parse_time(&f.created, "created").map_err(ImportError::Time)?;
         let package_created =
-            parse_time(&f.package_created, "package_created").map_err(ImportError::Refused)?;
+            parse_time(&f.package_created, "package_created").map_err(ImportError::Time)?;
         let version_created =
-            parse_time(&f.version_created, "version_created").map_err(ImportError::Refused)?;
-        let present = store
-            .file_sha256(&at)
-            .map_err(|e| ImportError::Store(e.to_string()))?
-            .is_some();
+            parse_time(&f.version_created, "version_created").map_err(ImportError::Time)?;
+        let present = store.file_sha256(&at)?.is_some();
         let (size, sha, body) = if present {
             // Verified all the same (a damaged bundle is refused whole), but not stored.
             let (size, sha) = hash_through(tar.data()).map_err(refused)?;
@@ -696,7 +831,7 @@ fn read_and_stage(
         } else {
             let s = store.stage(tar.data()).map_err(|e| match e {
                 store::Error::Body(io) => refused(io),
-                other => ImportError::Store(other.to_string()),
+                other => other.into(),
             })?;
             (s.digests.size, s.digests.sha256, Some(s))
         };

@@ -101,7 +101,7 @@ pub fn export(cmd: ExportCmd) -> Result<(), String> {
         return Err("--version needs --package".into());
     }
     if let Some(s) = &cmd.since {
-        crate::bundle::parse_since(s)?;
+        crate::bundle::parse_since(s).map_err(|e| e.to_string())?;
     }
     let against = cmd.against.as_deref().map(read_against).transpose()?;
     let target = args::target(cmd.db, cmd.server, cmd.token)?;
@@ -125,7 +125,8 @@ pub fn export(cmd: ExportCmd) -> Result<(), String> {
                     against,
                 };
                 let source = crate::bundle::source_name(&path);
-                let export = crate::bundle::Export::prepare(&store, &req, &source)?;
+                let export = crate::bundle::Export::prepare(&store, &req, &source)
+                    .map_err(|e| e.to_string())?;
                 let m = &export.manifest;
                 let (files, bytes, left_out) = (m.total_files, m.total_bytes, m.left_out);
                 let mut stream = export.into_stream();
@@ -209,7 +210,7 @@ pub fn manifest(cmd: ManifestCmd) -> Result<(), String> {
             let source = crate::bundle::source_name(&path);
             let result = crate::bundle::holdings(&store, cmd.owner.as_deref(), &source);
             let closed = close(store);
-            let m = result?;
+            let m = result.map_err(|e| e.to_string())?;
             closed?;
             let bytes = serde_json::to_vec_pretty(&m).map_err(|e| e.to_string())?;
             emit(&mut |w| {
