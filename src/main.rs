@@ -4,12 +4,11 @@
 
 use shelf::api::{Api, ApiConfig};
 use shelf::cli::args::{Cli, Command, ServeSettings};
-use shelf::cli::{accounts, bundles, limits, maintenance};
+use shelf::cli::{accounts, bundles, limits, maintenance, Error};
 use shelf::http::{Server, ServerConfig};
 use shelf::metrics::{Metrics, ScrubMetrics, StoreMetrics};
 use shelf::store::{NewToken, Store, TokenOutcome};
 use std::io::Write;
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -21,7 +20,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // Errors can carry a server's message or a stored name: escaped for the terminal.
-            eprintln!("shelf: {}", shelf::cli::terminal::printable(&e));
+            eprintln!("shelf: {}", shelf::cli::terminal::printable(&e.to_string()));
             ExitCode::FAILURE
         }
     }
@@ -41,37 +40,30 @@ fn limit_malloc_retention() {
     }
 }
 
-fn run(cli: Cli) -> Result<(), String> {
+fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         None => serve(ServeSettings::from_flags(Default::default())?),
         Some(Command::Serve(s)) => serve(ServeSettings::from_flags(s)?),
-        Some(Command::User(u)) => accounts::user(u.action),
-        Some(Command::Token(t)) => accounts::token(t.action),
-        Some(Command::Org(o)) => accounts::org(o.action),
-        Some(Command::Member(m)) => accounts::member(m.action),
-        Some(Command::Audit(a)) => accounts::audit(a),
-        Some(Command::Export(e)) => bundles::export(e),
-        Some(Command::Manifest(m)) => bundles::manifest(m),
-        Some(Command::Import(i)) => bundles::import(i),
-        Some(Command::Quota(q)) => limits::quota(q.action),
-        Some(Command::Cleanup(c)) => limits::cleanup(c.action),
-        Some(Command::Check(c)) => maintenance::check(c),
-        Some(Command::Backup(c)) => maintenance::backup(c),
-        Some(Command::Stats(c)) => maintenance::stats(c),
-        Some(Command::Compact(c)) => maintenance::compact(c),
+        Some(Command::User(u)) => Ok(accounts::user(u.action)?),
+        Some(Command::Token(t)) => Ok(accounts::token(t.action)?),
+        Some(Command::Org(o)) => Ok(accounts::org(o.action)?),
+        Some(Command::Member(m)) => Ok(accounts::member(m.action)?),
+        Some(Command::Audit(a)) => Ok(accounts::audit(a)?),
+        Some(Command::Export(e)) => Ok(bundles::export(e)?),
+        Some(Command::Manifest(m)) => Ok(bundles::manifest(m)?),
+        Some(Command::Import(i)) => Ok(bundles::import(i)?),
+        Some(Command::Quota(q)) => Ok(limits::quota(q.action)?),
+        Some(Command::Cleanup(c)) => Ok(limits::cleanup(c.action)?),
+        Some(Command::Check(c)) => Ok(maintenance::check(c)?),
+        Some(Command::Backup(c)) => Ok(maintenance::backup(c)?),
+        Some(Command::Stats(c)) => Ok(maintenance::stats(c)?),
+        Some(Command::Compact(c)) => Ok(maintenance::compact(c)?),
     }
 }
 
-fn open_store(path: &Path) -> Result<Arc<Store>, String> {
-    Store::open(path).map_err(|e| e.to_string())
-}
-
-fn close(store: Arc<Store>) -> Result<(), String> {
-    store.close().map_err(|e| e.to_string())
-}
-
-fn serve(s: ServeSettings) -> Result<(), String> {
-    let store = open_store(&s.db)?;
+fn serve(s: ServeSettings) -> Result<(), Error> {
+    // Not cli::open_store: `serve` is the server, and its "in use" needs no --server hint.
+    let store = Store::open(&s.db)?;
     store.set_audit_retention_days(s.audit_retention_days);
     store.set_quota_defaults(shelf::store::Limits {
         max_file_size: s.max_file_size,
@@ -79,16 +71,12 @@ fn serve(s: ServeSettings) -> Result<(), String> {
         max_versions: s.owner_max_versions,
     });
     if let Some(every) = s.cleanup_interval {
-        store
-            .start_cleanup_schedule(every.min(std::time::Duration::from_secs(60)), every)
-            .map_err(|e| e.to_string())?;
+        store.start_cleanup_schedule(every.min(std::time::Duration::from_secs(60)), every)?;
     }
-    store
-        .start_scrub(shelf::store::ScrubConfig {
-            rate: s.scrub_rate,
-            interval: s.scrub_interval,
-        })
-        .map_err(|e| e.to_string())?;
+    store.start_scrub(shelf::store::ScrubConfig {
+        rate: s.scrub_rate,
+        interval: s.scrub_interval,
+    })?;
     bootstrap_admin(&store)?;
     let server_config = ServerConfig {
         workers: s.workers,
@@ -99,7 +87,7 @@ fn serve(s: ServeSettings) -> Result<(), String> {
         ..ServerConfig::default()
     };
     let mut server = Server::bind(&s.listen, server_config)
-        .map_err(|e| format!("cannot listen on {}: {e}", s.listen))?;
+        .map_err(Error::io(format!("cannot listen on {}", s.listen)))?;
     // Metrics: the HTTP layer reports each request; the store's totals are read at scrape time.
     // Other sources (e.g. a background job's counters) register here with `add_source`.
     let metrics = Arc::new(Metrics::new(s.metrics_token.clone()));
@@ -113,7 +101,7 @@ fn serve(s: ServeSettings) -> Result<(), String> {
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
     ])
-    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    .map_err(Error::io("cannot install signal handlers"))?;
     std::thread::Builder::new()
         .name("shelf-signals".into())
         .spawn(move || {
@@ -122,7 +110,7 @@ fn serve(s: ServeSettings) -> Result<(), String> {
                 shutdown.shutdown();
             }
         })
-        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+        .map_err(Error::io("cannot start the signal thread"))?;
     let api = Api::new(
         Arc::clone(&store),
         ApiConfig {
@@ -141,21 +129,19 @@ fn serve(s: ServeSettings) -> Result<(), String> {
     log::info!("listening on http://{addr}");
     server
         .run(Arc::new(move |req| api.handle(req)))
-        .map_err(|e| format!("server stopped: {e}"))?;
-    close(store)?;
+        .map_err(Error::io("server stopped"))?;
+    store.close()?;
     log::info!("database closed cleanly");
     Ok(())
 }
 
 /// On an empty database: create the site admin `admin` and its first token, taken from
 /// `SHELF_ADMIN_TOKEN` when set, else random and printed once on stderr.
-fn bootstrap_admin(store: &Store) -> Result<(), String> {
-    if store.user_count().map_err(|e| e.to_string())? > 0 {
+fn bootstrap_admin(store: &Store) -> Result<(), Error> {
+    if store.user_count()? > 0 {
         return Ok(());
     }
-    store
-        .create_user("admin", true)
-        .map_err(|e| e.to_string())?;
+    store.create_user("admin", true)?;
     let given = std::env::var("SHELF_ADMIN_TOKEN")
         .ok()
         .filter(|t| !t.is_empty());
@@ -167,8 +153,7 @@ fn bootstrap_admin(store: &Store) -> Result<(), String> {
             scopes: vec!["all".into()],
             given,
             ..NewToken::default()
-        })
-        .map_err(|e| e.to_string())?
+        })?
         .0
     {
         TokenOutcome::Created(token) => {
@@ -181,6 +166,6 @@ fn bootstrap_admin(store: &Store) -> Result<(), String> {
             }
             Ok(())
         }
-        other => Err(format!("cannot create the admin token: {other:?}")),
+        other => Err(Error::AdminToken(other)),
     }
 }

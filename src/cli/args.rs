@@ -1,6 +1,7 @@
 //! Command line and settings: flags (argh), their `SHELF_*` environment fallbacks, defaults, and
 //! validation with messages a user can act on. Knows nothing about HTTP or redb.
 
+use crate::cli::Error;
 use crate::units::{parse_duration, parse_size};
 use argh::FromArgs;
 use std::path::PathBuf;
@@ -892,15 +893,17 @@ pub fn target(
     db: Option<PathBuf>,
     server: Option<String>,
     token: Option<String>,
-) -> Result<Target, String> {
+) -> Result<Target, Error> {
     match (db, server) {
-        (Some(_), Some(_)) => Err(
+        (Some(_), Some(_)) => Err(Error::Usage(
             "use either --db (offline, on the database file) or --server (a running shelf), not both"
                 .into(),
-        ),
+        )),
         (db, None) => {
             if token.is_some() {
-                return Err("--token is for --server; offline commands need no token".into());
+                return Err(Error::Usage(
+                    "--token is for --server; offline commands need no token".into(),
+                ));
             }
             Ok(Target::Offline(db_path(db)))
         }
@@ -908,7 +911,9 @@ pub fn target(
             let token = token
                 .or_else(|| std::env::var("SHELF_TOKEN").ok())
                 .filter(|t| !t.is_empty())
-                .ok_or("--server needs a site admin's token: --token T or SHELF_TOKEN")?;
+                .ok_or_else(|| {
+                    Error::Usage("--server needs a site admin's token: --token T or SHELF_TOKEN".into())
+                })?;
             Ok(Target::Remote { url, token })
         }
     }
@@ -947,7 +952,7 @@ pub struct ServeSettings {
 }
 
 impl ServeSettings {
-    pub fn from_flags(s: Serve) -> Result<ServeSettings, String> {
+    pub fn from_flags(s: Serve) -> Result<ServeSettings, Error> {
         let env_or = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let listen = s
             .listen
@@ -955,17 +960,19 @@ impl ServeSettings {
             .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
         let workers = s.workers.unwrap_or(32);
         if !(1..=4096).contains(&workers) {
-            return Err(format!(
+            return Err(Error::Usage(format!(
                 "--workers must be between 1 and 4096, not {workers}"
-            ));
+            )));
         }
         let max_connections = s.max_connections.unwrap_or(512);
         if max_connections < 1 {
-            return Err("--max-connections must be at least 1".into());
+            return Err(Error::Usage("--max-connections must be at least 1".into()));
         }
         let max_file_size = match s.max_file_size.or_else(|| env_or("SHELF_MAX_FILE_SIZE")) {
             Some(v) => Some(parse_size(&v).ok_or_else(|| {
-                format!("--max-file-size: cannot read {v:?} as a size (e.g. 1000000, 500MB, 2GiB)")
+                Error::Usage(format!(
+                    "--max-file-size: cannot read {v:?} as a size (e.g. 1000000, 500MB, 2GiB)"
+                ))
             })?),
             None => None,
         };
@@ -974,9 +981,9 @@ impl ServeSettings {
             .or_else(|| env_or("SHELF_OWNER_MAX_BYTES"))
         {
             Some(v) => Some(parse_size(&v).ok_or_else(|| {
-                format!(
+                Error::Usage(format!(
                     "--owner-max-bytes: cannot read {v:?} as a size (e.g. 1000000, 500MB, 2GiB)"
-                )
+                ))
             })?),
             None => None,
         };
@@ -985,7 +992,9 @@ impl ServeSettings {
             .or_else(|| env_or("SHELF_OWNER_MAX_VERSIONS"))
         {
             Some(v) => Some(v.trim().parse::<u64>().map_err(|_| {
-                format!("--owner-max-versions: {v:?} is not a whole number of versions")
+                Error::Usage(format!(
+                    "--owner-max-versions: {v:?} is not a whole number of versions"
+                ))
             })?),
             None => None,
         };
@@ -993,24 +1002,28 @@ impl ServeSettings {
             Some(h) => h,
             None => match env_or("SHELF_CLEANUP_INTERVAL") {
                 Some(v) => v.trim().parse::<f64>().map_err(|_| {
-                    format!("SHELF_CLEANUP_INTERVAL: {v:?} is not a number of hours")
+                    Error::Usage(format!(
+                        "SHELF_CLEANUP_INTERVAL: {v:?} is not a number of hours"
+                    ))
                 })?,
                 None => 24.0,
             },
         };
         if !(cleanup_hours.is_finite() && (0.0..=8760.0).contains(&cleanup_hours)) {
-            return Err("--cleanup-interval must be a number of hours between 0 and 8760".into());
+            return Err(Error::Usage(
+                "--cleanup-interval must be a number of hours between 0 and 8760".into(),
+            ));
         }
         let cleanup_interval =
             (cleanup_hours > 0.0).then(|| Duration::from_secs_f64(cleanup_hours * 3600.0));
-        let secs = |v: Option<f64>, default: f64, flag: &str| -> Result<Duration, String> {
+        let secs = |v: Option<f64>, default: f64, flag: &str| -> Result<Duration, Error> {
             let v = v.unwrap_or(default);
             if v.is_finite() && v > 0.0 && v <= 86_400.0 {
                 Ok(Duration::from_secs_f64(v))
             } else {
-                Err(format!(
+                Err(Error::Usage(format!(
                     "--{flag} must be a number of seconds between 0 and 86400"
-                ))
+                )))
             }
         };
         Ok(ServeSettings {
@@ -1027,14 +1040,18 @@ impl ServeSettings {
                     Some(u.trim_end_matches('/').to_string())
                 }
                 Some(u) => {
-                    return Err(format!(
+                    return Err(Error::Usage(format!(
                         "--external-url must start with http:// or https://, not {u:?}"
-                    ))
+                    )))
                 }
                 None => None,
             },
             auth_failure_burst: match s.auth_failure_burst {
-                Some(0) => return Err("--auth-failure-burst must be at least 1".into()),
+                Some(0) => {
+                    return Err(Error::Usage(
+                        "--auth-failure-burst must be at least 1".into(),
+                    ))
+                }
                 Some(n) => n,
                 None => 10, // auth::DEFAULT_BURST
             },
@@ -1048,8 +1065,9 @@ impl ServeSettings {
                     .map(str::trim)
                     .filter(|a| !a.is_empty())
                     .map(|a| {
-                        a.parse()
-                            .map_err(|_| format!("--trusted-proxies: {a:?} is not an IP address"))
+                        a.parse().map_err(|_| {
+                            Error::Usage(format!("--trusted-proxies: {a:?} is not an IP address"))
+                        })
                     })
                     .collect::<Result<_, _>>()?,
             },
@@ -1060,17 +1078,25 @@ impl ServeSettings {
             scrub_rate: match s.scrub_rate.or_else(|| env_or("SHELF_SCRUB_RATE")) {
                 None => 8_000_000,
                 Some(v) => parse_size(&v).ok_or_else(|| {
-                    format!("--scrub-rate: cannot read {v:?} as bytes per second (e.g. 8MB, 0)")
+                    Error::Usage(format!(
+                        "--scrub-rate: cannot read {v:?} as bytes per second (e.g. 8MB, 0)"
+                    ))
                 })?,
             },
             scrub_interval: match s.scrub_interval.or_else(|| env_or("SHELF_SCRUB_INTERVAL")) {
                 None => Duration::from_secs(86_400),
                 Some(v) => parse_duration(&v).ok_or_else(|| {
-                    format!("--scrub-interval: cannot read {v:?} as a duration (e.g. 24h, 7d, 30m)")
+                    Error::Usage(format!(
+                        "--scrub-interval: cannot read {v:?} as a duration (e.g. 24h, 7d, 30m)"
+                    ))
                 })?,
             },
             audit_retention_days: match s.audit_retention_days {
-                Some(0) => return Err("--audit-retention-days must be at least 1".into()),
+                Some(0) => {
+                    return Err(Error::Usage(
+                        "--audit-retention-days must be at least 1".into(),
+                    ))
+                }
                 Some(n) => n,
                 None => 90,
             },
@@ -1088,12 +1114,12 @@ mod tests {
         let url = || Some("http://h:1".to_string());
         let tok = || Some("t".to_string());
         assert_eq!(
-            target(db(), None, None),
-            Ok(Target::Offline(PathBuf::from("x.redb")))
+            target(db(), None, None).ok(),
+            Some(Target::Offline(PathBuf::from("x.redb")))
         );
         assert_eq!(
-            target(None, url(), tok()),
-            Ok(Target::Remote {
+            target(None, url(), tok()).ok(),
+            Some(Target::Remote {
                 url: "http://h:1".into(),
                 token: "t".into()
             })

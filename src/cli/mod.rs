@@ -9,9 +9,12 @@ pub mod accounts;
 pub mod args;
 pub mod bundles;
 pub mod client;
+mod error;
 pub mod limits;
 pub mod maintenance;
 pub mod terminal;
+
+pub use error::{Answer, Error, Missing, Taken};
 
 use crate::store::{self, AuditRecord, Store};
 use std::path::Path;
@@ -19,13 +22,10 @@ use std::sync::Arc;
 
 /// Opens the database file for an offline command. A file a running server holds says how to
 /// reach that server instead (the one "in use" message of every command).
-pub fn open_store(path: &Path) -> Result<Arc<Store>, String> {
+pub fn open_store(path: &Path) -> Result<Arc<Store>, Error> {
     Store::open(path).map_err(|e| match e {
-        store::Error::InUse(_) => format!(
-            "{e}, or work on it while it runs with --server http://HOST:PORT \
-             (and --token or SHELF_TOKEN)"
-        ),
-        other => other.to_string(),
+        store::Error::InUse(path) => Error::InUse(path),
+        other => Error::Store(other),
     })
 }
 
