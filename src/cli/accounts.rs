@@ -8,8 +8,9 @@
 
 use crate::auth;
 use crate::cli::args::{self, AuditCmd, MemberAction, OrgAction, Target, TokenAction, UserAction};
-use crate::cli::client::Client;
+use crate::cli::client::{self, Client};
 use crate::cli::terminal::printable;
+use crate::cli::{Answer, Error, Missing, Taken};
 use crate::dates::parse_rfc3339;
 use crate::names::encode_component as enc;
 use crate::names::valid_owner_name;
@@ -60,43 +61,43 @@ impl UserChange {
     }
 }
 
-/// What the commands need, offline or remote. Errors are messages for the user.
+/// What the commands need, offline or remote.
 trait Backend {
-    fn add_user(&self, new: &NewUser) -> Result<(), String>;
-    fn users(&self) -> Result<Vec<UserRecord>, String>;
-    fn modify_user(&self, name: &str, change: UserChange) -> Result<(), String>;
-    fn delete_owner(&self, name: &str, kind: OwnerKind, purge: bool) -> Result<(), String>;
+    fn add_user(&self, new: &NewUser) -> Result<(), Error>;
+    fn users(&self) -> Result<Vec<UserRecord>, Error>;
+    fn modify_user(&self, name: &str, change: UserChange) -> Result<(), Error>;
+    fn delete_owner(&self, name: &str, kind: OwnerKind, purge: bool) -> Result<(), Error>;
     /// The token in clear.
-    fn create_token(&self, new: NewToken) -> Result<String, String>;
-    fn tokens(&self, user: &str) -> Result<Vec<TokenRecord>, String>;
-    fn revoke_token(&self, user: &str, name_or_id: &str) -> Result<(), String>;
+    fn create_token(&self, new: NewToken) -> Result<String, Error>;
+    fn tokens(&self, user: &str) -> Result<Vec<TokenRecord>, Error>;
+    fn revoke_token(&self, user: &str, name_or_id: &str) -> Result<(), Error>;
     fn create_org(
         &self,
         name: &str,
         owner: Option<&str>,
         visibility: Option<Visibility>,
-    ) -> Result<(), String>;
-    fn orgs(&self) -> Result<Vec<UserRecord>, String>;
-    fn set_org_visibility(&self, org: &str, v: Visibility) -> Result<(), String>;
-    fn set_member(&self, org: &str, user: &str, role: Role) -> Result<(), String>;
-    fn remove_member(&self, org: &str, user: &str) -> Result<(), String>;
-    fn members(&self, org: &str) -> Result<Vec<(String, Role)>, String>;
-    fn audit(&self, filter: &AuditFilter, limit: usize) -> Result<Vec<AuditRecord>, String>;
+    ) -> Result<(), Error>;
+    fn orgs(&self) -> Result<Vec<UserRecord>, Error>;
+    fn set_org_visibility(&self, org: &str, v: Visibility) -> Result<(), Error>;
+    fn set_member(&self, org: &str, user: &str, role: Role) -> Result<(), Error>;
+    fn remove_member(&self, org: &str, user: &str) -> Result<(), Error>;
+    fn members(&self, org: &str) -> Result<Vec<(String, Role)>, Error>;
+    fn audit(&self, filter: &AuditFilter, limit: usize) -> Result<Vec<AuditRecord>, Error>;
     /// Offline: writes the audit entries and closes the database.
-    fn close(self: Box<Self>) -> Result<(), String>;
+    fn close(self: Box<Self>) -> Result<(), Error>;
 }
 
 /// Opens the target, runs `f`, and closes the target whether `f` succeeded or not.
 fn with_backend(
     target: Target,
-    f: impl FnOnce(&dyn Backend) -> Result<(), String>,
-) -> Result<(), String> {
+    f: impl FnOnce(&dyn Backend) -> Result<(), Error>,
+) -> Result<(), Error> {
     let backend: Box<dyn Backend> = match target {
         Target::Offline(path) => Box::new(Offline {
             store: super::open_store(&path)?,
         }),
         Target::Remote { url, token } => Box::new(Remote {
-            client: Client::new(&url, &token).map_err(|e| e.to_string())?,
+            client: Client::new(&url, &token)?,
         }),
     };
     let result = f(&*backend);
@@ -106,7 +107,7 @@ fn with_backend(
 
 // ------------------------------------------------------------------------------- commands
 
-pub fn user(action: UserAction) -> Result<(), String> {
+pub fn user(action: UserAction) -> Result<(), Error> {
     match action {
         UserAction::Add(a) => {
             let target = args::target(a.db, a.server, a.token)?;
@@ -162,10 +163,10 @@ pub fn user(action: UserAction) -> Result<(), String> {
                 },
             };
             if change.fields().is_empty() {
-                return Err(
+                return Err(Error::Usage(
                     "nothing to change: give --admin, --active, --visibility or --password-stdin"
                         .into(),
-                );
+                ));
             }
             let fields = change.fields();
             with_backend(target, |b| {
@@ -182,7 +183,7 @@ pub fn user(action: UserAction) -> Result<(), String> {
     }
 }
 
-pub fn token(action: TokenAction) -> Result<(), String> {
+pub fn token(action: TokenAction) -> Result<(), Error> {
     match action {
         TokenAction::Create(c) => {
             let target = args::target(c.db, c.server, c.token)?;
@@ -193,20 +194,22 @@ pub fn token(action: TokenAction) -> Result<(), String> {
             };
             for s in &scopes {
                 if !crate::auth::valid_scope(s) {
-                    return Err(format!(
+                    return Err(Error::Usage(format!(
                         "--scope {s:?} is not a scope: all, public-only, or read:/write: with one \
                          of {}",
                         crate::auth::SCOPE_CATEGORIES.join(", ")
-                    ));
+                    )));
                 }
             }
             if c.package.is_some() && c.owner.is_none() {
-                return Err("--package needs --owner (the package's owner)".into());
+                return Err(Error::Usage(
+                    "--package needs --owner (the package's owner)".into(),
+                ));
             }
             let expires = c.expires.as_deref().map(expiry).transpose()?;
             let name = c.name.unwrap_or_else(|| format!("cli-{}", store::now()));
             if name.trim().is_empty() || name.len() > 255 {
-                return Err("--name must be 1 to 255 bytes".into());
+                return Err(Error::Usage("--name must be 1 to 255 bytes".into()));
             }
             let user = c.user;
             with_backend(target, |b| {
@@ -260,7 +263,7 @@ pub fn token(action: TokenAction) -> Result<(), String> {
     }
 }
 
-pub fn org(action: OrgAction) -> Result<(), String> {
+pub fn org(action: OrgAction) -> Result<(), Error> {
     match action {
         OrgAction::Create(c) => {
             let target = args::target(c.db, c.server, c.token)?;
@@ -308,12 +311,16 @@ pub fn org(action: OrgAction) -> Result<(), String> {
     }
 }
 
-pub fn member(action: MemberAction) -> Result<(), String> {
+pub fn member(action: MemberAction) -> Result<(), Error> {
     match action {
         MemberAction::Set(s) => {
             let target = args::target(s.db, s.server, s.token)?;
-            let role = Role::parse(&s.role)
-                .ok_or_else(|| format!("role must be read, write or admin, not {:?}", s.role))?;
+            let role = Role::parse(&s.role).ok_or_else(|| {
+                Error::Usage(format!(
+                    "role must be read, write or admin, not {:?}",
+                    s.role
+                ))
+            })?;
             with_backend(target, |b| {
                 b.set_member(&s.org, &s.user, role)?;
                 println!(
@@ -341,10 +348,10 @@ pub fn member(action: MemberAction) -> Result<(), String> {
     }
 }
 
-pub fn audit(a: AuditCmd) -> Result<(), String> {
+pub fn audit(a: AuditCmd) -> Result<(), Error> {
     let target = args::target(a.db, a.server, a.token)?;
     let limit = match a.limit {
-        Some(0) => return Err("--limit must be at least 1".into()),
+        Some(0) => return Err(Error::Usage("--limit must be at least 1".into())),
         Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
         None => PAGE,
     };
@@ -377,41 +384,49 @@ pub fn audit(a: AuditCmd) -> Result<(), String> {
 
 // ------------------------------------------------------------------------------ validation
 
-fn owner_name(name: &str, what: &str) -> Result<String, String> {
+fn owner_name(name: &str, what: &str) -> Result<String, Error> {
     if valid_owner_name(name) {
         Ok(name.to_string())
     } else {
-        Err(format!(
+        Err(Error::Usage(format!(
             "{name:?} is not a valid {what} name (letters, digits, '-', '_', '.'; at most 40)"
-        ))
+        )))
     }
 }
 
-fn visibility(v: &str) -> Result<Visibility, String> {
-    Visibility::parse(v)
-        .ok_or_else(|| format!("visibility must be public, limited or private, not {v:?}"))
+fn visibility(v: &str) -> Result<Visibility, Error> {
+    Visibility::parse(v).ok_or_else(|| {
+        Error::Usage(format!(
+            "visibility must be public, limited or private, not {v:?}"
+        ))
+    })
 }
 
 /// `--expires`: an RFC 3339 time, or a date meaning its midnight UTC; unix seconds.
-fn expiry(s: &str) -> Result<u64, String> {
+fn expiry(s: &str) -> Result<u64, Error> {
     parse_rfc3339(s)
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map(|d| d.as_secs())
         .ok_or_else(|| {
-            format!("--expires: {s:?} is not an RFC 3339 time or a date (2026-01-31T12:00:00Z, 2026-01-31)")
+            Error::Usage(format!(
+                "--expires: {s:?} is not an RFC 3339 time or a date (2026-01-31T12:00:00Z, \
+                 2026-01-31)"
+            ))
         })
 }
 
 /// One line of stdin, without its line ending; never empty.
-fn read_password() -> Result<String, String> {
+fn read_password() -> Result<String, Error> {
     let mut line = String::new();
     std::io::stdin()
         .lock()
         .read_line(&mut line)
-        .map_err(|e| format!("--password-stdin: cannot read stdin: {e}"))?;
+        .map_err(Error::io("--password-stdin: cannot read stdin"))?;
     let password = line.trim_end_matches(['\n', '\r']);
     if password.is_empty() {
-        return Err("--password-stdin: no password on stdin (one line expected)".into());
+        return Err(Error::Usage(
+            "--password-stdin: no password on stdin (one line expected)".into(),
+        ));
     }
     Ok(password.to_string())
 }
@@ -443,8 +458,12 @@ struct Offline {
     store: Arc<Store>,
 }
 
-fn db_err(e: store::Error) -> String {
-    e.to_string()
+/// The owner of `kind` named `name` is not there.
+fn missing_owner(name: &str, kind: OwnerKind) -> Missing {
+    match kind {
+        OwnerKind::User => Missing::User(name.into()),
+        OwnerKind::Org => Missing::Org(name.into()),
+    }
 }
 
 impl Offline {
@@ -453,20 +472,16 @@ impl Offline {
     }
 
     /// The owner named `name` if it is of `kind`.
-    fn owner_of_kind(&self, name: &str, kind: OwnerKind) -> Result<UserRecord, String> {
+    fn owner_of_kind(&self, name: &str, kind: OwnerKind) -> Result<UserRecord, Error> {
         self.store
-            .get_user(name)
-            .map_err(db_err)?
+            .get_user(name)?
             .filter(|u| u.kind == kind)
-            .ok_or_else(|| match kind {
-                OwnerKind::User => format!("no user named {name:?}"),
-                OwnerKind::Org => format!("no organization named {name:?}"),
-            })
+            .ok_or_else(|| missing_owner(name, kind).into())
     }
 }
 
 impl Backend for Offline {
-    fn add_user(&self, new: &NewUser) -> Result<(), String> {
+    fn add_user(&self, new: &NewUser) -> Result<(), Error> {
         let mut rec = UserRecord::new(&new.name, OwnerKind::User);
         rec.is_admin = new.admin;
         rec.email = new.email.clone().unwrap_or_default();
@@ -474,34 +489,29 @@ impl Backend for Offline {
             rec.visibility = v;
         }
         if let Some(pw) = &new.password {
-            rec.password = Some(auth::hash_password(pw).map_err(|e| e.to_string())?);
+            rec.password = Some(auth::hash_password(pw)?);
         }
-        match self.store.create_owner(rec).map_err(db_err)? {
+        match self.store.create_owner(rec)? {
             Created::Done(_) => {
                 self.record("user.create", &new.name, &new.name);
                 Ok(())
             }
-            Created::NameTaken => Err(format!("a user named {:?} already exists", new.name)),
+            Created::NameTaken => Err(Error::Exists(Taken::User(new.name.clone()))),
         }
     }
 
-    fn users(&self) -> Result<Vec<UserRecord>, String> {
-        Ok(self
-            .store
-            .list_owners(OwnerKind::User, 1, u64::MAX)
-            .map_err(db_err)?
-            .items)
+    fn users(&self) -> Result<Vec<UserRecord>, Error> {
+        Ok(self.store.list_owners(OwnerKind::User, 1, u64::MAX)?.items)
     }
 
-    fn modify_user(&self, name: &str, change: UserChange) -> Result<(), String> {
+    fn modify_user(&self, name: &str, change: UserChange) -> Result<(), Error> {
         self.owner_of_kind(name, OwnerKind::User)?;
         let fields = change.fields();
         let password = change
             .password
             .as_deref()
             .map(auth::hash_password)
-            .transpose()
-            .map_err(|e| e.to_string())?;
+            .transpose()?;
         let UserChange {
             admin,
             active,
@@ -522,63 +532,59 @@ impl Backend for Offline {
                 if password.is_some() {
                     u.password = password;
                 }
-            })
-            .map_err(db_err)?
-            .ok_or_else(|| format!("no user named {name:?}"))?;
+            })?
+            .ok_or_else(|| Missing::User(name.into()))?;
         self.record("user.update", name, &fields);
         Ok(())
     }
 
-    fn delete_owner(&self, name: &str, kind: OwnerKind, purge: bool) -> Result<(), String> {
+    fn delete_owner(&self, name: &str, kind: OwnerKind, purge: bool) -> Result<(), Error> {
         self.owner_of_kind(name, kind)?;
         let what = match kind {
             OwnerKind::User => "user",
             OwnerKind::Org => "org",
         };
-        match self.store.delete_owner(name, purge).map_err(db_err)? {
+        match self.store.delete_owner(name, purge)? {
             UserDeleted::Done => {
                 self.record(&format!("{what}.delete"), name, name);
                 Ok(())
             }
-            UserDeleted::NotFound => Err(format!("no {what} named {name:?}")),
-            UserDeleted::OwnsPackages => Err(format!(
-                "{name} still owns packages: delete them first, or add --purge"
-            )),
+            // Checked just above, and offline nothing else holds the file: not reached.
+            UserDeleted::NotFound => Err(missing_owner(name, kind).into()),
+            UserDeleted::OwnsPackages => Err(Error::OwnsPackages(name.into())),
         }
     }
 
-    fn create_token(&self, new: NewToken) -> Result<String, String> {
+    fn create_token(&self, new: NewToken) -> Result<String, Error> {
         if let Some(o) = &new.owner {
-            if self.store.get_user(o).map_err(db_err)?.is_none() {
-                return Err(format!("--owner: no user or organization named {o:?}"));
+            if self.store.get_user(o)?.is_none() {
+                return Err(Missing::TokenOwner(o.clone()).into());
             }
         }
         let (user, name) = (new.user.clone(), new.name.clone());
-        match self.store.create_token(new).map_err(db_err)?.0 {
+        match self.store.create_token(new)?.0 {
             TokenOutcome::Created(token) => {
                 self.record("token.create", "", &format!("{user}/{name}"));
                 Ok(token)
             }
-            TokenOutcome::NoSuchUser => Err(format!("no user named {user:?}")),
-            TokenOutcome::NameTaken => Err(format!("{user} already has a token named {name:?}")),
+            TokenOutcome::NoSuchUser => Err(Missing::User(user).into()),
+            TokenOutcome::NameTaken => Err(Error::Exists(Taken::Token { user, name })),
         }
     }
 
-    fn tokens(&self, user: &str) -> Result<Vec<TokenRecord>, String> {
+    fn tokens(&self, user: &str) -> Result<Vec<TokenRecord>, Error> {
         self.store
-            .list_tokens(user)
-            .map_err(db_err)?
-            .ok_or_else(|| format!("no user named {user:?}"))
+            .list_tokens(user)?
+            .ok_or_else(|| Missing::User(user.into()).into())
     }
 
-    fn revoke_token(&self, user: &str, name_or_id: &str) -> Result<(), String> {
-        if self
-            .store
-            .revoke_token(user, name_or_id)
-            .map_err(db_err)?
-            .is_none()
-        {
-            return Err(format!("{user} has no token named {name_or_id:?}"));
+    fn revoke_token(&self, user: &str, name_or_id: &str) -> Result<(), Error> {
+        if self.store.revoke_token(user, name_or_id)?.is_none() {
+            return Err(Missing::Token {
+                user: user.into(),
+                name: name_or_id.into(),
+            }
+            .into());
         }
         self.record("token.revoke", "", &format!("{user}/{name_or_id}"));
         Ok(())
@@ -589,7 +595,7 @@ impl Backend for Offline {
         name: &str,
         owner: Option<&str>,
         visibility: Option<Visibility>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Error> {
         if let Some(o) = owner {
             self.owner_of_kind(o, OwnerKind::User)?;
         }
@@ -597,87 +603,77 @@ impl Backend for Offline {
         if let Some(v) = visibility {
             rec.visibility = v;
         }
-        if self.store.create_owner(rec).map_err(db_err)? == Created::NameTaken {
-            return Err(format!(
-                "a user or organization named {name:?} already exists"
-            ));
+        if self.store.create_owner(rec)? == Created::NameTaken {
+            return Err(Error::Exists(Taken::Owner(name.into())));
         }
         let team = self
             .store
-            .create_team(name, "Owners", "", Role::Admin)
-            .map_err(db_err)?
-            .ok_or_else(|| format!("organization {name} vanished while being created"))?;
+            .create_team(name, "Owners", "", Role::Admin)?
+            .ok_or_else(|| Error::Vanished(name.into()))?;
         if let Some(o) = owner {
-            if !self
-                .store
-                .set_team_member(team.id, o, true)
-                .map_err(db_err)?
-            {
-                return Err(format!("no user named {o:?}"));
+            if !self.store.set_team_member(team.id, o, true)? {
+                return Err(Missing::User(o.into()).into());
             }
         }
         self.record("org.create", name, owner.unwrap_or(""));
         Ok(())
     }
 
-    fn orgs(&self) -> Result<Vec<UserRecord>, String> {
-        Ok(self
-            .store
-            .list_owners(OwnerKind::Org, 1, u64::MAX)
-            .map_err(db_err)?
-            .items)
+    fn orgs(&self) -> Result<Vec<UserRecord>, Error> {
+        Ok(self.store.list_owners(OwnerKind::Org, 1, u64::MAX)?.items)
     }
 
-    fn set_org_visibility(&self, org: &str, v: Visibility) -> Result<(), String> {
+    fn set_org_visibility(&self, org: &str, v: Visibility) -> Result<(), Error> {
         self.owner_of_kind(org, OwnerKind::Org)?;
         self.store
-            .update_owner(org, move |o| o.visibility = v)
-            .map_err(db_err)?
-            .ok_or_else(|| format!("no organization named {org:?}"))?;
+            .update_owner(org, move |o| o.visibility = v)?
+            .ok_or_else(|| Missing::Org(org.into()))?;
         self.record("org.update", org, &format!("visibility={}", v.as_str()));
         Ok(())
     }
 
-    fn set_member(&self, org: &str, user: &str, role: Role) -> Result<(), String> {
+    fn set_member(&self, org: &str, user: &str, role: Role) -> Result<(), Error> {
         self.owner_of_kind(org, OwnerKind::Org)?;
         self.owner_of_kind(user, OwnerKind::User)?;
-        if !self.store.set_member(org, user, role).map_err(db_err)? {
-            return Err(format!("cannot make {user} a member of {org}"));
+        if !self.store.set_member(org, user, role)? {
+            return Err(Error::NotMade {
+                org: org.into(),
+                user: user.into(),
+            });
         }
         self.record("member.set", org, &format!("{user}={}", role.as_str()));
         Ok(())
     }
 
-    fn remove_member(&self, org: &str, user: &str) -> Result<(), String> {
+    fn remove_member(&self, org: &str, user: &str) -> Result<(), Error> {
         self.owner_of_kind(org, OwnerKind::Org)?;
-        if !self.store.remove_member(org, user).map_err(db_err)? {
-            return Err(format!("{user} is not a member of {org}"));
+        if !self.store.remove_member(org, user)? {
+            return Err(Missing::Member {
+                org: org.into(),
+                user: user.into(),
+            }
+            .into());
         }
         self.record("member.remove", org, user);
         Ok(())
     }
 
-    fn members(&self, org: &str) -> Result<Vec<(String, Role)>, String> {
+    fn members(&self, org: &str) -> Result<Vec<(String, Role)>, Error> {
         self.owner_of_kind(org, OwnerKind::Org)?;
         Ok(self
             .store
-            .list_members(org)
-            .map_err(db_err)?
+            .list_members(org)?
             .into_iter()
             .map(|(u, r)| (u.login, r))
             .collect())
     }
 
-    fn audit(&self, filter: &AuditFilter, limit: usize) -> Result<Vec<AuditRecord>, String> {
-        Ok(self
-            .store
-            .list_audit(filter, 1, limit as u64)
-            .map_err(db_err)?
-            .items)
+    fn audit(&self, filter: &AuditFilter, limit: usize) -> Result<Vec<AuditRecord>, Error> {
+        Ok(self.store.list_audit(filter, 1, limit as u64)?.items)
     }
 
-    fn close(self: Box<Self>) -> Result<(), String> {
-        self.store.close().map_err(db_err)
+    fn close(self: Box<Self>) -> Result<(), Error> {
+        Ok(self.store.close()?)
     }
 }
 
@@ -716,10 +712,8 @@ fn owner_from_json(v: &Value, kind: OwnerKind) -> UserRecord {
 }
 
 impl Remote {
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
-        self.client
-            .call(method, path, body.as_ref())
-            .map_err(|e| e.to_string())
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, Error> {
+        Ok(self.client.call(method, path, body.as_ref())?)
     }
 
     /// Like `call`, but a 404 becomes `not_found`.
@@ -728,33 +722,33 @@ impl Remote {
         method: &str,
         path: &str,
         body: Option<Value>,
-        not_found: impl FnOnce() -> String,
-    ) -> Result<Value, String> {
+        not_found: impl FnOnce() -> Missing,
+    ) -> Result<Value, Error> {
         match self.client.call(method, path, body.as_ref()) {
-            Err(crate::cli::client::Error::Status { status: 404, .. }) => Err(not_found()),
-            other => other.map_err(|e| e.to_string()),
+            Err(client::Error::Status { status: 404, .. }) => Err(not_found().into()),
+            other => Ok(other?),
         }
     }
 
-    /// Every item of a paged listing, up to `max`.
+    /// Every item of a paged listing, up to `max`; a 404 becomes `not_found` when given (the
+    /// site-wide listings have no owner to miss: their 404 is the server's answer).
     fn pages(
         &self,
         path: &str,
         max: usize,
-        not_found: impl Fn() -> String,
-    ) -> Result<Vec<Value>, String> {
+        not_found: Option<&dyn Fn() -> Missing>,
+    ) -> Result<Vec<Value>, Error> {
         let sep = if path.contains('?') { '&' } else { '?' };
         let limit = max.clamp(1, PAGE);
         let mut out = Vec::new();
         for page in 1.. {
-            let v = self.call_or(
-                "GET",
-                &format!("{path}{sep}page={page}&limit={limit}"),
-                None,
-                &not_found,
-            )?;
+            let page_path = format!("{path}{sep}page={page}&limit={limit}");
+            let v = match not_found {
+                Some(not_found) => self.call_or("GET", &page_path, None, not_found)?,
+                None => self.call("GET", &page_path, None)?,
+            };
             let Value::Array(items) = v else {
-                return Err(format!("GET {path}: expected a JSON list"));
+                return Err(Error::Answer(Answer::NotAList(path.into())));
             };
             let n = items.len();
             out.extend(items);
@@ -767,16 +761,16 @@ impl Remote {
     }
 }
 
-fn no_user(name: &str) -> impl Fn() -> String + '_ {
-    move || format!("no user named {name:?}")
+fn no_user(name: &str) -> impl Fn() -> Missing + '_ {
+    move || Missing::User(name.into())
 }
 
-fn no_org(name: &str) -> impl Fn() -> String + '_ {
-    move || format!("no organization named {name:?} (or the token may not see it)")
+fn no_org(name: &str) -> impl Fn() -> Missing + '_ {
+    move || Missing::HiddenOrg(name.into())
 }
 
 impl Backend for Remote {
-    fn add_user(&self, new: &NewUser) -> Result<(), String> {
+    fn add_user(&self, new: &NewUser) -> Result<(), Error> {
         let mut body = Map::new();
         body.insert("username".into(), json!(new.name));
         body.insert("must_change_password".into(), json!(false));
@@ -796,25 +790,26 @@ impl Backend for Remote {
                 &format!("/api/v1/admin/users/{}", enc(&new.name)),
                 Some(json!({ "admin": true })),
             )
-            .map_err(|e| {
-                format!(
-                    "created user {}, but making it a site admin failed: {e}",
-                    new.name
-                )
+            .map_err(|e| match e {
+                Error::Client(source) => Error::AdminFlag {
+                    user: new.name.clone(),
+                    source,
+                },
+                other => other,
             })?;
         }
         Ok(())
     }
 
-    fn users(&self) -> Result<Vec<UserRecord>, String> {
+    fn users(&self) -> Result<Vec<UserRecord>, Error> {
         Ok(self
-            .pages("/api/v1/admin/users", usize::MAX, String::new)?
+            .pages("/api/v1/admin/users", usize::MAX, None)?
             .iter()
             .map(|v| owner_from_json(v, OwnerKind::User))
             .collect())
     }
 
-    fn modify_user(&self, name: &str, change: UserChange) -> Result<(), String> {
+    fn modify_user(&self, name: &str, change: UserChange) -> Result<(), Error> {
         let mut body = Map::new();
         if let Some(v) = change.admin {
             body.insert("admin".into(), json!(v));
@@ -837,7 +832,7 @@ impl Backend for Remote {
         Ok(())
     }
 
-    fn delete_owner(&self, name: &str, kind: OwnerKind, purge: bool) -> Result<(), String> {
+    fn delete_owner(&self, name: &str, kind: OwnerKind, purge: bool) -> Result<(), Error> {
         let path = match kind {
             OwnerKind::User => format!("/api/v1/admin/users/{}", enc(name)),
             OwnerKind::Org => format!("/api/v1/orgs/{}", enc(name)),
@@ -847,15 +842,11 @@ impl Backend for Remote {
         } else {
             path
         };
-        let not_found = match kind {
-            OwnerKind::User => format!("no user named {name:?}"),
-            OwnerKind::Org => format!("no organization named {name:?}"),
-        };
-        self.call_or("DELETE", &path, None, || not_found)?;
+        self.call_or("DELETE", &path, None, || missing_owner(name, kind))?;
         Ok(())
     }
 
-    fn create_token(&self, new: NewToken) -> Result<String, String> {
+    fn create_token(&self, new: NewToken) -> Result<String, Error> {
         let mut body = Map::new();
         body.insert("name".into(), json!(new.name));
         body.insert("scopes".into(), json!(new.scopes));
@@ -876,14 +867,14 @@ impl Backend for Remote {
         )?;
         opt_str(&v, "sha1")
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| "the server created the token but did not return it".to_string())
+            .ok_or(Error::Answer(Answer::NoToken))
     }
 
-    fn tokens(&self, user: &str) -> Result<Vec<TokenRecord>, String> {
+    fn tokens(&self, user: &str) -> Result<Vec<TokenRecord>, Error> {
         let items = self.pages(
             &format!("/api/v1/users/{}/tokens", enc(user)),
             usize::MAX,
-            no_user(user),
+            Some(&no_user(user)),
         )?;
         Ok(items
             .iter()
@@ -910,12 +901,15 @@ impl Backend for Remote {
             .collect())
     }
 
-    fn revoke_token(&self, user: &str, name_or_id: &str) -> Result<(), String> {
+    fn revoke_token(&self, user: &str, name_or_id: &str) -> Result<(), Error> {
         self.call_or(
             "DELETE",
             &format!("/api/v1/users/{}/tokens/{}", enc(user), enc(name_or_id)),
             None,
-            || format!("{user} has no token named {name_or_id:?}"),
+            || Missing::Token {
+                user: user.into(),
+                name: name_or_id.into(),
+            },
         )?;
         Ok(())
     }
@@ -925,7 +919,7 @@ impl Backend for Remote {
         name: &str,
         owner: Option<&str>,
         visibility: Option<Visibility>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Error> {
         let mut body = Map::new();
         body.insert("username".into(), json!(name));
         if let Some(v) = visibility {
@@ -944,15 +938,15 @@ impl Backend for Remote {
         Ok(())
     }
 
-    fn orgs(&self) -> Result<Vec<UserRecord>, String> {
+    fn orgs(&self) -> Result<Vec<UserRecord>, Error> {
         Ok(self
-            .pages("/api/v1/admin/orgs", usize::MAX, String::new)?
+            .pages("/api/v1/admin/orgs", usize::MAX, None)?
             .iter()
             .map(|v| owner_from_json(v, OwnerKind::Org))
             .collect())
     }
 
-    fn set_org_visibility(&self, org: &str, v: Visibility) -> Result<(), String> {
+    fn set_org_visibility(&self, org: &str, v: Visibility) -> Result<(), Error> {
         self.call_or(
             "PATCH",
             &format!("/api/v1/orgs/{}", enc(org)),
@@ -962,31 +956,37 @@ impl Backend for Remote {
         Ok(())
     }
 
-    fn set_member(&self, org: &str, user: &str, role: Role) -> Result<(), String> {
+    fn set_member(&self, org: &str, user: &str, role: Role) -> Result<(), Error> {
         self.call_or(
             "PUT",
             &format!("/api/v1/orgs/{}/members/{}", enc(org), enc(user)),
             Some(json!({ "role": role.as_str() })),
-            || format!("no organization {org:?} or no user {user:?}"),
+            || Missing::OrgOrUser {
+                org: org.into(),
+                user: user.into(),
+            },
         )?;
         Ok(())
     }
 
-    fn remove_member(&self, org: &str, user: &str) -> Result<(), String> {
+    fn remove_member(&self, org: &str, user: &str) -> Result<(), Error> {
         self.call_or(
             "DELETE",
             &format!("/api/v1/orgs/{}/members/{}", enc(org), enc(user)),
             None,
-            || format!("{user} is not a member of {org} (or there is no such organization)"),
+            || Missing::MemberOrOrg {
+                org: org.into(),
+                user: user.into(),
+            },
         )?;
         Ok(())
     }
 
-    fn members(&self, org: &str) -> Result<Vec<(String, Role)>, String> {
+    fn members(&self, org: &str) -> Result<Vec<(String, Role)>, Error> {
         let items = self.pages(
             &format!("/api/v1/orgs/{}/members", enc(org)),
             usize::MAX,
-            no_org(org),
+            Some(&no_org(org)),
         )?;
         Ok(items
             .iter()
@@ -997,7 +997,7 @@ impl Backend for Remote {
             .collect())
     }
 
-    fn audit(&self, filter: &AuditFilter, limit: usize) -> Result<Vec<AuditRecord>, String> {
+    fn audit(&self, filter: &AuditFilter, limit: usize) -> Result<Vec<AuditRecord>, Error> {
         let mut query = Vec::new();
         if let Some(o) = &filter.owner {
             query.push(format!("owner={}", enc(o)));
@@ -1011,7 +1011,7 @@ impl Backend for Remote {
             format!("/api/v1/admin/audit?{}", query.join("&"))
         };
         Ok(self
-            .pages(&path, limit, String::new)?
+            .pages(&path, limit, None)?
             .iter()
             .map(|v| AuditRecord {
                 time: time_of(v, "time").unwrap_or_default(),
@@ -1025,7 +1025,7 @@ impl Backend for Remote {
             .collect())
     }
 
-    fn close(self: Box<Self>) -> Result<(), String> {
+    fn close(self: Box<Self>) -> Result<(), Error> {
         Ok(())
     }
 }
@@ -1042,8 +1042,8 @@ mod tests {
         for s in ["", "read", "read:packages", "admin:write", "WRITE:package"] {
             assert!(!crate::auth::valid_scope(s), "{s}");
         }
-        assert_eq!(expiry("1970-01-02"), Ok(86_400));
-        assert_eq!(expiry("1970-01-01T00:01:00Z"), Ok(60));
+        assert_eq!(expiry("1970-01-02").ok(), Some(86_400));
+        assert_eq!(expiry("1970-01-01T00:01:00Z").ok(), Some(60));
         assert!(expiry("tomorrow").is_err());
     }
 
