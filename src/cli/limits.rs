@@ -6,8 +6,9 @@ use crate::api::{
     cleanup_report_json, parse_limit, quota_json, rule_from_json, rule_json, ALL_PACKAGES,
 };
 use crate::cli::args::{self, CleanupAction, QuotaAction, RuleAction};
-use crate::cli::client::Client;
+use crate::cli::client::{self, Client};
 use crate::cli::terminal::printable;
+use crate::cli::{Answer, Error, Missing};
 use crate::names::{encode_component as enc, valid_owner_name, valid_package_name};
 use crate::store::{self, Limit, QuotaRecord, Store};
 use serde_json::{json, Map, Value};
@@ -18,24 +19,19 @@ enum Backend {
     Remote(Client),
 }
 
-fn open(target: args::Target) -> Result<Backend, String> {
+fn open(target: args::Target) -> Result<Backend, Error> {
     Ok(match target {
         args::Target::Offline(path) => Backend::Offline(super::open_store(&path)?),
-        args::Target::Remote { url, token } => {
-            Backend::Remote(Client::new(&url, &token).map_err(|e| e.to_string())?)
-        }
+        args::Target::Remote { url, token } => Backend::Remote(Client::new(&url, &token)?),
     })
 }
 
 /// Runs `f` on the target and closes it whether `f` succeeded or not.
-fn with(
-    target: args::Target,
-    f: impl FnOnce(&Backend) -> Result<(), String>,
-) -> Result<(), String> {
+fn with(target: args::Target, f: impl FnOnce(&Backend) -> Result<(), Error>) -> Result<(), Error> {
     let b = open(target)?;
     let result = f(&b);
     let closed = match b {
-        Backend::Offline(s) => s.close().map_err(|e| e.to_string()),
+        Backend::Offline(s) => s.close().map_err(Error::from),
         Backend::Remote(_) => Ok(()),
     };
     result.and(closed)
@@ -45,48 +41,57 @@ fn record(s: &Store, action: &str, owner: &str, target: &str) {
     super::audit_local(s, action, owner, target);
 }
 
-fn owner_name(name: &str) -> Result<String, String> {
+fn owner_name(name: &str) -> Result<String, Error> {
     if valid_owner_name(name) {
         Ok(name.to_string())
     } else {
-        Err(format!("{name:?} is not a valid user or organization name"))
+        Err(Error::Usage(format!(
+            "{name:?} is not a valid user or organization name"
+        )))
     }
 }
 
-fn no_owner(name: &str) -> String {
-    format!("no user or organization named {name:?}")
+fn no_owner(name: &str) -> Missing {
+    Missing::Owner(name.into())
+}
+
+/// A JSON API call on the server; a 404 becomes `not_found`.
+fn remote_or(
+    c: &Client,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+    not_found: impl FnOnce() -> Missing,
+) -> Result<Value, Error> {
+    match c.call(method, path, body.as_ref()) {
+        Err(client::Error::Status { status: 404, .. }) => Err(not_found().into()),
+        other => Ok(other?),
+    }
+}
+
+/// A JSON API call about `owner`: a 404 says there is no such owner.
+fn remote(
+    c: &Client,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+    owner: &str,
+) -> Result<Value, Error> {
+    remote_or(c, method, path, body, || no_owner(owner))
 }
 
 impl Backend {
-    fn call(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<Value>,
-        owner: &str,
-    ) -> Result<Value, String> {
-        let Backend::Remote(c) = self else {
-            return Err("internal: a remote call offline".into());
-        };
-        match c.call(method, path, body.as_ref()) {
-            Err(crate::cli::client::Error::Status { status: 404, .. }) => Err(no_owner(owner)),
-            other => other.map_err(|e| e.to_string()),
-        }
-    }
-
-    fn quota(&self, owner: &str) -> Result<Value, String> {
+    fn quota(&self, owner: &str) -> Result<Value, Error> {
         match self {
             Backend::Offline(s) => {
-                let q = s
-                    .owner_quota(owner)
-                    .map_err(|e| e.to_string())?
-                    .ok_or_else(|| no_owner(owner))?;
+                let q = s.owner_quota(owner)?.ok_or_else(|| no_owner(owner))?;
                 let mut v = quota_json(&q);
                 // Offline, the server's flags are unknown: only overrides are certain.
                 v["limits"] = Value::Null;
                 Ok(v)
             }
-            Backend::Remote(_) => self.call(
+            Backend::Remote(c) => remote(
+                c,
                 "GET",
                 &format!("/api/v1/admin/quotas/{}", enc(owner)),
                 None,
@@ -95,11 +100,10 @@ impl Backend {
         }
     }
 
-    fn quotas(&self) -> Result<Vec<Value>, String> {
+    fn quotas(&self) -> Result<Vec<Value>, Error> {
         match self {
             Backend::Offline(s) => Ok(s
-                .quotas()
-                .map_err(|e| e.to_string())?
+                .quotas()?
                 .iter()
                 .map(|q| {
                     let mut v = quota_json(q);
@@ -107,18 +111,20 @@ impl Backend {
                     v
                 })
                 .collect()),
-            Backend::Remote(_) => match self.call("GET", "/api/v1/admin/quotas", None, "")? {
+            Backend::Remote(c) => match remote(c, "GET", "/api/v1/admin/quotas", None, "")? {
                 Value::Array(a) => Ok(a),
-                _ => Err("GET /api/v1/admin/quotas: expected a JSON list".into()),
+                _ => Err(Error::Answer(Answer::NotAList(
+                    "/api/v1/admin/quotas".into(),
+                ))),
             },
         }
     }
 
-    fn set_quota(&self, owner: &str, rec: QuotaRecord) -> Result<(), String> {
+    fn set_quota(&self, owner: &str, rec: QuotaRecord) -> Result<(), Error> {
         match self {
             Backend::Offline(s) => {
-                if !s.set_quota(owner, rec.clone()).map_err(|e| e.to_string())? {
-                    return Err(no_owner(owner));
+                if !s.set_quota(owner, rec.clone())? {
+                    return Err(no_owner(owner).into());
                 }
                 let action = if rec.is_empty() {
                     "quota.clear"
@@ -128,10 +134,10 @@ impl Backend {
                 record(s, action, owner, "");
                 Ok(())
             }
-            Backend::Remote(_) => {
+            Backend::Remote(c) => {
                 let path = format!("/api/v1/admin/quotas/{}", enc(owner));
                 if rec.is_empty() {
-                    self.call("DELETE", &path, None, owner)?;
+                    remote(c, "DELETE", &path, None, owner)?;
                 } else {
                     let l = |l: Option<Limit>| match l {
                         None => json!("default"),
@@ -143,7 +149,7 @@ impl Backend {
                         "max_bytes": l(rec.max_bytes),
                         "max_versions": l(rec.max_versions),
                     });
-                    self.call("PUT", &path, Some(body), owner)?;
+                    remote(c, "PUT", &path, Some(body), owner)?;
                 }
                 Ok(())
             }
@@ -160,7 +166,7 @@ fn override_of(v: &Value) -> Option<Limit> {
     }
 }
 
-pub fn quota(action: QuotaAction) -> Result<(), String> {
+pub fn quota(action: QuotaAction) -> Result<(), Error> {
     match action {
         QuotaAction::Show(a) => {
             let target = args::target(a.db, a.server, a.token)?;
@@ -186,16 +192,18 @@ pub fn quota(action: QuotaAction) -> Result<(), String> {
             let owner = owner_name(&a.owner)?;
             let parse = |v: &Option<String>, size: bool, flag: &str| {
                 v.as_deref()
-                    .map(|v| parse_limit(v, size).map_err(|e| format!("--{flag}: {e}")))
+                    .map(|v| {
+                        parse_limit(v, size).map_err(|e| Error::Usage(format!("--{flag}: {e}")))
+                    })
                     .transpose()
             };
             let file = parse(&a.max_file_size, true, "max-file-size")?;
             let bytes = parse(&a.max_bytes, true, "max-bytes")?;
             let versions = parse(&a.max_versions, false, "max-versions")?;
             if file.is_none() && bytes.is_none() && versions.is_none() {
-                return Err(
+                return Err(Error::Usage(
                     "give at least one of --max-file-size, --max-bytes, --max-versions".into(),
-                );
+                ));
             }
             let target = args::target(a.db, a.server, a.token)?;
             with(target, |b| {
@@ -245,15 +253,17 @@ fn print_quotas(list: &[Value]) {
     }
 }
 
-fn package_segment(p: &Option<String>) -> Result<String, String> {
+fn package_segment(p: &Option<String>) -> Result<String, Error> {
     match p {
         None => Ok(ALL_PACKAGES.to_string()),
         Some(p) if valid_package_name(p) => Ok(p.clone()),
-        Some(p) => Err(format!("--package: {p:?} is not a valid package name")),
+        Some(p) => Err(Error::Usage(format!(
+            "--package: {p:?} is not a valid package name"
+        ))),
     }
 }
 
-pub fn cleanup(action: CleanupAction) -> Result<(), String> {
+pub fn cleanup(action: CleanupAction) -> Result<(), Error> {
     match action {
         CleanupAction::Rule(r) => match r.action {
             RuleAction::Add(a) => {
@@ -274,25 +284,22 @@ pub fn cleanup(action: CleanupAction) -> Result<(), String> {
                 m.insert("match_full_name".into(), json!(a.match_full_name));
                 m.insert("unused_days".into(), json!(a.unused_days.unwrap_or(0)));
                 // Validated here too, so a bad pattern is a clear error before anything opens.
-                let rule = rule_from_json(&m)?;
+                let rule = rule_from_json(&m).map_err(Error::Usage)?;
                 let target = args::target(a.db, a.server, a.token)?;
                 with(target, |b| {
                     match b {
                         Backend::Offline(s) => {
                             let package = (seg != ALL_PACKAGES).then_some(seg.as_str());
-                            match s
-                                .set_cleanup_rule(&owner, package, rule)
-                                .map_err(|e| e.to_string())?
-                            {
-                                Err(e) => return Err(e.into()),
-                                Ok(false) => return Err(no_owner(&owner)),
+                            match s.set_cleanup_rule(&owner, package, rule)? {
+                                Err(e) => return Err(Error::Rule(e)),
+                                Ok(false) => return Err(no_owner(&owner).into()),
                                 Ok(true) => record(s, "cleanup.rule_set", &owner, &seg),
                             }
                         }
-                        Backend::Remote(_) => {
+                        Backend::Remote(c) => {
                             let path =
                                 format!("/api/v1/cleanup/{}/rules/{}", enc(&owner), enc(&seg));
-                            b.call("PUT", &path, Some(Value::Object(m)), &owner)?;
+                            remote(c, "PUT", &path, Some(Value::Object(m)), &owner)?;
                         }
                     }
                     println!(
@@ -308,28 +315,22 @@ pub fn cleanup(action: CleanupAction) -> Result<(), String> {
                 let seg = package_segment(&a.package)?;
                 let target = args::target(a.db, a.server, a.token)?;
                 with(target, |b| {
-                    let missing = || format!("{owner} has no cleanup rule for {seg}");
+                    let missing = || Missing::CleanupRule {
+                        owner: owner.clone(),
+                        package: seg.clone(),
+                    };
                     match b {
                         Backend::Offline(s) => {
                             let package = (seg != ALL_PACKAGES).then_some(seg.as_str());
-                            if !s
-                                .remove_cleanup_rule(&owner, package)
-                                .map_err(|e| e.to_string())?
-                            {
-                                return Err(missing());
+                            if !s.remove_cleanup_rule(&owner, package)? {
+                                return Err(missing().into());
                             }
                             record(s, "cleanup.rule_remove", &owner, &seg);
                         }
-                        Backend::Remote(_) => {
+                        Backend::Remote(c) => {
                             let path =
                                 format!("/api/v1/cleanup/{}/rules/{}", enc(&owner), enc(&seg));
-                            b.call("DELETE", &path, None, &owner).map_err(|e| {
-                                if e == no_owner(&owner) {
-                                    missing()
-                                } else {
-                                    e
-                                }
-                            })?;
+                            remote_or(c, "DELETE", &path, None, missing)?;
                         }
                     }
                     println!(
@@ -346,19 +347,18 @@ pub fn cleanup(action: CleanupAction) -> Result<(), String> {
                 with(target, |b| {
                     let rules: Vec<Value> = match b {
                         Backend::Offline(s) => s
-                            .cleanup_rules(owner.as_deref())
-                            .map_err(|e| e.to_string())?
+                            .cleanup_rules(owner.as_deref())?
                             .iter()
                             .map(rule_json)
                             .collect(),
-                        Backend::Remote(_) => {
+                        Backend::Remote(c) => {
                             let path = match &owner {
                                 Some(o) => format!("/api/v1/cleanup/{}/rules", enc(o)),
                                 None => "/api/v1/admin/cleanup/rules".into(),
                             };
-                            match b.call("GET", &path, None, owner.as_deref().unwrap_or(""))? {
+                            match remote(c, "GET", &path, None, owner.as_deref().unwrap_or(""))? {
                                 Value::Array(a) => a,
-                                _ => return Err(format!("GET {path}: expected a JSON list")),
+                                _ => return Err(Error::Answer(Answer::NotAList(path))),
                             }
                         }
                     };
@@ -417,22 +417,20 @@ pub fn cleanup(action: CleanupAction) -> Result<(), String> {
                 let report: Value = match b {
                     Backend::Offline(s) => {
                         if let Some(o) = &owner {
-                            if s.get_user(o).map_err(|e| e.to_string())?.is_none() {
-                                return Err(no_owner(o));
+                            if s.get_user(o)?.is_none() {
+                                return Err(no_owner(o).into());
                             }
                         }
-                        let report = s
-                            .run_cleanup(owner.as_deref(), dry, store::now())
-                            .map_err(|e| e.to_string())?;
+                        let report = s.run_cleanup(owner.as_deref(), dry, store::now())?;
                         cleanup_report_json(&report, dry)
                     }
-                    Backend::Remote(_) => {
+                    Backend::Remote(c) => {
                         let q = if dry { "?dry_run=true" } else { "" };
                         let path = match &owner {
                             Some(o) => format!("/api/v1/cleanup/{}/run{q}", enc(o)),
                             None => format!("/api/v1/admin/cleanup/run{q}"),
                         };
-                        b.call("POST", &path, None, owner.as_deref().unwrap_or(""))?
+                        remote(c, "POST", &path, None, owner.as_deref().unwrap_or(""))?
                     }
                 };
                 let list = |k: &str| report[k].as_array().cloned().unwrap_or_default();
