@@ -7,6 +7,7 @@ use crate::bundle::{ExportRequest, ImportReport, Manifest};
 use crate::cli::args::{self, ExportCmd, ImportCmd, ManifestCmd, Target};
 use crate::cli::client::{Client, Streamed};
 use crate::cli::terminal::printable;
+use crate::cli::{Answer, Error, Missing};
 use crate::names::encode_component;
 use crate::store::Store;
 use serde_json::{json, Value};
@@ -19,12 +20,12 @@ use std::time::{Duration, Instant};
 /// Socket timeout for bundle transfers: an import answers after its last publishing commit.
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(3600);
 
-fn close(store: Arc<Store>) -> Result<(), String> {
-    store.close().map_err(|e| e.to_string())
+fn close(store: Arc<Store>) -> Result<(), Error> {
+    Ok(store.close()?)
 }
 
-fn client(url: &str, token: &str) -> Result<Client, String> {
-    Client::new(url, token).map_err(|e| e.to_string())
+fn client(url: &str, token: &str) -> Result<Client, Error> {
+    Ok(Client::new(url, token)?)
 }
 
 /// `FILE.partial`, renamed to `FILE` once complete: a bundle file that exists is whole.
@@ -40,20 +41,23 @@ fn partial_path(out: &Path) -> PathBuf {
 /// Writes `out` through `f`, atomically (temp file, fsync, rename); removes the temp on error.
 fn write_atomically(
     out: &Path,
-    f: impl FnOnce(&mut BufWriter<&File>) -> Result<u64, String>,
-) -> Result<u64, String> {
+    f: impl FnOnce(&mut BufWriter<&File>) -> Result<u64, Error>,
+) -> Result<u64, Error> {
     let tmp = partial_path(out);
-    let file = File::create(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    let file = File::create(&tmp).map_err(Error::io(format!("cannot create {}", tmp.display())))?;
     let result = (|| {
         let mut w = BufWriter::with_capacity(1 << 20, &file);
         let n = f(&mut w)?;
         w.flush()
-            .map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+            .map_err(Error::io(format!("writing {}", tmp.display())))?;
         drop(w);
         file.sync_all()
-            .map_err(|e| format!("writing {}: {e}", tmp.display()))?;
-        std::fs::rename(&tmp, out)
-            .map_err(|e| format!("renaming {} to {}: {e}", tmp.display(), out.display()))?;
+            .map_err(Error::io(format!("writing {}", tmp.display())))?;
+        std::fs::rename(&tmp, out).map_err(Error::io(format!(
+            "renaming {} to {}",
+            tmp.display(),
+            out.display()
+        )))?;
         Ok(n)
     })();
     if result.is_err() {
@@ -62,28 +66,26 @@ fn write_atomically(
     result
 }
 
-fn read_against(path: &Path) -> Result<Manifest, String> {
-    let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+fn read_against(path: &Path) -> Result<Manifest, Error> {
+    let file = File::open(path).map_err(Error::io(format!("cannot open {}", path.display())))?;
     let mut bytes = Vec::new();
     file.take(crate::bundle::MAX_MANIFEST + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        .map_err(Error::io(format!("reading {}", path.display())))?;
     if bytes.len() as u64 > crate::bundle::MAX_MANIFEST {
-        return Err(format!(
-            "{} is larger than a manifest may be",
-            path.display()
-        ));
+        return Err(Error::ManifestTooLarge(path.to_path_buf()));
     }
-    crate::bundle::parse_manifest(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+    crate::bundle::parse_manifest(&bytes).map_err(|source| Error::Manifest {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Copies exactly the answer's announced length (a short answer is an error, not a bundle).
-fn copy_body<W: Write + ?Sized>(mut reply: Streamed, w: &mut W) -> Result<u64, String> {
-    let n = io::copy(&mut reply.body, w).map_err(|e| format!("receiving: {e}"))?;
+fn copy_body<W: Write + ?Sized>(mut reply: Streamed, w: &mut W) -> Result<u64, Error> {
+    let n = io::copy(&mut reply.body, w).map_err(Error::io("receiving"))?;
     match reply.length {
-        Some(len) if len != n => Err(format!(
-            "the server's answer ended after {n} of {len} bytes"
-        )),
+        Some(len) if len != n => Err(Error::Answer(Answer::Short { got: n, len })),
         _ => Ok(n),
     }
 }
@@ -96,12 +98,12 @@ fn rate(bytes: u64, started: Instant) -> String {
     )
 }
 
-pub fn export(cmd: ExportCmd) -> Result<(), String> {
+pub fn export(cmd: ExportCmd) -> Result<(), Error> {
     if cmd.version.is_some() && cmd.package.is_none() {
-        return Err("--version needs --package".into());
+        return Err(Error::Usage("--version needs --package".into()));
     }
     if let Some(s) = &cmd.since {
-        crate::bundle::parse_since(s).map_err(|e| e.to_string())?;
+        crate::bundle::parse_since(s).map_err(Error::Since)?;
     }
     let against = cmd.against.as_deref().map(read_against).transpose()?;
     let target = args::target(cmd.db, cmd.server, cmd.token)?;
@@ -109,13 +111,9 @@ pub fn export(cmd: ExportCmd) -> Result<(), String> {
     let (files, bytes, left_out, written) = match target {
         Target::Offline(path) => {
             let store = open_store(&path)?;
-            let result = (|| {
-                if store
-                    .get_user(&cmd.owner)
-                    .map_err(|e| e.to_string())?
-                    .is_none()
-                {
-                    return Err(format!("no owner named {:?}", cmd.owner));
+            let result = (|| -> Result<(u64, u64, u64, u64), Error> {
+                if store.get_user(&cmd.owner)?.is_none() {
+                    return Err(Missing::ExportOwner(cmd.owner.clone()).into());
                 }
                 let req = ExportRequest {
                     owner: cmd.owner.clone(),
@@ -125,15 +123,12 @@ pub fn export(cmd: ExportCmd) -> Result<(), String> {
                     against,
                 };
                 let source = crate::bundle::source_name(&path);
-                let export = crate::bundle::Export::prepare(&store, &req, &source)
-                    .map_err(|e| e.to_string())?;
+                let export = crate::bundle::Export::prepare(&store, &req, &source)?;
                 let m = &export.manifest;
                 let (files, bytes, left_out) = (m.total_files, m.total_bytes, m.left_out);
                 let mut stream = export.into_stream();
                 let written = write_atomically(&cmd.output, |w| {
-                    stream
-                        .write_to(w)
-                        .map_err(|e| format!("writing the bundle: {e}"))
+                    stream.write_to(w).map_err(Error::io("writing the bundle"))
                 })?;
                 Ok((files, bytes, left_out, written))
             })();
@@ -151,18 +146,16 @@ pub fn export(cmd: ExportCmd) -> Result<(), String> {
                 "since": cmd.since,
                 "against": against,
             });
-            let payload = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
-            let reply = c
-                .stream(
-                    "POST",
-                    "/api/v1/admin/export",
-                    "application/json",
-                    Some((&mut &payload[..], payload.len() as u64)),
-                    TRANSFER_TIMEOUT,
-                )
-                .map_err(|e| e.to_string())?;
+            let payload = serde_json::to_vec(&body)?;
+            let reply = c.stream(
+                "POST",
+                "/api/v1/admin/export",
+                "application/json",
+                Some((&mut &payload[..], payload.len() as u64)),
+                TRANSFER_TIMEOUT,
+            )?;
             if reply.status != 200 {
-                return Err(reply.error().to_string());
+                return Err(reply.error().into());
             }
             let num = |h: &str| {
                 reply
@@ -191,16 +184,16 @@ pub fn export(cmd: ExportCmd) -> Result<(), String> {
     Ok(())
 }
 
-pub fn manifest(cmd: ManifestCmd) -> Result<(), String> {
+pub fn manifest(cmd: ManifestCmd) -> Result<(), Error> {
     let target = args::target(cmd.db, cmd.server, cmd.token)?;
-    let emit = |f: &mut dyn FnMut(&mut dyn Write) -> Result<u64, String>| -> Result<(), String> {
+    let emit = |f: &mut dyn FnMut(&mut dyn Write) -> Result<u64, Error>| -> Result<(), Error> {
         match &cmd.output {
             Some(out) => write_atomically(out, |w| f(w)).map(|_| ()),
             None => {
                 let stdout = io::stdout();
                 let mut lock = stdout.lock();
                 f(&mut lock)?;
-                lock.flush().map_err(|e| e.to_string())
+                lock.flush().map_err(Error::Stdout)
             }
         }
     };
@@ -210,13 +203,13 @@ pub fn manifest(cmd: ManifestCmd) -> Result<(), String> {
             let source = crate::bundle::source_name(&path);
             let result = crate::bundle::holdings(&store, cmd.owner.as_deref(), &source);
             let closed = close(store);
-            let m = result.map_err(|e| e.to_string())?;
+            let m = result?;
             closed?;
-            let bytes = serde_json::to_vec_pretty(&m).map_err(|e| e.to_string())?;
+            let bytes = serde_json::to_vec_pretty(&m)?;
             emit(&mut |w| {
                 w.write_all(&bytes)
                     .and_then(|()| w.write_all(b"\n"))
-                    .map_err(|e| format!("writing the manifest: {e}"))?;
+                    .map_err(Error::io("writing the manifest"))?;
                 Ok(bytes.len() as u64)
             })
         }
@@ -226,11 +219,9 @@ pub fn manifest(cmd: ManifestCmd) -> Result<(), String> {
                 Some(o) => format!("/api/v1/admin/manifest?owner={}", encode_component(o)),
                 None => "/api/v1/admin/manifest".to_string(),
             };
-            let reply = c
-                .stream("GET", &path, "application/json", None, TRANSFER_TIMEOUT)
-                .map_err(|e| e.to_string())?;
+            let reply = c.stream("GET", &path, "application/json", None, TRANSFER_TIMEOUT)?;
             if reply.status != 200 {
-                return Err(reply.error().to_string());
+                return Err(reply.error().into());
             }
             let mut reply = Some(reply);
             emit(&mut |w| match reply.take() {
@@ -241,7 +232,7 @@ pub fn manifest(cmd: ManifestCmd) -> Result<(), String> {
     }
 }
 
-fn print_report(r: &ImportReport) -> Result<(), String> {
+fn print_report(r: &ImportReport) -> Result<(), Error> {
     println!(
         "{} files in the bundle: {} imported ({} bytes), {} already present, {} conflicts",
         r.files,
@@ -267,20 +258,17 @@ fn print_report(r: &ImportReport) -> Result<(), String> {
     if r.conflicts.is_empty() {
         Ok(())
     } else {
-        Err(format!(
-            "{} files exist here with other bytes and were not imported (everything else was)",
-            r.conflicts.len()
-        ))
+        Err(Error::Conflicts(r.conflicts.len()))
     }
 }
 
-pub fn import(cmd: ImportCmd) -> Result<(), String> {
+pub fn import(cmd: ImportCmd) -> Result<(), Error> {
     let target = args::target(cmd.db, cmd.server, cmd.token)?;
     let file =
-        File::open(&cmd.file).map_err(|e| format!("cannot open {}: {e}", cmd.file.display()))?;
+        File::open(&cmd.file).map_err(Error::io(format!("cannot open {}", cmd.file.display())))?;
     let len = file
         .metadata()
-        .map_err(|e| format!("{}: {e}", cmd.file.display()))?
+        .map_err(Error::io(cmd.file.display().to_string()))?
         .len();
     let started = Instant::now();
     let report = match target {
@@ -297,35 +285,33 @@ pub fn import(cmd: ImportCmd) -> Result<(), String> {
                 },
             );
             let closed = close(store);
-            let r = result.map_err(|e| e.to_string())?;
+            let r = result?;
             closed?;
             r
         }
         Target::Remote { url, token } => {
             let c = client(&url, &token)?;
             let mut file = file;
-            let reply = c
-                .stream(
-                    "PUT",
-                    "/api/v1/admin/import",
-                    "application/x-tar",
-                    Some((&mut file, len)),
-                    TRANSFER_TIMEOUT,
-                )
-                .map_err(|e| e.to_string())?;
+            let reply = c.stream(
+                "PUT",
+                "/api/v1/admin/import",
+                "application/x-tar",
+                Some((&mut file, len)),
+                TRANSFER_TIMEOUT,
+            )?;
             if reply.status != 200 {
-                return Err(reply.error().to_string());
+                return Err(reply.error().into());
             }
             let mut body = Vec::new();
             let mut reply = reply;
             (&mut reply.body)
                 .take(256 << 20)
                 .read_to_end(&mut body)
-                .map_err(|e| format!("receiving the report: {e}"))?;
+                .map_err(Error::io("receiving the report"))?;
             serde_json::from_slice::<Value>(&body)
                 .ok()
                 .and_then(|v| serde_json::from_value::<ImportReport>(v).ok())
-                .ok_or("the server's import report is not understood")?
+                .ok_or(Error::Answer(Answer::BadReport))?
         }
     };
     println!(
