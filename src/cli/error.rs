@@ -12,8 +12,6 @@ use std::path::PathBuf;
 
 #[derive(Debug)]
 pub enum Error {
-    /// Temporary, while commands still build their errors as text: that text.
-    Message(String),
     /// An argument mistake or a refusal of the command line, worded for the user.
     Usage(String),
     /// Offline: a running server holds the database file.
@@ -156,7 +154,7 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Usage(m) | Error::Message(m) => f.write_str(m),
+            Error::Usage(m) => f.write_str(m),
             Error::InUse(path) => write!(
                 f,
                 "{}, or work on it while it runs with --server http://HOST:PORT \
@@ -325,19 +323,5 @@ impl From<ImportError> for Error {
 impl From<serde_json::Error> for Error {
     fn from(e: serde_json::Error) -> Error {
         Error::Json(e)
-    }
-}
-
-/// Temporary, while commands still build their errors as text.
-impl From<String> for Error {
-    fn from(m: String) -> Error {
-        Error::Message(m)
-    }
-}
-
-/// Temporary, while commands still build their errors as text.
-impl From<Error> for String {
-    fn from(e: Error) -> String {
-        e.to_string()
     }
 }

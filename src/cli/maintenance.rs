@@ -5,18 +5,19 @@
 use crate::cli::args::{self, BackupCmd, CheckCmd, CompactCmd, StatsCmd, Target};
 use crate::cli::client::Client;
 use crate::cli::terminal::printable;
+use crate::cli::Error;
 use crate::store::{self, Store};
 use serde_json::Value;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-fn open(path: &Path) -> Result<Arc<Store>, String> {
-    Store::open(path).map_err(|e| e.to_string())
+fn open(path: &Path) -> Result<Arc<Store>, Error> {
+    Ok(Store::open(path)?)
 }
 
-fn close(s: Arc<Store>) -> Result<(), String> {
-    s.close().map_err(|e| e.to_string())
+fn close(s: Arc<Store>) -> Result<(), Error> {
+    Ok(s.close()?)
 }
 
 fn mb_s(bytes: u64, secs: f64) -> f64 {
@@ -24,13 +25,10 @@ fn mb_s(bytes: u64, secs: f64) -> f64 {
 }
 
 /// `shelf backup OUT`.
-pub fn backup(c: BackupCmd) -> Result<(), String> {
+pub fn backup(c: BackupCmd) -> Result<(), Error> {
     let target = args::target(c.db, c.server, c.token)?;
     if c.out.exists() {
-        return Err(format!(
-            "{} exists already; a backup never overwrites a file",
-            c.out.display()
-        ));
+        return Err(Error::BackupExists(c.out.clone()));
     }
     let limit = match &c.limit_rate {
         None => None,
@@ -38,7 +36,9 @@ pub fn backup(c: BackupCmd) -> Result<(), String> {
             crate::units::parse_size(v)
                 .filter(|&n| n > 0)
                 .ok_or_else(|| {
-                    format!("--limit-rate: cannot read {v:?} as bytes per second (e.g. 50MB)")
+                    Error::Usage(format!(
+                        "--limit-rate: cannot read {v:?} as bytes per second (e.g. 50MB)"
+                    ))
                 })?,
         ),
     };
@@ -52,40 +52,38 @@ pub fn backup(c: BackupCmd) -> Result<(), String> {
             Some(rate) => store::restore(Paced::new(r, rate), &out),
             None => store::restore(r, &out),
         })
-        .map_err(|e| format!("cannot start the restore thread: {e}"))?;
-    let sent = match &target {
+        .map_err(Error::io("cannot start the restore thread"))?;
+    let sent: Result<(), Error> = match &target {
         Target::Offline(db) => {
             let s = open(db)?;
-            let r = s.backup(&mut w).map_err(|e| e.to_string());
+            let r = s.backup(&mut w);
             close(s)?;
-            r.map(|_| ())
+            r.map(|_| ()).map_err(Error::from)
         }
-        Target::Remote { url, token } => Client::new(url, token)
-            .map_err(|e| e.to_string())?
+        Target::Remote { url, token } => Client::new(url, token)?
             .download("/api/v1/admin/backup", &mut w)
             .map(|_| ())
-            .map_err(|e| e.to_string()),
+            .map_err(Error::from),
     };
+    // When the restore failed first (e.g. OUT cannot be created), the transfer only saw the
+    // pipe close: the restore's error is the one to show.
+    let restore_failed_first = w.reader_gone();
     match &sent {
         Ok(()) => {
             if let Err(e) = w.finish() {
                 log::debug!("finishing the backup stream: {e}");
             }
         }
-        Err(e) => w.fail(e.clone()),
+        // The restore stops on this; the transfer's own error is the one shown.
+        Err(_) => w.fail("the backup transfer failed"),
     }
-    let restored = restorer
-        .join()
-        .map_err(|_| "the restore thread panicked".to_string())?;
-    // When the restore failed first (e.g. OUT cannot be created), the transfer only saw the
-    // pipe close: the restore's error is the one to show.
+    let restored = restorer.join().map_err(|_| Error::RestorePanicked)?;
+    let failed = |e: Error| Err(Error::Backup(Box::new(e)));
     let summary = match (sent, restored) {
         (Ok(()), Ok(summary)) => summary,
-        (Err(sent), Err(restore)) if sent.contains("reading end went away") => {
-            return Err(format!("backup failed, nothing written: {restore}"))
-        }
-        (Err(e), _) => return Err(format!("backup failed, nothing written: {e}")),
-        (Ok(()), Err(e)) => return Err(format!("backup failed, nothing written: {e}")),
+        (Err(_), Err(restore)) if restore_failed_first => return failed(restore.into()),
+        (Err(e), _) => return failed(e),
+        (Ok(()), Err(e)) => return failed(e.into()),
     };
     let secs = started.elapsed().as_secs_f64();
     println!(
@@ -100,7 +98,7 @@ pub fn backup(c: BackupCmd) -> Result<(), String> {
         return Ok(());
     }
     let s = open(&c.out)?;
-    let report = s.check().map_err(|e| e.to_string());
+    let report = s.check();
     close(s)?;
     let report = report?;
     if report.faults.is_empty() {
@@ -110,11 +108,10 @@ pub fn backup(c: BackupCmd) -> Result<(), String> {
         for f in &report.faults {
             println!("FAULT {}", printable(f));
         }
-        Err(format!(
-            "the backup in {} has {} faults",
-            c.out.display(),
-            report.faults.len()
-        ))
+        Err(Error::BackupFaults {
+            path: c.out.clone(),
+            faults: report.faults.len(),
+        })
     }
 }
 
@@ -154,39 +151,38 @@ impl<R: std::io::Read> std::io::Read for Paced<R> {
 }
 
 /// `shelf check [--repair]`.
-pub fn check(c: CheckCmd) -> Result<(), String> {
+pub fn check(c: CheckCmd) -> Result<(), Error> {
     let target = args::target(c.db, c.server, c.token)?;
     let (report, repair) = match target {
         Target::Remote { url, token } => {
             if c.repair {
-                return Err(
+                return Err(Error::Usage(
                     "--repair works on the database file: stop the server, then run \
                      `shelf check --repair --db PATH`"
                         .into(),
-                );
+                ));
             }
-            let v = Client::new(&url, &token)
-                .map_err(|e| e.to_string())?
-                .patient()
-                .call("GET", "/api/v1/admin/check", None)
-                .map_err(|e| e.to_string())?;
+            let v =
+                Client::new(&url, &token)?
+                    .patient()
+                    .call("GET", "/api/v1/admin/check", None)?;
             (v, None)
         }
         Target::Offline(db) => {
             let s = open(&db)?;
             let result = (|| {
                 let started = Instant::now();
-                let report = s.check().map_err(|e| e.to_string())?;
+                let report = s.check()?;
                 let json = crate::api::check_json(&report, started.elapsed().as_secs_f64());
                 if !c.repair || report.faults.is_empty() {
                     return Ok((json, None));
                 }
                 print_check(&json);
-                let fixes = s.repair().map_err(|e| e.to_string())?;
+                let fixes = s.repair()?;
                 let started = Instant::now();
-                let after = s.check().map_err(|e| e.to_string())?;
+                let after = s.check()?;
                 let json = crate::api::check_json(&after, started.elapsed().as_secs_f64());
-                Ok::<_, String>((json, Some(fixes)))
+                Ok::<_, Error>((json, Some(fixes)))
             })();
             close(s)?;
             result?
@@ -207,7 +203,7 @@ pub fn check(c: CheckCmd) -> Result<(), String> {
         println!("ok");
         Ok(())
     } else {
-        Err(format!("{faults} faults found"))
+        Err(Error::Faults(faults))
     }
 }
 
@@ -236,16 +232,16 @@ fn print_check(v: &Value) -> usize {
 }
 
 /// `shelf stats`.
-pub fn stats(c: StatsCmd) -> Result<(), String> {
+pub fn stats(c: StatsCmd) -> Result<(), Error> {
     let v = match args::target(c.db, c.server, c.token)? {
-        Target::Remote { url, token } => Client::new(&url, &token)
-            .map_err(|e| e.to_string())?
-            .patient()
-            .call("GET", "/api/v1/admin/stats", None)
-            .map_err(|e| e.to_string())?,
+        Target::Remote { url, token } => {
+            Client::new(&url, &token)?
+                .patient()
+                .call("GET", "/api/v1/admin/stats", None)?
+        }
         Target::Offline(db) => {
             let s = open(&db)?;
-            let stats = s.stats().map_err(|e| e.to_string());
+            let stats = s.stats();
             let v = stats.map(|st| crate::api::stats_json(&st, &s));
             close(s)?;
             v?
@@ -316,10 +312,10 @@ pub fn stats(c: StatsCmd) -> Result<(), String> {
 }
 
 /// `shelf compact`.
-pub fn compact(c: CompactCmd) -> Result<(), String> {
+pub fn compact(c: CompactCmd) -> Result<(), Error> {
     let path = args::db_path(c.db);
     let started = Instant::now();
-    let (before, after) = store::compact(&path).map_err(|e| e.to_string())?;
+    let (before, after) = store::compact(&path)?;
     println!(
         "compacted {}: {before} → {after} bytes ({} returned to the disk) in {:.2} s",
         printable(&path.display().to_string()),
