@@ -39,7 +39,8 @@ impl Store {
     }
 
     /// Counts for tests: (chunk rows, sum of chunk_refs, pinned chunks).
-    pub fn chunk_stats(&self) -> Result<(u64, u64, u64)> {
+    #[cfg(test)]
+    pub(crate) fn chunk_stats(&self) -> Result<(u64, u64, u64)> {
         let txn = self.db.begin_read().ctx("beginning a read")?;
         let chunks = txn
             .open_table(CHUNKS)

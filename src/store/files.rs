@@ -135,12 +135,9 @@ impl Store {
         }
     }
 
-    /// Publishes a file whose bytes shelf already holds (Artifactory's deploy by checksum),
-    /// looking only at bodies of owners `readable` accepts, so a caller learns nothing about
-    /// namespaces it cannot read.
-    /// `check` sees the size of the found bytes before anything is published; its error
-    /// refuses the deploy.
-    pub fn publish_existing(
+    /// `publish_existing_within` without quotas (tests).
+    #[cfg(test)]
+    pub(crate) fn publish_existing(
         &self,
         at: &FileCoords,
         creator: &str,
@@ -151,7 +148,10 @@ impl Store {
         self.publish_existing_within(at, creator, sha256, readable, check, None)
     }
 
-    /// `publish_existing` under the quotas (`Error::Quota` when refused).
+    /// Publishes a file whose bytes shelf already holds (Artifactory's deploy by checksum),
+    /// looking only at bodies of owners `readable` accepts, so a caller learns nothing about
+    /// namespaces it cannot read, under the quotas (`Error::Quota` when refused). `check` sees
+    /// the size of the found bytes before anything is published; its error refuses the deploy.
     pub fn publish_existing_within(
         &self,
         at: &FileCoords,

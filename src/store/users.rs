@@ -628,8 +628,9 @@ impl Store {
         Ok(Some((decode(user.value())?, t, hash)))
     }
 
-    /// The active user a token belongs to (tests and tools).
-    pub fn user_by_token(&self, token: &str) -> Result<Option<UserRecord>> {
+    /// The active user a token belongs to (tests).
+    #[cfg(test)]
+    pub(crate) fn user_by_token(&self, token: &str) -> Result<Option<UserRecord>> {
         Ok(self.token_auth(token)?.map(|(u, _, _)| u))
     }
 
