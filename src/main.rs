@@ -77,7 +77,6 @@ fn serve(s: ServeSettings) -> Result<(), Error> {
         rate: s.scrub_rate,
         interval: s.scrub_interval,
     })?;
-    bootstrap_admin(&store)?;
     let server_config = ServerConfig {
         workers: s.workers,
         max_connections: s.max_connections,
@@ -88,6 +87,9 @@ fn serve(s: ServeSettings) -> Result<(), Error> {
     };
     let mut server = Server::bind(&s.listen, server_config)
         .map_err(Error::io(format!("cannot listen on {}", s.listen)))?;
+    // Only once the address is ours: a start that cannot listen must not use up the one
+    // start that creates the admin and shows its token.
+    bootstrap_admin(&store)?;
     // Metrics: the HTTP layer reports each request; the store's totals are read at scrape time.
     // Other sources (e.g. a background job's counters) register here with `add_source`.
     let metrics = Arc::new(Metrics::new(s.metrics_token.clone()));

@@ -581,3 +581,29 @@ fn finding_5_audit_escapes_control_characters_in_targets() {
     s.stop();
     check(&ok(offline(&s, &["audit"])), "offline");
 }
+
+/// Issue 17, trap 2: when the listen address is busy, the first start must fail before it
+/// creates the admin, so the next start (on a free address) still creates it and shows its
+/// token; before, the token was printed by the failed start and lost.
+#[test]
+fn a_busy_address_does_not_use_up_the_first_start() {
+    let dir = temp_dir("busy-first-start");
+    let db = dir.join("shelf.redb");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = busy.local_addr().expect("addr").to_string();
+    let out = Command::new(bin())
+        .args(["serve", "--listen", &addr, "--db"])
+        .arg(&db)
+        .env_remove("SHELF_ADMIN_TOKEN")
+        .output()
+        .expect("run shelf");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started on a busy port: {stderr}");
+    assert!(stderr.contains("cannot listen on"), "{stderr}");
+    assert!(!stderr.contains("created site admin"), "{stderr}");
+    drop(busy);
+    // The database holds no account yet: `user list` finds nobody to show.
+    let list = cli(&db, &["user", "list"]);
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert!(!listed.contains("admin"), "{listed}");
+}
