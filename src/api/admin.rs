@@ -289,23 +289,6 @@ fn paged(
     resp
 }
 
-/// `paged` for a listing held whole in memory: its total, and only the asked page's items.
-fn paged_all(
-    base: &str,
-    path: &str,
-    query: &str,
-    (page, limit): (u64, u64),
-    items: Vec<Value>,
-) -> Response {
-    let total = items.len() as u64;
-    let items = items
-        .into_iter()
-        .skip(store::page_offset(page, limit))
-        .take(usize::try_from(limit).unwrap_or(usize::MAX))
-        .collect();
-    paged(base, path, query, (page, limit), total, items)
-}
-
 /// The maintenance routes: site admins only, with the admin scope (and the package scope for
 /// the bundle routes, which read or write packages).
 pub(super) fn maintenance(
@@ -419,6 +402,26 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// The page of `items` (a whole listing held in memory) the query asks for, with the
+    /// paging headers.
+    fn paged_all(&self, items: Vec<Value>) -> Response {
+        let (page, limit) = paging(self.query);
+        let total = items.len() as u64;
+        let items = items
+            .into_iter()
+            .skip(store::page_offset(page, limit))
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .collect();
+        paged(
+            self.base,
+            self.path,
+            self.query,
+            (page, limit),
+            total,
+            items,
+        )
+    }
+
     fn me(&self) -> Res {
         // Who am I: any signed-in caller, including a limited token, may ask.
         let c = self
@@ -442,13 +445,7 @@ impl Ctx<'_> {
             .iter()
             .map(|o| org_json(self.base, o))
             .collect::<Vec<_>>();
-        Ok(paged_all(
-            self.base,
-            self.path,
-            self.query,
-            paging(self.query),
-            items,
-        ))
+        Ok(self.paged_all(items))
     }
 
     fn admin_user(&self, name: &str) -> Res {
@@ -497,13 +494,7 @@ impl Ctx<'_> {
             .iter()
             .map(|t| token_json(t, None))
             .collect::<Vec<_>>();
-        Ok(paged_all(
-            self.base,
-            self.path,
-            self.query,
-            paging(self.query),
-            items,
-        ))
+        Ok(self.paged_all(items))
     }
 
     fn revoke_token(&self, req: &mut Request, name: &str, token: &str) -> Res {
@@ -530,13 +521,7 @@ impl Ctx<'_> {
             v["role"] = json!(role.as_str());
             items.push(v);
         }
-        Ok(paged_all(
-            self.base,
-            self.path,
-            self.query,
-            paging(self.query),
-            items,
-        ))
+        Ok(self.paged_all(items))
     }
 
     fn set_member(&self, req: &mut Request, org: &str, user: &str) -> Res {
@@ -580,13 +565,7 @@ impl Ctx<'_> {
             .iter()
             .map(|t| team_json(self.base, t, Some(&o)))
             .collect::<Vec<_>>();
-        Ok(paged_all(
-            self.base,
-            self.path,
-            self.query,
-            paging(self.query),
-            items,
-        ))
+        Ok(self.paged_all(items))
     }
 
     fn create_team(&self, req: &mut Request, org: &str) -> Res {
@@ -627,13 +606,7 @@ impl Ctx<'_> {
                 items.push(user_json(self.base, &u, self.viewer()));
             }
         }
-        Ok(paged_all(
-            self.base,
-            self.path,
-            self.query,
-            paging(self.query),
-            items,
-        ))
+        Ok(self.paged_all(items))
     }
 
     fn set_team_member(&self, req: &mut Request, id: &str, user: &str) -> Res {
