@@ -4,6 +4,7 @@
 //! `cargo run --release --example auth_cost [-- ROUNDS]` (default 200 tokens, 20 passwords × 10)
 
 use shelf::auth::{self, Credentials, Limiter};
+use shelf::names::Owner;
 use shelf::store::{NewToken, OwnerKind, Store, TokenOutcome, UserRecord};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -22,7 +23,8 @@ fn run() -> Result<(), String> {
     let dir = std::env::temp_dir().join(format!("shelf-auth-cost-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let store = Store::open(&dir.join("a.redb")).map_err(|e| e.to_string())?;
-    let mut user = UserRecord::new("alice", OwnerKind::User);
+    let alice = Owner::parse("alice").ok_or("invalid owner name")?;
+    let mut user = UserRecord::new(&alice, OwnerKind::User);
     user.password =
         Some(auth::hash_password("correct horse battery staple").map_err(|e| e.to_string())?);
     store.create_owner(user).map_err(|e| e.to_string())?;

@@ -589,6 +589,7 @@ pub fn may_read_owner_name(store: &Store, caller: Option<&Caller>, owner: &str) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::names::Owner;
 
     fn basic(s: &str) -> String {
         format!(
@@ -686,7 +687,7 @@ mod tests {
     fn a_valid_token_is_never_throttled_but_passwords_are() {
         let t = crate::store::tests::temp_store();
         let s = &t.store;
-        let mut u = UserRecord::new("ann", OwnerKind::User);
+        let mut u = UserRecord::new(&Owner::of("ann"), OwnerKind::User);
         u.password = Some(hash_password("pw").expect("hash"));
         s.create_owner(u).expect("user");
         let (outcome, _) = s
@@ -740,7 +741,7 @@ mod tests {
 
     fn token_caller(scopes: &[&str], owner: Option<&str>) -> Caller {
         Caller {
-            user: UserRecord::new("ann", OwnerKind::User),
+            user: UserRecord::new(&Owner::of("ann"), OwnerKind::User),
             token: Some(TokenRecord {
                 id: 1,
                 user: "ann".into(),
@@ -763,7 +764,7 @@ mod tests {
     #[test]
     fn a_token_covers_only_what_it_holds_itself() {
         let password = Caller {
-            user: UserRecord::new("ann", OwnerKind::User),
+            user: UserRecord::new(&Owner::of("ann"), OwnerKind::User),
             token: None,
         };
         assert!(password.covers(&scopes(&["all"])));

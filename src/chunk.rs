@@ -48,6 +48,27 @@ impl Want {
     }
 }
 
+/// A digest a client sent that the body does not have: the upload is refused (400).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DigestMismatch {
+    /// `sha256`, `sha1`, `md5` or `sha512`.
+    pub algorithm: &'static str,
+    pub expected: Vec<u8>,
+    pub got: Vec<u8>,
+}
+
+impl fmt::Display for DigestMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "checksum mismatch: the request says {} {}, the body has {}",
+            self.algorithm,
+            hex::encode(&self.expected),
+            hex::encode(&self.got)
+        )
+    }
+}
+
 /// The digests of a whole stream.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StreamDigests {

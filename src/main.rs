@@ -7,6 +7,7 @@ use shelf::cli::args::{Cli, Command, ServeSettings};
 use shelf::cli::{accounts, bundles, limits, maintenance, Error};
 use shelf::http::{Server, ServerConfig};
 use shelf::metrics::{Metrics, ScrubMetrics, StoreMetrics};
+use shelf::names::Owner;
 use shelf::store::{NewToken, Store, TokenOutcome};
 use std::io::Write;
 use std::process::ExitCode;
@@ -143,7 +144,7 @@ fn bootstrap_admin(store: &Store) -> Result<(), Error> {
     if store.user_count()? > 0 {
         return Ok(());
     }
-    store.create_user("admin", true)?;
+    store.create_user(&Owner::site_admin(), true)?;
     let given = std::env::var("SHELF_ADMIN_TOKEN")
         .ok()
         .filter(|t| !t.is_empty());

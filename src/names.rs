@@ -47,23 +47,152 @@ pub fn valid_owner_name(name: &str) -> bool {
         && b.last().is_some_and(u8::is_ascii_alphanumeric)
 }
 
+/// A name validated once, at the edge: `parse` is the only way to make one from outside
+/// data, so a function that takes one never validates again.
+pub trait Name: Sized + std::ops::Deref<Target = str> {
+    /// The name when `s` is valid under its rule, else `None`.
+    fn parse(s: &str) -> Option<Self>;
+}
+
+macro_rules! name_type {
+    ($(#[$doc:meta])* $t:ident, $valid:path) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $t(String);
+
+        impl $t {
+            /// The name when `s` is valid, else `None`.
+            pub fn parse(s: &str) -> Option<$t> {
+                $valid(s).then(|| $t(s.to_string()))
+            }
+
+            /// A name for a test. Panics on an invalid one.
+            #[cfg(test)]
+            pub(crate) fn of(s: &str) -> $t {
+                $t::parse(s).expect("an invalid name in a test")
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            pub fn into_string(self) -> String {
+                self.0
+            }
+        }
+
+        impl Name for $t {
+            fn parse(s: &str) -> Option<$t> {
+                $t::parse(s)
+            }
+        }
+
+        impl std::ops::Deref for $t {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+name_type!(
+    /// An owner (user or organization) name, under `valid_owner_name`.
+    Owner,
+    valid_owner_name
+);
+name_type!(
+    /// A package name, under `valid_package_name`.
+    PackageName,
+    valid_package_name
+);
+name_type!(
+    /// A package version, under `valid_version`.
+    Version,
+    valid_version
+);
+name_type!(
+    /// A file name, under `valid_file_name`.
+    FileName,
+    valid_file_name
+);
+
+impl Owner {
+    /// `admin`, the site admin shelf creates on an empty database.
+    pub fn site_admin() -> Owner {
+        Owner("admin".to_string())
+    }
+}
+
+impl Version {
+    /// A version the store reads back from its own rows, which only a parsed one wrote.
+    pub(crate) fn stored(s: String) -> Version {
+        Version(s)
+    }
+}
+
+/// A decoded path segment that names a `T`: valid, or the text that was sent. Routes carry
+/// these because Gitea checks names after credentials and permission, not while routing:
+/// an upload answers an invalid name with 400 only once the caller may write, and a read or
+/// a delete with an invalid name simply finds nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Segment<T> {
+    Valid(T),
+    Invalid(String),
+}
+
+impl<T: Name> Segment<T> {
+    pub fn new(decoded: String) -> Segment<T> {
+        match T::parse(&decoded) {
+            Some(t) => Segment::Valid(t),
+            None => Segment::Invalid(decoded),
+        }
+    }
+
+    /// The text as decoded from the path, valid or not.
+    pub fn raw(&self) -> &str {
+        match self {
+            Segment::Valid(t) => t,
+            Segment::Invalid(s) => s,
+        }
+    }
+
+    pub fn valid(&self) -> Option<&T> {
+        match self {
+            Segment::Valid(t) => Some(t),
+            Segment::Invalid(_) => None,
+        }
+    }
+
+    /// The segment as the audit log records it (see `audit_text`).
+    pub fn audit(&self) -> String {
+        match self {
+            Segment::Valid(t) => t.to_string(),
+            Segment::Invalid(s) => audit_text(s),
+        }
+    }
+}
+
 /// Characters of an invalid name the audit log keeps, as a hint of what was sent.
 const AUDIT_PREVIEW_CHARS: usize = 32;
 
-/// A name as the audit log records it: as it is when `valid` accepts it (at most
-/// `MAX_COMPONENT_BYTES`), else a marker with its length and a short preview, so that no
-/// request, however long its path, writes more than a few bytes of text it chose. `None` (a
-/// segment that did not decode) is recorded as such.
-pub fn audit_name(name: Option<&str>, valid: fn(&str) -> bool) -> String {
-    match name {
-        Some(n) if valid(n) => n.to_string(),
-        Some(n) => {
-            let preview: String = n.chars().take(AUDIT_PREVIEW_CHARS).collect();
-            let more = if preview.len() < n.len() { "…" } else { "" };
-            format!("(invalid, {} bytes: {preview}{more})", n.len())
-        }
-        None => "(undecodable)".to_string(),
-    }
+/// An invalid name as the audit log records it: a marker with its length and a short
+/// preview, so that no request, however long its path, writes more than a few bytes of text
+/// it chose. (A valid name is recorded as it is: at most `MAX_COMPONENT_BYTES`.)
+pub fn audit_text(name: &str) -> String {
+    let preview: String = name.chars().take(AUDIT_PREVIEW_CHARS).collect();
+    let more = if preview.len() < name.len() {
+        "…"
+    } else {
+        ""
+    };
+    format!("(invalid, {} bytes: {preview}{more})", name.len())
 }
 
 /// Decodes `%XX` escapes of one path segment (`+` stays `+`). `None` for a bad escape or a
@@ -209,16 +338,30 @@ mod tests {
 
     #[test]
     fn audit_names_are_bounded_whatever_was_sent() {
-        assert_eq!(audit_name(Some("app"), valid_package_name), "app");
-        assert_eq!(audit_name(None, valid_package_name), "(undecodable)");
+        let seg = |s: &str| Segment::<PackageName>::new(s.to_string()).audit();
+        assert_eq!(seg("app"), "app");
         let long = "A".repeat(60_000);
-        let recorded = audit_name(Some(&long), valid_package_name);
+        let recorded = seg(&long);
         assert!(recorded.len() < 100, "{recorded}");
         assert!(recorded.starts_with("(invalid, 60000 bytes: AAAA"));
+        assert_eq!(seg("a b"), "(invalid, 3 bytes: a b)");
+    }
+
+    #[test]
+    fn segments_keep_what_was_sent() {
+        let good = Segment::<Version>::new("1.0".to_string());
+        assert_eq!(good.valid().map(Version::as_str), Some("1.0"));
+        assert_eq!(good.raw(), "1.0");
+        let bad = Segment::<FileName>::new("a/b".to_string());
+        assert_eq!(bad.valid(), None);
+        assert_eq!(bad.raw(), "a/b");
+        assert!(PackageName::parse("..").is_none());
+        assert!(Owner::parse("-x").is_none());
         assert_eq!(
-            audit_name(Some("a b"), valid_package_name),
-            "(invalid, 3 bytes: a b)"
+            Owner::parse("Acme").map(Owner::into_string).as_deref(),
+            Some("Acme")
         );
+        assert_eq!(Owner::parse("admin"), Some(Owner::site_admin()));
     }
 
     #[test]

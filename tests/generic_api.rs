@@ -198,6 +198,29 @@ fn validation_on_put_only() {
         );
         assert_eq!(r.status, 404, "{method} {suffix}");
     }
+    // … and they answer what a valid name with nothing stored would: an invalid file name in
+    // a version that exists is a missing file, an invalid version a missing package.
+    assert_eq!(s.put(&format!("{P}/named/1/f"), b"x").status, 201);
+    let auth = format!("token {ADMIN_TOKEN}");
+    for (method, suffix, message) in [
+        ("GET", "/named/1/a%3Fb", "package file does not exist"),
+        ("DELETE", "/named/1/%20f", "package file does not exist"),
+        ("GET", "/named/%201/f", "package does not exist"),
+        ("DELETE", "/named/1%20/f", "package does not exist"),
+        ("GET", "/na%20med/1/f", "package does not exist"),
+    ] {
+        let r = s.req(
+            method,
+            &format!("{P}{suffix}"),
+            &[("Authorization", &auth)],
+            b"",
+        );
+        assert_eq!(
+            (r.status, r.text().trim()),
+            (404, message),
+            "{method} {suffix}"
+        );
+    }
 }
 
 /// One rule for a path parameter that does not decode (a bad escape, or bytes that are not

@@ -10,7 +10,7 @@ use super::Api;
 use crate::auth::{self, Access, Caller};
 use crate::dates::parse_rfc3339;
 use crate::http::{Request, Response};
-use crate::names::valid_owner_name;
+use crate::names::Owner;
 use crate::store::{
     self, AuditFilter, Created, NewToken, OwnerKind, Page, Role, TeamRecord, TokenOutcome,
     TokenRecord, UserDeleted, UserRecord, Visibility,
@@ -923,11 +923,11 @@ impl Ctx<'_> {
         let body = read_json(req)?;
         let login = str_field(&body, "username")?
             .ok_or_else(|| ApiError::Unprocessable("username is required".into()))?;
-        if !valid_owner_name(&login) {
+        let Some(login) = Owner::parse(&login) else {
             return Err(ApiError::Unprocessable(format!(
                 "invalid username {login:?}"
             )));
-        }
+        };
         let mut rec = UserRecord::new(&login, OwnerKind::User);
         rec.email = str_field(&body, "email")?.unwrap_or_default();
         rec.full_name = str_field(&body, "full_name")?.unwrap_or_default();
@@ -1064,11 +1064,11 @@ impl Ctx<'_> {
         let name = str_field(&body, "username")?
             .or(str_field(&body, "name")?)
             .ok_or_else(|| ApiError::Unprocessable("username is required".into()))?;
-        if !valid_owner_name(&name) {
+        let Some(name) = Owner::parse(&name) else {
             return Err(ApiError::Unprocessable(format!(
                 "invalid organization name {name:?}"
             )));
-        }
+        };
         let mut rec = UserRecord::new(&name, OwnerKind::Org);
         rec.full_name = str_field(&body, "full_name")?.unwrap_or_default();
         rec.email = str_field(&body, "email")?.unwrap_or_default();

@@ -20,11 +20,14 @@ use super::v1::query_param;
 use super::Api;
 use crate::auth::{self, Access, Caller};
 use crate::http::{Request, Response};
+use crate::names::PackageName;
+use crate::store::InvalidRule;
 use crate::store::{
     CleanupReport, CleanupRule, Limit, OwnerQuota, QuotaRecord, Removal, Role, RuleEntry,
     SkippedRule, UserRecord,
 };
 use serde_json::{json, Map, Value};
+use std::fmt;
 
 type Res = Result<Response, ApiError>;
 
@@ -61,7 +64,7 @@ pub(super) fn serve(
         L::SetQuota(owner) => {
             registry_admin(caller, Access::Write, None)?;
             let body = read_json(req)?;
-            let rec = quota_from_json(&body).map_err(ApiError::Unprocessable)?;
+            let rec = quota_from_json(&body).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
             if !api.store.set_quota(&owner, rec)? {
                 return Err(ApiError::NOT_FOUND);
             }
@@ -131,10 +134,10 @@ fn set_rule(
     let (_, o) = owner_admin(api, caller, owner, Access::Write)?;
     let package = package_of(package)?;
     let body = read_json(req)?;
-    let rule = rule_from_json(&body).map_err(ApiError::Unprocessable)?;
+    let rule = rule_from_json(&body).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
     match api
         .store
-        .set_cleanup_rule(&o.login, package.as_deref(), rule.clone())?
+        .set_cleanup_rule(&o.login, package.as_ref(), rule.clone())?
     {
         Err(e) => return Err(ApiError::Unprocessable(e.to_string())),
         Ok(false) => return Err(ApiError::NOT_FOUND),
@@ -221,14 +224,14 @@ fn owner_admin<'a>(
     }
 }
 
-fn package_of(segment: &str) -> Result<Option<String>, ApiError> {
+/// The package a rule path names: `None` for `*` (every package).
+fn package_of(segment: &str) -> Result<Option<PackageName>, ApiError> {
     if segment == ALL_PACKAGES {
         return Ok(None);
     }
-    if !crate::names::valid_package_name(segment) {
-        return Err(ApiError::Unprocessable("invalid package name".into()));
-    }
-    Ok(Some(segment.to_string()))
+    PackageName::parse(segment)
+        .map(Some)
+        .ok_or_else(|| ApiError::Unprocessable("invalid package name".into()))
 }
 
 // ------------------------------------------------------------------------------------ JSON
@@ -262,7 +265,7 @@ pub fn quota_json(q: &OwnerQuota) -> Value {
 
 /// One limit as written by a user: a number, a size (`500MB`, sizes only), `unlimited`, or
 /// `default` (`None`).
-pub fn parse_limit(v: &str, size: bool) -> Result<Option<Limit>, String> {
+pub fn parse_limit(v: &str, size: bool) -> Result<Option<Limit>, BadLimit> {
     let t = v.trim();
     if t.eq_ignore_ascii_case("default") {
         return Ok(None);
@@ -275,32 +278,89 @@ pub fn parse_limit(v: &str, size: bool) -> Result<Option<Limit>, String> {
     } else {
         t.parse::<u64>().ok()
     };
-    n.map(|n| Some(Limit::Max(n))).ok_or_else(|| {
-        if size {
-            format!("{v:?} is not a size (e.g. 1000000, 500MB, 2GiB), unlimited or default")
-        } else {
-            format!("{v:?} is not a whole number, unlimited or default")
-        }
+    n.map(|n| Some(Limit::Max(n))).ok_or_else(|| BadLimit {
+        value: v.to_string(),
+        size,
     })
 }
 
-fn limit_field(m: &Map<String, Value>, k: &str, size: bool) -> Result<Option<Limit>, String> {
+/// A limit that is none of the forms `parse_limit` takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadLimit {
+    pub value: String,
+    /// Whether a size was asked for (which takes units).
+    pub size: bool,
+}
+
+impl fmt::Display for BadLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = &self.value;
+        if self.size {
+            write!(
+                f,
+                "{v:?} is not a size (e.g. 1000000, 500MB, 2GiB), unlimited or default"
+            )
+        } else {
+            write!(f, "{v:?} is not a whole number, unlimited or default")
+        }
+    }
+}
+
+/// Why a quota or cleanup-rule body was refused; its text is the 422's message (and the
+/// CLI's, which builds the same body from its flags).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldError {
+    Unknown(String),
+    /// The field holds a JSON value of another kind than `want` ("a whole number", …).
+    Kind {
+        field: String,
+        want: &'static str,
+    },
+    Limit {
+        field: String,
+        bad: BadLimit,
+    },
+    Rule(InvalidRule),
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FieldError::Unknown(k) => write!(f, "unknown field {k:?}"),
+            FieldError::Kind { field, want } => write!(f, "{field} must be {want}"),
+            FieldError::Limit { field, bad } => write!(f, "{field}: {bad}"),
+            FieldError::Rule(e) => e.fmt(f),
+        }
+    }
+}
+
+fn kind(field: &str, want: &'static str) -> FieldError {
+    FieldError::Kind {
+        field: field.to_string(),
+        want,
+    }
+}
+
+fn limit_field(m: &Map<String, Value>, k: &str, size: bool) -> Result<Option<Limit>, FieldError> {
     match m.get(k) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => n
             .as_u64()
             .map(|n| Some(Limit::Max(n)))
-            .ok_or_else(|| format!("{k} must be a whole number")),
-        Some(Value::String(s)) => parse_limit(s, size).map_err(|e| format!("{k}: {e}")),
-        Some(_) => Err(format!("{k} must be a number or a string")),
+            .ok_or_else(|| kind(k, "a whole number")),
+        Some(Value::String(s)) => parse_limit(s, size).map_err(|bad| FieldError::Limit {
+            field: k.to_string(),
+            bad,
+        }),
+        Some(_) => Err(kind(k, "a number or a string")),
     }
 }
 
 /// The body of `PUT /api/v1/admin/quotas/{owner}`: the whole override (absent: default).
-pub fn quota_from_json(m: &Map<String, Value>) -> Result<QuotaRecord, String> {
+pub fn quota_from_json(m: &Map<String, Value>) -> Result<QuotaRecord, FieldError> {
     for k in m.keys() {
         if !["max_file_size", "max_bytes", "max_versions"].contains(&k.as_str()) {
-            return Err(format!("unknown field {k:?}"));
+            return Err(FieldError::Unknown(k.clone()));
         }
     }
     Ok(QuotaRecord {
@@ -326,19 +386,16 @@ pub fn rule_json(e: &RuleEntry) -> Value {
 }
 
 /// A rule from JSON (absent fields: enabled, everything else unused); patterns validated.
-pub fn rule_from_json(m: &Map<String, Value>) -> Result<CleanupRule, String> {
+pub fn rule_from_json(m: &Map<String, Value>) -> Result<CleanupRule, FieldError> {
     let mut r = CleanupRule::default();
     for (k, v) in m {
-        let num = || {
-            v.as_u64()
-                .ok_or_else(|| format!("{k} must be a whole number"))
-        };
+        let num = || v.as_u64().ok_or_else(|| kind(k, "a whole number"));
         let text = || {
             v.as_str()
                 .map(str::to_string)
-                .ok_or_else(|| format!("{k} must be a string"))
+                .ok_or_else(|| kind(k, "a string"))
         };
-        let flag = || v.as_bool().ok_or_else(|| format!("{k} must be a boolean"));
+        let flag = || v.as_bool().ok_or_else(|| kind(k, "a boolean"));
         match k.as_str() {
             "enabled" => r.enabled = flag()?,
             "keep_count" => r.keep_count = num()?,
@@ -349,10 +406,10 @@ pub fn rule_from_json(m: &Map<String, Value>) -> Result<CleanupRule, String> {
             "unused_days" => r.unused_days = num()?,
             // Echoed by a GET; ignored on the way back.
             "owner" | "package" => {}
-            _ => return Err(format!("unknown field {k:?}")),
+            _ => return Err(FieldError::Unknown(k.clone())),
         }
     }
-    r.validate()?;
+    r.validate().map_err(FieldError::Rule)?;
     Ok(r)
 }
 

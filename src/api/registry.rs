@@ -8,13 +8,11 @@ use super::ranges::{parse_range, MultiRange, RangeSpec};
 use super::routes::{FileAt, Generic};
 use super::Api;
 use crate::auth::{self, Access, AuthError, Caller, Denied};
-use crate::chunk::{StreamDigests, Want};
+use crate::chunk::{DigestMismatch, StreamDigests, Want};
 use crate::dates::{http_date, parse_http_date};
 use crate::http::{BodySource, Request, Response, ResponseBody};
 use crate::multipart;
-use crate::names::{
-    audit_name, percent_encode, valid_file_name, valid_package_name, valid_version,
-};
+use crate::names::{percent_encode, PackageName, Segment, Version};
 use crate::store::{self, Deleted, FileCoords, FileReader, FileRecord, Published, UserRecord};
 use base64::Engine;
 use std::io::{self, Read};
@@ -89,7 +87,7 @@ fn dispatch(
         &api.store,
         caller.as_ref(),
         &owner,
-        Some(route.name()),
+        Some(route.name().raw()),
         access,
     )? {
         Ok(()) => None,
@@ -101,15 +99,15 @@ fn dispatch(
         // only when it is valid (Gitea validates names after the permission check, so an
         // anonymous PUT with any path gets here); refused reads are not audited.
         if let Some(action) = action {
-            let target = audit_name(Some(route.name()), valid_package_name);
+            let target = route.name().audit();
             api.audit_refusal(req, &actor, action, &owner.login, &target, "refused");
         }
         return Err(e);
     }
     let (result, target) = match route {
         Generic::Download(at) => {
-            // GET and HEAD never validate: an invalid name simply finds nothing.
-            let at = FileCoords::new(&owner.login, &at.name, &at.version, &at.file);
+            // GET and HEAD never refuse a name: an invalid one simply finds nothing.
+            let at = existing(api, &owner.login, &at)?;
             return download(api, req, at);
         }
         Generic::Upload(at) => {
@@ -119,11 +117,14 @@ fn dispatch(
         Generic::DeleteFile(at) => {
             // Nor does DELETE.
             let target = audit_file_target(&at);
-            let at = FileCoords::new(&owner.login, &at.name, &at.version, &at.file);
-            (delete_file(api, &at), target)
+            let r = existing(api, &owner.login, &at).and_then(|at| delete_file(api, &at));
+            (r, target)
         }
         Generic::DeleteVersion { name, version, .. } => {
-            let r = match api.store.delete_version(&owner.login, &name, &version)? {
+            let r = match api
+                .store
+                .delete_version(&owner.login, name.raw(), version.raw())?
+            {
                 Deleted::Done => Ok(Response::new(204)),
                 _ => Err(ApiError::NotFound("package does not exist")),
             };
@@ -136,13 +137,9 @@ fn dispatch(
 }
 
 /// `name/version` as the audit log records it: each part as it is when valid, else a short
-/// marker (`audit_name`), so the entry stays small whatever the path held.
-fn audit_version_target(name: &str, version: &str) -> String {
-    format!(
-        "{}/{}",
-        audit_name(Some(name), valid_package_name),
-        audit_name(Some(version), valid_version)
-    )
+/// marker (`names::audit_text`), so the entry stays small whatever the path held.
+fn audit_version_target(name: &Segment<PackageName>, version: &Segment<Version>) -> String {
+    format!("{}/{}", name.audit(), version.audit())
 }
 
 /// `name/version/file` as the audit log records it (see `audit_version_target`).
@@ -150,7 +147,7 @@ fn audit_file_target(at: &FileAt) -> String {
     format!(
         "{}/{}",
         audit_version_target(&at.name, &at.version),
-        audit_name(Some(&at.file), valid_file_name)
+        at.file.audit()
     )
 }
 
@@ -175,17 +172,11 @@ fn upload(
     path: FileAt,
 ) -> Result<Response, ApiError> {
     // 6. validation, in Gitea's order: name, version, file name
-    if !valid_package_name(&path.name) {
-        return Err(ApiError::InvalidName);
-    }
-    if !valid_version(&path.version) {
-        return Err(ApiError::InvalidVersion);
-    }
-    if !valid_file_name(&path.file) {
-        return Err(ApiError::InvalidFileName);
-    }
-    let at = FileCoords::new(&owner.login, &path.name, &path.version, &path.file);
-    let expected = Expected::from_request(req).map_err(ApiError::BadRequest)?;
+    let name = path.name.valid().ok_or(ApiError::InvalidName)?;
+    let version = path.version.valid().ok_or(ApiError::InvalidVersion)?;
+    let file = path.file.valid().ok_or(ApiError::InvalidFileName)?;
+    let at = FileCoords::new(&owner.login, name, version, file);
+    let expected = Expected::from_request(req).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let content_type = req.headers.get("content-type").unwrap_or("").to_string();
     let multipart = is_multipart_form(&content_type);
     let up = Upload::allowed(api, req, caller, at, expected, multipart)?;
@@ -313,7 +304,9 @@ impl<'a> Upload<'a> {
                     sha1: hex::decode(&d.sha1).ok().and_then(|b| b.try_into().ok()),
                     sha512: hex::decode(&d.sha512).ok(),
                 };
-                expected.verify(&got).map_err(store::Error::Rejected)?;
+                expected
+                    .verify(&got)
+                    .map_err(|e| store::Error::Rejected(e.to_string()))?;
             }
             Ok(())
         };
@@ -412,20 +405,78 @@ struct Expected {
     sha512: Option<Vec<u8>>,
 }
 
+/// Why the digest headers of an upload were refused (400); its text is the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum DigestError {
+    NotHex {
+        header: &'static str,
+        digits: usize,
+    },
+    Md5NotBase64,
+    /// A `Content-Digest`/`Repr-Digest` member without `=`.
+    NoValue {
+        header: &'static str,
+        member: String,
+    },
+    NotByteSequence {
+        header: &'static str,
+        alg: String,
+    },
+    NotBase64 {
+        header: &'static str,
+        alg: String,
+    },
+    Length {
+        header: &'static str,
+        alg: &'static str,
+        bytes: usize,
+    },
+    Contradicts {
+        header: &'static str,
+    },
+}
+
+impl std::fmt::Display for DigestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DigestError::NotHex { header, digits } => {
+                write!(f, "{header} is not {digits} hex digits")
+            }
+            DigestError::Md5NotBase64 => f.write_str("Content-MD5 is not the base64 of 16 bytes"),
+            DigestError::NoValue { header, member } => {
+                write!(f, "{header}: member {member:?} has no value")
+            }
+            DigestError::NotByteSequence { header, alg } => {
+                write!(f, "{header}: {alg} is not a :byte sequence:")
+            }
+            DigestError::NotBase64 { header, alg } => write!(f, "{header}: {alg} is not base64"),
+            DigestError::Length { header, alg, bytes } => {
+                write!(f, "{header}: {alg} is not {bytes} bytes")
+            }
+            DigestError::Contradicts { header } => {
+                write!(f, "{header} contradicts another digest")
+            }
+        }
+    }
+}
+
 impl Expected {
-    fn from_request(req: &Request) -> Result<Expected, String> {
+    fn from_request(req: &Request) -> Result<Expected, DigestError> {
         let mut e = Expected::default();
         fn hex_header<const N: usize>(
             req: &Request,
-            name: &str,
+            header: &'static str,
             slot: &mut Option<[u8; N]>,
-        ) -> Result<(), String> {
-            if let Some(v) = req.header(name) {
+        ) -> Result<(), DigestError> {
+            if let Some(v) = req.header(header) {
                 let bytes = hex::decode(v.trim())
                     .ok()
                     .and_then(|b| <[u8; N]>::try_from(b).ok())
-                    .ok_or_else(|| format!("{name} is not {} hex digits", N * 2))?;
-                merge(slot, bytes, name)?;
+                    .ok_or(DigestError::NotHex {
+                        header,
+                        digits: N * 2,
+                    })?;
+                merge(slot, bytes, header)?;
             }
             Ok(())
         }
@@ -437,24 +488,32 @@ impl Expected {
                 .decode(v.trim())
                 .ok()
                 .and_then(|b| <[u8; 16]>::try_from(b).ok())
-                .ok_or("Content-MD5 is not the base64 of 16 bytes")?;
+                .ok_or(DigestError::Md5NotBase64)?;
             merge(&mut e.md5, bytes, "Content-MD5")?;
         }
-        for name in ["content-digest", "repr-digest"] {
-            if let Some(v) = req.header(name) {
-                for (alg, bytes) in parse_digest_fields(v).map_err(|m| format!("{name}: {m}"))? {
+        for header in ["content-digest", "repr-digest"] {
+            if let Some(v) = req.header(header) {
+                for (alg, bytes) in parse_digest_fields(header, v)? {
                     match alg.as_str() {
                         "sha-256" => {
-                            let b = <[u8; 32]>::try_from(bytes)
-                                .map_err(|_| format!("{name}: sha-256 is not 32 bytes"))?;
-                            merge(&mut e.sha256, b, name)?;
+                            let b =
+                                <[u8; 32]>::try_from(bytes).map_err(|_| DigestError::Length {
+                                    header,
+                                    alg: "sha-256",
+                                    bytes: 32,
+                                })?;
+                            merge(&mut e.sha256, b, header)?;
                         }
                         "sha-512" => {
                             if bytes.len() != 64 {
-                                return Err(format!("{name}: sha-512 is not 64 bytes"));
+                                return Err(DigestError::Length {
+                                    header,
+                                    alg: "sha-512",
+                                    bytes: 64,
+                                });
                             }
                             if e.sha512.as_ref().is_some_and(|s| *s != bytes) {
-                                return Err(format!("{name} contradicts another digest"));
+                                return Err(DigestError::Contradicts { header });
                             }
                             e.sha512 = Some(bytes);
                         }
@@ -475,14 +534,18 @@ impl Expected {
         }
     }
 
-    fn verify(&self, got: &StreamDigests) -> Result<(), String> {
-        fn check(name: &str, want: Option<&[u8]>, got: Option<&[u8]>) -> Result<(), String> {
+    fn verify(&self, got: &StreamDigests) -> Result<(), DigestMismatch> {
+        fn check(
+            algorithm: &'static str,
+            want: Option<&[u8]>,
+            got: Option<&[u8]>,
+        ) -> Result<(), DigestMismatch> {
             match (want, got) {
-                (Some(w), Some(g)) if w != g => Err(format!(
-                    "checksum mismatch: the request says {name} {}, the body has {}",
-                    hex::encode(w),
-                    hex::encode(g)
-                )),
+                (Some(w), Some(g)) if w != g => Err(DigestMismatch {
+                    algorithm,
+                    expected: w.to_vec(),
+                    got: g.to_vec(),
+                }),
                 _ => Ok(()),
             }
         }
@@ -508,10 +571,10 @@ impl Expected {
 fn merge<const N: usize>(
     slot: &mut Option<[u8; N]>,
     value: [u8; N],
-    name: &str,
-) -> Result<(), String> {
+    header: &'static str,
+) -> Result<(), DigestError> {
     match slot {
-        Some(existing) if *existing != value => Err(format!("{name} contradicts another digest")),
+        Some(existing) if *existing != value => Err(DigestError::Contradicts { header }),
         _ => {
             *slot = Some(value);
             Ok(())
@@ -521,23 +584,52 @@ fn merge<const N: usize>(
 
 /// RFC 9530 `Content-Digest`/`Repr-Digest`: a structured-field dictionary of
 /// `algorithm=:base64:` members.
-fn parse_digest_fields(v: &str) -> Result<Vec<(String, Vec<u8>)>, String> {
+fn parse_digest_fields(
+    header: &'static str,
+    v: &str,
+) -> Result<Vec<(String, Vec<u8>)>, DigestError> {
     let mut out = Vec::new();
     for member in v.split(',').map(str::trim).filter(|m| !m.is_empty()) {
-        let (alg, value) = member
-            .split_once('=')
-            .ok_or_else(|| format!("member {member:?} has no value"))?;
+        let (alg, value) = member.split_once('=').ok_or_else(|| DigestError::NoValue {
+            header,
+            member: member.to_string(),
+        })?;
         let value = value.trim();
         let b64 = value
             .strip_prefix(':')
             .and_then(|v| v.strip_suffix(':'))
-            .ok_or_else(|| format!("{alg} is not a :byte sequence:"))?;
+            .ok_or_else(|| DigestError::NotByteSequence {
+                header,
+                alg: alg.to_string(),
+            })?;
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(b64)
-            .map_err(|_| format!("{alg} is not base64"))?;
+            .map_err(|_| DigestError::NotBase64 {
+                header,
+                alg: alg.to_string(),
+            })?;
         out.push((alg.trim().to_ascii_lowercase(), bytes));
     }
     Ok(out)
+}
+
+/// The stored file a read or a delete names. A path with an invalid name finds nothing: it
+/// answers the 404 a valid name with no file would (`missing`), as Gitea, which looks it up.
+fn existing(api: &Api, owner: &str, at: &FileAt) -> Result<FileCoords, ApiError> {
+    match (at.name.valid(), at.version.valid(), at.file.valid()) {
+        (Some(name), Some(version), Some(file)) => Ok(FileCoords::new(owner, name, version, file)),
+        _ => Err(missing(api, owner, at.name.raw(), at.version.raw())?),
+    }
+}
+
+/// The 404 for a file that is not there: Gitea's message tells a missing version from a
+/// missing file.
+fn missing(api: &Api, owner: &str, name: &str, version: &str) -> Result<ApiError, ApiError> {
+    Ok(if api.store.version_exists(owner, name, version)? {
+        ApiError::NotFound("package file does not exist")
+    } else {
+        ApiError::NotFound("package does not exist")
+    })
 }
 
 fn delete_file(api: &Api, at: &FileCoords) -> Result<Response, ApiError> {
@@ -564,13 +656,7 @@ fn download(api: &Api, req: &Request, mut at: FileCoords) -> Result<Response, Ap
         }
     }
     let Some((rec, reader)) = opened else {
-        return Err(
-            if api.store.version_exists(&at.owner, &at.name, &at.version)? {
-                ApiError::NotFound("package file does not exist")
-            } else {
-                ApiError::NotFound("package does not exist")
-            },
-        );
+        return Err(missing(api, &at.owner, &at.name, &at.version)?);
     };
     let etag = format!("\"{}\"", hex::encode(rec.sha256));
     let modified = UNIX_EPOCH + Duration::from_secs(rec.created);
@@ -783,7 +869,9 @@ mod tests {
 
     #[test]
     fn digest_fields() {
+        let h = "content-digest";
         let f = parse_digest_fields(
+            h,
             "sha-256=:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=:, md5=:AA==:",
         )
         .expect("parse");
@@ -793,8 +881,18 @@ mod tests {
             hex::encode(&f[0].1),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
-        assert!(parse_digest_fields("sha-256=abc").is_err());
-        assert!(parse_digest_fields("sha-256=:!!:").is_err());
+        assert_eq!(
+            parse_digest_fields(h, "sha-256=abc").map_err(|e| e.to_string()),
+            Err("content-digest: sha-256 is not a :byte sequence:".to_string())
+        );
+        assert_eq!(
+            parse_digest_fields(h, "sha-256=:!!:").map_err(|e| e.to_string()),
+            Err("content-digest: sha-256 is not base64".to_string())
+        );
+        assert_eq!(
+            parse_digest_fields(h, "sha-256").map_err(|e| e.to_string()),
+            Err("content-digest: member \"sha-256\" has no value".to_string())
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //!
 //! The handlers never look at the path again; they get the decoded parameters from here.
 
-use crate::names::percent_decode;
+use crate::names::{percent_decode, FileName, Name, PackageName, Segment, Version};
 
 /// Which family a path belongs to: it decides how a 404 or 405 is rendered and when.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,7 +42,7 @@ pub enum Route {
     /// permission is checked for it before the route is answered.
     Packages {
         owner: String,
-        package: Option<String>,
+        package: Option<Segment<PackageName>>,
         op: PackageOp,
     },
     /// Quotas and cleanup rules (`api/limits.rs`).
@@ -64,9 +64,10 @@ pub enum Op {
     Ready,
 }
 
-/// One file or one version of the generic registry. The coordinates are decoded but not
-/// validated: uploads validate them after the permission check (Gitea's order, §2), and reads
-/// and deletes never do (an invalid name finds nothing).
+/// One file or one version of the generic registry. The coordinates are decoded and
+/// checked against their rules once, here, but an invalid one still routes (`Segment`):
+/// uploads refuse it after the permission check (Gitea's order, §2), and reads and deletes
+/// find nothing by it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Generic {
     /// GET or HEAD of a file.
@@ -76,17 +77,19 @@ pub enum Generic {
     DeleteFile(FileAt),
     DeleteVersion {
         owner: String,
-        name: String,
-        version: String,
+        name: Segment<PackageName>,
+        version: Segment<Version>,
     },
 }
 
+/// The owner stays text: it is looked up, never written (accounts are made elsewhere), and a
+/// name no account has answers as every unknown owner does.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileAt {
     pub owner: String,
-    pub name: String,
-    pub version: String,
-    pub file: String,
+    pub name: Segment<PackageName>,
+    pub version: Segment<Version>,
+    pub file: Segment<FileName>,
 }
 
 impl Generic {
@@ -97,7 +100,7 @@ impl Generic {
         }
     }
 
-    pub fn name(&self) -> &str {
+    pub fn name(&self) -> &Segment<PackageName> {
         match self {
             Generic::Download(f) | Generic::Upload(f) | Generic::DeleteFile(f) => &f.name,
             Generic::DeleteVersion { name, .. } => name,
@@ -111,17 +114,17 @@ pub enum PackageOp {
     /// `GET /packages/{owner}`: every version of the owner, paged.
     List,
     /// `GET /packages/{owner}/generic/{name}`: the versions of one package.
-    Versions(String),
+    Versions(Segment<PackageName>),
     /// `DELETE /packages/{owner}/generic/{name}`: the whole package.
-    DeletePackage(String),
+    DeletePackage(Segment<PackageName>),
     /// `GET /packages/{owner}/generic/{name}/-/latest`.
-    Latest(String),
+    Latest(Segment<PackageName>),
     /// `GET /packages/{owner}/generic/{name}/{version}`.
-    Version(String, String),
+    Version(Segment<PackageName>, Segment<Version>),
     /// `DELETE /packages/{owner}/generic/{name}/{version}`.
-    DeleteVersion(String, String),
+    DeleteVersion(Segment<PackageName>, Segment<Version>),
     /// `GET /packages/{owner}/generic/{name}/{version}/files`.
-    Files(String, String),
+    Files(Segment<PackageName>, Segment<Version>),
     /// One of the shapes above, with another method (405 after the permission checks).
     NotAllowed,
     /// Any other path under the owner (404 after the permission checks).
@@ -264,15 +267,20 @@ fn param(raw: &str) -> Option<String> {
     percent_decode(raw)
 }
 
+/// One decoded parameter that names a `T`, checked against `T`'s rule.
+fn named<T: Name>(raw: &str) -> Option<Segment<T>> {
+    param(raw).map(Segment::new)
+}
+
 /// GITEA-COMPAT §1. `None`: no route.
 fn generic(method: &str, segs: &[&str]) -> Option<Route> {
     Some(match *segs {
         ["", "api", "packages", owner, "generic", name, version, file] if !file.is_empty() => {
             let at = FileAt {
                 owner: param(owner)?,
-                name: param(name)?,
-                version: param(version)?,
-                file: param(file)?,
+                name: named(name)?,
+                version: named(version)?,
+                file: named(file)?,
             };
             Route::Generic(match method {
                 "GET" | "HEAD" => Generic::Download(at),
@@ -282,7 +290,7 @@ fn generic(method: &str, segs: &[&str]) -> Option<Route> {
             })
         }
         ["", "api", "packages", owner, "generic", name, version] if !version.is_empty() => {
-            let (owner, name, version) = (param(owner)?, param(name)?, param(version)?);
+            let (owner, name, version) = (param(owner)?, named(name)?, named(version)?);
             match method {
                 "DELETE" => Route::Generic(Generic::DeleteVersion {
                     owner,
@@ -318,7 +326,7 @@ fn v1(method: &str, segs: &[&str]) -> Option<Route> {
 fn packages(method: &str, owner: &str, rest: &[&str]) -> Option<Route> {
     let owner = param(owner)?;
     let package = match rest.get(1) {
-        Some(name) => Some(param(name)?),
+        Some(name) => Some(named(name)?),
         None => None,
     };
     // The type is case-insensitive like the other path parameters (§11); only `generic` exists.
@@ -329,15 +337,15 @@ fn packages(method: &str, owner: &str, rest: &[&str]) -> Option<Route> {
         ("GET", []) => PackageOp::List,
         (_, []) => PackageOp::NotAllowed,
         (_, [_, _, ..]) if !generic => PackageOp::NotFound,
-        ("GET", [_, name]) => PackageOp::Versions(param(name)?),
-        ("DELETE", [_, name]) => PackageOp::DeletePackage(param(name)?),
+        ("GET", [_, name]) => PackageOp::Versions(named(name)?),
+        ("DELETE", [_, name]) => PackageOp::DeletePackage(named(name)?),
         (_, [_, _]) => PackageOp::NotAllowed,
-        ("GET", [_, name, "-", "latest"]) => PackageOp::Latest(param(name)?),
+        ("GET", [_, name, "-", "latest"]) => PackageOp::Latest(named(name)?),
         (_, [_, _, "-", "latest"]) => PackageOp::NotAllowed,
-        ("GET", [_, name, version]) => PackageOp::Version(param(name)?, param(version)?),
-        ("DELETE", [_, name, version]) => PackageOp::DeleteVersion(param(name)?, param(version)?),
+        ("GET", [_, name, version]) => PackageOp::Version(named(name)?, named(version)?),
+        ("DELETE", [_, name, version]) => PackageOp::DeleteVersion(named(name)?, named(version)?),
         (_, [_, _, _]) => PackageOp::NotAllowed,
-        ("GET", [_, name, version, "files"]) => PackageOp::Files(param(name)?, param(version)?),
+        ("GET", [_, name, version, "files"]) => PackageOp::Files(named(name)?, named(version)?),
         (_, [_, _, _, "files"]) => PackageOp::NotAllowed,
         _ => PackageOp::NotFound,
     };
@@ -432,19 +440,23 @@ mod tests {
         v.to_string()
     }
 
+    fn seg<T: Name>(v: &str) -> Segment<T> {
+        Segment::new(s(v))
+    }
+
     fn at(owner: &str, name: &str, version: &str, file: &str) -> FileAt {
         FileAt {
             owner: s(owner),
-            name: s(name),
-            version: s(version),
-            file: s(file),
+            name: seg(name),
+            version: seg(version),
+            file: seg(file),
         }
     }
 
     fn pkgs(owner: &str, package: Option<&str>, op: PackageOp) -> Route {
         Route::Packages {
             owner: s(owner),
-            package: package.map(s),
+            package: package.map(seg),
             op,
         }
     }
@@ -486,8 +498,8 @@ mod tests {
                 format!("{g}/n/1"),
                 Route::Generic(Generic::DeleteVersion {
                     owner: s("o"),
-                    name: s("n"),
-                    version: s("1"),
+                    name: seg("n"),
+                    version: seg("1"),
                 }),
             ),
             ("GET", format!("{v}/version"), Route::ApiVersion),
@@ -500,32 +512,32 @@ mod tests {
             (
                 "GET",
                 format!("{v}/packages/o/generic/n"),
-                pkgs("o", Some("n"), PackageOp::Versions(s("n"))),
+                pkgs("o", Some("n"), PackageOp::Versions(seg("n"))),
             ),
             (
                 "DELETE",
                 format!("{v}/packages/o/generic/n"),
-                pkgs("o", Some("n"), PackageOp::DeletePackage(s("n"))),
+                pkgs("o", Some("n"), PackageOp::DeletePackage(seg("n"))),
             ),
             (
                 "GET",
                 format!("{v}/packages/o/generic/n/-/latest"),
-                pkgs("o", Some("n"), PackageOp::Latest(s("n"))),
+                pkgs("o", Some("n"), PackageOp::Latest(seg("n"))),
             ),
             (
                 "GET",
                 format!("{v}/packages/o/generic/n/1"),
-                pkgs("o", Some("n"), PackageOp::Version(s("n"), s("1"))),
+                pkgs("o", Some("n"), PackageOp::Version(seg("n"), seg("1"))),
             ),
             (
                 "DELETE",
                 format!("{v}/packages/o/generic/n/1"),
-                pkgs("o", Some("n"), PackageOp::DeleteVersion(s("n"), s("1"))),
+                pkgs("o", Some("n"), PackageOp::DeleteVersion(seg("n"), seg("1"))),
             ),
             (
                 "GET",
                 format!("{v}/packages/o/generic/n/1/files"),
-                pkgs("o", Some("n"), PackageOp::Files(s("n"), s("1"))),
+                pkgs("o", Some("n"), PackageOp::Files(seg("n"), seg("1"))),
             ),
             ("GET", format!("{v}/admin/quotas"), Route::Limits(L::Quotas)),
             (
@@ -851,7 +863,7 @@ mod tests {
         );
         assert_eq!(
             route("GET", "/api/v1/packages/o/GeNeRiC/n%2B"),
-            pkgs("o", Some("n+"), PackageOp::Versions(s("n+")))
+            pkgs("o", Some("n+"), PackageOp::Versions(seg("n+")))
         );
         assert_eq!(
             route("GET", "/api/packages/o/%67eneric/n/1/f"),

@@ -9,7 +9,7 @@ use super::routes::{Family, PackageOp, Route};
 use super::Api;
 use crate::auth::{self, Access, AuthError, Caller, Denied};
 use crate::http::{Request, Response};
-use crate::names::{audit_name, percent_decode, percent_encode, valid_package_name, valid_version};
+use crate::names::{percent_decode, percent_encode, PackageName, Segment, Version};
 use crate::store::{self, Deleted, FileEntry, OwnerKind, Page, UserRecord, VersionEntry};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -96,7 +96,7 @@ fn dispatch(
                 path,
                 query,
                 base,
-                package: package.as_deref(),
+                package: package.as_ref().map(Segment::raw),
             };
             at.serve(&owner, op)
         }
@@ -147,19 +147,19 @@ impl Packages<'_> {
         self.require(&owner, Access::Read)?;
         match op {
             PackageOp::List => self.list(&owner),
-            PackageOp::Versions(name) => self.versions(&owner, &name),
+            PackageOp::Versions(name) => self.versions(&owner, name.raw()),
             PackageOp::DeletePackage(name) => self.delete_package(&owner, &name),
             PackageOp::Latest(name) => {
                 let entry = api
                     .store
-                    .latest_version(&owner.login, &name)?
+                    .latest_version(&owner.login, name.raw())?
                     .ok_or(ApiError::NOT_FOUND)?;
                 self.version_json(&owner, &entry)
             }
             PackageOp::Version(name, version) => {
                 let entry = api
                     .store
-                    .get_version(&owner.login, &name, &version)?
+                    .get_version(&owner.login, name.raw(), version.raw())?
                     .ok_or(ApiError::NOT_FOUND)?;
                 self.version_json(&owner, &entry)
             }
@@ -167,7 +167,7 @@ impl Packages<'_> {
             PackageOp::Files(name, version) => {
                 let files = api
                     .store
-                    .list_files(&owner.login, &name, &version)?
+                    .list_files(&owner.login, name.raw(), version.raw())?
                     .ok_or(ApiError::NOT_FOUND)?;
                 let items: Vec<Value> = files.iter().map(file_json).collect();
                 Ok(json_response(200, &Value::Array(items)))
@@ -237,26 +237,30 @@ impl Packages<'_> {
         Ok(json_response(200, &p))
     }
 
-    fn delete_package(&self, owner: &UserRecord, name: &str) -> Result<Response, ApiError> {
-        let target = audit_name(Some(name), valid_package_name);
+    fn delete_package(
+        &self,
+        owner: &UserRecord,
+        name: &Segment<PackageName>,
+    ) -> Result<Response, ApiError> {
+        let target = name.audit();
         self.require_delete(owner, "package.delete", &target)?;
-        let done = self.api.store.delete_package(&owner.login, name)?;
+        let done = self.api.store.delete_package(&owner.login, name.raw())?;
         self.deleted(owner, "package.delete", &target, done)
     }
 
     fn delete_version(
         &self,
         owner: &UserRecord,
-        name: &str,
-        version: &str,
+        name: &Segment<PackageName>,
+        version: &Segment<Version>,
     ) -> Result<Response, ApiError> {
-        let target = format!(
-            "{}/{}",
-            audit_name(Some(name), valid_package_name),
-            audit_name(Some(version), valid_version)
-        );
+        let target = format!("{}/{}", name.audit(), version.audit());
         self.require_delete(owner, "package.delete_version", &target)?;
-        let done = self.api.store.delete_version(&owner.login, name, version)? == Deleted::Done;
+        let done = self
+            .api
+            .store
+            .delete_version(&owner.login, name.raw(), version.raw())?
+            == Deleted::Done;
         self.deleted(owner, "package.delete_version", &target, done)
     }
 
@@ -416,7 +420,7 @@ fn no_reply_address(base: &str, u: &UserRecord) -> String {
 /// Gitea's stand-in for a deleted user (`NewGhostUser`), also shown for a creator whose profile
 /// the viewer may not see, so that one reads as a deleted account.
 fn ghost_json(base: &str) -> Value {
-    let mut ghost = UserRecord::new("Ghost", OwnerKind::User);
+    let mut ghost = UserRecord::shown("Ghost", OwnerKind::User);
     ghost.active = false;
     ghost.created = 0;
     let mut v = user_json(base, &ghost, None);

@@ -12,7 +12,7 @@
 pub mod tar;
 
 use crate::dates::{parse_rfc3339, rfc3339};
-use crate::names::{valid_file_name, valid_owner_name, valid_package_name, valid_version};
+use crate::names::{valid_owner_name, FileName, PackageName, Version};
 use crate::store::{
     self, FileCoords, FileReader, HeldFile, ImportItem, ImportOutcome, Selection, Snapshot, Store,
 };
@@ -168,7 +168,18 @@ fn manifest_file(f: &HeldFile) -> ManifestFile {
 
 /// The lower-cased identity of a file (`owner/package/version/file`, case-insensitive).
 fn file_key(owner: &str, package: &str, version: &str, file: &str) -> [String; 4] {
-    FileCoords::new(owner, package, version, file).lower()
+    [owner, package, version, file].map(store::fold_case)
+}
+
+/// The coordinates a manifest entry names, when its names are valid (a shelf or Gitea
+/// could hold it); `None` otherwise.
+fn coords(f: &ManifestFile) -> Option<FileCoords> {
+    Some(FileCoords::new(
+        &f.owner,
+        &PackageName::parse(&f.package)?,
+        &Version::parse(&f.version)?,
+        &FileName::parse(&f.file)?,
+    ))
 }
 
 /// Builds a manifest of held files.
@@ -286,11 +297,7 @@ pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest, ManifestError> {
     let mut seen = HashSet::new();
     let mut total = 0u64;
     for f in &m.files {
-        if !valid_owner_name(&f.owner)
-            || !valid_package_name(&f.package)
-            || !valid_version(&f.version)
-            || !valid_file_name(&f.file)
-        {
+        if !valid_owner_name(&f.owner) || coords(f).is_none() {
             return Err(ManifestError::Names(f.path.clone()));
         }
         if f.path != entry_path(&f.owner, &f.package, &f.version, &f.file) {
@@ -814,7 +821,10 @@ fn read_and_stage(
                 f.path, entry.size, f.size
             )));
         }
-        let at = FileCoords::new(&f.owner, &f.package, &f.version, &f.file);
+        // The manifest was validated when it was read; this cannot fail on a bundle that
+        // got this far, but an entry with invalid names is refused all the same.
+        let at =
+            coords(f).ok_or_else(|| ImportError::Refused(format!("{}: invalid names", f.path)))?;
         let mut want = [0u8; 32];
         hex::decode_to_slice(&f.sha256, &mut want)
             .map_err(|_| ImportError::Refused(format!("{}: bad sha256", f.path)))?;

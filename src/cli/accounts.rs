@@ -13,7 +13,7 @@ use crate::cli::terminal::printable;
 use crate::cli::{Answer, Error, Missing, Taken};
 use crate::dates::parse_rfc3339;
 use crate::names::encode_component as enc;
-use crate::names::valid_owner_name;
+use crate::names::Owner;
 use crate::store::{
     self, AuditFilter, AuditRecord, Created, NewToken, OwnerKind, Role, Store, TokenOutcome,
     TokenRecord, UserDeleted, UserRecord, Visibility,
@@ -28,7 +28,7 @@ const PAGE: usize = 50;
 
 /// A user to create, validated.
 struct NewUser {
-    name: String,
+    name: Owner,
     admin: bool,
     password: Option<String>,
     email: Option<String>,
@@ -73,7 +73,7 @@ trait Backend {
     fn revoke_token(&self, user: &str, name_or_id: &str) -> Result<(), Error>;
     fn create_org(
         &self,
-        name: &str,
+        name: &Owner,
         owner: Option<&str>,
         visibility: Option<Visibility>,
     ) -> Result<(), Error>;
@@ -384,14 +384,12 @@ pub fn audit(a: AuditCmd) -> Result<(), Error> {
 
 // ------------------------------------------------------------------------------ validation
 
-fn owner_name(name: &str, what: &str) -> Result<String, Error> {
-    if valid_owner_name(name) {
-        Ok(name.to_string())
-    } else {
-        Err(Error::Usage(format!(
+fn owner_name(name: &str, what: &str) -> Result<Owner, Error> {
+    Owner::parse(name).ok_or_else(|| {
+        Error::Usage(format!(
             "{name:?} is not a valid {what} name (letters, digits, '-', '_', '.'; at most 40)"
-        )))
-    }
+        ))
+    })
 }
 
 fn visibility(v: &str) -> Result<Visibility, Error> {
@@ -496,7 +494,7 @@ impl Backend for Offline {
                 self.record("user.create", &new.name, &new.name);
                 Ok(())
             }
-            Created::NameTaken => Err(Error::Exists(Taken::User(new.name.clone()))),
+            Created::NameTaken => Err(Error::Exists(Taken::User(new.name.to_string()))),
         }
     }
 
@@ -592,7 +590,7 @@ impl Backend for Offline {
 
     fn create_org(
         &self,
-        name: &str,
+        name: &Owner,
         owner: Option<&str>,
         visibility: Option<Visibility>,
     ) -> Result<(), Error> {
@@ -604,12 +602,12 @@ impl Backend for Offline {
             rec.visibility = v;
         }
         if self.store.create_owner(rec)? == Created::NameTaken {
-            return Err(Error::Exists(Taken::Owner(name.into())));
+            return Err(Error::Exists(Taken::Owner(name.to_string())));
         }
         let team = self
             .store
             .create_team(name, "Owners", "", Role::Admin)?
-            .ok_or_else(|| Error::Vanished(name.into()))?;
+            .ok_or_else(|| Error::Vanished(name.to_string()))?;
         if let Some(o) = owner {
             if !self.store.set_team_member(team.id, o, true)? {
                 return Err(Missing::User(o.into()).into());
@@ -701,7 +699,7 @@ fn time_of(v: &Value, k: &str) -> Option<u64> {
 
 fn owner_from_json(v: &Value, kind: OwnerKind) -> UserRecord {
     let login = opt_str(v, "login").unwrap_or_else(|| str_of(v, "username"));
-    let mut rec = UserRecord::new(&login, kind);
+    let mut rec = UserRecord::shown(&login, kind);
     rec.id = v.get("id").and_then(Value::as_u64).unwrap_or_default();
     rec.is_admin = v.get("is_admin").and_then(Value::as_bool).unwrap_or(false);
     rec.active = v.get("active").and_then(Value::as_bool).unwrap_or(true);
@@ -772,7 +770,7 @@ fn no_org(name: &str) -> impl Fn() -> Missing + '_ {
 impl Backend for Remote {
     fn add_user(&self, new: &NewUser) -> Result<(), Error> {
         let mut body = Map::new();
-        body.insert("username".into(), json!(new.name));
+        body.insert("username".into(), json!(new.name.as_str()));
         body.insert("must_change_password".into(), json!(false));
         if let Some(e) = &new.email {
             body.insert("email".into(), json!(e));
@@ -792,7 +790,7 @@ impl Backend for Remote {
             )
             .map_err(|e| match e {
                 Error::Client(source) => Error::AdminFlag {
-                    user: new.name.clone(),
+                    user: new.name.to_string(),
                     source,
                 },
                 other => other,
@@ -916,12 +914,12 @@ impl Backend for Remote {
 
     fn create_org(
         &self,
-        name: &str,
+        name: &Owner,
         owner: Option<&str>,
         visibility: Option<Visibility>,
     ) -> Result<(), Error> {
         let mut body = Map::new();
-        body.insert("username".into(), json!(name));
+        body.insert("username".into(), json!(name.as_str()));
         if let Some(v) = visibility {
             body.insert("visibility".into(), json!(v.as_str()));
         }

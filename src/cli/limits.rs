@@ -9,7 +9,7 @@ use crate::cli::args::{self, CleanupAction, QuotaAction, RuleAction};
 use crate::cli::client::{self, Client};
 use crate::cli::terminal::printable;
 use crate::cli::{Answer, Error, Missing};
-use crate::names::{encode_component as enc, valid_owner_name, valid_package_name};
+use crate::names::{encode_component as enc, valid_owner_name, PackageName};
 use crate::store::{self, Limit, QuotaRecord, Store};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -253,13 +253,16 @@ fn print_quotas(list: &[Value]) {
     }
 }
 
-fn package_segment(p: &Option<String>) -> Result<String, Error> {
+/// `--package`: the package a rule is for (`None`: every package) and its path segment.
+fn package_segment(p: &Option<String>) -> Result<(Option<PackageName>, String), Error> {
     match p {
-        None => Ok(ALL_PACKAGES.to_string()),
-        Some(p) if valid_package_name(p) => Ok(p.clone()),
-        Some(p) => Err(Error::Usage(format!(
-            "--package: {p:?} is not a valid package name"
-        ))),
+        None => Ok((None, ALL_PACKAGES.to_string())),
+        Some(p) => match PackageName::parse(p) {
+            Some(name) => Ok((Some(name), p.clone())),
+            None => Err(Error::Usage(format!(
+                "--package: {p:?} is not a valid package name"
+            ))),
+        },
     }
 }
 
@@ -268,7 +271,7 @@ pub fn cleanup(action: CleanupAction) -> Result<(), Error> {
         CleanupAction::Rule(r) => match r.action {
             RuleAction::Add(a) => {
                 let owner = owner_name(&a.owner)?;
-                let seg = package_segment(&a.package)?;
+                let (package, seg) = package_segment(&a.package)?;
                 let mut m = Map::new();
                 m.insert("enabled".into(), json!(!a.disabled));
                 m.insert("keep_count".into(), json!(a.keep_count.unwrap_or(0)));
@@ -284,13 +287,12 @@ pub fn cleanup(action: CleanupAction) -> Result<(), Error> {
                 m.insert("match_full_name".into(), json!(a.match_full_name));
                 m.insert("unused_days".into(), json!(a.unused_days.unwrap_or(0)));
                 // Validated here too, so a bad pattern is a clear error before anything opens.
-                let rule = rule_from_json(&m).map_err(Error::Usage)?;
+                let rule = rule_from_json(&m).map_err(|e| Error::Usage(e.to_string()))?;
                 let target = args::target(a.db, a.server, a.token)?;
                 with(target, |b| {
                     match b {
                         Backend::Offline(s) => {
-                            let package = (seg != ALL_PACKAGES).then_some(seg.as_str());
-                            match s.set_cleanup_rule(&owner, package, rule)? {
+                            match s.set_cleanup_rule(&owner, package.as_ref(), rule)? {
                                 Err(e) => return Err(Error::Rule(e)),
                                 Ok(false) => return Err(no_owner(&owner).into()),
                                 Ok(true) => record(s, "cleanup.rule_set", &owner, &seg),
@@ -312,7 +314,7 @@ pub fn cleanup(action: CleanupAction) -> Result<(), Error> {
             }
             RuleAction::Remove(a) => {
                 let owner = owner_name(&a.owner)?;
-                let seg = package_segment(&a.package)?;
+                let (package, seg) = package_segment(&a.package)?;
                 let target = args::target(a.db, a.server, a.token)?;
                 with(target, |b| {
                     let missing = || Missing::CleanupRule {
@@ -321,7 +323,7 @@ pub fn cleanup(action: CleanupAction) -> Result<(), Error> {
                     };
                     match b {
                         Backend::Offline(s) => {
-                            let package = (seg != ALL_PACKAGES).then_some(seg.as_str());
+                            let package = package.as_deref();
                             if !s.remove_cleanup_rule(&owner, package)? {
                                 return Err(missing().into());
                             }

@@ -493,7 +493,7 @@ mod tests {
 
     fn up(s: &Store, file: &str, data: &[u8]) {
         s.upload(
-            &FileCoords::new("alice", "pkg", "1.0", file),
+            &FileCoords::parse("alice", "pkg", "1.0", file),
             "alice",
             data,
             Want::default(),
@@ -504,7 +504,7 @@ mod tests {
 
     fn read_all(s: &Store, file: &str) -> Vec<u8> {
         let (_, mut r) = s
-            .open_file(&FileCoords::new("alice", "pkg", "1.0", file))
+            .open_file(&FileCoords::parse("alice", "pkg", "1.0", file))
             .expect("open")
             .expect("exists");
         let mut out = Vec::new();
@@ -532,7 +532,7 @@ mod tests {
     fn round_trip_without_pins() {
         let t = temp_store();
         let s = &t.store;
-        assert!(s.create_user("alice", false).expect("user"));
+        assert!(s.create_user(&Owner::of("alice"), false).expect("user"));
         let big: Vec<u8> = (0..CHUNK_SIZE * 2 + 77)
             .map(|i| (i * 13 % 251) as u8)
             .collect();

@@ -456,7 +456,7 @@ mod tests {
     fn item(s: &Store, file: &str, data: &[u8]) -> ImportItem {
         let staged = s.stage(data).expect("stage");
         ImportItem {
-            at: FileCoords::new("alice", "Pkg", "1.0", file),
+            at: FileCoords::parse("alice", "Pkg", "1.0", file),
             sha256: staged.digests.sha256,
             created: 1_000,
             package_created: 900,
@@ -469,7 +469,7 @@ mod tests {
     fn staged_bodies_are_invisible_until_published_with_their_times() {
         let t = temp_store();
         let s = &t.store;
-        assert!(s.create_user("alice", false).expect("user"));
+        assert!(s.create_user(&Owner::of("alice"), false).expect("user"));
         let big = vec![3u8; CHUNK_SIZE * 2 + 7];
         let items = vec![
             item(s, "big", &big),
@@ -508,7 +508,7 @@ mod tests {
         assert_eq!(out[0], ImportOutcome::AlreadyPresent);
         assert!(matches!(out[1], ImportOutcome::Conflict(_)));
         let (_, mut r) = s
-            .open_file(&FileCoords::new("alice", "pkg", "1.0", "small"))
+            .open_file(&FileCoords::parse("alice", "pkg", "1.0", "small"))
             .expect("open")
             .expect("exists");
         let mut body = Vec::new();
@@ -537,7 +537,7 @@ mod tests {
         assert_eq!(s.chunk_stats().expect("stats"), (0, 0, 0));
         // An upload of the same bytes still works after.
         s.upload(
-            &FileCoords::new("alice", "p", "1", "f"),
+            &FileCoords::parse("alice", "p", "1", "f"),
             "alice",
             &b"tiny"[..],
             Want::default(),

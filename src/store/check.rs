@@ -760,7 +760,7 @@ mod tests {
 
     fn up(s: &Store, file: &str, data: &[u8]) {
         s.upload(
-            &FileCoords::new("alice", "pkg", "1.0", file),
+            &FileCoords::parse("alice", "pkg", "1.0", file),
             "alice",
             data,
             Want::default(),
@@ -808,7 +808,7 @@ mod tests {
             "the orphan was reclaimed"
         );
         let (_, mut r) = s
-            .open_file(&FileCoords::new("alice", "pkg", "1.0", "big"))
+            .open_file(&FileCoords::parse("alice", "pkg", "1.0", "big"))
             .expect("open")
             .expect("exists");
         let mut got = Vec::new();

@@ -2,7 +2,7 @@
 //! reference counts, and downloads from one snapshot.
 
 use super::*;
-use crate::chunk::{ChunkId, Chunker, StreamDigests, Want};
+use crate::chunk::{ChunkId, Chunker, DigestMismatch, StreamDigests, Want};
 use redb::{ReadOnlyTable, ReadableDatabase};
 use std::io::Read;
 
@@ -65,7 +65,7 @@ impl Store {
         creator: &str,
         body: impl Read,
         want: Want,
-        verify: impl FnOnce(&StreamDigests) -> std::result::Result<(), String>,
+        verify: impl FnOnce(&StreamDigests) -> std::result::Result<(), DigestMismatch>,
     ) -> Result<Published> {
         self.upload_within(at, creator, body, want, verify, None)
     }
@@ -78,7 +78,7 @@ impl Store {
         creator: &str,
         body: impl Read,
         want: Want,
-        verify: impl FnOnce(&StreamDigests) -> std::result::Result<(), String>,
+        verify: impl FnOnce(&StreamDigests) -> std::result::Result<(), DigestMismatch>,
         quota: Option<limits::QuotaCheck>,
     ) -> Result<Published> {
         let mut chunker = Chunker::with_digests(body, want);
@@ -94,7 +94,7 @@ impl Store {
         };
         if let Some(inline) = inline {
             let digests = chunker.finish();
-            verify(&digests).map_err(Error::Rejected)?;
+            verify(&digests).map_err(|e| Error::Rejected(e.to_string()))?;
             let new = NewFile {
                 quota,
                 ..self.new_file(at, creator, digests)
@@ -117,7 +117,7 @@ impl Store {
         };
         let result = result.and_then(|()| {
             let digests = chunker.finish();
-            verify(&digests).map_err(Error::Rejected)?;
+            verify(&digests).map_err(|e| Error::Rejected(e.to_string()))?;
             Ok(digests)
         });
         match result {
@@ -502,7 +502,7 @@ pub(super) fn publish_rows(
     if packages.get(pkey).ctx("reading a package")?.is_none() {
         let rec = PackageRecord {
             id: Store::next_id(txn)?,
-            name: new.at.name.clone(),
+            name: new.at.name.to_string(),
             created: new.created,
             creator: new.creator.clone(),
         };
@@ -515,7 +515,7 @@ pub(super) fn publish_rows(
     if versions.get(vkey).ctx("reading a version")?.is_none() {
         let rec = VersionRecord {
             id: Store::next_id(txn)?,
-            version: new.at.version.clone(),
+            version: new.at.version.to_string(),
             created: new.created,
             creator: new.creator.clone(),
             downloads: 0,
@@ -545,7 +545,7 @@ pub(super) fn publish_rows(
     }
     let rec = FileRecord {
         id: Store::next_id(txn)?,
-        name: new.at.file.clone(),
+        name: new.at.file.to_string(),
         size,
         sha256: sha,
         created: new.created,
@@ -911,7 +911,7 @@ mod tests {
     use super::*;
 
     fn at(file: &str) -> FileCoords {
-        FileCoords::new("Alice", "Pkg", "1.0", file)
+        FileCoords::parse("Alice", "Pkg", "1.0", file)
     }
 
     fn up(s: &Store, c: &FileCoords, data: &[u8]) -> Published {
@@ -972,8 +972,12 @@ mod tests {
         let t = temp_store();
         let s = &t.store;
         for data in [vec![5u8; 10], vec![6u8; CHUNK_SIZE * 2]] {
-            let r = s.upload(&at("v"), "a", &data[..], Want::default(), |_| {
-                Err("checksum mismatch".into())
+            let r = s.upload(&at("v"), "a", &data[..], Want::default(), |d| {
+                Err(DigestMismatch {
+                    algorithm: "sha256",
+                    expected: vec![0; 32],
+                    got: d.sha256.to_vec(),
+                })
             });
             assert!(matches!(r, Err(Error::Rejected(_))));
         }
@@ -1006,10 +1010,10 @@ mod tests {
         let t = temp_store();
         let s = &t.store;
         for v in ["1", "2", "3"] {
-            let c = FileCoords::new("alice", "pkg", v, "f");
+            let c = FileCoords::parse("alice", "pkg", v, "f");
             up(s, &c, v.as_bytes());
         }
-        up(s, &FileCoords::new("alice", "pkg2", "1", "f"), b"1");
+        up(s, &FileCoords::parse("alice", "pkg2", "1", "f"), b"1");
         assert!(s.delete_package("ALICE", "Pkg").expect("del"));
         assert!(!s.delete_package("alice", "pkg").expect("del"));
         assert!(!s.version_exists("alice", "pkg", "2").expect("v"));
@@ -1068,7 +1072,7 @@ mod tests {
         let data = vec![4u8; CHUNK_SIZE + 1];
         up(s, &at("orig"), &data);
         let sha = s.open_file(&at("orig")).expect("o").expect("e").0.sha256;
-        let other = FileCoords::new("bob", "p", "1", "copy");
+        let other = FileCoords::parse("bob", "p", "1", "copy");
         assert_eq!(
             s.publish_existing(&other, "bob", sha, |o| o != "alice", |_| Ok(()))
                 .expect("deploy"),

@@ -801,14 +801,14 @@ impl Store {
     pub fn set_cleanup_rule(
         &self,
         owner: &str,
-        package: Option<&str>,
+        package: Option<&PackageName>,
         rule: CleanupRule,
     ) -> Result<std::result::Result<bool, InvalidRule>> {
         if let Err(e) = rule.validate() {
             return Ok(Err(e));
         }
         let o = fold_case(owner);
-        let p = package.map(fold_case).unwrap_or_default();
+        let p = package.map(|p| fold_case(p)).unwrap_or_default();
         self.durable(move |txn| {
             if txn
                 .open_table(USERS)
@@ -1303,11 +1303,11 @@ mod tests {
     fn a_run_compiles_each_rule_once_not_per_package() {
         let t = temp_store();
         let s = &t.store;
-        s.create_user("pat", false).expect("user");
+        s.create_user(&Owner::of("pat"), false).expect("user");
         for p in 0..20 {
             for v in ["1.0", "2.0-rc1"] {
                 s.upload(
-                    &FileCoords::new("pat", &format!("p{p}"), v, "f"),
+                    &FileCoords::parse("pat", &format!("p{p}"), v, "f"),
                     "pat",
                     v.as_bytes(),
                     Want::default(),
@@ -1343,10 +1343,10 @@ mod tests {
     fn a_stored_rule_over_todays_limit_is_skipped_and_the_others_run() {
         let t = temp_store();
         let s = &t.store;
-        s.create_user("old", false).expect("user");
+        s.create_user(&Owner::of("old"), false).expect("user");
         for p in ["a", "b"] {
             s.upload(
-                &FileCoords::new("old", p, "1", "f"),
+                &FileCoords::parse("old", p, "1", "f"),
                 "old",
                 &b"x"[..],
                 Want::default(),
@@ -1368,7 +1368,7 @@ mod tests {
         })
         .expect("store the old rule");
         assert_eq!(
-            s.set_cleanup_rule("old", Some("b"), CleanupRule::default())
+            s.set_cleanup_rule("old", Some(&PackageName::of("b")), CleanupRule::default())
                 .expect("set"),
             Ok(true)
         );
@@ -1385,11 +1385,11 @@ mod tests {
     fn an_owner_has_at_most_max_rules() {
         let t = temp_store();
         let s = &t.store;
-        s.create_user("many", false).expect("user");
+        s.create_user(&Owner::of("many"), false).expect("user");
         for i in 0..MAX_RULES_PER_OWNER {
             let p = format!("p{i}");
             assert_eq!(
-                s.set_cleanup_rule("many", Some(&p), CleanupRule::default())
+                s.set_cleanup_rule("many", Some(&PackageName::of(&p)), CleanupRule::default())
                     .expect("set"),
                 Ok(true)
             );
@@ -1405,7 +1405,8 @@ mod tests {
             ..CleanupRule::default()
         };
         assert_eq!(
-            s.set_cleanup_rule("many", Some("P0"), keep).expect("set"),
+            s.set_cleanup_rule("many", Some(&PackageName::of("P0")), keep)
+                .expect("set"),
             Ok(true)
         );
         assert_eq!(
@@ -1418,7 +1419,7 @@ mod tests {
     fn one_run_at_a_time_a_request_is_refused_while_one_runs() {
         let t = temp_store();
         let s = &t.store;
-        s.create_user("q", false).expect("user");
+        s.create_user(&Owner::of("q"), false).expect("user");
         let held = s.cleanup_gate.lock().expect("gate");
         assert_eq!(
             s.try_run_cleanup(Some("q"), true, now()).expect("try"),
@@ -1435,10 +1436,10 @@ mod tests {
     fn owner_bytes_follow_publish_and_delete_and_the_check_agrees() {
         let t = temp_store();
         let s = &t.store;
-        s.create_user("alice", false).expect("user");
+        s.create_user(&Owner::of("alice"), false).expect("user");
         let up = |v: &str, f: &str, data: &[u8]| {
             s.upload(
-                &FileCoords::new("alice", "p", v, f),
+                &FileCoords::parse("alice", "p", v, f),
                 "alice",
                 data,
                 Want::default(),
@@ -1454,7 +1455,7 @@ mod tests {
         assert_eq!(q.usage.versions, 2);
         assert!(s.check().expect("check").faults.is_empty());
         s.delete_version("alice", "p", "2").expect("delete");
-        s.delete_file(&FileCoords::new("alice", "p", "1", "a"))
+        s.delete_file(&FileCoords::parse("alice", "p", "1", "a"))
             .expect("delete");
         let q = s.owner_quota("alice").expect("quota").expect("owner");
         assert_eq!(
@@ -1471,10 +1472,10 @@ mod tests {
     fn rules_apply_to_their_package_or_all_and_disabled_ones_do_nothing() {
         let t = temp_store();
         let s = &t.store;
-        s.create_user("carol", false).expect("user");
+        s.create_user(&Owner::of("carol"), false).expect("user");
         for (p, v) in [("a", "1"), ("a", "2"), ("b", "1"), ("b", "2")] {
             s.upload(
-                &FileCoords::new("carol", p, v, "f"),
+                &FileCoords::parse("carol", p, v, "f"),
                 "carol",
                 v.as_bytes(),
                 Want::default(),
@@ -1500,7 +1501,7 @@ mod tests {
             .removed
             .is_empty());
         assert_eq!(
-            s.set_cleanup_rule("carol", Some("A"), keep_one.clone())
+            s.set_cleanup_rule("carol", Some(&PackageName::of("A")), keep_one.clone())
                 .expect("set"),
             Ok(true)
         );
@@ -1539,8 +1540,8 @@ mod tests {
     fn a_drifted_byte_total_does_not_block_deletes() {
         let t = temp_store();
         let s = &t.store;
-        s.create_user("eve", false).expect("user");
-        let at = FileCoords::new("eve", "p", "1", "f");
+        s.create_user(&Owner::of("eve"), false).expect("user");
+        let at = FileCoords::parse("eve", "p", "1", "f");
         s.upload(&at, "eve", &[5u8; 100][..], Want::default(), |_| Ok(()))
             .expect("upload");
         s.durable(|txn| {
@@ -1561,12 +1562,12 @@ mod tests {
     fn keep_count_goes_by_creation_time_not_arrival() {
         let t = temp_store();
         let s = &t.store;
-        s.create_user("dee", false).expect("user");
+        s.create_user(&Owner::of("dee"), false).expect("user");
         // "2.0" arrives first, then "1.5" with an older creation time (as an import of a
         // backfill brings it).
         for v in ["2.0", "1.5"] {
             s.upload(
-                &FileCoords::new("dee", "app", v, "f"),
+                &FileCoords::parse("dee", "app", v, "f"),
                 "dee",
                 v.as_bytes(),
                 Want::default(),
@@ -1595,7 +1596,8 @@ mod tests {
             ..CleanupRule::default()
         };
         assert_eq!(
-            s.set_cleanup_rule("dee", Some("app"), rule).expect("set"),
+            s.set_cleanup_rule("dee", Some(&PackageName::of("app")), rule)
+                .expect("set"),
             Ok(true)
         );
         let plan = s.cleanup_plan(Some("dee"), now()).expect("plan").removed;
@@ -1611,10 +1613,10 @@ mod tests {
     fn cleanup_uses_download_times_and_reclaims_chunks() {
         let t = temp_store();
         let s = &t.store;
-        s.create_user("bob", false).expect("user");
+        s.create_user(&Owner::of("bob"), false).expect("user");
         for v in ["1", "2", "3"] {
             s.upload(
-                &FileCoords::new("bob", "p", v, "f"),
+                &FileCoords::parse("bob", "p", v, "f"),
                 "bob",
                 &vec![v.as_bytes()[0]; CHUNK_SIZE + 1][..],
                 Want::default(),
@@ -1622,14 +1624,15 @@ mod tests {
             )
             .expect("upload");
         }
-        s.count_download(&FileCoords::new("bob", "p", "1", "f"));
+        s.count_download(&FileCoords::parse("bob", "p", "1", "f"));
         s.flush_pending().expect("flush");
         let rule = CleanupRule {
             unused_days: 3,
             ..CleanupRule::default()
         };
         assert_eq!(
-            s.set_cleanup_rule("bob", Some("P"), rule).expect("set"),
+            s.set_cleanup_rule("bob", Some(&PackageName::of("P")), rule)
+                .expect("set"),
             Ok(true)
         );
         // Now: nothing is unused yet.
@@ -1694,9 +1697,9 @@ mod migration_tests {
             ("bob", "1", "a", 10),
             ("bob", "1", "e", 0),
         ] {
-            s.create_user(owner, false).expect("user");
+            s.create_user(&Owner::of(owner), false).expect("user");
             s.upload(
-                &FileCoords::new(owner, "p", v, f),
+                &FileCoords::parse(owner, "p", v, f),
                 owner,
                 &vec![7u8; len][..],
                 Want::default(),
@@ -1760,7 +1763,7 @@ mod rebuild_tests {
         let t = temp_store();
         let s = &t.store;
         s.upload(
-            &FileCoords::new("alice", "p", "1", "f"),
+            &FileCoords::parse("alice", "p", "1", "f"),
             "alice",
             &[1u8; 42][..],
             Want::default(),

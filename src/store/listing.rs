@@ -243,7 +243,7 @@ impl Store {
         owner: &str,
         name: &str,
         file: &str,
-    ) -> Result<Option<String>> {
+    ) -> Result<Option<Version>> {
         let (o, n, f) = (fold_case(owner), fold_case(name), fold_case(file));
         let txn = self.db.begin_read().ctx("beginning a read")?;
         let order = txn.open_table(PACKAGE_ORDER).ctx("opening package_order")?;
@@ -261,7 +261,7 @@ impl Store {
                 .ctx("reading a file")?
                 .is_some()
             {
-                return Ok(Some(v.to_string()));
+                return Ok(Some(Version::stored(v.to_string())));
             }
         }
         Ok(None)

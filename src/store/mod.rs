@@ -46,6 +46,7 @@ pub use stats::{compact, OwnerStats, Stats};
 pub use users::{new_token, token_hash, Created, NewToken, UserDeleted};
 
 use crate::chunk::CHUNK_SIZE;
+use crate::names::{FileName, Owner, PackageName, Version};
 use redb::{Database, Durability, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::collections::HashMap;
@@ -250,7 +251,14 @@ pub struct UserRecord {
 }
 
 impl UserRecord {
-    pub fn new(login: &str, kind: OwnerKind) -> UserRecord {
+    /// A new account's record: its login is an `Owner`, validated where it came in.
+    pub fn new(login: &Owner, kind: OwnerKind) -> UserRecord {
+        UserRecord::shown(login, kind)
+    }
+
+    /// A record only shown, never created: a copy read from a server's JSON, or Gitea's
+    /// ghost user.
+    pub fn shown(login: &str, kind: OwnerKind) -> UserRecord {
         UserRecord {
             id: 0,
             login: login.to_string(),
@@ -399,22 +407,36 @@ pub fn fold_case(s: &str) -> String {
 
 /// The lower-cased key of a file and the display forms to store if the rows are new.
 /// Lower-casing is Unicode-aware (versions may be any Unicode), as Gitea's `strings.ToLower`.
+/// The package coordinates are typed: only validated names reach the store, so the store
+/// never writes a name Gitea would refuse. `owner` is an existing account's login, which was
+/// an `Owner` when the account was made.
 #[derive(Clone, Debug)]
 pub struct FileCoords {
     pub owner: String,
-    pub name: String,
-    pub version: String,
-    pub file: String,
+    pub name: PackageName,
+    pub version: Version,
+    pub file: FileName,
 }
 
 impl FileCoords {
-    pub fn new(owner: &str, name: &str, version: &str, file: &str) -> FileCoords {
+    pub fn new(owner: &str, name: &PackageName, version: &Version, file: &FileName) -> FileCoords {
         FileCoords {
             owner: owner.to_string(),
-            name: name.to_string(),
-            version: version.to_string(),
-            file: file.to_string(),
+            name: name.clone(),
+            version: version.clone(),
+            file: file.clone(),
         }
+    }
+
+    /// Coordinates from text, for tests. Panics on an invalid name.
+    #[cfg(test)]
+    pub(crate) fn parse(owner: &str, name: &str, version: &str, file: &str) -> FileCoords {
+        FileCoords::new(
+            owner,
+            &PackageName::of(name),
+            &Version::of(version),
+            &FileName::of(file),
+        )
     }
 
     pub(crate) fn lower(&self) -> [String; 4] {
@@ -981,7 +1003,7 @@ pub(crate) mod tests {
         let t = temp_store();
         let s = &t.store;
         let body: Vec<u8> = (0..CHUNK_SIZE * 3).map(|i| (i % 251) as u8).collect();
-        let at = FileCoords::new("alice", "pkg", "1.0", "f");
+        let at = FileCoords::parse("alice", "pkg", "1.0", "f");
         s.upload(
             &at,
             "alice",
@@ -1007,11 +1029,11 @@ pub(crate) mod tests {
         std::fs::create_dir_all(&dir).expect("temp dir");
         let path = dir.join("r.redb");
         let s = Store::open(&path).expect("open");
-        assert!(s.create_user("u1", false).expect("user"));
+        assert!(s.create_user(&Owner::of("u1"), false).expect("user"));
         let first = s.get_user("u1").expect("get").expect("exists").id;
         s.close().expect("close");
         let s = Store::open(&path).expect("reopen");
-        assert!(s.create_user("u2", false).expect("user"));
+        assert!(s.create_user(&Owner::of("u2"), false).expect("user"));
         let second = s.get_user("u2").expect("get").expect("exists").id;
         assert!(second > first);
         s.close().expect("close");

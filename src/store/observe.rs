@@ -308,7 +308,7 @@ mod tests {
     use crate::chunk::Want;
 
     fn put(store: &Store, owner: &str, version: &str, file: &str, body: &[u8]) {
-        let coords = FileCoords::new(owner, "pkg", version, file);
+        let coords = FileCoords::parse(owner, "pkg", version, file);
         store
             .upload(&coords, "tester", body, Want::default(), |_| Ok(()))
             .expect("upload");

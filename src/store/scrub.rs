@@ -259,7 +259,7 @@ mod tests {
         let big: Vec<u8> = (0..CHUNK_SIZE * 3 + 5).map(|i| (i % 199) as u8).collect();
         for (name, data) in [("big", big.as_slice()), ("small", b"small".as_slice())] {
             s.upload(
-                &FileCoords::new("alice", "pkg", "1.0", name),
+                &FileCoords::parse("alice", "pkg", "1.0", name),
                 "alice",
                 data,
                 Want::default(),

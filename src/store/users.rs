@@ -85,7 +85,7 @@ impl Store {
     }
 
     /// Creates a plain user; `Ok(false)` when the name is taken.
-    pub fn create_user(&self, login: &str, is_admin: bool) -> Result<bool> {
+    pub fn create_user(&self, login: &Owner, is_admin: bool) -> Result<bool> {
         let mut rec = UserRecord::new(login, OwnerKind::User);
         rec.is_admin = is_admin;
         Ok(matches!(self.create_owner(rec)?, Created::Done(_)))
@@ -700,8 +700,8 @@ mod tests {
     fn tokens_are_hashed_and_revocable() {
         let t = temp_store();
         let s = &t.store;
-        assert!(s.create_user("Bob", false).expect("user"));
-        assert!(!s.create_user("bob", false).expect("user"));
+        assert!(s.create_user(&Owner::of("Bob"), false).expect("user"));
+        assert!(!s.create_user(&Owner::of("bob"), false).expect("user"));
         let (TokenOutcome::Created(tok), Some(rec)) = token(s, "bob", "ci") else {
             panic!("token not created");
         };
@@ -723,14 +723,14 @@ mod tests {
     fn roles_combine_direct_membership_and_teams() {
         let t = temp_store();
         let s = &t.store;
-        assert!(s.create_user("ann", false).expect("user"));
+        assert!(s.create_user(&Owner::of("ann"), false).expect("user"));
         assert!(matches!(
-            s.create_owner(UserRecord::new("Acme", OwnerKind::Org))
+            s.create_owner(UserRecord::new(&Owner::of("Acme"), OwnerKind::Org))
                 .expect("org"),
             Created::Done(_)
         ));
         assert_eq!(
-            s.create_owner(UserRecord::new("ACME", OwnerKind::User))
+            s.create_owner(UserRecord::new(&Owner::of("ACME"), OwnerKind::User))
                 .expect("u"),
             Created::NameTaken,
             "users and organizations share one namespace"
@@ -768,8 +768,8 @@ mod tests {
     fn owners_with_packages_are_kept_unless_purged() {
         let t = temp_store();
         let s = &t.store;
-        assert!(s.create_user("carl", false).expect("user"));
-        let at = FileCoords::new("carl", "p", "1", "f");
+        assert!(s.create_user(&Owner::of("carl"), false).expect("user"));
+        let at = FileCoords::parse("carl", "p", "1", "f");
         s.upload(
             &at,
             "carl",
