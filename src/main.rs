@@ -3,7 +3,7 @@
 //! library.
 
 use shelf::api::{Api, ApiConfig};
-use shelf::cli::args::{Cli, Command, ServeSettings};
+use shelf::cli::args::{self, Cli, Command, Parsed, ServeSettings};
 use shelf::cli::{accounts, bundles, limits, maintenance, Error};
 use shelf::http::{Server, ServerConfig};
 use shelf::metrics::{Metrics, ScrubMetrics, StoreMetrics};
@@ -16,7 +16,20 @@ use std::sync::Arc;
 fn main() -> ExitCode {
     limit_malloc_retention();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let cli: Cli = argh::from_env();
+    let args: Vec<String> = std::env::args().collect();
+    let program = args.first().map_or("shelf", |p| base_name(p));
+    let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    let cli = match args::parse(program, &rest) {
+        Parsed::Run(cli) => *cli,
+        Parsed::Exit { text, ok: true } => {
+            println!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Parsed::Exit { text, ok: false } => {
+            eprintln!("{text}");
+            return ExitCode::FAILURE;
+        }
+    };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -25,6 +38,11 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The program's name without its directory, as `--help` shows it.
+fn base_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
 }
 
 /// glibc raises its mmap threshold after a large buffer is freed, and each thread that
@@ -63,8 +81,24 @@ fn run(cli: Cli) -> Result<(), Error> {
 }
 
 fn serve(s: ServeSettings) -> Result<(), Error> {
+    let server_config = ServerConfig {
+        workers: s.workers,
+        max_connections: s.max_connections,
+        head_timeout: s.head_timeout,
+        idle_timeout: s.idle_timeout,
+        body_timeout: s.body_timeout,
+        ..ServerConfig::default()
+    };
+    // The address first: a start that cannot listen creates nothing, neither a database file
+    // nor the admin whose token the first start shows once.
+    let mut server = Server::bind(&s.listen, server_config)
+        .map_err(Error::io(format!("cannot listen on {}", s.listen)))?;
     // Not cli::open_store: `serve` is the server, and its "in use" needs no --server hint.
+    let existed = s.db.exists();
     let store = Store::open(&s.db)?;
+    if !existed {
+        eprintln!("created a new database at {}", s.db.display());
+    }
     store.set_audit_retention_days(s.audit_retention_days);
     store.set_quota_defaults(shelf::store::Limits {
         max_file_size: s.max_file_size,
@@ -78,18 +112,6 @@ fn serve(s: ServeSettings) -> Result<(), Error> {
         rate: s.scrub_rate,
         interval: s.scrub_interval,
     })?;
-    let server_config = ServerConfig {
-        workers: s.workers,
-        max_connections: s.max_connections,
-        head_timeout: s.head_timeout,
-        idle_timeout: s.idle_timeout,
-        body_timeout: s.body_timeout,
-        ..ServerConfig::default()
-    };
-    let mut server = Server::bind(&s.listen, server_config)
-        .map_err(Error::io(format!("cannot listen on {}", s.listen)))?;
-    // Only once the address is ours: a start that cannot listen must not use up the one
-    // start that creates the admin and shows its token.
     bootstrap_admin(&store)?;
     // Metrics: the HTTP layer reports each request; the store's totals are read at scrape time.
     // Other sources (e.g. a background job's counters) register here with `add_source`.
@@ -142,6 +164,12 @@ fn serve(s: ServeSettings) -> Result<(), Error> {
 /// `SHELF_ADMIN_TOKEN` when set, else random and printed once on stderr.
 fn bootstrap_admin(store: &Store) -> Result<(), Error> {
     if store.user_count()? > 0 {
+        if std::env::var_os("SHELF_ADMIN_TOKEN").is_some_and(|t| !t.is_empty()) {
+            log::warn!(
+                "SHELF_ADMIN_TOKEN is set but not used: it only seeds the admin of an empty \
+                 database, and this one has accounts (make a token with `shelf token create`)"
+            );
+        }
         return Ok(());
     }
     store.create_user(&Owner::site_admin(), true)?;

@@ -602,8 +602,98 @@ fn a_busy_address_does_not_use_up_the_first_start() {
     assert!(stderr.contains("cannot listen on"), "{stderr}");
     assert!(!stderr.contains("created site admin"), "{stderr}");
     drop(busy);
-    // The database holds no account yet: `user list` finds nobody to show.
-    let list = cli(&db, &["user", "list"]);
-    let listed = String::from_utf8_lossy(&list.stdout);
-    assert!(!listed.contains("admin"), "{listed}");
+    // Nothing was created: no account, not even the database file.
+    assert!(!db.exists(), "a failed start left {}", db.display());
+}
+
+/// A typo in `--db` must not pass for an empty registry: commands that read or maintain refuse
+/// a missing file and create nothing; commands that create say so (issue 17, trap 1).
+#[test]
+fn offline_commands_refuse_a_missing_database_and_creating_ones_say_so() {
+    let dir = temp_dir("missing-db");
+    let db = dir.join("tpyo.redb");
+    let out_file = dir.join("out.redb");
+    let out_str = out_file.to_string_lossy().to_string();
+    let manifest = dir.join("m.json").to_string_lossy().to_string();
+    for args in [
+        &["check"][..],
+        &["check", "--repair"],
+        &["stats"],
+        &["compact"],
+        &["backup", &out_str],
+        &["manifest", "-o", &manifest],
+        &["audit"],
+        &["user", "list"],
+        &["org", "list"],
+        &["token", "list", "admin"],
+        &["member", "list", "acme"],
+        &["quota", "show"],
+        &["cleanup", "rule", "list"],
+        &["cleanup", "run"],
+    ] {
+        let out = cli(&db, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded: {stderr}");
+        assert!(
+            stderr.contains(&format!("no database at {}", db.display())),
+            "{args:?}: {stderr}"
+        );
+        assert!(!db.exists(), "{args:?} created {}", db.display());
+        assert!(!out_file.exists(), "{args:?} wrote a backup");
+    }
+    // user add creates it, and says where.
+    let out = cli(&db, &["user", "add", "alice"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("created a new database at {}", db.display())),
+        "{stderr}"
+    );
+    // … once: the next command finds it, and says nothing of the kind.
+    let out = cli(&db, &["user", "list"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("alice"));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("created"));
+    let org_db = dir.join("org.redb");
+    let out = cli(&org_db, &["org", "create", "acme"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("created a new database at"));
+}
+
+/// `shelf [serve] [--listen …]`: serve's flags work without the word `serve`, and a mistake in
+/// them points to the help that lists them (issue 17, trap 5).
+#[test]
+fn serve_flags_work_without_serve_and_typos_point_to_its_help() {
+    let dir = temp_dir("implicit-serve");
+    let db = dir.join("shelf.redb");
+    // A busy address makes the server fail right after parsing, with serve's own message.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = busy.local_addr().expect("addr").to_string();
+    let out = Command::new(bin())
+        .args(["--listen", &addr, "--db"])
+        .arg(&db)
+        .output()
+        .expect("run shelf");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("cannot listen on"), "{stderr}");
+    assert!(!stderr.contains("Unrecognized"), "{stderr}");
+    drop(busy);
+    for args in [&["serve", "--lisen", "x"][..], &["--lisen", "x"][..]] {
+        let out = Command::new(bin()).args(args).output().expect("run shelf");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("Unrecognized argument: --lisen"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("shelf serve --help"), "{stderr}");
+    }
+    // Help is still help, on stdout, exit 0.
+    let out = Command::new(bin())
+        .arg("--help")
+        .output()
+        .expect("run shelf");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("serve"));
 }

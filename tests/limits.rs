@@ -696,3 +696,66 @@ fn finding_3_heavy_patterns_refused_when_saved_and_runs_compile_once() {
 
 /// A pattern near the compiled-size limit (the README gives its compile time).
 const HEAVY_ACCEPTED: &str = r"[\x{0}-\x{3FFFF}](?s:.){200}";
+
+/// With no limit flag, nothing limits an upload, and `serve --help`, `quota show` and the
+/// README say so alike (issue 17, trap 3: the README gave 2GiB and 10GiB as defaults).
+#[test]
+fn without_limit_flags_nothing_is_limited_and_every_place_says_so() {
+    let mut s = Server::start_with(&[]);
+    let alice = user_with_token(&mut s, "alice", false);
+    let s = s.restart();
+    // 3 MiB in 20 versions: over any small default a user might assume, refused by none.
+    for v in 0..20 {
+        let r = s.put_as(
+            &alice,
+            &format!("/api/packages/alice/generic/p/{v}/f"),
+            &vec![v as u8; 3 << 20],
+        );
+        assert_eq!(r.status, 201, "version {v}: {}", r.text());
+    }
+    let out = std::process::Command::new(bin())
+        .args(["quota", "show", "alice", "--token", ADMIN_TOKEN, "--server"])
+        .arg(format!("http://{}", s.addr))
+        .output()
+        .expect("cli");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.matches("no limit (default)").count(),
+        3,
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_shelf"))
+        .args(["serve", "--help"])
+        .output()
+        .expect("run shelf");
+    // The options section, whitespace collapsed (argh wraps descriptions).
+    let help = String::from_utf8_lossy(&help.stdout);
+    let options = help.split_once("Options:").map_or("", |(_, o)| o);
+    let options = options.split_whitespace().collect::<Vec<_>>().join(" ");
+    for flag in [
+        "--max-file-size",
+        "--owner-max-bytes",
+        "--owner-max-versions",
+    ] {
+        let at = options
+            .find(&format!("{flag} "))
+            .unwrap_or_else(|| panic!("{flag} missing: {options}"));
+        let rest = &options[at + flag.len()..];
+        let described = rest.split(" --").next().unwrap_or(rest);
+        assert!(
+            described.contains("default: no limit"),
+            "{flag}: {described}"
+        );
+    }
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    for row in [
+        "| largest file |",
+        "| total bytes per owner",
+        "| versions per owner",
+    ] {
+        let line = readme.lines().find(|l| l.starts_with(row)).expect(row);
+        assert!(line.contains("| no limit |"), "{line}");
+    }
+}

@@ -10,7 +10,7 @@ use crate::auth;
 use crate::cli::args::{self, AuditCmd, MemberAction, OrgAction, Target, TokenAction, UserAction};
 use crate::cli::client::{self, Client};
 use crate::cli::terminal::printable;
-use crate::cli::{Answer, Error, Missing, Taken};
+use crate::cli::{Answer, Error, Missing, Open, Taken};
 use crate::dates::parse_rfc3339;
 use crate::names::encode_component as enc;
 use crate::names::Owner;
@@ -87,14 +87,32 @@ trait Backend {
     fn close(self: Box<Self>) -> Result<(), Error>;
 }
 
-/// Opens the target, runs `f`, and closes the target whether `f` succeeded or not.
+/// Opens the target (an existing database file, or a server), runs `f`, and closes the
+/// target whether `f` succeeded or not.
 fn with_backend(
     target: Target,
     f: impl FnOnce(&dyn Backend) -> Result<(), Error>,
 ) -> Result<(), Error> {
+    open_backend(target, Open::Existing, f)
+}
+
+/// `with_backend` for the commands that may create the database file (`user add`, `org
+/// create`).
+fn creating(
+    target: Target,
+    f: impl FnOnce(&dyn Backend) -> Result<(), Error>,
+) -> Result<(), Error> {
+    open_backend(target, Open::OrCreate, f)
+}
+
+fn open_backend(
+    target: Target,
+    how: Open,
+    f: impl FnOnce(&dyn Backend) -> Result<(), Error>,
+) -> Result<(), Error> {
     let backend: Box<dyn Backend> = match target {
         Target::Offline(path) => Box::new(Offline {
-            store: super::open_store(&path)?,
+            store: super::open_store(&path, how)?,
         }),
         Target::Remote { url, token } => Box::new(Remote {
             client: Client::new(&url, &token)?,
@@ -122,7 +140,7 @@ pub fn user(action: UserAction) -> Result<(), Error> {
                 email: a.email,
                 visibility: a.visibility.as_deref().map(visibility).transpose()?,
             };
-            with_backend(target, |b| {
+            creating(target, |b| {
                 b.add_user(&new)?;
                 println!(
                     "created {}user {}",
@@ -269,7 +287,7 @@ pub fn org(action: OrgAction) -> Result<(), Error> {
             let target = args::target(c.db, c.server, c.token)?;
             let name = owner_name(&c.name, "organization")?;
             let v = c.visibility.as_deref().map(visibility).transpose()?;
-            with_backend(target, |b| {
+            creating(target, |b| {
                 b.create_org(&name, c.owner.as_deref(), v)?;
                 match &c.owner {
                     Some(o) => println!(

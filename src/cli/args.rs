@@ -11,11 +11,45 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DB: &str = "./shelf.redb";
 
 /// shelf: a Gitea-compatible generic package registry in one binary and one file.
-/// With no subcommand it runs `serve` with its defaults.
+/// With no subcommand it runs `serve`; `shelf --listen …` is `shelf serve --listen …`.
 #[derive(FromArgs, Debug)]
 pub struct Cli {
     #[argh(subcommand)]
     pub command: Option<Command>,
+}
+
+/// What parsing the command line came to: a command to run, or text to print and the
+/// process's exit (help: 0, a mistake: 1).
+#[derive(Debug)]
+pub enum Parsed {
+    Run(Box<Cli>),
+    Exit { text: String, ok: bool },
+}
+
+/// Parses `args` (without the program name). Flags before any subcommand are serve's, as the
+/// synopsis `shelf [serve] [--listen …]` says; a mistake in serve's flags points to the help
+/// that lists them.
+pub fn parse(program: &str, args: &[&str]) -> Parsed {
+    let mut args = args.to_vec();
+    if args
+        .first()
+        .is_some_and(|a| a.starts_with('-') && !matches!(*a, "--help" | "-h" | "help"))
+    {
+        args.insert(0, "serve");
+    }
+    match Cli::from_args(&[program], &args) {
+        Ok(cli) => Parsed::Run(Box::new(cli)),
+        Err(argh::EarlyExit { output, status }) => {
+            let mut text = output.trim_end().to_string();
+            if status.is_err() && args.first() == Some(&"serve") {
+                text.push_str("\nRun `shelf serve --help` for the flags serve takes.");
+            }
+            Parsed::Exit {
+                text,
+                ok: status.is_ok(),
+            }
+        }
+    }
 }
 
 #[derive(FromArgs, Debug)]
@@ -1107,6 +1141,32 @@ impl ServeSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flags_before_a_subcommand_are_serves() {
+        let Parsed::Run(cli) = parse("shelf", &["--listen", "127.0.0.1:9"]) else {
+            panic!("not parsed");
+        };
+        assert!(
+            matches!(cli.command, Some(Command::Serve(s)) if s.listen.as_deref() == Some("127.0.0.1:9"))
+        );
+        assert!(matches!(
+            parse("shelf", &[]),
+            Parsed::Run(c) if c.command.is_none()
+        ));
+        assert!(matches!(
+            parse("shelf", &["--help"]),
+            Parsed::Exit { ok: true, .. }
+        ));
+        let Parsed::Exit { text, ok: false } = parse("shelf", &["serve", "--nope"]) else {
+            panic!("accepted --nope");
+        };
+        assert!(text.contains("shelf serve --help"), "{text}");
+        let Parsed::Exit { text, ok: false } = parse("shelf", &["user", "--nope"]) else {
+            panic!("accepted --nope");
+        };
+        assert!(!text.contains("shelf serve --help"), "{text}");
+    }
 
     #[test]
     fn one_target() {

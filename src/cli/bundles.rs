@@ -2,7 +2,7 @@
 //! running server through the admin API (`--server` + a site admin's token), streaming both
 //! ways: a bundle is never held in memory.
 
-use super::open_store;
+use super::{open_store, Open};
 use crate::bundle::{ExportRequest, ImportReport, Manifest};
 use crate::cli::args::{self, ExportCmd, ImportCmd, ManifestCmd, Target};
 use crate::cli::client::{Client, Streamed};
@@ -110,7 +110,7 @@ pub fn export(cmd: ExportCmd) -> Result<(), Error> {
     let started = Instant::now();
     let (files, bytes, left_out, written) = match target {
         Target::Offline(path) => {
-            let store = open_store(&path)?;
+            let store = open_store(&path, Open::Existing)?;
             let result = (|| -> Result<(u64, u64, u64, u64), Error> {
                 if store.get_user(&cmd.owner)?.is_none() {
                     return Err(Missing::ExportOwner(cmd.owner.clone()).into());
@@ -199,7 +199,7 @@ pub fn manifest(cmd: ManifestCmd) -> Result<(), Error> {
     };
     match target {
         Target::Offline(path) => {
-            let store = open_store(&path)?;
+            let store = open_store(&path, Open::Existing)?;
             let source = crate::bundle::source_name(&path);
             let result = crate::bundle::holdings(&store, cmd.owner.as_deref(), &source);
             let closed = close(store);
@@ -273,7 +273,7 @@ pub fn import(cmd: ImportCmd) -> Result<(), Error> {
     let started = Instant::now();
     let report = match target {
         Target::Offline(path) => {
-            let store = open_store(&path)?;
+            let store = open_store(&path, Open::OrCreate)?;
             let reader = BufReader::with_capacity(1 << 20, file);
             let result = crate::bundle::import(
                 &store,

@@ -16,6 +16,8 @@ pub enum Error {
     Usage(String),
     /// Offline: a running server holds the database file.
     InUse(PathBuf),
+    /// Offline: a command that reads or maintains was pointed at a file that does not exist.
+    NoDatabase(PathBuf),
     /// Offline: the store failed.
     Store(store::Error),
     /// `--server`: the request failed, or the server refused it.
@@ -160,6 +162,12 @@ impl fmt::Display for Error {
                 "{}, or work on it while it runs with --server http://HOST:PORT \
                  (and --token or SHELF_TOKEN)",
                 store::Error::InUse(path.clone())
+            ),
+            Error::NoDatabase(path) => write!(
+                f,
+                "no database at {}: check --db (or the directory you are in); only serve, \
+                 user add, org create and import create one",
+                path.display()
             ),
             Error::Store(e) => write!(f, "{e}"),
             Error::Client(e) => write!(f, "{e}"),

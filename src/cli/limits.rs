@@ -21,7 +21,9 @@ enum Backend {
 
 fn open(target: args::Target) -> Result<Backend, Error> {
     Ok(match target {
-        args::Target::Offline(path) => Backend::Offline(super::open_store(&path)?),
+        args::Target::Offline(path) => {
+            Backend::Offline(super::open_store(&path, super::Open::Existing)?)
+        }
         args::Target::Remote { url, token } => Backend::Remote(Client::new(&url, &token)?),
     })
 }
@@ -236,7 +238,7 @@ fn print_quotas(list: &[Value]) {
                     Value::Null => "default".into(),
                     l => match &l[k] {
                         Value::Number(n) => format!("{n} (default)"),
-                        _ => "unlimited (default)".into(),
+                        _ => "no limit (default)".into(),
                     },
                 },
             }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 fn open(path: &Path) -> Result<Arc<Store>, Error> {
-    Ok(Store::open(path)?)
+    crate::cli::open_store(path, crate::cli::Open::Existing)
 }
 
 fn close(s: Arc<Store>) -> Result<(), Error> {
@@ -314,6 +314,9 @@ pub fn stats(c: StatsCmd) -> Result<(), Error> {
 /// `shelf compact`.
 pub fn compact(c: CompactCmd) -> Result<(), Error> {
     let path = args::db_path(c.db);
+    if !path.exists() {
+        return Err(Error::NoDatabase(path));
+    }
     let started = Instant::now();
     let (before, after) = store::compact(&path)?;
     println!(

@@ -20,13 +20,31 @@ use crate::store::{self, AuditRecord, Store};
 use std::path::Path;
 use std::sync::Arc;
 
+/// Whether an offline command may create the database file it is pointed at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Open {
+    /// Reading or maintaining: a missing file is a mistake (a typo in `--db`, the wrong
+    /// directory), refused before anything is created.
+    Existing,
+    /// `user add`, `org create`, `import`: a new file is made, and stderr says so.
+    OrCreate,
+}
+
 /// Opens the database file for an offline command. A file a running server holds says how to
 /// reach that server instead (the one "in use" message of every command).
-pub fn open_store(path: &Path) -> Result<Arc<Store>, Error> {
-    Store::open(path).map_err(|e| match e {
+pub fn open_store(path: &Path, how: Open) -> Result<Arc<Store>, Error> {
+    let existed = path.exists();
+    if !existed && how == Open::Existing {
+        return Err(Error::NoDatabase(path.to_path_buf()));
+    }
+    let store = Store::open(path).map_err(|e| match e {
         store::Error::InUse(path) => Error::InUse(path),
         other => Error::Store(other),
-    })
+    })?;
+    if !existed {
+        eprintln!("created a new database at {}", path.display());
+    }
+    Ok(store)
 }
 
 /// Records what an offline command did, as actor `cli` from `local`.
