@@ -6,7 +6,7 @@
 
 mod common;
 use common::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -499,4 +499,27 @@ fn import_needs_existing_owners() {
         check_clean(&s.db);
     }
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Air-gap step 1 on a fresh side: the owner is not there yet. The manifest is empty (so the
+/// export carries everything) and the CLI says why, online and offline (issue 17, trap 6:
+/// it was a 404 online and a silent empty manifest offline).
+#[test]
+fn a_manifest_for_an_owner_not_there_yet_is_empty_and_says_so() {
+    let mut s = Server::start();
+    let out = remote(&s, &["manifest", "--owner", "acme"]);
+    let m: Value = serde_json::from_str(&ok(&out)).expect("manifest JSON");
+    assert_eq!(m["files"], json!([]), "{m}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("owner acme is not here yet"), "{stderr}");
+    // An owner that exists says nothing of the kind.
+    let out = remote(&s, &["manifest", "--owner", "admin"]);
+    ok(&out);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("not here yet"));
+    s.stop();
+    let db = s.db.to_str().expect("utf-8 path").to_string();
+    let out = run(&["manifest", "--owner", "acme", "--db", &db]);
+    let m: Value = serde_json::from_str(&ok(&out)).expect("manifest JSON");
+    assert_eq!(m["files"], json!([]), "{m}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("owner acme is not here yet"));
 }

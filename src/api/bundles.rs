@@ -27,6 +27,9 @@ fn source(api: &Api) -> String {
     bundle::source_name(api.store.path())
 }
 
+/// Set on a manifest for an owner this side does not have (the manifest is empty).
+pub const OWNER_MISSING: &str = "X-Shelf-Owner-Missing";
+
 fn owner_exists(api: &Api, owner: &str) -> Result<(), ApiError> {
     match api.store.get_user(owner)? {
         Some(_) => Ok(()),
@@ -36,13 +39,21 @@ fn owner_exists(api: &Api, owner: &str) -> Result<(), ApiError> {
 
 pub(super) fn manifest(api: &Api, query: &str) -> Result<Response, ApiError> {
     let owner = query_param(query, "owner").filter(|o| !o.is_empty());
-    if let Some(o) = &owner {
-        owner_exists(api, o)?;
-    }
+    // An owner this side does not have yet holds nothing: an empty manifest, so the first
+    // export for a fresh side works, and a header that says why it is empty.
+    let missing = match &owner {
+        Some(o) => api.store.get_user(o)?.is_none(),
+        None => false,
+    };
     let m = bundle::holdings(&api.store, owner.as_deref(), &source(api))
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let value = serde_json::to_value(&m).map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(json_response(200, &value))
+    let r = json_response(200, &value);
+    Ok(if missing {
+        r.with_header(OWNER_MISSING, "true")
+    } else {
+        r
+    })
 }
 
 fn opt_str(m: &Map<String, Value>, k: &str) -> Result<Option<String>, ApiError> {

@@ -16,6 +16,7 @@ mod registry;
 pub mod routes;
 mod v1;
 
+pub use bundles::OWNER_MISSING;
 pub use limits::{
     cleanup_report_json, parse_limit, quota_json, rule_from_json, rule_json, ALL_PACKAGES,
 };

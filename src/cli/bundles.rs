@@ -201,10 +201,17 @@ pub fn manifest(cmd: ManifestCmd) -> Result<(), Error> {
         Target::Offline(path) => {
             let store = open_store(&path, Open::Existing)?;
             let source = crate::bundle::source_name(&path);
+            let missing = match &cmd.owner {
+                Some(o) => store.get_user(o).map(|u| u.is_none()),
+                None => Ok(false),
+            };
             let result = crate::bundle::holdings(&store, cmd.owner.as_deref(), &source);
             let closed = close(store);
             let m = result?;
             closed?;
+            if missing? {
+                note_owner_missing(cmd.owner.as_deref());
+            }
             let bytes = serde_json::to_vec_pretty(&m)?;
             emit(&mut |w| {
                 w.write_all(&bytes)
@@ -223,12 +230,26 @@ pub fn manifest(cmd: ManifestCmd) -> Result<(), Error> {
             if reply.status != 200 {
                 return Err(reply.error().into());
             }
+            if reply.header(crate::api::OWNER_MISSING) == Some("true") {
+                note_owner_missing(cmd.owner.as_deref());
+            }
             let mut reply = Some(reply);
             emit(&mut |w| match reply.take() {
                 Some(r) => copy_body(r, w),
                 None => Ok(0),
             })
         }
+    }
+}
+
+/// On stderr: why the manifest is empty (the owner is not on this side yet).
+fn note_owner_missing(owner: Option<&str>) {
+    if let Some(o) = owner {
+        eprintln!(
+            "note: owner {} is not here yet: the manifest is empty, so an export against it \
+             carries everything",
+            printable(o)
+        );
     }
 }
 
