@@ -697,3 +697,40 @@ fn serve_flags_work_without_serve_and_typos_point_to_its_help() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("serve"));
 }
+
+/// The database and its backups hold password and token hashes: created 0600, while an existing
+/// file keeps the mode it was given (issue 17: both were created 0644).
+#[cfg(unix)]
+#[test]
+fn databases_and_backups_are_created_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let dir = temp_dir("private-files");
+    let db = dir.join("shelf.redb");
+    let out = cli(&db, &["user", "add", "alice"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(mode(&db), 0o600);
+    let backup = dir.join("backup.redb");
+    let out = cli(&db, &["backup", backup.to_str().expect("utf-8 path")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(mode(&backup), 0o600);
+    // A mode the operator chose stays.
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    let out = cli(&db, &["user", "add", "bob"]);
+    assert!(out.status.success());
+    assert_eq!(mode(&db), 0o640);
+}

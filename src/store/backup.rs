@@ -408,6 +408,7 @@ fn restore_into(input: impl Read, path: &Path) -> Result<BackupSummary> {
             word(17)
         )));
     }
+    create_private(path).map_err(|e| Error::Db("creating the backup file", Box::new(e.into())))?;
     let db = redb::Builder::new()
         .set_cache_size(DEFAULT_CACHE_BYTES)
         .create(path)

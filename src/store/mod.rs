@@ -572,10 +572,27 @@ const DEFAULT_AUDIT_RETENTION: u64 = 90 * 86_400;
 /// the file size (DESIGN.md §6).
 const DEFAULT_CACHE_BYTES: usize = 4 << 20;
 
+/// Creates `path` empty and readable by its owner only (0600) when it does not exist: the
+/// database holds password and token hashes. redb initialises an empty file as a new database.
+/// An existing file keeps its mode.
+pub(crate) fn create_private(path: &Path) -> io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 impl Store {
     /// Opens (or creates) the database, checks its schema, and releases the pins of uploads that
     /// were in progress when the previous process stopped.
     pub fn open(path: &Path) -> Result<Arc<Store>> {
+        create_private(path)
+            .map_err(|e| Error::Db("creating the database file", Box::new(e.into())))?;
         let db = redb::Builder::new()
             .set_cache_size(DEFAULT_CACHE_BYTES)
             .create(path)
