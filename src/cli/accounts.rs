@@ -59,6 +59,24 @@ impl UserChange {
         .collect::<Vec<_>>()
         .join(",")
     }
+
+    /// What changes, for a person: `active false, password`.
+    fn describe(&self) -> String {
+        let mut out = Vec::new();
+        if let Some(a) = self.admin {
+            out.push(format!("admin {a}"));
+        }
+        if let Some(a) = self.active {
+            out.push(format!("active {a}"));
+        }
+        if let Some(v) = self.visibility {
+            out.push(format!("visibility {}", v.as_str()));
+        }
+        if self.password.is_some() {
+            out.push("password".to_string());
+        }
+        out.join(", ")
+    }
 }
 
 /// What the commands need, offline or remote.
@@ -186,10 +204,10 @@ pub fn user(action: UserAction) -> Result<(), Error> {
                         .into(),
                 ));
             }
-            let fields = change.fields();
+            let what = change.describe();
             with_backend(target, |b| {
                 b.modify_user(&m.name, change)?;
-                println!("updated user {} ({fields})", printable(&m.name));
+                println!("updated user {} ({what})", printable(&m.name));
                 Ok(())
             })
         }
@@ -418,9 +436,10 @@ fn visibility(v: &str) -> Result<Visibility, Error> {
     })
 }
 
-/// `--expires`: an RFC 3339 time, or a date meaning its midnight UTC; unix seconds.
+/// `--expires`: an RFC 3339 time, or a date meaning its midnight UTC; unix seconds. A time
+/// already past is refused: the token would be dead on arrival.
 fn expiry(s: &str) -> Result<u64, Error> {
-    parse_rfc3339(s)
+    let at = parse_rfc3339(s)
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map(|d| d.as_secs())
         .ok_or_else(|| {
@@ -428,7 +447,13 @@ fn expiry(s: &str) -> Result<u64, Error> {
                 "--expires: {s:?} is not an RFC 3339 time or a date (2026-01-31T12:00:00Z, \
                  2026-01-31)"
             ))
-        })
+        })?;
+    if at <= store::now() {
+        return Err(Error::Usage(format!(
+            "--expires: {s:?} is already past; give a time to come"
+        )));
+    }
+    Ok(at)
 }
 
 /// One line of stdin, without its line ending; never empty.
@@ -858,8 +883,16 @@ impl Backend for Remote {
         } else {
             path
         };
-        self.call_or("DELETE", &path, None, || missing_owner(name, kind))?;
-        Ok(())
+        match self.call_or("DELETE", &path, None, || missing_owner(name, kind)) {
+            // The API's text names its query parameter; the CLI's is a flag.
+            Err(Error::Client(client::Error::Status {
+                status: 422,
+                message,
+            })) if message.contains("still owns packages") => {
+                Err(Error::OwnsPackages(name.to_string()))
+            }
+            other => other.map(|_| ()),
+        }
     }
 
     fn create_token(&self, new: NewToken) -> Result<String, Error> {
@@ -1058,9 +1091,12 @@ mod tests {
         for s in ["", "read", "read:packages", "admin:write", "WRITE:package"] {
             assert!(!crate::auth::valid_scope(s), "{s}");
         }
-        assert_eq!(expiry("1970-01-02").ok(), Some(86_400));
-        assert_eq!(expiry("1970-01-01T00:01:00Z").ok(), Some(60));
+        assert_eq!(expiry("2999-01-02").ok(), Some(32_472_230_400));
+        assert_eq!(expiry("2999-01-01T00:01:00Z").ok(), Some(32_472_144_060));
         assert!(expiry("tomorrow").is_err());
+        // A time already past makes a token that never works: refused.
+        let past = expiry("1970-01-02").map_err(|e| e.to_string());
+        assert!(past.is_err_and(|e| e.contains("already past")));
     }
 
     #[test]
@@ -1071,6 +1107,7 @@ mod tests {
             ..UserChange::default()
         };
         assert_eq!(c.fields(), "active,password");
+        assert_eq!(c.describe(), "active false, password");
         assert_eq!(UserChange::default().fields(), "");
     }
 }

@@ -617,7 +617,7 @@ pub struct MemberSet {
     /// the user
     #[argh(positional)]
     pub user: String,
-    /// read, write or admin
+    /// read, write or admin (Gitea's team permission `owner` is taken as admin)
     #[argh(positional)]
     pub role: String,
     /// database file, to work offline (default ./shelf.redb, env SHELF_DB)
