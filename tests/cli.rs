@@ -782,3 +782,27 @@ fn databases_and_backups_are_created_private() {
     assert!(out.status.success());
     assert_eq!(mode(&db), 0o640);
 }
+
+/// A refused token: the server keeps Gitea's text ("user does not exist"), the CLI says what it
+/// can mean (issue 17, item 7).
+#[test]
+fn a_refused_token_is_explained() {
+    let s = Server::start();
+    let url = s.url("");
+    let out = run(
+        &[
+            "user",
+            "list",
+            "--server",
+            &url,
+            "--token",
+            "0123456789abcdef",
+        ],
+        "",
+        None,
+    );
+    let err = fails(out);
+    assert!(err.contains("401"), "{err}");
+    assert!(err.contains("wrong, revoked or expired"), "{err}");
+    assert!(err.contains("deactivated"), "{err}");
+}

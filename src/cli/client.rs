@@ -52,10 +52,20 @@ impl fmt::Display for Error {
             Error::Protocol(m) => write!(f, "the server's answer is not understood: {m}"),
             Error::Status { status, message } => {
                 write!(f, "the server answered {status}: {message}")?;
-                if *status == 401 || *status == 403 {
-                    write!(f, " (is the token a site admin's?)")?;
+                match *status {
+                    // Gitea's text for every refused credential, whatever the cause.
+                    401 => write!(
+                        f,
+                        " (the token was not accepted: it is wrong, revoked or expired, or its \
+                         user is deactivated; check --token or SHELF_TOKEN)"
+                    ),
+                    403 => write!(
+                        f,
+                        " (the token is valid but may not do this: is it a site admin's, with \
+                         the scopes and owner or package limits the command needs?)"
+                    ),
+                    _ => Ok(()),
                 }
-                Ok(())
             }
         }
     }
