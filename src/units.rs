@@ -4,6 +4,30 @@
 
 use std::time::Duration;
 
+/// A byte count for people: an exact binary multiple as such (`50 GiB`), else SI with one
+/// decimal (`1.5 GB`), and bytes below 1 kB (`512 B`).
+pub fn human_size(n: u64) -> String {
+    // The largest binary unit the count reaches, when the count is a whole number of it.
+    let binary = [
+        ("TiB", 1u64 << 40),
+        ("GiB", 1 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+    ];
+    if let Some((unit, f)) = binary.into_iter().find(|&(_, f)| n >= f) {
+        if n % f == 0 {
+            return format!("{} {unit}", n / f);
+        }
+    }
+    for (unit, f) in [("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)] {
+        if n as f64 >= f {
+            let v = format!("{:.1}", n as f64 / f);
+            return format!("{} {unit}", v.strip_suffix(".0").unwrap_or(&v));
+        }
+    }
+    format!("{n} B")
+}
+
 /// A byte count with an optional unit: `1000`, `1kB`/`1K` (10^3), `1MB`, `1GB`, `1TB`,
 /// `1KiB` (2^10), `1MiB`, `1GiB`, `1TiB`; spaces and case are ignored (as go-humanize, which
 /// Gitea uses for its limits).
@@ -46,6 +70,16 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_for_people() {
+        assert_eq!(human_size(53_687_091_200), "50 GiB");
+        assert_eq!(human_size(50_000_000_000), "50 GB");
+        assert_eq!(human_size(1_500_000), "1.5 MB");
+        assert_eq!(human_size(1024), "1 KiB");
+        assert_eq!(human_size(999), "999 B");
+        assert_eq!(human_size(0), "0 B");
+    }
 
     #[test]
     fn durations() {

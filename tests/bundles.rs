@@ -284,7 +284,7 @@ fn round_trip_between_two_servers() {
     assert!(out.contains("5 files left out"), "{out}");
     let out = failed(&remote(&b, &["import", inc.to_str().expect("p")]));
     assert!(
-        out.contains("1 imported") && out.contains("1 conflicts"),
+        out.contains("1 imported") && out.contains("1 conflict\n"),
         "{out}"
     );
     assert!(out.contains("CONFLICT admin/pkg/3.0/c.txt"), "{out}");

@@ -158,7 +158,7 @@ fn chunked_upload_over_the_total_is_refused_with_nothing_stored() {
     assert_eq!(r.status, 201);
     let mut s = s;
     let out = check_clean(&mut s);
-    assert!(out.contains("1 files, 1000 bytes; 1 chunks"), "{out}");
+    assert!(out.contains("1 file, 1000 bytes; 1 chunk,"), "{out}");
 }
 
 #[test]
@@ -196,7 +196,7 @@ fn a_chunked_upload_that_no_longer_fits_is_refused_at_publish() {
     assert_eq!(usage(&s, "alice"), (1_500_000, 1));
     let mut s = s;
     let out = check_clean(&mut s);
-    assert!(out.contains("1 files, 1500000 bytes; 2 chunks"), "{out}");
+    assert!(out.contains("1 file, 1500000 bytes; 2 chunks"), "{out}");
 }
 
 #[test]
@@ -447,7 +447,7 @@ fn cleanup_rules_dry_run_run_and_space_reclaimed() {
     // the CLI, offline: dry run, then the real run
     let out = cli_ok(&s, &["cleanup", "run", "--owner", "alice", "--dry-run"]);
     assert!(out.contains("would remove alice/app/1.1"), "{out}");
-    assert!(out.contains("2 versions would remove"), "{out}");
+    assert!(out.contains("would remove 2 versions"), "{out}");
     let bad = s.cli(&[
         "cleanup",
         "rule",
@@ -507,7 +507,7 @@ fn cleanup_rules_dry_run_run_and_space_reclaimed() {
     let out = remote(&["cleanup", "run", "--owner", "alice"], &alice);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(text.contains("removed alice/other/1"), "{text}");
-    assert!(text.contains("1 versions removed"), "{text}");
+    assert!(text.contains("removed 1 version\n"), "{text}");
     let out = remote(
         &["cleanup", "rule", "remove", "alice", "--package", "app"],
         &alice,
@@ -748,6 +748,24 @@ fn without_limit_flags_nothing_is_limited_and_every_place_says_so() {
             "{flag}: {described}"
         );
     }
+    // A size set is shown for people, with the exact count (issue 17, item 9: it echoed
+    // 53687091200).
+    let out = std::process::Command::new(bin())
+        .args([
+            "quota",
+            "set",
+            "alice",
+            "--max-bytes",
+            "50GiB",
+            "--token",
+            ADMIN_TOKEN,
+        ])
+        .arg("--server")
+        .arg(format!("http://{}", s.addr))
+        .output()
+        .expect("cli");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("50 GiB (53687091200)"), "{text}");
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
     for row in [

@@ -137,7 +137,7 @@ fn offline_backup_and_refusals() {
     // The offline backup of a stopped server.
     let out = s.dir.join("offline.redb");
     let report = ok(s.cli(&["backup", out.to_str().expect("utf-8")]));
-    assert!(report.contains("1 files"), "{report}");
+    assert!(report.contains("1 file,"), "{report}");
     assert!(report.contains("verified"), "{report}");
     // Never over an existing file.
     let again = fails(s.cli(&["backup", out.to_str().expect("utf-8")]));

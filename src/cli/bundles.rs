@@ -6,7 +6,7 @@ use super::{open_store, Open};
 use crate::bundle::{ExportRequest, ImportReport, Manifest};
 use crate::cli::args::{self, ExportCmd, ImportCmd, ManifestCmd, Target};
 use crate::cli::client::{Client, Streamed};
-use crate::cli::terminal::printable;
+use crate::cli::terminal::{count, printable};
 use crate::cli::{Answer, Error, Missing};
 use crate::names::encode_component;
 use crate::store::Store;
@@ -255,12 +255,12 @@ fn note_owner_missing(owner: Option<&str>) {
 
 fn print_report(r: &ImportReport) -> Result<(), Error> {
     println!(
-        "{} files in the bundle: {} imported ({} bytes), {} already present, {} conflicts",
-        r.files,
+        "{} in the bundle: {} imported ({} bytes), {} already present, {}",
+        count(r.files, "file", "files"),
         r.imported,
         r.imported_bytes,
         r.already_present,
-        r.conflicts.len()
+        count(r.conflicts.len() as u64, "conflict", "conflicts")
     );
     for c in &r.conflicts {
         println!(

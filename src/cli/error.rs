@@ -197,7 +197,9 @@ impl fmt::Display for Error {
             Error::Import(e) => write!(f, "{e}"),
             Error::Conflicts(n) => write!(
                 f,
-                "{n} files exist here with other bytes and were not imported (everything else was)"
+                "{} here with other bytes and {} not imported (everything else was)",
+                crate::cli::terminal::count(*n as u64, "file exists", "files exist"),
+                if *n == 1 { "was" } else { "were" }
             ),
             Error::Json(e) => write!(f, "{e}"),
             Error::BackupExists(path) => write!(

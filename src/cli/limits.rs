@@ -230,14 +230,24 @@ fn print_quotas(list: &[Value]) {
         "OWNER", "BYTES", "MAX BYTES", "VERSIONS", "MAX VERSIONS"
     );
     for q in list {
+        // Sizes for people, with the exact count when it is not plain bytes.
+        let number = |k: &str, n: &serde_json::Number| -> String {
+            match n.as_u64() {
+                Some(b) if k != "max_versions" && b >= 1000 => {
+                    format!("{} ({b})", crate::units::human_size(b))
+                }
+                Some(b) if k != "max_versions" => format!("{b} B"),
+                _ => n.to_string(),
+            }
+        };
         let show = |k: &str| -> String {
             match &q["overrides"][k] {
-                Value::Number(n) => n.to_string(),
+                Value::Number(n) => number(k, n),
                 Value::String(s) if s == "unlimited" => "unlimited".into(),
                 _ => match &q["limits"] {
                     Value::Null => "default".into(),
                     l => match &l[k] {
-                        Value::Number(n) => format!("{n} (default)"),
+                        Value::Number(n) => format!("{} (default)", number(k, n)),
                         _ => "no limit (default)".into(),
                     },
                 },
@@ -457,7 +467,10 @@ pub fn cleanup(action: CleanupAction) -> Result<(), Error> {
                         printable(r["reason"].as_str().unwrap_or(""))
                     );
                 }
-                println!("{} versions {verb}", removed.len());
+                println!(
+                    "{verb} {}",
+                    crate::cli::terminal::count(removed.len() as u64, "version", "versions")
+                );
                 Ok(())
             })
         }

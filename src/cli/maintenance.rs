@@ -4,7 +4,7 @@
 
 use crate::cli::args::{self, BackupCmd, CheckCmd, CompactCmd, StatsCmd, Target};
 use crate::cli::client::Client;
-use crate::cli::terminal::printable;
+use crate::cli::terminal::{count, printable};
 use crate::cli::Error;
 use crate::store::{self, Store};
 use serde_json::Value;
@@ -87,10 +87,10 @@ pub fn backup(c: BackupCmd) -> Result<(), Error> {
     };
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "backup written to {}: {} files, {} chunks, {} bytes streamed in {secs:.2} s ({:.0} MB/s)",
+        "backup written to {}: {}, {}, {} bytes streamed in {secs:.2} s ({:.0} MB/s)",
         printable(&c.out.display().to_string()),
-        summary.files,
-        summary.chunks,
+        count(summary.files, "file", "files"),
+        count(summary.chunks, "chunk", "chunks"),
         summary.bytes,
         mb_s(summary.bytes, secs)
     );
@@ -211,13 +211,13 @@ fn print_check(v: &Value) -> usize {
     let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
     let secs = v.get("seconds").and_then(Value::as_f64).unwrap_or(0.0);
     println!(
-        "{} files, {} bytes; {} chunks, {} bytes; {} pins; {} distinct contents; checked in {secs:.2} s ({:.0} MB/s)",
-        n("files"),
+        "{}, {} bytes; {}, {} bytes; {}; {}; checked in {secs:.2} s ({:.0} MB/s)",
+        count(n("files"), "file", "files"),
         n("logical_bytes"),
-        n("chunks"),
+        count(n("chunks"), "chunk", "chunks"),
         n("physical_bytes"),
-        n("pins"),
-        n("contents"),
+        count(n("pins"), "pin", "pins"),
+        count(n("contents"), "distinct content", "distinct contents"),
         mb_s(n("physical_bytes"), secs)
     );
     let faults: Vec<&str> = v

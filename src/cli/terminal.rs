@@ -6,6 +6,12 @@
 use std::borrow::Cow;
 use std::fmt::Write;
 
+/// `n` and the noun that agrees with it: `1 file`, `2 files`, `0 files`.
+pub fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// `s` with every character a terminal would act on instead of showing written as an escape:
 /// C0 controls and DEL (`\n`, `\r`, `\t`, `\x1b`, …), C1 controls (`\u{9b}`), the bidi
 /// controls (U+061C, U+200E/F, U+202A–U+202E, U+2066–U+2069), zero-width characters
