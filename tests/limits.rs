@@ -508,6 +508,18 @@ fn cleanup_rules_dry_run_run_and_space_reclaimed() {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(text.contains("removed alice/other/1"), "{text}");
     assert!(text.contains("removed 1 version\n"), "{text}");
+    // Adding a rule where one exists replaces it whole, and says what it was (issue 17,
+    // item 10: it was silent). The rule for every package was added just above.
+    let out = remote(
+        &["cleanup", "rule", "add", "alice", "--keep-count", "5"],
+        &alice,
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("it replaced the rule that was: enabled, remove other/.*, patterns match package/version"),
+        "{said}"
+    );
     let out = remote(
         &["cleanup", "rule", "remove", "alice", "--package", "app"],
         &alice,

@@ -5,7 +5,9 @@
 use crate::api::{
     cleanup_report_json, parse_limit, quota_json, rule_from_json, rule_json, ALL_PACKAGES,
 };
-use crate::cli::args::{self, CleanupAction, QuotaAction, RuleAction};
+use crate::cli::args::{
+    self, CleanupAction, CleanupRun, QuotaAction, RuleAction, RuleAdd, RuleList, RuleRemove,
+};
 use crate::cli::client::{self, Client};
 use crate::cli::terminal::printable;
 use crate::cli::{Answer, Error, Missing};
@@ -266,6 +268,61 @@ fn print_quotas(list: &[Value]) {
 }
 
 /// `--package`: the package a rule is for (`None`: every package) and its path segment.
+/// The cleanup rules of `owner` (or of every owner), as the JSON API shows them.
+fn rules_of(b: &Backend, owner: Option<&str>) -> Result<Vec<Value>, Error> {
+    Ok(match b {
+        Backend::Offline(s) => s.cleanup_rules(owner)?.iter().map(rule_json).collect(),
+        Backend::Remote(c) => {
+            let path = match owner {
+                Some(o) => format!("/api/v1/cleanup/{}/rules", enc(o)),
+                None => "/api/v1/admin/cleanup/rules".into(),
+            };
+            match remote(c, "GET", &path, None, owner.unwrap_or(""))? {
+                Value::Array(a) => a,
+                _ => return Err(Error::Answer(Answer::NotAList(path))),
+            }
+        }
+    })
+}
+
+/// Whether the rule `r` (JSON) is the one for the package segment `seg` (`*`: every package).
+fn rule_is_for(r: &Value, seg: &str) -> bool {
+    match r["package"].as_str() {
+        None | Some("") | Some(ALL_PACKAGES) => seg == ALL_PACKAGES,
+        Some(p) => p.eq_ignore_ascii_case(seg),
+    }
+}
+
+/// A rule's settings in words: `enabled, keep 3 newest, remove after 30 days`.
+fn describe_rule(r: &Value) -> String {
+    let n = |k: &str| r[k].as_u64().unwrap_or(0);
+    let t = |k: &str| r[k].as_str().unwrap_or("").to_string();
+    let mut out = vec![if r["enabled"].as_bool().unwrap_or(true) {
+        "enabled".to_string()
+    } else {
+        "disabled".to_string()
+    }];
+    if n("keep_count") > 0 {
+        out.push(format!("keep {} newest", n("keep_count")));
+    }
+    if !t("keep_pattern").is_empty() {
+        out.push(format!("keep {}", printable(&t("keep_pattern"))));
+    }
+    if n("remove_days") > 0 {
+        out.push(format!("remove after {} days", n("remove_days")));
+    }
+    if !t("remove_pattern").is_empty() {
+        out.push(format!("remove {}", printable(&t("remove_pattern"))));
+    }
+    if n("unused_days") > 0 {
+        out.push(format!("unused for {} days", n("unused_days")));
+    }
+    if r["match_full_name"].as_bool().unwrap_or(false) {
+        out.push("patterns match package/version".to_string());
+    }
+    out.join(", ")
+}
+
 fn package_segment(p: &Option<String>) -> Result<(Option<PackageName>, String), Error> {
     match p {
         None => Ok((None, ALL_PACKAGES.to_string())),
@@ -281,198 +338,198 @@ fn package_segment(p: &Option<String>) -> Result<(Option<PackageName>, String), 
 pub fn cleanup(action: CleanupAction) -> Result<(), Error> {
     match action {
         CleanupAction::Rule(r) => match r.action {
-            RuleAction::Add(a) => {
-                let owner = owner_name(&a.owner)?;
-                let (package, seg) = package_segment(&a.package)?;
-                let mut m = Map::new();
-                m.insert("enabled".into(), json!(!a.disabled));
-                m.insert("keep_count".into(), json!(a.keep_count.unwrap_or(0)));
-                m.insert(
-                    "keep_pattern".into(),
-                    json!(a.keep_pattern.unwrap_or_default()),
-                );
-                m.insert("remove_days".into(), json!(a.remove_days.unwrap_or(0)));
-                m.insert(
-                    "remove_pattern".into(),
-                    json!(a.remove_pattern.unwrap_or_default()),
-                );
-                m.insert("match_full_name".into(), json!(a.match_full_name));
-                m.insert("unused_days".into(), json!(a.unused_days.unwrap_or(0)));
-                // Validated here too, so a bad pattern is a clear error before anything opens.
-                let rule = rule_from_json(&m).map_err(|e| Error::Usage(e.to_string()))?;
-                let target = args::target(a.db, a.server, a.token)?;
-                with(target, |b| {
-                    match b {
-                        Backend::Offline(s) => {
-                            match s.set_cleanup_rule(&owner, package.as_ref(), rule)? {
-                                Err(e) => return Err(Error::Rule(e)),
-                                Ok(false) => return Err(no_owner(&owner).into()),
-                                Ok(true) => record(s, "cleanup.rule_set", &owner, &seg),
-                            }
-                        }
-                        Backend::Remote(c) => {
-                            let path =
-                                format!("/api/v1/cleanup/{}/rules/{}", enc(&owner), enc(&seg));
-                            remote(c, "PUT", &path, Some(Value::Object(m)), &owner)?;
-                        }
-                    }
-                    println!(
-                        "cleanup rule for {}/{} saved",
-                        printable(&owner),
-                        printable(&seg)
-                    );
-                    Ok(())
-                })
-            }
-            RuleAction::Remove(a) => {
-                let owner = owner_name(&a.owner)?;
-                let (package, seg) = package_segment(&a.package)?;
-                let target = args::target(a.db, a.server, a.token)?;
-                with(target, |b| {
-                    let missing = || Missing::CleanupRule {
-                        owner: owner.clone(),
-                        package: seg.clone(),
-                    };
-                    match b {
-                        Backend::Offline(s) => {
-                            let package = package.as_deref();
-                            if !s.remove_cleanup_rule(&owner, package)? {
-                                return Err(missing().into());
-                            }
-                            record(s, "cleanup.rule_remove", &owner, &seg);
-                        }
-                        Backend::Remote(c) => {
-                            let path =
-                                format!("/api/v1/cleanup/{}/rules/{}", enc(&owner), enc(&seg));
-                            remote_or(c, "DELETE", &path, None, missing)?;
-                        }
-                    }
-                    println!(
-                        "cleanup rule for {}/{} removed",
-                        printable(&owner),
-                        printable(&seg)
-                    );
-                    Ok(())
-                })
-            }
-            RuleAction::List(a) => {
-                let owner = a.owner.as_deref().map(owner_name).transpose()?;
-                let target = args::target(a.db, a.server, a.token)?;
-                with(target, |b| {
-                    let rules: Vec<Value> = match b {
-                        Backend::Offline(s) => s
-                            .cleanup_rules(owner.as_deref())?
-                            .iter()
-                            .map(rule_json)
-                            .collect(),
-                        Backend::Remote(c) => {
-                            let path = match &owner {
-                                Some(o) => format!("/api/v1/cleanup/{}/rules", enc(o)),
-                                None => "/api/v1/admin/cleanup/rules".into(),
-                            };
-                            match remote(c, "GET", &path, None, owner.as_deref().unwrap_or(""))? {
-                                Value::Array(a) => a,
-                                _ => return Err(Error::Answer(Answer::NotAList(path))),
-                            }
-                        }
-                    };
-                    println!(
-                        "{:<16} {:<20} {:<8} {:>5} {:<16} {:>5} {:<16} {:<5} {:>6}",
-                        "OWNER",
-                        "PACKAGE",
-                        "ENABLED",
-                        "KEEP",
-                        "KEEP PATTERN",
-                        "DAYS",
-                        "REMOVE PATTERN",
-                        "FULL",
-                        "UNUSED"
-                    );
-                    for r in rules {
-                        let s = |k: &str| printable(r[k].as_str().unwrap_or("")).into_owned();
-                        let n = |k: &str| r[k].as_u64().unwrap_or(0);
-                        let yes = |k: &str| {
-                            if r[k].as_bool().unwrap_or(false) {
-                                "yes"
-                            } else {
-                                "no"
-                            }
-                        };
-                        println!(
-                            "{:<16} {:<20} {:<8} {:>5} {:<16} {:>5} {:<16} {:<5} {:>6}",
-                            s("owner"),
-                            printable(r["package"].as_str().unwrap_or(ALL_PACKAGES)),
-                            yes("enabled"),
-                            n("keep_count"),
-                            if s("keep_pattern").is_empty() {
-                                "-".into()
-                            } else {
-                                s("keep_pattern")
-                            },
-                            n("remove_days"),
-                            if s("remove_pattern").is_empty() {
-                                "-".into()
-                            } else {
-                                s("remove_pattern")
-                            },
-                            yes("match_full_name"),
-                            n("unused_days"),
-                        );
-                    }
-                    Ok(())
-                })
-            }
+            RuleAction::Add(a) => rule_add(a),
+            RuleAction::Remove(a) => rule_remove(a),
+            RuleAction::List(a) => rule_list(a),
         },
-        CleanupAction::Run(a) => {
-            let owner = a.owner.as_deref().map(owner_name).transpose()?;
-            let target = args::target(a.db, a.server, a.token)?;
-            let dry = a.dry_run;
-            with(target, |b| {
-                let report: Value = match b {
-                    Backend::Offline(s) => {
-                        if let Some(o) = &owner {
-                            if s.get_user(o)?.is_none() {
-                                return Err(no_owner(o).into());
-                            }
-                        }
-                        let report = s.run_cleanup(owner.as_deref(), dry, store::now())?;
-                        cleanup_report_json(&report, dry)
-                    }
-                    Backend::Remote(c) => {
-                        let q = if dry { "?dry_run=true" } else { "" };
-                        let path = match &owner {
-                            Some(o) => format!("/api/v1/cleanup/{}/run{q}", enc(o)),
-                            None => format!("/api/v1/admin/cleanup/run{q}"),
-                        };
-                        remote(c, "POST", &path, None, owner.as_deref().unwrap_or(""))?
-                    }
-                };
-                let list = |k: &str| report[k].as_array().cloned().unwrap_or_default();
-                let (removed, skipped) = (list("removed"), list("skipped"));
-                for r in &skipped {
-                    println!(
-                        "skipped the rule for {}/{}: {}",
-                        printable(r["owner"].as_str().unwrap_or("")),
-                        printable(r["package"].as_str().unwrap_or(ALL_PACKAGES)),
-                        printable(r["error"].as_str().unwrap_or(""))
-                    );
-                }
-                let verb = if dry { "would remove" } else { "removed" };
-                for r in &removed {
-                    println!(
-                        "{verb} {}/{}/{}: {}",
-                        printable(r["owner"].as_str().unwrap_or("")),
-                        printable(r["package"].as_str().unwrap_or("")),
-                        printable(r["version"].as_str().unwrap_or("")),
-                        printable(r["reason"].as_str().unwrap_or(""))
-                    );
-                }
-                println!(
-                    "{verb} {}",
-                    crate::cli::terminal::count(removed.len() as u64, "version", "versions")
-                );
-                Ok(())
-            })
-        }
+        CleanupAction::Run(a) => run(a),
     }
+}
+
+/// `shelf cleanup rule add`: sets an owner's rule for one package or all (replacing the
+/// one there, and saying what it was).
+fn rule_add(a: RuleAdd) -> Result<(), Error> {
+    let owner = owner_name(&a.owner)?;
+    let (package, seg) = package_segment(&a.package)?;
+    let mut m = Map::new();
+    m.insert("enabled".into(), json!(!a.disabled));
+    m.insert("keep_count".into(), json!(a.keep_count.unwrap_or(0)));
+    m.insert(
+        "keep_pattern".into(),
+        json!(a.keep_pattern.unwrap_or_default()),
+    );
+    m.insert("remove_days".into(), json!(a.remove_days.unwrap_or(0)));
+    m.insert(
+        "remove_pattern".into(),
+        json!(a.remove_pattern.unwrap_or_default()),
+    );
+    m.insert("match_full_name".into(), json!(a.match_full_name));
+    m.insert("unused_days".into(), json!(a.unused_days.unwrap_or(0)));
+    // Validated here too, so a bad pattern is a clear error before anything opens.
+    let rule = rule_from_json(&m).map_err(|e| Error::Usage(e.to_string()))?;
+    let target = args::target(a.db, a.server, a.token)?;
+    with(target, |b| {
+        // Adding replaces the package's rule whole: say what it was.
+        let before = rules_of(b, Some(&owner))?
+            .into_iter()
+            .find(|r| rule_is_for(r, &seg));
+        match b {
+            Backend::Offline(s) => match s.set_cleanup_rule(&owner, package.as_ref(), rule)? {
+                Err(e) => return Err(Error::Rule(e)),
+                Ok(false) => return Err(no_owner(&owner).into()),
+                Ok(true) => record(s, "cleanup.rule_set", &owner, &seg),
+            },
+            Backend::Remote(c) => {
+                let path = format!("/api/v1/cleanup/{}/rules/{}", enc(&owner), enc(&seg));
+                remote(c, "PUT", &path, Some(Value::Object(m)), &owner)?;
+            }
+        }
+        println!(
+            "cleanup rule for {}/{} saved",
+            printable(&owner),
+            printable(&seg)
+        );
+        if let Some(old) = before {
+            println!("it replaced the rule that was: {}", describe_rule(&old));
+        }
+        Ok(())
+    })
+}
+
+/// `shelf cleanup rule remove`.
+fn rule_remove(a: RuleRemove) -> Result<(), Error> {
+    let owner = owner_name(&a.owner)?;
+    let (package, seg) = package_segment(&a.package)?;
+    let target = args::target(a.db, a.server, a.token)?;
+    with(target, |b| {
+        let missing = || Missing::CleanupRule {
+            owner: owner.clone(),
+            package: seg.clone(),
+        };
+        match b {
+            Backend::Offline(s) => {
+                let package = package.as_deref();
+                if !s.remove_cleanup_rule(&owner, package)? {
+                    return Err(missing().into());
+                }
+                record(s, "cleanup.rule_remove", &owner, &seg);
+            }
+            Backend::Remote(c) => {
+                let path = format!("/api/v1/cleanup/{}/rules/{}", enc(&owner), enc(&seg));
+                remote_or(c, "DELETE", &path, None, missing)?;
+            }
+        }
+        println!(
+            "cleanup rule for {}/{} removed",
+            printable(&owner),
+            printable(&seg)
+        );
+        Ok(())
+    })
+}
+
+/// `shelf cleanup rule list`.
+fn rule_list(a: RuleList) -> Result<(), Error> {
+    let owner = a.owner.as_deref().map(owner_name).transpose()?;
+    let target = args::target(a.db, a.server, a.token)?;
+    with(target, |b| {
+        let rules = rules_of(b, owner.as_deref())?;
+        println!(
+            "{:<16} {:<20} {:<8} {:>5} {:<16} {:>5} {:<16} {:<5} {:>6}",
+            "OWNER",
+            "PACKAGE",
+            "ENABLED",
+            "KEEP",
+            "KEEP PATTERN",
+            "DAYS",
+            "REMOVE PATTERN",
+            "FULL",
+            "UNUSED"
+        );
+        for r in rules {
+            let s = |k: &str| printable(r[k].as_str().unwrap_or("")).into_owned();
+            let n = |k: &str| r[k].as_u64().unwrap_or(0);
+            let yes = |k: &str| {
+                if r[k].as_bool().unwrap_or(false) {
+                    "yes"
+                } else {
+                    "no"
+                }
+            };
+            println!(
+                "{:<16} {:<20} {:<8} {:>5} {:<16} {:>5} {:<16} {:<5} {:>6}",
+                s("owner"),
+                printable(r["package"].as_str().unwrap_or(ALL_PACKAGES)),
+                yes("enabled"),
+                n("keep_count"),
+                if s("keep_pattern").is_empty() {
+                    "-".into()
+                } else {
+                    s("keep_pattern")
+                },
+                n("remove_days"),
+                if s("remove_pattern").is_empty() {
+                    "-".into()
+                } else {
+                    s("remove_pattern")
+                },
+                yes("match_full_name"),
+                n("unused_days"),
+            );
+        }
+        Ok(())
+    })
+}
+
+/// `shelf cleanup run`: the enabled rules now, or what they would remove (`--dry-run`).
+fn run(a: CleanupRun) -> Result<(), Error> {
+    let owner = a.owner.as_deref().map(owner_name).transpose()?;
+    let target = args::target(a.db, a.server, a.token)?;
+    let dry = a.dry_run;
+    with(target, |b| {
+        let report: Value = match b {
+            Backend::Offline(s) => {
+                if let Some(o) = &owner {
+                    if s.get_user(o)?.is_none() {
+                        return Err(no_owner(o).into());
+                    }
+                }
+                let report = s.run_cleanup(owner.as_deref(), dry, store::now())?;
+                cleanup_report_json(&report, dry)
+            }
+            Backend::Remote(c) => {
+                let q = if dry { "?dry_run=true" } else { "" };
+                let path = match &owner {
+                    Some(o) => format!("/api/v1/cleanup/{}/run{q}", enc(o)),
+                    None => format!("/api/v1/admin/cleanup/run{q}"),
+                };
+                remote(c, "POST", &path, None, owner.as_deref().unwrap_or(""))?
+            }
+        };
+        let list = |k: &str| report[k].as_array().cloned().unwrap_or_default();
+        let (removed, skipped) = (list("removed"), list("skipped"));
+        for r in &skipped {
+            println!(
+                "skipped the rule for {}/{}: {}",
+                printable(r["owner"].as_str().unwrap_or("")),
+                printable(r["package"].as_str().unwrap_or(ALL_PACKAGES)),
+                printable(r["error"].as_str().unwrap_or(""))
+            );
+        }
+        let verb = if dry { "would remove" } else { "removed" };
+        for r in &removed {
+            println!(
+                "{verb} {}/{}/{}: {}",
+                printable(r["owner"].as_str().unwrap_or("")),
+                printable(r["package"].as_str().unwrap_or("")),
+                printable(r["version"].as_str().unwrap_or("")),
+                printable(r["reason"].as_str().unwrap_or(""))
+            );
+        }
+        println!(
+            "{verb} {}",
+            crate::cli::terminal::count(removed.len() as u64, "version", "versions")
+        );
+        Ok(())
+    })
 }
