@@ -115,9 +115,12 @@ pub enum Access {
 pub enum Denied {
     /// No permission (or not signed in).
     NoPermission,
-    /// The token's scopes do not cover the operation (or it is limited to another owner or
-    /// package).
+    /// The token's scopes do not cover the operation.
     Scope,
+    /// The token is limited to another owner.
+    OwnerLimit,
+    /// The token is limited to one package, and the request does not name it.
+    PackageLimit,
     /// A `public-only` token against a private owner.
     PublicOnly,
 }
@@ -470,13 +473,13 @@ pub fn package_access(
                 return Ok(Err(Denied::Scope));
             }
             if t.owner.as_ref().is_some_and(|o| *o != owner.key()) {
-                return Ok(Err(Denied::Scope));
+                return Ok(Err(Denied::OwnerLimit));
             }
             // A package-limited token acts only where the request names that package (an
             // owner-wide listing would show the owner's other packages).
             if let Some(limit) = &t.package {
                 if package.is_none_or(|p| *limit != store::fold_case(p)) {
-                    return Ok(Err(Denied::Scope));
+                    return Ok(Err(Denied::PackageLimit));
                 }
             }
         }

@@ -745,3 +745,60 @@ fn issue9_review_scopes_on_purges_runs_passwords_and_members() {
     );
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+/// A refusal that a token's owner or package limit causes says so on `/api/v1` (issue 17,
+/// item 9), while the registry keeps Gitea's one text.
+#[test]
+fn limit_refusals_name_the_limit() {
+    let s = Server::start();
+    assert_eq!(
+        s.put("/api/packages/admin/generic/other/1/f", b"x").status,
+        201
+    );
+    let pkg = token(
+        &s,
+        "admin",
+        "lim",
+        json!({"owner": "admin", "package": "pk"}),
+    );
+    let admin_auth = format!("token {ADMIN_TOKEN}");
+    let r = s.req(
+        "POST",
+        "/api/v1/admin/users",
+        &[
+            ("Authorization", &admin_auth),
+            ("Content-Type", "application/json"),
+        ],
+        br#"{"username":"someone"}"#,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let own = token(&s, "admin", "own", json!({"owner": "someone"}));
+    for (t, path, says) in [
+        (&pkg, "/api/v1/packages/admin", "limited to one package"),
+        (
+            &pkg,
+            "/api/v1/packages/admin/generic/other",
+            "limited to one package",
+        ),
+        (&own, "/api/v1/packages/admin", "limited to another owner"),
+    ] {
+        let auth = format!("token {t}");
+        let r = s.req("GET", path, &[("Authorization", &auth)], b"");
+        assert_eq!(r.status, 403, "{path}: {}", r.text());
+        assert!(r.text().contains(says), "{path}: {}", r.text());
+    }
+    let auth = format!("token {pkg}");
+    let r = s.req(
+        "GET",
+        "/api/packages/admin/generic/other/1/f",
+        &[("Authorization", &auth)],
+        b"",
+    );
+    assert_eq!(
+        (r.status, r.text().trim()),
+        (
+            401,
+            "user should have specific permission or be a site admin"
+        )
+    );
+}

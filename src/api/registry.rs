@@ -92,7 +92,10 @@ fn dispatch(
     )? {
         Ok(()) => None,
         Err(Denied::PublicOnly) => Some(ApiError::PublicOnly),
-        Err(Denied::NoPermission | Denied::Scope) => Some(ApiError::NoPermission),
+        // Gitea's one text for all of them (a client sees no limit the token has).
+        Err(Denied::NoPermission | Denied::Scope | Denied::OwnerLimit | Denied::PackageLimit) => {
+            Some(ApiError::NoPermission)
+        }
     };
     if let Some(e) = denied {
         // Refused writes are audited, collapsed per address and minute, with the package name

@@ -358,6 +358,10 @@ fn denial_message(d: Denied) -> &'static str {
     match d {
         Denied::NoPermission => "user should have specific permission or be a site admin",
         Denied::Scope => "token does not have the required scope for this package",
+        Denied::OwnerLimit => "token is limited to another owner",
+        Denied::PackageLimit => {
+            "token is limited to one package: it works only on routes that name that package"
+        }
         Denied::PublicOnly => "token with public-only scope cannot access private packages",
     }
 }
