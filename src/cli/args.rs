@@ -33,7 +33,7 @@ pub fn parse(program: &str, args: &[&str]) -> Parsed {
     let mut args = args.to_vec();
     if args
         .first()
-        .is_some_and(|a| a.starts_with('-') && !matches!(*a, "--help" | "-h" | "help"))
+        .is_some_and(|a| a.starts_with('-') && !matches!(*a, "--help" | "-h"))
     {
         args.insert(0, "serve");
     }
