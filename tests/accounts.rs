@@ -1896,6 +1896,13 @@ fn member_listings_hide_other_members_private_fields() {
 /// An owner the caller may not see now gets the very same 404 as one that does not exist, as
 /// Gitea's `/users/{name}` and `/orgs/{org}` do. The registry routes keep Gitea's 401 for a
 /// private owner (README, "Access").
+/// A 404's body for the hidden owner `name`, with the name it names replaced by `nobody`:
+/// what the same request for an owner that does not exist answers, byte for byte.
+fn as_missing(r: &Resp, name: &str) -> String {
+    r.text()
+        .replace(&format!("[name: {name}]"), "[name: nobody]")
+}
+
 #[test]
 fn owners_the_caller_may_not_see_answer_as_missing_ones() {
     let s = Server::start();
@@ -1965,9 +1972,14 @@ fn owners_the_caller_may_not_see_answer_as_missing_ones() {
                 let a = call(&s, Some(&auth), method, hidden, None);
                 let b = call(&s, Some(&auth), method, missing, None);
                 assert_eq!(a.status, 404, "{method} {hidden}: {}", a.text());
+                let name = if hidden.contains("vorg") {
+                    "vorg"
+                } else {
+                    "vic"
+                };
                 assert_eq!(
-                    (a.status, a.header("content-type"), &a.body),
-                    (b.status, b.header("content-type"), &b.body),
+                    (a.status, a.header("content-type"), as_missing(&a, name)),
+                    (b.status, b.header("content-type"), b.text()),
                     "{method} {hidden} vs {missing}"
                 );
             }
@@ -2077,8 +2089,8 @@ fn management_routes_do_not_tell_hidden_owners_from_missing_ones() {
             let b = call(&s, Some(&bob), method, &missing, body);
             assert_eq!(a.status, 404, "{method} {path}: {}", a.text());
             assert_eq!(
-                (a.status, &a.body),
-                (b.status, &b.body),
+                (a.status, as_missing(&a, hidden)),
+                (b.status, b.text()),
                 "{method} {path} vs {missing}"
             );
         }
@@ -2101,5 +2113,133 @@ fn management_routes_do_not_tell_hidden_owners_from_missing_ones() {
         ),
         403,
         "own public-only org",
+    );
+}
+
+/// Gitea names what a 404 did not find in its `errors` array, under its one `message`; so
+/// does shelf, for each kind of thing `/api/v1` looks up.
+#[test]
+fn not_found_answers_name_what_is_missing() {
+    let s = Server::start();
+    new_user(&s, "bob", "public");
+    new_user(&s, "carol", "public");
+    new_org(&s, "carol", "acme", "public");
+    let team = expect(
+        call(
+            &s,
+            Some(&adm()),
+            "POST",
+            "/api/v1/orgs/acme/teams",
+            Some(json!({"name": "ops"})),
+        ),
+        201,
+        "team",
+    );
+    let id = team["id"].as_u64().expect("team id");
+    let not_in_team = format!("user bob is not a member of team ops [id: {id}]");
+    let cases = [
+        (
+            "GET",
+            "/api/v1/users/nosuch/tokens".to_string(),
+            "user does not exist [name: nosuch]",
+        ),
+        (
+            "GET",
+            "/api/v1/users/nosuch".into(),
+            "user does not exist [name: nosuch]",
+        ),
+        (
+            "GET",
+            "/api/v1/orgs/nosuch".into(),
+            "organization does not exist [name: nosuch]",
+        ),
+        (
+            "GET",
+            "/api/v1/orgs/bob".into(),
+            "organization does not exist [name: bob]",
+        ),
+        (
+            "GET",
+            "/api/v1/teams/999".into(),
+            "team does not exist [id: 999]",
+        ),
+        (
+            "GET",
+            "/api/v1/teams/x".into(),
+            "team does not exist [id: x]",
+        ),
+        (
+            "GET",
+            format!("/api/v1/teams/{id}/members/bob"),
+            &not_in_team,
+        ),
+        (
+            "GET",
+            "/api/v1/orgs/acme/members/bob".into(),
+            "user bob is not a member of organization acme",
+        ),
+        (
+            "DELETE",
+            "/api/v1/orgs/acme/members/bob".into(),
+            "user bob is not a member of organization acme",
+        ),
+        (
+            "DELETE",
+            "/api/v1/users/admin/tokens/nosuch".into(),
+            "access token does not exist [user: admin, name: nosuch]",
+        ),
+        (
+            "GET",
+            "/api/v1/packages/nosuch".into(),
+            "owner does not exist [name: nosuch]",
+        ),
+        (
+            "GET",
+            "/api/v1/packages/bob/generic/nosuch".into(),
+            "package does not exist",
+        ),
+        (
+            "GET",
+            "/api/v1/admin/quotas/nosuch".into(),
+            "owner does not exist [name: nosuch]",
+        ),
+        (
+            "DELETE",
+            "/api/v1/cleanup/bob/rules/pkg".into(),
+            "cleanup rule does not exist [owner: bob, package: pkg]",
+        ),
+        (
+            "GET",
+            "/api/v1/nosuch".into(),
+            "no API route GET /api/v1/nosuch; the routes are listed at /api/swagger",
+        ),
+    ];
+    for (method, path, named) in cases {
+        let v = expect(call(&s, Some(&adm()), method, &path, None), 404, &path);
+        assert_eq!(v["message"], "The target couldn't be found.", "{path}: {v}");
+        assert_eq!(v["errors"], json!([named]), "{method} {path}");
+    }
+    // A member is found, and answered as Gitea does.
+    expect(
+        call(
+            &s,
+            Some(&adm()),
+            "PUT",
+            &format!("/api/v1/teams/{id}/members/bob"),
+            None,
+        ),
+        204,
+        "add bob",
+    );
+    let v = expect(
+        get(&s, &adm(), &format!("/api/v1/teams/{id}/members/BOB")),
+        200,
+        "member",
+    );
+    assert_eq!(v["login"], "bob");
+    expect(
+        get(&s, &adm(), "/api/v1/orgs/acme/members/bob"),
+        204,
+        "org member",
     );
 }

@@ -523,3 +523,20 @@ fn a_manifest_for_an_owner_not_there_yet_is_empty_and_says_so() {
     assert_eq!(m["files"], json!([]), "{m}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("owner acme is not here yet"));
 }
+
+#[test]
+fn exporting_an_owner_that_does_not_exist_names_it() {
+    let s = Server::start();
+    let dir = temp_dir("bundles-missing-owner");
+    let out = dir.join("x.tar");
+    let out = out.to_str().expect("utf-8 path");
+    let text = failed(&remote(&s, &["export", "--owner", "nobody", "-o", out]));
+    assert!(
+        text.contains("404") && text.contains("owner does not exist [name: nobody]"),
+        "{text}"
+    );
+    let mut s = s;
+    s.stop();
+    let text = failed(&s.cli(&["export", "--owner", "nobody", "-o", out]));
+    assert!(text.contains("nobody"), "{text}");
+}

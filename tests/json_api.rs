@@ -1114,3 +1114,41 @@ fn finding_7_huge_pages_are_empty_on_every_listing() {
         }
     }
 }
+
+/// Every JSON error's `url` names `/api/swagger`: it answers, with no credentials, a page
+/// that lists the routes, and `/swagger.v1.json` is the same reference as OpenAPI 3.
+#[test]
+fn the_api_reference_that_errors_point_to_answers() {
+    let s = Server::start();
+    let v = json_error(&get_as(&s, &admin_auth(), "/api/v1/packages/nobody"), 404);
+    let url = v["url"].as_str().expect("url").to_string();
+    assert_eq!(url, format!("{BASE}/api/swagger"));
+    let page = s.get("/api/swagger");
+    assert_eq!(page.status, 200, "{}", page.text());
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    let html = page.text();
+    for route in [
+        "/api/packages/{owner}/generic/{name}/{version}/{file}",
+        "/api/v1/packages/{owner}/generic/{name}/-/latest",
+        "/api/v1/users/{name}/tokens",
+        "/api/v1/admin/import",
+    ] {
+        assert!(html.contains(&format!("<code>{route}</code>")), "{route}");
+    }
+    let doc = s.get("/swagger.v1.json");
+    assert_eq!(doc.status, 200);
+    assert_eq!(doc.header("content-type"), Some(JSON_CT));
+    let d = json(&doc);
+    assert_eq!(d["openapi"], "3.0.3");
+    assert_eq!(d["servers"][0]["url"], BASE);
+    let put = &d["paths"]["/api/packages/{owner}/generic/{name}/{version}/{file}"]["put"];
+    assert_eq!(put["responses"]["201"]["description"], "published", "{put}");
+    let head = s.req("HEAD", "/api/swagger", &[], b"");
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    let post = s.req("POST", "/swagger.v1.json", &[], b"");
+    assert_eq!(post.status, 405);
+}

@@ -25,11 +25,19 @@ const MAX_JSON_BODY: u64 = 1 << 20;
 type Res = Result<Response, ApiError>;
 
 /// A change's answer: 204, or 404 when there was nothing to change.
-fn done(ok: bool) -> Res {
+fn done(ok: bool, missing: impl FnOnce() -> ApiError) -> Res {
     if ok {
         Ok(Response::new(204))
     } else {
-        Err(ApiError::NOT_FOUND)
+        Err(missing())
+    }
+}
+
+/// The word for an owner of `kind` in a not-found answer.
+fn kind_word(kind: Option<OwnerKind>) -> &'static str {
+    match kind {
+        Some(OwnerKind::Org) => "organization",
+        _ => "user",
     }
 }
 
@@ -387,6 +395,8 @@ pub(super) fn serve(
             Ok(json_response(200, &team_json(base, &team, Some(&org))))
         }
         A::TeamMembers(id) => ctx.team_members(id),
+        A::TeamMember(id, user) => ctx.team_member(id, user),
+        A::Member(org, user) => ctx.member(org, user),
         A::AddTeamMember(id, user) | A::RemoveTeamMember(id, user) => {
             ctx.set_team_member(req, id, user)
         }
@@ -475,7 +485,7 @@ impl Ctx<'_> {
         let u = self.owner(name, None)?;
         // Gitea's `GetInfo`: a profile the caller may not see is a user that does not exist.
         if !auth::profile_visible(&self.api.store, Some(&c.user), &u)? {
-            return Err(ApiError::NOT_FOUND);
+            return Err(ApiError::no_account("user", name));
         }
         if !visible_to(c, &u) {
             return Err(forbidden("a public-only token cannot see private accounts"));
@@ -489,7 +499,7 @@ impl Ctx<'_> {
             .api
             .store
             .list_tokens(name)?
-            .ok_or(ApiError::NOT_FOUND)?;
+            .ok_or_else(|| ApiError::no_account("user", name))?;
         let items = tokens
             .iter()
             .map(|t| token_json(t, None))
@@ -508,9 +518,11 @@ impl Ctx<'_> {
             &format!("{name}/{token}"),
             outcome,
         );
-        revoked
-            .map(|_| Response::new(204))
-            .ok_or(ApiError::NOT_FOUND)
+        revoked.map(|_| Response::new(204)).ok_or_else(|| {
+            ApiError::Missing(format!(
+                "access token does not exist [user: {name}, name: {token}]"
+            ))
+        })
     }
 
     fn members(&self, org: &str) -> Res {
@@ -542,7 +554,7 @@ impl Ctx<'_> {
             &format!("{user}={}", role.as_str()),
             if ok { "ok" } else { "not found" },
         );
-        done(ok)
+        done(ok, || ApiError::no_account("user", user))
     }
 
     fn remove_member(&self, req: &mut Request, org: &str, user: &str) -> Res {
@@ -555,7 +567,9 @@ impl Ctx<'_> {
             user,
             if ok { "ok" } else { "not found" },
         );
-        done(ok)
+        done(ok, || {
+            ApiError::Missing(format!("user {user} is not a member of organization {org}"))
+        })
     }
 
     fn teams(&self, org: &str) -> Res {
@@ -609,6 +623,45 @@ impl Ctx<'_> {
         Ok(self.paged_all(items))
     }
 
+    /// Gitea's `GetTeamMember`: the user when it is in the team and visible to the caller.
+    fn team_member(&self, id: &str, user: &str) -> Res {
+        let (team, org) = self.team(id)?;
+        self.readable_org(&org.login)?;
+        let not_member = || {
+            ApiError::Missing(format!(
+                "user {user} is not a member of team {} [id: {}]",
+                team.name, team.id
+            ))
+        };
+        let key = store::fold_case(user);
+        let found = self
+            .visible_members(&org)?
+            .into_iter()
+            .find(|(u, _)| u.key() == key);
+        match found {
+            Some((u, _)) if self.in_team(team.id, &u.login)? => {
+                Ok(json_response(200, &user_json(self.base, &u, self.viewer())))
+            }
+            _ => Err(not_member()),
+        }
+    }
+
+    /// Gitea's `IsMember`: 204 when the user is a member the caller may see, else 404.
+    fn member(&self, org: &str, user: &str) -> Res {
+        let o = self.readable_org(org)?;
+        let key = store::fold_case(user);
+        let found = self
+            .visible_members(&o)?
+            .into_iter()
+            .any(|(u, _)| u.key() == key);
+        done(found, || {
+            ApiError::Missing(format!(
+                "user {user} is not a member of organization {}",
+                o.login
+            ))
+        })
+    }
+
     fn set_team_member(&self, req: &mut Request, id: &str, user: &str) -> Res {
         let (team, org) = self.team(id)?;
         self.org_admin(&org.login)?;
@@ -627,7 +680,12 @@ impl Ctx<'_> {
             &format!("{}:{user}", team.name),
             if ok { "ok" } else { "not found" },
         );
-        done(ok)
+        done(ok, || {
+            ApiError::Missing(format!(
+                "user {user} is not a member of team {} [id: {}]",
+                team.name, team.id
+            ))
+        })
     }
 
     fn actor(&self) -> String {
@@ -648,7 +706,7 @@ impl Ctx<'_> {
             .store
             .get_user(name)?
             .filter(|u| kind.is_none_or(|k| u.kind == k))
-            .ok_or(ApiError::NOT_FOUND)
+            .ok_or_else(|| ApiError::no_account(kind_word(kind), name))
     }
 
     /// An organization the caller may see (404 when it may not, as Gitea hides private orgs).
@@ -656,7 +714,7 @@ impl Ctx<'_> {
         let c = signed_in(self.caller, "organization", Access::Read)?;
         let o = self.owner(org, Some(OwnerKind::Org))?;
         if auth::access_level(&self.api.store, Some(&c.user), &o)?.is_none() {
-            return Err(ApiError::NOT_FOUND);
+            return Err(ApiError::no_account("organization", org));
         }
         if !visible_to(c, &o) {
             return Err(forbidden(
@@ -673,7 +731,7 @@ impl Ctx<'_> {
         // An organization the caller may not see is a missing one, whatever the token.
         let level = auth::access_level(&self.api.store, Some(&c.user), &o)?;
         if level.is_none() {
-            return Err(ApiError::NOT_FOUND);
+            return Err(ApiError::no_account("organization", org));
         }
         if !visible_to(c, &o) {
             return Err(forbidden(
@@ -718,8 +776,9 @@ impl Ctx<'_> {
     }
 
     fn team(&self, id: &str) -> Result<(TeamRecord, UserRecord), ApiError> {
-        let id: u64 = id.parse().map_err(|_| ApiError::NOT_FOUND)?;
-        let team = self.api.store.get_team(id)?.ok_or(ApiError::NOT_FOUND)?;
+        let missing = || ApiError::Missing(format!("team does not exist [id: {id}]"));
+        let n: u64 = id.parse().map_err(|_| missing())?;
+        let team = self.api.store.get_team(n)?.ok_or_else(missing)?;
         let org = self.owner(&team.org, Some(OwnerKind::Org))?;
         Ok((team, org))
     }
@@ -853,7 +912,7 @@ impl Ctx<'_> {
             (TokenOutcome::Created(token), Some(rec)) => {
                 Ok(json_response(201, &token_json(&rec, Some(&token))))
             }
-            (TokenOutcome::NoSuchUser, _) => Err(ApiError::NOT_FOUND),
+            (TokenOutcome::NoSuchUser, _) => Err(ApiError::no_account("user", user)),
             (TokenOutcome::NameTaken, _) => Err(ApiError::Unprocessable(
                 "access token name has been used already".into(),
             )),
@@ -1002,7 +1061,7 @@ impl Ctx<'_> {
                 u.password = password;
             }
         })?;
-        let u = updated.ok_or(ApiError::NOT_FOUND)?;
+        let u = updated.ok_or_else(|| ApiError::no_account("user", name))?;
         let what: Vec<&str> = [
             "email",
             "full_name",
@@ -1051,7 +1110,7 @@ impl Ctx<'_> {
                 self.audit_event(req, action, name, name, "ok");
                 Ok(Response::new(204))
             }
-            UserDeleted::NotFound => Err(ApiError::NOT_FOUND),
+            UserDeleted::NotFound => Err(ApiError::no_account(kind_word(Some(kind)), name)),
             UserDeleted::OwnsPackages => Err(ApiError::Unprocessable(
                 "it still owns packages: delete them first, or add ?purge=true".into(),
             )),
@@ -1111,7 +1170,7 @@ impl Ctx<'_> {
             .api
             .store
             .update_owner(org, move |o| profile.apply(o))?;
-        let o = updated.ok_or(ApiError::NOT_FOUND)?;
+        let o = updated.ok_or_else(|| ApiError::no_account("organization", org))?;
         let target = visibility
             .map(|v| format!("visibility={}", v.as_str()))
             .unwrap_or_default();

@@ -33,7 +33,7 @@ pub const OWNER_MISSING: &str = "X-Shelf-Owner-Missing";
 fn owner_exists(api: &Api, owner: &str) -> Result<(), ApiError> {
     match api.store.get_user(owner)? {
         Some(_) => Ok(()),
-        None => Err(ApiError::NOT_FOUND),
+        None => Err(ApiError::no_account("owner", owner)),
     }
 }
 

@@ -14,8 +14,12 @@ const REALM: &str = "Basic realm=\"shelf\"";
 
 #[derive(Debug)]
 pub(super) enum ApiError {
-    /// 404. The registry says the message; `/api/v1` gives Gitea's one not-found body.
+    /// Not found (404). The registry says the message; `/api/v1` gives Gitea's not-found body, whose
+    /// `errors` array holds the message, as Gitea's `APIErrorNotFound(err)` does.
     NotFound(&'static str),
+    /// 404 naming what is missing ("user does not exist [name: bob]"): the `errors` entry on
+    /// `/api/v1`, the message on the text routes.
+    Missing(String),
     /// 405. `Allow` lists the methods the path takes (empty: no header, as Gitea's JSON API).
     MethodNotAllowed(&'static str),
     /// 401: credentials were sent and are wrong (even for a public read).
@@ -68,10 +72,16 @@ impl ApiError {
     /// The not-found answer of the JSON API (whose body names no resource).
     pub(super) const NOT_FOUND: ApiError = ApiError::NotFound("package does not exist");
 
+    /// 404 for an account of `kind` ("user", "organization", "owner") that does not exist or
+    /// that the caller may not see: the two are one answer, so nothing tells them apart.
+    pub(super) fn no_account(kind: &str, name: &str) -> ApiError {
+        ApiError::Missing(format!("{kind} does not exist [name: {name}]"))
+    }
+
     /// The status this error answers with in `flavor`.
     fn status(&self, flavor: Flavor) -> u16 {
         match self {
-            ApiError::NotFound(_) => 404,
+            ApiError::NotFound(_) | ApiError::Missing(_) => 404,
             ApiError::MethodNotAllowed(_) => 405,
             ApiError::BadCredentials | ApiError::Unauthorized(_) => 401,
             ApiError::Throttled(_) => 429,
@@ -100,8 +110,11 @@ impl ApiError {
     fn message(&self, flavor: Flavor) -> String {
         let json = matches!(flavor, Flavor::Json { .. });
         match self {
-            ApiError::NotFound(_) if json => "The target couldn't be found.".into(),
+            ApiError::NotFound(_) | ApiError::Missing(_) if json => {
+                "The target couldn't be found.".into()
+            }
             ApiError::NotFound(msg) => (*msg).into(),
+            ApiError::Missing(what) => what.clone(),
             ApiError::MethodNotAllowed(_) => "method not allowed".into(),
             ApiError::BadCredentials if json => "user does not exist".into(),
             ApiError::BadCredentials => "Failed to authenticate user".into(),
@@ -141,9 +154,14 @@ impl ApiError {
             Flavor::Text => Response::text(status, &message),
             Flavor::Json { base } => {
                 let url = format!("{base}/api/swagger");
-                let body = match self {
-                    ApiError::NotFound(_) => json!({
-                        "errors": ["package does not exist"],
+                let body = match &self {
+                    ApiError::NotFound(what) => json!({
+                        "errors": [what],
+                        "message": message,
+                        "url": url,
+                    }),
+                    ApiError::Missing(what) => json!({
+                        "errors": [what],
                         "message": message,
                         "url": url,
                     }),

@@ -58,7 +58,10 @@ pub(super) fn serve(
             if registry_admin(caller, Access::Read, None).is_err() {
                 owner_admin(api, caller, &owner, Access::Read)?;
             }
-            let q = api.store.owner_quota(&owner)?.ok_or(ApiError::NOT_FOUND)?;
+            let q = api
+                .store
+                .owner_quota(&owner)?
+                .ok_or_else(|| ApiError::no_account("owner", &owner))?;
             Ok(json_response(200, &quota_json(&q)))
         }
         L::SetQuota(owner) => {
@@ -66,16 +69,19 @@ pub(super) fn serve(
             let body = read_json(req)?;
             let rec = quota_from_json(&body).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
             if !api.store.set_quota(&owner, rec)? {
-                return Err(ApiError::NOT_FOUND);
+                return Err(ApiError::no_account("owner", &owner));
             }
             audit(api, req, caller, "quota.set", &owner, "");
-            let q = api.store.owner_quota(&owner)?.ok_or(ApiError::NOT_FOUND)?;
+            let q = api
+                .store
+                .owner_quota(&owner)?
+                .ok_or_else(|| ApiError::no_account("owner", &owner))?;
             Ok(json_response(200, &quota_json(&q)))
         }
         L::ClearQuota(owner) => {
             registry_admin(caller, Access::Write, None)?;
             if !api.store.set_quota(&owner, QuotaRecord::default())? {
-                return Err(ApiError::NOT_FOUND);
+                return Err(ApiError::no_account("owner", &owner));
             }
             audit(api, req, caller, "quota.clear", &owner, "");
             Ok(Response::new(204))
@@ -110,7 +116,11 @@ pub(super) fn serve(
                 .store
                 .remove_cleanup_rule(&o.login, package.as_deref())?
             {
-                return Err(ApiError::NOT_FOUND);
+                let target = package.as_deref().unwrap_or(ALL_PACKAGES);
+                return Err(ApiError::Missing(format!(
+                    "cleanup rule does not exist [owner: {}, package: {target}]",
+                    o.login
+                )));
             }
             let target = package.as_deref().unwrap_or(ALL_PACKAGES);
             audit(api, req, caller, "cleanup.rule_remove", &o.login, target);
@@ -140,7 +150,7 @@ fn set_rule(
         .set_cleanup_rule(&o.login, package.as_ref(), rule.clone())?
     {
         Err(e) => return Err(ApiError::Unprocessable(e.to_string())),
-        Ok(false) => return Err(ApiError::NOT_FOUND),
+        Ok(false) => return Err(ApiError::no_account("owner", &o.login)),
         Ok(true) => {}
     }
     let target = package.as_deref().unwrap_or(ALL_PACKAGES);
@@ -206,10 +216,11 @@ fn owner_admin<'a>(
     access: Access,
 ) -> Result<(&'a Caller, UserRecord), ApiError> {
     let c = signed_in(caller, "package", access)?;
-    let o = api.store.get_user(owner)?.ok_or(ApiError::NOT_FOUND)?;
+    let missing = || ApiError::no_account("owner", owner);
+    let o = api.store.get_user(owner)?.ok_or_else(missing)?;
     // An owner the caller may not see is a missing one, whatever the token.
     if !auth::profile_visible(&api.store, Some(&c.user), &o)? {
-        return Err(ApiError::NOT_FOUND);
+        return Err(missing());
     }
     if !c.sees_under_scope(&o) {
         return Err(ApiError::Forbidden(

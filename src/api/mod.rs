@@ -12,6 +12,7 @@ mod limits;
 mod monitor;
 mod ops;
 mod ranges;
+mod reference;
 mod registry;
 pub mod routes;
 mod v1;

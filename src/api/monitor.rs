@@ -12,6 +12,8 @@ use crate::metrics::CONTENT_TYPE;
 pub(super) fn serve(api: &Api, req: &Request, op: Op) -> Response {
     let resp = match op {
         Op::Health => Response::text(200, "ok\n"),
+        Op::Reference => return super::reference::page(&api.base_url(req)),
+        Op::OpenApi => return super::reference::document(&api.base_url(req)),
         Op::Ready => match api.ready.check(&api.store) {
             Ok(()) => Response::text(200, "ready\n"),
             Err(reason) => Response::text(503, &format!("not ready: {reason}\n")),

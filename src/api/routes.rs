@@ -30,7 +30,7 @@ pub enum Family {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Route {
-    /// `GET|HEAD /metrics`, `/healthz`, `/readyz`.
+    /// `GET|HEAD /metrics`, `/healthz`, `/readyz`, `/api/swagger`, `/swagger.v1.json`.
     Ops(Op),
     /// `PUT|GET|HEAD|DELETE /api/packages/{owner}/generic/{name}/{version}/{file}` and
     /// `DELETE /api/packages/{owner}/generic/{name}/{version}` (GITEA-COMPAT §1).
@@ -62,6 +62,10 @@ pub enum Op {
     Metrics,
     Health,
     Ready,
+    /// `/api/swagger`: the API reference, a page.
+    Reference,
+    /// `/swagger.v1.json`: the API reference, OpenAPI 3.
+    OpenApi,
 }
 
 /// One file or one version of the generic registry. The coordinates are decoded and
@@ -205,6 +209,8 @@ pub enum AccountRoute {
     SetMember(String, String),
     /// `DELETE /orgs/{org}/members/{user}`.
     RemoveMember(String, String),
+    /// `GET /orgs/{org}/members/{user}`: 204 when the user is a member.
+    Member(String, String),
     /// `GET /orgs/{org}/teams`.
     Teams(String),
     /// `POST /orgs/{org}/teams`.
@@ -213,6 +219,8 @@ pub enum AccountRoute {
     Team(String),
     /// `GET /teams/{id}/members`.
     TeamMembers(String),
+    /// `GET /teams/{id}/members/{user}`: the member, or 404.
+    TeamMember(String, String),
     /// `PUT /teams/{id}/members/{user}`.
     AddTeamMember(String, String),
     /// `DELETE /teams/{id}/members/{user}`.
@@ -246,6 +254,8 @@ pub fn route(method: &str, path: &str) -> Route {
         "/metrics" => return ops(method, Op::Metrics),
         "/healthz" => return ops(method, Op::Health),
         "/readyz" => return ops(method, Op::Ready),
+        "/api/swagger" => return ops(method, Op::Reference),
+        "/swagger.v1.json" => return ops(method, Op::OpenApi),
         _ => {}
     }
     let segs: Vec<&str> = path.split('/').collect();
@@ -419,12 +429,14 @@ fn accounts(method: &str, segs: &[&str]) -> Option<Route> {
         ("PATCH", ["orgs", org]) => A::EditOrg(param(org)?),
         ("DELETE", ["orgs", org]) => A::DeleteOrg(param(org)?),
         ("GET", ["orgs", org, "members"]) => A::Members(param(org)?),
+        ("GET", ["orgs", org, "members", user]) => A::Member(param(org)?, param(user)?),
         ("PUT", ["orgs", org, "members", user]) => A::SetMember(param(org)?, param(user)?),
         ("DELETE", ["orgs", org, "members", user]) => A::RemoveMember(param(org)?, param(user)?),
         ("GET", ["orgs", org, "teams"]) => A::Teams(param(org)?),
         ("POST", ["orgs", org, "teams"]) => A::CreateTeam(param(org)?),
         ("GET", ["teams", id]) => A::Team(param(id)?),
         ("GET", ["teams", id, "members"]) => A::TeamMembers(param(id)?),
+        ("GET", ["teams", id, "members", user]) => A::TeamMember(param(id)?, param(user)?),
         ("PUT", ["teams", id, "members", user]) => A::AddTeamMember(param(id)?, param(user)?),
         ("DELETE", ["teams", id, "members", user]) => A::RemoveTeamMember(param(id)?, param(user)?),
         _ => return None,
@@ -473,6 +485,8 @@ mod tests {
             ("GET", s("/metrics"), Route::Ops(Op::Metrics)),
             ("HEAD", s("/healthz"), Route::Ops(Op::Health)),
             ("GET", s("/readyz"), Route::Ops(Op::Ready)),
+            ("GET", s("/api/swagger"), Route::Ops(Op::Reference)),
+            ("GET", s("/swagger.v1.json"), Route::Ops(Op::OpenApi)),
             (
                 "GET",
                 format!("{g}/n/1/f"),
@@ -731,6 +745,16 @@ mod tests {
                 Route::Accounts(A::TeamMembers(s("7"))),
             ),
             (
+                "GET",
+                format!("{v}/teams/7/members/u"),
+                Route::Accounts(A::TeamMember(s("7"), s("u"))),
+            ),
+            (
+                "GET",
+                format!("{v}/orgs/o/members/u"),
+                Route::Accounts(A::Member(s("o"), s("u"))),
+            ),
+            (
                 "PUT",
                 format!("{v}/teams/7/members/u"),
                 Route::Accounts(A::AddTeamMember(s("7"), s("u"))),
@@ -743,6 +767,9 @@ mod tests {
         ];
         for (method, path, want) in cases {
             assert_eq!(route(method, &path), want, "{method} {path}");
+            // The API reference lists every route (`api/reference.rs`).
+            let listed = super::super::reference::listed(method, &path);
+            assert!(listed, "{method} {path} is missing from the API reference");
         }
     }
 

@@ -105,7 +105,10 @@ fn dispatch(
         Route::Maintenance(r) => super::admin::maintenance(api, req, r, query, &caller),
         Route::NotAllowed(..) => Err(ApiError::MethodNotAllowed("")),
         // The other routes are answered before `/api/v1` (see `Api::handle`).
-        _ => Err(ApiError::NOT_FOUND),
+        _ => Err(ApiError::Missing(format!(
+            "no API route {} {path}; the routes are listed at /api/swagger",
+            req.method
+        ))),
     }
 }
 
@@ -124,13 +127,14 @@ struct Packages<'a> {
 impl Packages<'_> {
     fn serve(&self, owner: &str, op: PackageOp) -> Result<Response, ApiError> {
         let (api, caller) = (self.api, self.caller);
-        let owner = api.store.get_user(owner)?.ok_or(ApiError::NOT_FOUND)?;
+        let missing = || ApiError::no_account("owner", owner);
+        let owner = api.store.get_user(owner)?.ok_or_else(missing)?;
         // An owner the caller may not see is one that does not exist: the same 404, before
         // any check that could answer otherwise (Gitea answers 403 here, from
         // `reqPackageAccess`, which tells a private owner from a missing one; its
         // `/users/{name}` and `/orgs/{org}` answer 404, and so do ours).
         if !auth::profile_visible(&api.store, Some(&caller.user), &owner)? {
-            return Err(ApiError::NOT_FOUND);
+            return Err(missing());
         }
         let write_route = self.req.method == "DELETE";
         let scope_access = if write_route {

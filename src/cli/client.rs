@@ -357,11 +357,25 @@ impl Client {
     }
 }
 
-/// The error for a non-2xx answer: the server's JSON `message`, else the start of its text.
+/// The error for a non-2xx answer: what the server's JSON `errors` name (Gitea's not-found
+/// answers put the missing thing there, under a generic `message`), else its `message`, else
+/// the start of its text.
 fn status_error(status: u16, body: &[u8]) -> Error {
-    let message = serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
+    let json = serde_json::from_slice::<Value>(body).ok();
+    let named = json.as_ref().and_then(|v| {
+        let errors: Vec<&str> = v
+            .get("errors")?
+            .as_array()?
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        (!errors.is_empty()).then(|| errors.join("; "))
+    });
+    let message = named
+        .or_else(|| {
+            json.as_ref()
+                .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
+        })
         .unwrap_or_else(|| {
             String::from_utf8_lossy(body)
                 .trim()
