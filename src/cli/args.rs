@@ -120,7 +120,7 @@ pub struct BackupCmd {
 }
 
 /// Show what the registry holds and how the file's space is used: logical and physical bytes,
-/// dedup ratio, counts per owner, free and fragmented space.
+/// dedup ratio, counts per owner, the space in use (data, indexes, slack) and free.
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "stats")]
 pub struct StatsCmd {

@@ -267,10 +267,13 @@ pub fn stats(c: StatsCmd) -> Result<(), Error> {
         v.get("dedup_ratio").and_then(Value::as_f64).unwrap_or(1.0)
     );
     println!(
-        "file     {:>14} bytes: {} allocated, {} free (`shelf compact` returns it), {} fragmented",
+        "file     {:>14} bytes: {} in use, {} free (`shelf compact` returns it)\n\
+         in use   {:>14} bytes of data, {} of indexes, {} slack in partly filled pages",
         n("file_bytes"),
         n("allocated_bytes"),
         n("free_bytes"),
+        n("stored_bytes"),
+        n("metadata_bytes"),
         n("fragmented_bytes")
     );
     if let Some(scrub) = v.get("scrub") {
