@@ -395,3 +395,48 @@ fn a_stalled_backup_download_does_not_keep_the_database_open_at_shutdown() {
     drop(c);
     ok(s.cli(&["check"]));
 }
+
+/// The long commands draw progress on stderr only when it is a terminal: piped, stderr stays
+/// empty and stdout has the summary; on a terminal (`script` gives the command a pty) the bar
+/// is drawn, then cleared before the same summary.
+#[test]
+fn progress_is_drawn_on_a_terminal_only() {
+    let mut s = Server::start();
+    assert_eq!(
+        s.put("/api/packages/admin/generic/p/1/f", &pattern(300_000, 3))
+            .status,
+        201
+    );
+    s.stop();
+    let db = s.db.to_str().expect("utf-8 path").to_string();
+    let dir = temp_dir("progress");
+    let out = dir.join("b.redb");
+    let out = out.to_str().expect("utf-8 path");
+    for args in [vec!["check"], vec!["backup", out], vec!["compact"]] {
+        let r = s.cli(&args);
+        let stdout = String::from_utf8_lossy(&r.stdout).into_owned();
+        assert!(r.status.success(), "{args:?}: {stdout}");
+        assert!(!stdout.is_empty(), "{args:?}: no summary");
+        assert!(
+            r.stderr.is_empty(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+    }
+    // `script` is util-linux's; a machine without it cannot show a terminal here.
+    let line = format!("{} check --db {db}", bin());
+    let Ok(tty) = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("RUST_LOG", "warn")
+        .output()
+    else {
+        eprintln!("SKIPPED: no `script` to run the command on a terminal");
+        return;
+    };
+    let text = String::from_utf8_lossy(&tty.stdout).into_owned();
+    assert!(tty.status.success(), "{text}");
+    assert!(text.contains("checking files"), "no bar drawn: {text:?}");
+    let summary = text.rsplit("\u{1b}[2K").next().unwrap_or("");
+    assert!(summary.contains("1 file, 300000 bytes"), "{summary:?}");
+    assert!(summary.trim_end().ends_with("ok"), "{summary:?}");
+}

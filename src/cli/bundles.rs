@@ -6,6 +6,7 @@ use super::{open_store, Open};
 use crate::bundle::{ExportRequest, ImportReport, Manifest};
 use crate::cli::args::{self, ExportCmd, ImportCmd, ManifestCmd, Target};
 use crate::cli::client::{Client, Streamed};
+use crate::cli::progress::{Progress, Unit};
 use crate::cli::terminal::{count, printable};
 use crate::cli::{Answer, Error, Missing};
 use crate::names::encode_component;
@@ -127,8 +128,11 @@ pub fn export(cmd: ExportCmd) -> Result<(), Error> {
                 let m = &export.manifest;
                 let (files, bytes, left_out) = (m.total_files, m.total_bytes, m.left_out);
                 let mut stream = export.into_stream();
+                let bar = Progress::new("exporting", Unit::Bytes, Some(stream.len()));
                 let written = write_atomically(&cmd.output, |w| {
-                    stream.write_to(w).map_err(Error::io("writing the bundle"))
+                    stream
+                        .write_to(&mut bar.writer(w))
+                        .map_err(Error::io("writing the bundle"))
                 })?;
                 Ok((files, bytes, left_out, written))
             })();
@@ -168,7 +172,8 @@ pub fn export(cmd: ExportCmd) -> Result<(), Error> {
                 num("x-shelf-bytes"),
                 num("x-shelf-left-out"),
             );
-            let written = write_atomically(&cmd.output, |w| copy_body(reply, w))?;
+            let bar = Progress::new("downloading the bundle", Unit::Bytes, reply.length);
+            let written = write_atomically(&cmd.output, |w| copy_body(reply, &mut bar.writer(w)))?;
             (files, bytes, left_out, written)
         }
     };
@@ -295,7 +300,8 @@ pub fn import(cmd: ImportCmd) -> Result<(), Error> {
     let report = match target {
         Target::Offline(path) => {
             let store = open_store(&path, Open::OrCreate)?;
-            let reader = BufReader::with_capacity(1 << 20, file);
+            let bar = Progress::new("importing", Unit::Bytes, Some(len));
+            let reader = BufReader::with_capacity(1 << 20, bar.reader(file));
             let result = crate::bundle::import(
                 &store,
                 reader,
@@ -312,14 +318,19 @@ pub fn import(cmd: ImportCmd) -> Result<(), Error> {
         }
         Target::Remote { url, token } => {
             let c = client(&url, &token)?;
-            let mut file = file;
+            let what = "uploading the bundle (then the server verifies and publishes it)";
+            let bar = Progress::new(what, Unit::Bytes, Some(len));
+            let mut file = bar.reader(file);
+            // The server answers once the bundle is verified and published.
             let reply = c.stream(
                 "PUT",
                 "/api/v1/admin/import",
                 "application/x-tar",
                 Some((&mut file, len)),
                 TRANSFER_TIMEOUT,
-            )?;
+            );
+            drop(bar);
+            let reply = reply?;
             if reply.status != 200 {
                 return Err(reply.error().into());
             }

@@ -4,6 +4,7 @@
 
 use crate::cli::args::{self, BackupCmd, CheckCmd, CompactCmd, StatsCmd, Target};
 use crate::cli::client::Client;
+use crate::cli::progress::{Progress, Unit};
 use crate::cli::terminal::{count, printable};
 use crate::cli::Error;
 use crate::store::{self, Store};
@@ -56,14 +57,21 @@ pub fn backup(c: BackupCmd) -> Result<(), Error> {
     let sent: Result<(), Error> = match &target {
         Target::Offline(db) => {
             let s = open(db)?;
-            let r = s.backup(&mut w);
+            // The stream is about the chunk bytes plus a little: a fair total for the bar.
+            let total = s.byte_totals().ok().map(|t| t.physical_bytes);
+            let bar = Progress::new("backing up", Unit::Bytes, total);
+            let r = s.backup(bar.writer(&mut w));
+            drop(bar);
             close(s)?;
             r.map(|_| ()).map_err(Error::from)
         }
-        Target::Remote { url, token } => Client::new(url, token)?
-            .download("/api/v1/admin/backup", &mut w)
-            .map(|_| ())
-            .map_err(Error::from),
+        Target::Remote { url, token } => {
+            let bar = Progress::new("downloading the backup", Unit::Bytes, None);
+            Client::new(url, token)?
+                .download("/api/v1/admin/backup", &mut bar.writer(&mut w))
+                .map(|_| ())
+                .map_err(Error::from)
+        }
     };
     // When the restore failed first (e.g. OUT cannot be created), the transfer only saw the
     // pipe close: the restore's error is the one to show.
@@ -98,7 +106,7 @@ pub fn backup(c: BackupCmd) -> Result<(), Error> {
         return Ok(());
     }
     let s = open(&c.out)?;
-    let report = s.check();
+    let report = s.check_with(&Progress::new("verifying the backup", Unit::Items, None));
     close(s)?;
     let report = report?;
     if report.faults.is_empty() {
@@ -162,17 +170,19 @@ pub fn check(c: CheckCmd) -> Result<(), Error> {
                         .into(),
                 ));
             }
+            let bar = Progress::spinner("the server is checking");
             let v =
                 Client::new(&url, &token)?
                     .patient()
                     .call("GET", "/api/v1/admin/check", None)?;
+            drop(bar);
             (v, None)
         }
         Target::Offline(db) => {
             let s = open(&db)?;
             let result = (|| {
                 let started = Instant::now();
-                let report = s.check()?;
+                let report = s.check_with(&Progress::new("checking", Unit::Items, None))?;
                 let json = crate::api::check_json(&report, started.elapsed().as_secs_f64());
                 if !c.repair || report.faults.is_empty() {
                     return Ok((json, None));
@@ -180,7 +190,7 @@ pub fn check(c: CheckCmd) -> Result<(), Error> {
                 print_check(&json);
                 let fixes = s.repair()?;
                 let started = Instant::now();
-                let after = s.check()?;
+                let after = s.check_with(&Progress::new("checking again", Unit::Items, None))?;
                 let json = crate::api::check_json(&after, started.elapsed().as_secs_f64());
                 Ok::<_, Error>((json, Some(fixes)))
             })();
@@ -321,7 +331,10 @@ pub fn compact(c: CompactCmd) -> Result<(), Error> {
         return Err(Error::NoDatabase(path));
     }
     let started = Instant::now();
-    let (before, after) = store::compact(&path)?;
+    let bar = Progress::spinner("compacting");
+    let compacted = store::compact(&path);
+    drop(bar);
+    let (before, after) = compacted?;
     println!(
         "compacted {}: {before} → {after} bytes ({} returned to the disk) in {:.2} s",
         printable(&path.display().to_string()),

@@ -1,8 +1,9 @@
 //! The command-line wing: every command's arguments (`args`, on argh), the account commands
 //! (`accounts`: user, token, org, member, audit), the limits commands (`limits`: quota,
 //! cleanup), maintenance (`maintenance`: backup, check, stats, compact), air-gap bundles
-//! (`bundles`: export, manifest, import), the HTTP client `--server` uses (`client`) and the
-//! one escape of text for a terminal (`terminal`). Each command runs offline on the database
+//! (`bundles`: export, manifest, import), the HTTP client `--server` uses (`client`), the
+//! progress bars of long commands on a terminal (`progress`) and the one escape of text for a
+//! terminal (`terminal`). Each command runs offline on the database
 //! file (`store`) or against a running server through the JSON API; nothing below imports it.
 
 pub mod accounts;
@@ -12,6 +13,7 @@ pub mod client;
 mod error;
 pub mod limits;
 pub mod maintenance;
+mod progress;
 pub mod terminal;
 
 pub use error::{Answer, Error, Missing, Taken};

@@ -25,13 +25,27 @@ impl Store {
     /// content's file count and per-owner counts are exact; each chunk's count equals its
     /// references from contents plus pins; versions, their order index and owner counts agree.
     pub fn check(&self) -> Result<CheckReport> {
+        self.check_with(&Quiet)
+    }
+
+    /// `check`, telling `steps` how far it is: the files (rows), then the bytes of the
+    /// contents and of the chunks as they are hashed.
+    pub fn check_with(&self, steps: &dyn Steps) -> Result<CheckReport> {
         let txn = self.db.begin_read().ctx("beginning a read")?;
         let mut report = CheckReport::default();
         let mut faults = Vec::new();
-        let shown = check_files(&txn, &mut report, &mut faults)?;
-        let mut expected = check_contents(&txn, &shown, &mut report, &mut faults)?;
+        let rows = |t| -> Result<u64> {
+            let table = txn.open_table(t).ctx("opening a table")?;
+            table.len().ctx("counting rows")
+        };
+        steps.phase("checking files", Unit::Items, rows(FILES)?);
+        let shown = check_files(&txn, &mut report, &mut faults, steps)?;
+        let totals = super::observe::content_totals(&txn)?;
+        steps.phase("hashing contents", Unit::Bytes, totals.content_bytes);
+        let mut expected = check_contents(&txn, &shown, &mut report, &mut faults, steps)?;
         check_content_owners(&txn, &shown, &mut faults)?;
-        check_chunks(&txn, &mut expected, &mut report, &mut faults)?;
+        steps.phase("hashing chunks", Unit::Bytes, totals.physical_bytes);
+        check_chunks(&txn, &mut expected, &mut report, &mut faults, steps)?;
         check_versions(&txn, &mut faults)?;
         limits::check_owner_bytes(&txn, &mut faults)?;
         report.faults = faults;
@@ -87,6 +101,7 @@ fn check_files(
     txn: &ReadTransaction,
     report: &mut CheckReport,
     faults: &mut Vec<String>,
+    steps: &dyn Steps,
 ) -> Result<Shown> {
     let files = txn.open_table(FILES).ctx("opening files")?;
     let versions = txn.open_table(VERSIONS).ctx("opening versions")?;
@@ -95,6 +110,7 @@ fn check_files(
         let (k, v) = row.ctx("listing files")?;
         let key = k.value();
         let rec: FileRecord = decode(v.value())?;
+        steps.step(1);
         report.files += 1;
         report.logical_bytes += rec.size;
         *shown.files.entry(rec.sha256).or_default() += 1;
@@ -124,6 +140,7 @@ fn check_contents(
     shown: &Shown,
     report: &mut CheckReport,
     faults: &mut Vec<String>,
+    steps: &dyn Steps,
 ) -> Result<BTreeMap<[u8; 32], u64>> {
     let contents = txn.open_table(CONTENTS).ctx("opening contents")?;
     let chunks = txn.open_table(CHUNKS).ctx("opening chunks")?;
@@ -153,6 +170,7 @@ fn check_contents(
                     }
                     hasher.update(data);
                     size += data.len() as u64;
+                    steps.step(data.len() as u64);
                 }
                 None => faults.push(format!(
                     "content {name}: chunk {} is missing",
@@ -215,6 +233,7 @@ fn check_chunks(
     expected: &mut BTreeMap<[u8; 32], u64>,
     report: &mut CheckReport,
     faults: &mut Vec<String>,
+    steps: &dyn Steps,
 ) -> Result<()> {
     let chunks = txn.open_table(CHUNKS).ctx("opening chunks")?;
     let refs = txn.open_table(CHUNK_REFS).ctx("opening chunk_refs")?;
@@ -229,6 +248,7 @@ fn check_chunks(
         let id = *k.value();
         report.chunks += 1;
         report.physical_bytes += v.value().len() as u64;
+        steps.step(v.value().len() as u64);
         if ChunkId::of(v.value()).0 != id {
             faults.push(format!(
                 "chunk {}: bytes do not hash to its key",

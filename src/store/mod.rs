@@ -41,6 +41,7 @@ pub use limits::{
 use limits::{CLEANUP_RULES, OWNER_BYTES, QUOTAS, VERSION_DOWNLOADS};
 pub use listing::{page_offset, Digests, FileEntry, Page, VersionEntry};
 pub use observe::{ByteTotals, ReadyProbe, RowCounts, StatsCache};
+pub use observe::{Quiet, Steps, Unit};
 pub use scrub::{ScrubConfig, ScrubState};
 pub use stats::{compact, OwnerStats, Stats};
 pub use users::{new_token, token_hash, Created, NewToken, UserDeleted};

@@ -46,6 +46,27 @@ pub(super) struct ContentTotals {
 /// chunk bytes are not read, and memory stays constant). Every chunk but a body's last is
 /// full-size; a short last chunk is shared by the `chunk_refs` bodies ending in it, so each of
 /// those adds its share. Chunks pinned by uploads in progress count as full-size.
+/// What a step of a long operation counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    Items,
+    Bytes,
+}
+
+/// How a long operation (check, backup, import) says how far it is: the CLI draws a bar, the
+/// server passes `Quiet`.
+pub trait Steps {
+    /// A new phase: `total` units of `unit` to go.
+    fn phase(&self, _what: &'static str, _unit: Unit, _total: u64) {}
+    /// `n` more units done.
+    fn step(&self, _n: u64) {}
+}
+
+/// Steps that nobody watches.
+pub struct Quiet;
+
+impl Steps for Quiet {}
+
 pub(super) fn content_totals(txn: &redb::ReadTransaction) -> Result<ContentTotals> {
     let contents = txn.open_table(CONTENTS).ctx("opening contents")?;
     let chunks = txn.open_table(CHUNKS).ctx("opening chunks")?;
