@@ -152,6 +152,7 @@ fn serve(s: ServeSettings) -> Result<(), Error> {
     );
     let _ = std::io::stdout().flush();
     log::info!("listening on http://{addr}");
+    log::info!("{}", s.describe());
     server
         .run(Arc::new(move |req| api.handle(req)))
         .map_err(Error::io("server stopped"))?;

@@ -806,3 +806,153 @@ fn a_refused_token_is_explained() {
     assert!(err.contains("wrong, revoked or expired"), "{err}");
     assert!(err.contains("deactivated"), "{err}");
 }
+
+/// `serve --help` names an environment variable for every flag (the README says each has one).
+#[test]
+fn every_serve_flag_has_an_environment_variable() {
+    let help = run(&["serve", "--help"], "", None);
+    let text = String::from_utf8_lossy(&help.stdout).into_owned();
+    let flags: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("--"))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(|f| f.trim_end_matches(','))
+        .filter(|f| *f != "help")
+        .collect();
+    assert!(flags.len() >= 18, "{text}");
+    for flag in flags {
+        let env = format!("SHELF_{}", flag.replace('-', "_").to_uppercase());
+        assert!(text.contains(&env), "--{flag}: no {env} in serve --help");
+    }
+    // A variable that does not read is refused by name, before anything is created.
+    let dir = temp_dir("env-bad");
+    let db = dir.join("never.redb");
+    let out = Command::new(bin())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("SHELF_DB", &db)
+        .env("SHELF_AUDIT_RETENTION_DAYS", "a week")
+        .output()
+        .expect("run shelf");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("SHELF_AUDIT_RETENTION_DAYS: \"a week\" is not a number"),
+        "{err}"
+    );
+    assert!(!db.exists());
+}
+
+/// Every `SHELF_*` variable of `serve` takes effect: the start-up `settings:` line shows each,
+/// and the ones a client can see are checked by what the server then does.
+#[test]
+fn serve_takes_every_setting_from_the_environment() {
+    use std::io::{BufRead, BufReader};
+    let dir = temp_dir("env");
+    let db = dir.join("from-env.redb");
+    let db_text = db.to_str().expect("utf-8 path").to_string();
+    let vars = [
+        ("SHELF_LISTEN", "127.0.0.1:0"),
+        ("SHELF_DB", db_text.as_str()),
+        ("SHELF_WORKERS", "3"),
+        ("SHELF_MAX_CONNECTIONS", "77"),
+        ("SHELF_HEAD_TIMEOUT", "4"),
+        ("SHELF_IDLE_TIMEOUT", "5"),
+        ("SHELF_BODY_TIMEOUT", "6"),
+        ("SHELF_MAX_FILE_SIZE", "1000"),
+        ("SHELF_OWNER_MAX_BYTES", "5KiB"),
+        ("SHELF_OWNER_MAX_VERSIONS", "7"),
+        ("SHELF_CLEANUP_INTERVAL", "0"),
+        ("SHELF_SCRUB_RATE", "1MiB"),
+        ("SHELF_SCRUB_INTERVAL", "2h"),
+        ("SHELF_AUDIT_RETENTION_DAYS", "3"),
+        ("SHELF_AUTH_FAILURE_BURST", "2"),
+        ("SHELF_TRUSTED_PROXIES", "127.0.0.1"),
+        ("SHELF_EXTERNAL_URL", "https://pk.example"),
+        ("SHELF_METRICS_TOKEN", "metrics-secret"),
+        ("SHELF_ADMIN_TOKEN", ADMIN_TOKEN),
+    ];
+    let mut child = Command::new(bin())
+        .arg("serve")
+        .envs(vars)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn shelf");
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut out_lines = BufReader::new(stdout).lines();
+    let first = out_lines.next().expect("a line").expect("stdout");
+    let addr = first
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("address")
+        .to_string();
+    assert!(first.contains("from-env.redb"), "{first}");
+    std::thread::spawn(move || for _ in out_lines {});
+    let settings = BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.contains("settings:"))
+        .expect("a settings line");
+    for want in [
+        "workers 3,",
+        "max connections 77,",
+        "head 4s idle 5s body 6s",
+        "max file size 1 kB",
+        "owner max bytes 5 KiB",
+        "owner max versions 7",
+        "cleanup off",
+        "scrub 1 MiB/s every 7200s",
+        "audit kept 3 days",
+        "auth failure burst 2",
+        "trusted proxies 127.0.0.1",
+        "external url https://pk.example",
+        "metrics token set",
+    ] {
+        assert!(settings.contains(want), "{want:?} not in {settings}");
+    }
+    assert!(!settings.contains("metrics-secret"), "{settings}");
+    assert!(db.exists(), "SHELF_DB not used");
+    // What a client sees of them.
+    let s = Server::adopt(child, addr.parse().expect("addr"), dir, db);
+    assert_eq!(s.get("/metrics").status, 401);
+    let m = s.req(
+        "GET",
+        "/metrics",
+        &[("Authorization", "Bearer metrics-secret")],
+        b"",
+    );
+    assert_eq!(m.status, 200);
+    let admin = format!("token {ADMIN_TOKEN}");
+    let me = s.req("GET", "/api/v1/user", &[("Authorization", &admin)], b"");
+    let me: serde_json::Value = serde_json::from_slice(&me.body).expect("json");
+    assert_eq!(me["html_url"], "https://pk.example/admin", "{me}");
+    let q = s.req(
+        "GET",
+        "/api/v1/admin/quotas/admin",
+        &[("Authorization", &admin)],
+        b"",
+    );
+    let q: serde_json::Value = serde_json::from_slice(&q.body).expect("json");
+    assert_eq!(q["limits"]["max_file_size"], 1000, "{q}");
+    assert_eq!(q["limits"]["max_bytes"], 5120, "{q}");
+    assert_eq!(q["limits"]["max_versions"], 7, "{q}");
+    for _ in 0..2 {
+        let r = s.req(
+            "GET",
+            "/api/v1/user",
+            &[("Authorization", "token wrong")],
+            b"",
+        );
+        assert_eq!(r.status, 401);
+    }
+    let r = s.req(
+        "GET",
+        "/api/v1/user",
+        &[("Authorization", "token wrong")],
+        b"",
+    );
+    assert_eq!(r.status, 429, "a burst of 2: {}", r.text());
+}

@@ -270,3 +270,38 @@ fn curl_and_wget_resume_an_interrupted_download() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// "Newest" is the order of creation, not of names: after 2.0, then 10.0, then 1.5, `latest`
+/// is 1.5 (a name sort would say 2.0, a version sort 10.0). And only GET and HEAD alias: a
+/// DELETE through `latest` deletes nothing of 1.5.
+#[test]
+fn latest_follows_creation_order_and_deletes_never_alias() {
+    let s = Server::start();
+    for v in ["2.0", "10.0", "1.5"] {
+        let body = format!("app {v}");
+        assert_eq!(
+            s.put(&format!("{P}/app/{v}/app.tar"), body.as_bytes())
+                .status,
+            201
+        );
+    }
+    let r = s.get(&format!("{P}/app/latest/app.tar"));
+    assert_eq!((r.status, r.text().as_str()), (200, "app 1.5"));
+    let r = s.req("HEAD", &format!("{P}/app/latest/app.tar"), &[], b"");
+    assert_eq!(r.status, 200);
+    let r = s.delete(&format!("{P}/app/latest/app.tar"));
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (404, "package does not exist"),
+        "no version is named latest"
+    );
+    let r = s.delete(&format!("{P}/app/latest"));
+    assert_eq!(r.status, 404, "{}", r.text());
+    for v in ["2.0", "10.0", "1.5"] {
+        assert_eq!(s.get(&format!("{P}/app/{v}/app.tar")).status, 200, "{v}");
+    }
+    // Deleting 1.5 makes 10.0, the next newest, the latest.
+    assert_eq!(s.delete(&format!("{P}/app/1.5")).status, 204);
+    let r = s.get(&format!("{P}/app/latest/app.tar"));
+    assert_eq!((r.status, r.text().as_str()), (200, "app 10.0"));
+}

@@ -47,6 +47,11 @@ fn open_with(s: &Server, bytes: &[u8]) -> TcpStream {
 }
 
 /// Reads until EOF (or `limit` passes, which fails the test): everything the server still sent.
+/// How long a test waits for something the server does promptly (a close, an answer) before
+/// calling it a hang: generous, because tests share a small machine and run in parallel. What
+/// a test proves is that it happens, or that it happens before a much longer timeout would.
+const PROMPTLY: Duration = Duration::from_secs(20);
+
 fn read_until_eof(r: &mut impl Read, limit: Duration, what: &str) -> Vec<u8> {
     let deadline = Instant::now() + limit;
     let mut out = Vec::new();
@@ -76,7 +81,7 @@ fn response_then_eof(c: TcpStream, what: &str) -> Resp {
         Some("close"),
         "{what}: the server announces the close ({r:?})"
     );
-    let rest = read_until_eof(&mut rd, Duration::from_secs(3), what);
+    let rest = read_until_eof(&mut rd, PROMPTLY, what);
     assert!(
         rest.is_empty(),
         "{what}: nothing may follow the response, got {:?}",
@@ -504,7 +509,7 @@ fn stalled_head_and_stalled_body_are_cut_off_while_others_are_served() {
     let mut h = head_staller;
     h.set_read_timeout(Some(Duration::from_millis(100)))
         .expect("timeout");
-    let got = read_until_eof(&mut h, Duration::from_secs(3), "stalled head");
+    let got = read_until_eof(&mut h, PROMPTLY, "stalled head");
     let cut = t0.elapsed();
     assert!(
         got.is_empty() || got.starts_with(b"HTTP/1.1 408 "),
@@ -517,7 +522,7 @@ fn stalled_head_and_stalled_body_are_cut_off_while_others_are_served() {
     let cut = t0.elapsed();
     assert!(matches!(r.status, 400 | 408), "stalled body: {r:?}");
     assert!(
-        cut >= Duration::from_millis(450) && cut < Duration::from_secs(3),
+        cut >= Duration::from_millis(450) && cut < PROMPTLY,
         "cut after {cut:?}"
     );
     assert_eq!(
@@ -542,7 +547,7 @@ fn a_trickled_head_is_cut_at_the_head_deadline_but_a_trickled_body_is_not() {
         .expect("timeout");
     let mut got = Vec::new();
     let closed_after = loop {
-        assert!(t0.elapsed() < Duration::from_secs(3), "never cut off");
+        assert!(t0.elapsed() < PROMPTLY, "never cut off");
         if c.write_all(b"a").is_err() {
             break t0.elapsed();
         }
@@ -622,7 +627,7 @@ fn expect_continue_refusals_send_no_100_and_close_the_connection() {
             String::from_utf8_lossy(&first)
         );
         // the client still holds its body back, so the connection cannot carry on: closed
-        let rest = read_until_eof(&mut &c, Duration::from_secs(3), label);
+        let rest = read_until_eof(&mut &c, PROMPTLY, label);
         let text = String::from_utf8_lossy(&rest);
         assert!(
             text.to_ascii_lowercase().contains("connection: close\r\n"),
@@ -680,7 +685,7 @@ fn keep_alive_and_pipelining_answer_in_order() {
     }
     // an idle keep-alive connection is closed after the idle timeout
     let t0 = Instant::now();
-    let rest = read_until_eof(&mut rd, Duration::from_secs(3), "idle keep-alive");
+    let rest = read_until_eof(&mut rd, PROMPTLY, "idle keep-alive");
     assert!(rest.is_empty(), "HEAD sent no body, nothing else came");
     assert!(
         t0.elapsed() >= Duration::from_millis(250),
@@ -721,7 +726,7 @@ fn keep_alive_and_pipelining_answer_in_order() {
     assert!(got[4].body == b);
     assert!(got[5].body == cc);
     assert_eq!(got[5].header("connection"), Some("close"));
-    let rest = read_until_eof(&mut rd, Duration::from_secs(3), "after Connection: close");
+    let rest = read_until_eof(&mut rd, PROMPTLY, "after Connection: close");
     assert!(rest.is_empty());
 
     // HTTP/1.0 without keep-alive: one request, then closed
@@ -760,8 +765,9 @@ fn beyond_max_connections_a_fast_503_and_service_resumes() {
     let t0 = Instant::now();
     let third = s.connect();
     let r = response_then_eof(third, "third connection");
+    // Waiting for a worker would take until a held connection idles out (15 s).
     assert!(
-        t0.elapsed() < Duration::from_secs(1),
+        t0.elapsed() < Duration::from_secs(7),
         "503 took {:?}",
         t0.elapsed()
     );
@@ -780,7 +786,7 @@ fn beyond_max_connections_a_fast_503_and_service_resumes() {
     }
     drop(held);
     // once they are closed, the server serves again (their workers notice the close promptly)
-    let deadline = Instant::now() + Duration::from_secs(3);
+    let deadline = Instant::now() + PROMPTLY;
     loop {
         let mut c = s.connect();
         let mut rd = BufReader::new(c.try_clone().expect("clone"));
@@ -812,12 +818,13 @@ fn an_idle_keep_alive_connection_yields_the_only_worker_to_a_waiting_client() {
     assert_eq!(r.header("connection"), Some("keep-alive"));
     let t0 = Instant::now();
     assert_eq!(s.get(&path).body, b"yield");
+    // Half the idle timeout (15 s): the worker was handed over, not waited out.
     assert!(
-        t0.elapsed() < Duration::from_secs(2),
+        t0.elapsed() < Duration::from_secs(7),
         "served after {:?}, not after the idle timeout",
         t0.elapsed()
     );
-    let rest = read_until_eof(&mut rd, Duration::from_secs(3), "idle connection");
+    let rest = read_until_eof(&mut rd, Duration::from_secs(7), "idle connection");
     assert!(
         rest.is_empty(),
         "the idle connection was closed between requests"
@@ -912,7 +919,7 @@ fn descriptor_pressure_does_not_stop_the_accept_loop() {
     while answered.len() < clients.len() {
         let elapsed = started.elapsed();
         assert!(
-            elapsed < Duration::from_secs(8),
+            elapsed < Duration::from_secs(30),
             "{} of {} clients never answered",
             clients.len() - answered.len(),
             clients.len()
@@ -1188,11 +1195,7 @@ fn fuzzed_requests_never_break_the_server() {
         // the client's FIN ends whatever the server still waits for (head, body, next request)
         let _ = c.shutdown(Shutdown::Write);
         let shown = String::from_utf8_lossy(&req).into_owned();
-        let got = read_until_eof(
-            &mut c,
-            Duration::from_secs(3),
-            &format!("fuzz #{i} {shown:?}"),
-        );
+        let got = read_until_eof(&mut c, PROMPTLY, &format!("fuzz #{i} {shown:?}"));
         // a HEAD the server could not parse is answered with a body: either reading will do
         let statuses = parse_responses(&got, req.starts_with(b"HEAD "))
             .or_else(|_| parse_responses(&got, false))

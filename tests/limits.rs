@@ -135,7 +135,8 @@ fn refusals_come_before_the_body() {
     c.write_all(head.as_bytes()).expect("head");
     let r = read_response(&mut BufReader::new(c), false);
     assert_eq!((r.status, r.text().as_str()), (403, STORAGE));
-    assert!(started.elapsed() < Duration::from_secs(5));
+    // No 2 MB body was sent, so no body timeout (30 s) was waited for.
+    assert!(started.elapsed() < Duration::from_secs(20));
 }
 
 #[test]
@@ -788,4 +789,42 @@ fn without_limit_flags_nothing_is_limited_and_every_place_says_so() {
         let line = readme.lines().find(|l| l.starts_with(row)).expect(row);
         assert!(line.contains("| no limit |"), "{line}");
     }
+}
+
+/// A body without a length is cut off as soon as it outgrows what the owner has left: the
+/// answer comes while the client is still sending, and the rest is never read.
+#[test]
+fn a_chunked_upload_is_cut_off_mid_stream_at_the_quota() {
+    let mut s = Server::start_with(&["--owner-max-bytes", "1MB"]);
+    let alice = user_with_token(&mut s, "alice", false);
+    let s = s.restart();
+    let mut c = s.connect();
+    let head = format!(
+        "PUT /api/packages/alice/generic/p/1/f HTTP/1.1\r\nHost: t\r\nAuthorization: token {alice}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    c.write_all(head.as_bytes()).expect("head");
+    // 1.2 MB, more than the quota, and no last chunk: the body has not ended.
+    let data = pattern(1_200_000, 21);
+    for part in data.chunks(200_000) {
+        let mut framed = format!("{:x}\r\n", part.len()).into_bytes();
+        framed.extend_from_slice(part);
+        framed.extend_from_slice(b"\r\n");
+        // Once the server has refused, it may stop reading: a failed write ends the sending.
+        if c.write_all(&framed).is_err() {
+            break;
+        }
+    }
+    // The answer arrives with the body still open (the read times out after 30 s, not a hang).
+    let r = read_response(&mut BufReader::new(c.try_clone().expect("clone")), false);
+    assert_eq!((r.status, r.text().as_str()), (403, STORAGE));
+    assert_eq!(
+        r.header("connection"),
+        Some("close"),
+        "the rest is not read"
+    );
+    assert_eq!(s.get("/api/packages/alice/generic/p/1/f").status, 404);
+    assert_eq!(usage(&s, "alice"), (0, 0));
+    let mut s = s;
+    let out = check_clean(&mut s);
+    assert!(out.contains("0 files"), "{out}");
 }

@@ -802,3 +802,55 @@ fn limit_refusals_name_the_limit() {
         )
     );
 }
+
+/// Deploy by checksum takes no body, but the limits hold as for an upload of those bytes: a
+/// user who is not exempt cannot publish a file over the size limit, or over its owner's total,
+/// by naming the checksum of bytes an exempt admin stored.
+#[test]
+fn deploy_by_checksum_keeps_a_non_exempt_user_to_the_limits() {
+    let mut s = Server::start_with(&["--max-file-size", "2000", "--owner-max-bytes", "4000"]);
+    let alice = user_with_token(&mut s, "alice", false);
+    let s = s.restart();
+    let big = pattern(3000, 601);
+    let small = pattern(1500, 602);
+    // The site admin is exempt, and its owner is public: alice may read both.
+    assert_eq!(
+        s.put("/api/packages/admin/generic/d/1/big", &big).status,
+        201
+    );
+    assert_eq!(
+        s.put("/api/packages/admin/generic/d/1/small", &small)
+            .status,
+        201
+    );
+    let deploy = |file: &str, body: &[u8]| {
+        let sha = hex::encode(Sha256::digest(body));
+        s.req(
+            "PUT",
+            &format!("/api/packages/alice/generic/d/1/{file}"),
+            &[
+                ("Authorization", &format!("token {alice}")),
+                ("X-Checksum-Deploy", "true"),
+                ("X-Checksum-Sha256", &sha),
+            ],
+            b"",
+        )
+    };
+    let r = deploy("big", &big);
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (403, "maximum allowed package type size exceeded")
+    );
+    assert_eq!(deploy("a", &small).status, 201);
+    assert_eq!(deploy("b", &small).status, 201);
+    let r = deploy("c", &small);
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (403, "maximum allowed package storage quota exceeded"),
+        "3 x 1500 > 4000"
+    );
+    for (file, status) in [("big", 404), ("a", 200), ("b", 200), ("c", 404)] {
+        let r = s.get(&format!("/api/packages/alice/generic/d/1/{file}"));
+        assert_eq!(r.status, status, "{file}");
+    }
+}

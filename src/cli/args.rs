@@ -231,23 +231,24 @@ pub struct Serve {
     /// database file (default ./shelf.redb, env SHELF_DB)
     #[argh(option)]
     pub db: Option<PathBuf>,
-    /// worker threads, each serving one connection at a time (default 32)
+    /// worker threads, each serving one connection at a time (default 32, env SHELF_WORKERS)
     #[argh(option)]
     pub workers: Option<usize>,
-    /// open connections beyond which new ones get 503 (default 512)
+    /// open connections beyond which new ones get 503 (default 512, env SHELF_MAX_CONNECTIONS)
     #[argh(option)]
     pub max_connections: Option<usize>,
     /// largest accepted upload, e.g. 500000000, 500MB or 2GiB (default: no limit; site
-    /// admins are exempt, as in Gitea)
+    /// admins are exempt, as in Gitea; env SHELF_MAX_FILE_SIZE)
     #[argh(option)]
     pub max_file_size: Option<String>,
-    /// seconds a client may take to send a request head (default 10)
+    /// seconds a client may take to send a request head (default 10, env SHELF_HEAD_TIMEOUT)
     #[argh(option)]
     pub head_timeout: Option<f64>,
-    /// seconds an idle keep-alive connection is kept (default 15)
+    /// seconds an idle keep-alive connection is kept (default 15, env SHELF_IDLE_TIMEOUT)
     #[argh(option)]
     pub idle_timeout: Option<f64>,
-    /// seconds a request body may stall before the upload is abandoned (default 30)
+    /// seconds a request body may stall before the upload is abandoned (default 30, env
+    /// SHELF_BODY_TIMEOUT)
     #[argh(option)]
     pub body_timeout: Option<f64>,
     /// the URL clients reach shelf at, for links in JSON answers (default: from the Host
@@ -255,10 +256,10 @@ pub struct Serve {
     #[argh(option)]
     pub external_url: Option<String>,
     /// failed sign-ins in a row one address may make before it is answered 429 (default 10;
-    /// one more is allowed every 6 s)
+    /// one more is allowed every 6 s; env SHELF_AUTH_FAILURE_BURST)
     #[argh(option)]
     pub auth_failure_burst: Option<u32>,
-    /// days the audit log is kept (default 90)
+    /// days the audit log is kept (default 90, env SHELF_AUDIT_RETENTION_DAYS)
     #[argh(option)]
     pub audit_retention_days: Option<u64>,
     /// comma-separated addresses of reverse proxies whose X-Forwarded-For names the client
@@ -986,19 +987,89 @@ pub struct ServeSettings {
 }
 
 impl ServeSettings {
+    /// The settings in effect, for the start-up log: an operator sees what the flags and the
+    /// `SHELF_*` variables came to (the metrics token only as set or not).
+    pub fn describe(&self) -> String {
+        let size = |v: Option<u64>| match v {
+            Some(n) => crate::units::human_size(n),
+            None => "no limit".into(),
+        };
+        let proxies: Vec<String> = self.trusted_proxies.iter().map(|a| a.to_string()).collect();
+        format!(
+            "settings: workers {}, max connections {}, timeouts head {:?} idle {:?} body {:?}; \
+             max file size {}, owner max bytes {}, owner max versions {}; cleanup {}; \
+             scrub {}; audit kept {} days; auth failure burst {}; trusted proxies {}; \
+             external url {}; metrics token {}",
+            self.workers,
+            self.max_connections,
+            self.head_timeout,
+            self.idle_timeout,
+            self.body_timeout,
+            size(self.max_file_size),
+            size(self.owner_max_bytes),
+            self.owner_max_versions
+                .map_or("no limit".into(), |n| n.to_string()),
+            self.cleanup_interval
+                .map_or("off".into(), |d| format!("every {:?}", d)),
+            if self.scrub_rate == 0 {
+                "off".to_string()
+            } else {
+                format!(
+                    "{}/s every {:?}",
+                    crate::units::human_size(self.scrub_rate),
+                    self.scrub_interval
+                )
+            },
+            self.audit_retention_days,
+            self.auth_failure_burst,
+            if proxies.is_empty() {
+                "none".to_string()
+            } else {
+                proxies.join(",")
+            },
+            self.external_url
+                .as_deref()
+                .unwrap_or("none (the request's Host)"),
+            if self.metrics_token.is_some() {
+                "set"
+            } else {
+                "not set"
+            },
+        )
+    }
+}
+
+/// A number from its flag, else from the environment variable `env` (a value there that is
+/// not a number is refused, naming the variable).
+fn flag_or_env<T: std::str::FromStr>(flag: Option<T>, env: &str) -> Result<Option<T>, Error> {
+    if flag.is_some() {
+        return Ok(flag);
+    }
+    match std::env::var(env).ok().filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| Error::Usage(format!("{env}: {v:?} is not a number"))),
+    }
+}
+
+impl ServeSettings {
     pub fn from_flags(s: Serve) -> Result<ServeSettings, Error> {
         let env_or = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let listen = s
             .listen
             .or_else(|| env_or("SHELF_LISTEN"))
             .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
-        let workers = s.workers.unwrap_or(32);
+        let workers = flag_or_env(s.workers, "SHELF_WORKERS")?.unwrap_or(32);
         if !(1..=4096).contains(&workers) {
             return Err(Error::Usage(format!(
                 "--workers must be between 1 and 4096, not {workers}"
             )));
         }
-        let max_connections = s.max_connections.unwrap_or(512);
+        let max_connections =
+            flag_or_env(s.max_connections, "SHELF_MAX_CONNECTIONS")?.unwrap_or(512);
         if max_connections < 1 {
             return Err(Error::Usage("--max-connections must be at least 1".into()));
         }
@@ -1066,9 +1137,21 @@ impl ServeSettings {
             workers,
             max_connections,
             max_file_size,
-            head_timeout: secs(s.head_timeout, 10.0, "head-timeout")?,
-            idle_timeout: secs(s.idle_timeout, 15.0, "idle-timeout")?,
-            body_timeout: secs(s.body_timeout, 30.0, "body-timeout")?,
+            head_timeout: secs(
+                flag_or_env(s.head_timeout, "SHELF_HEAD_TIMEOUT")?,
+                10.0,
+                "head-timeout",
+            )?,
+            idle_timeout: secs(
+                flag_or_env(s.idle_timeout, "SHELF_IDLE_TIMEOUT")?,
+                15.0,
+                "idle-timeout",
+            )?,
+            body_timeout: secs(
+                flag_or_env(s.body_timeout, "SHELF_BODY_TIMEOUT")?,
+                30.0,
+                "body-timeout",
+            )?,
             external_url: match s.external_url.or_else(|| env_or("SHELF_EXTERNAL_URL")) {
                 Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
                     Some(u.trim_end_matches('/').to_string())
@@ -1080,7 +1163,8 @@ impl ServeSettings {
                 }
                 None => None,
             },
-            auth_failure_burst: match s.auth_failure_burst {
+            auth_failure_burst: match flag_or_env(s.auth_failure_burst, "SHELF_AUTH_FAILURE_BURST")?
+            {
                 Some(0) => {
                     return Err(Error::Usage(
                         "--auth-failure-burst must be at least 1".into(),
@@ -1125,7 +1209,10 @@ impl ServeSettings {
                     ))
                 })?,
             },
-            audit_retention_days: match s.audit_retention_days {
+            audit_retention_days: match flag_or_env(
+                s.audit_retention_days,
+                "SHELF_AUDIT_RETENTION_DAYS",
+            )? {
                 Some(0) => {
                     return Err(Error::Usage(
                         "--audit-retention-days must be at least 1".into(),

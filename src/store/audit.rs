@@ -429,6 +429,35 @@ mod tests {
         );
     }
 
+    /// `--audit-retention-days`: an entry older than the setting goes at the next write, one
+    /// within it stays; a longer setting keeps what a shorter one would drop.
+    #[test]
+    fn the_retention_setting_decides_what_is_pruned() {
+        let t = temp_store();
+        let s = &t.store;
+        let aged = |days: u64| {
+            let mut e = entry("package.publish", &format!("aged{days}"));
+            e.time = now() - days * 86_400 - 60;
+            e
+        };
+        s.set_audit_retention_days(5);
+        for days in [1, 3, 7] {
+            s.audit(aged(days));
+        }
+        s.flush_pending().expect("flush");
+        let owners = |s: &Store| -> Vec<String> {
+            let all = s.list_audit(&AuditFilter::default(), 1, 50).expect("list");
+            let mut o: Vec<String> = all.items.into_iter().map(|e| e.owner).collect();
+            o.sort();
+            o
+        };
+        assert_eq!(owners(s), ["aged1", "aged3"], "7 days > 5");
+        s.set_audit_retention_days(2);
+        s.audit(aged(0));
+        s.flush_pending().expect("flush");
+        assert_eq!(owners(s), ["aged0", "aged1"], "3 days > 2");
+    }
+
     fn refusal(addr: &str) -> AuditRecord {
         AuditRecord {
             actor: String::new(),

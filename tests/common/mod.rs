@@ -87,6 +87,18 @@ impl Server {
         }
     }
 
+    /// A server the test spawned itself (with its own flags or environment), listening at
+    /// `addr`; killed and its `dir` removed on drop, as the others.
+    pub fn adopt(child: Child, addr: SocketAddr, dir: PathBuf, db: PathBuf) -> Server {
+        Server {
+            child,
+            addr,
+            dir,
+            db,
+            args: Vec::new(),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
