@@ -98,6 +98,31 @@ pub(super) enum HeadError {
     Reject(u16, &'static str),
 }
 
+/// httparse's version error covers both a well-formed `HTTP/x.y` with another major version
+/// (505, as Go's server and nginx answer) and a request line that is not HTTP at all, such as
+/// `THIS IS NOT HTTP AT ALL` (400, as they answer, not 505).
+fn version_error(buffered: &[u8]) -> HeadError {
+    let line = buffered
+        .split(|&b| b == b'\n')
+        .next()
+        .unwrap_or_default()
+        .strip_suffix(b"\r")
+        .unwrap_or_default();
+    let parts: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+    let well_formed = match parts.as_slice() {
+        [method, target, version] if !method.is_empty() && !target.is_empty() => {
+            matches!(version, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+                if major.is_ascii_digit() && minor.is_ascii_digit() && *major != b'1')
+        }
+        _ => false,
+    };
+    if well_formed {
+        HeadError::Reject(505, "HTTP version not supported")
+    } else {
+        HeadError::Reject(400, "malformed request head")
+    }
+}
+
 /// Reads and parses one request head; consumes exactly its bytes from `conn`.
 pub(super) fn read_head(
     conn: &mut Conn,
@@ -142,7 +167,7 @@ pub(super) fn read_head(
                     return Err(HeadError::Reject(431, "too many header fields"));
                 }
                 Err(httparse::Error::Version) => {
-                    return Err(HeadError::Reject(505, "HTTP version not supported"));
+                    return Err(version_error(&conn.buf[conn.pos..conn.end]));
                 }
                 Err(_) => return Err(HeadError::Reject(400, "malformed request head")),
             }

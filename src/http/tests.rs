@@ -418,10 +418,14 @@ fn smuggling_attempts_are_rejected() {
 #[test]
 fn bad_heads() {
     let srv = start(test_config());
-    let cases: [(&[u8], u16); 7] = [
+    let cases: [(&[u8], u16); 11] = [
         (b"GET / HTTP/1.1\r\n\r\n", 400),                       // no Host
         (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400), // two Hosts
         (b"GET / HTTP/2.0\r\nHost: t\r\n\r\n", 505),
+        (b"GET / HTTP/3.1\r\nHost: t\r\n\r\n", 505),
+        (b"THIS IS NOT HTTP AT ALL\r\n\r\n", 400), // not HTTP: 400, as Go and nginx
+        (b"GET / HTTPS/1.1\r\nHost: t\r\n\r\n", 400),
+        (b"GET / HTTP/1.x\r\nHost: t\r\n\r\n", 400),
         (b"GET /\r\n\r\n", 400), // HTTP/0.9
         (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400), // TLS hello
         (b"GET / HTTP/1.1\r\nHost : t\r\n\r\n", 400), // space before colon
