@@ -100,6 +100,7 @@ fn serve(s: ServeSettings) -> Result<(), Error> {
         eprintln!("created a new database at {}", s.db.display());
     }
     store.set_audit_retention_days(s.audit_retention_days);
+    store.set_min_free_space(s.min_free_space);
     store.set_quota_defaults(shelf::store::Limits {
         max_file_size: s.max_file_size,
         max_bytes: s.owner_max_bytes,

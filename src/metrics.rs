@@ -645,6 +645,22 @@ impl MetricsSource for StoreMetrics {
                 size,
             );
         }
+        single(
+            out,
+            "shelf_storage_reopens_total",
+            "counter",
+            "Times the database was reopened in process after a storage fault (a full disk, an I/O error).",
+            store.reopens(),
+        );
+        if let Some(free) = store.disk_free() {
+            single(
+                out,
+                "shelf_disk_free_bytes",
+                "gauge",
+                "Free bytes on the filesystem that holds the database (uploads get 507 below --min-free-space).",
+                free,
+            );
+        }
         match store.row_counts() {
             Ok(c) => {
                 single(out, "shelf_packages", "gauge", "Packages.", c.packages);

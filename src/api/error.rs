@@ -55,6 +55,10 @@ pub(super) enum ApiError {
     Unprocessable(String),
     /// 503: the store is shutting down; a retry reaches the next process.
     Unavailable,
+    /// 503: the database is being reopened after a storage fault; a retry soon succeeds.
+    Recovering,
+    /// 507: the disk holding the database is full (or below its reserve): nothing stored.
+    InsufficientStorage,
     /// 500. The detail goes to the log, never to the client.
     Internal(String),
 }
@@ -100,7 +104,8 @@ impl ApiError {
             | ApiError::BadBody(_) => 400,
             ApiError::FileExists | ApiError::Busy(_) => 409,
             ApiError::Unprocessable(_) => 422,
-            ApiError::Unavailable => 503,
+            ApiError::Unavailable | ApiError::Recovering => 503,
+            ApiError::InsufficientStorage => 507,
             ApiError::Internal(_) => 500,
         }
     }
@@ -139,6 +144,13 @@ impl ApiError {
             ApiError::Quota(q) => quota_message(*q).into(),
             ApiError::BadBody(e) => format!("the request body could not be read: {e}"),
             ApiError::Unavailable => "the server is shutting down; retry shortly".into(),
+            ApiError::Recovering => {
+                "the database is being reopened after a storage fault; retry shortly".into()
+            }
+            ApiError::InsufficientStorage => {
+                "insufficient storage: the disk holding the registry is full; nothing was stored"
+                    .into()
+            }
             ApiError::Internal(_) => "internal server error".into(),
         }
     }
@@ -181,7 +193,9 @@ impl ApiError {
                 resp = resp.with_header("WWW-Authenticate", REALM);
             }
             ApiError::Busy(_) => resp = resp.with_header("Retry-After", "5"),
-            ApiError::Unavailable => resp = resp.with_header("Retry-After", "1"),
+            ApiError::Unavailable | ApiError::Recovering => {
+                resp = resp.with_header("Retry-After", "1")
+            }
             _ => {}
         }
         resp
@@ -217,6 +231,10 @@ impl From<store::Error> for ApiError {
             store::Error::Quota(QuotaExceeded::FileSize) => ApiError::TooLarge,
             store::Error::Quota(q) => ApiError::Quota(q),
             store::Error::Closed => ApiError::Unavailable,
+            store::Error::Recovering => ApiError::Recovering,
+            store::Error::Full => ApiError::InsufficientStorage,
+            // redb met the full disk itself (the reserve was off, or another process filled it).
+            e if e.fault() == Some(crate::store::Fault::Full) => ApiError::InsufficientStorage,
             e @ (store::Error::Db(..) | store::Error::InUse(_) | store::Error::Corrupt(_)) => {
                 ApiError::Internal(e.to_string())
             }
@@ -279,6 +297,26 @@ mod tests {
                 "the server is shutting down; retry shortly",
             ),
             (
+                || store::Error::Recovering,
+                503,
+                "the database is being reopened after a storage fault; retry shortly",
+            ),
+            (
+                || store::Error::Full,
+                507,
+                "insufficient storage: the disk holding the registry is full; nothing was stored",
+            ),
+            (
+                || {
+                    store::Error::Db(
+                        "committing",
+                        Box::new(redb::Error::Io(io::Error::from_raw_os_error(28))),
+                    )
+                },
+                507,
+                "insufficient storage: the disk holding the registry is full; nothing was stored",
+            ),
+            (
                 || store::Error::Corrupt("bad record".into()),
                 500,
                 "internal server error",
@@ -292,7 +330,7 @@ mod tests {
                 || {
                     store::Error::Db(
                         "reading",
-                        Box::new(redb::Error::Io(io::Error::other("disk"))),
+                        Box::new(redb::Error::Io(io::Error::other("sector 7 unreadable"))),
                     )
                 },
                 500,
@@ -308,7 +346,7 @@ mod tests {
             assert_eq!(v["message"], message);
             assert_eq!(v["url"], "http://h/api/swagger");
             // Nothing of a storage failure's detail reaches the client.
-            assert!(!body(&json).contains("bad record") && !body(&json).contains("disk"));
+            assert!(!body(&json).contains("bad record") && !body(&json).contains("sector 7"));
         }
     }
 

@@ -290,6 +290,11 @@ pub struct Serve {
     /// SHELF_SCRUB_INTERVAL)
     #[argh(option)]
     pub scrub_interval: Option<String>,
+    /// free space kept on the database's disk: an upload that would leave less is refused
+    /// with 507, and /readyz says not ready (default 64MiB; 0 turns it off; env
+    /// SHELF_MIN_FREE_SPACE)
+    #[argh(option)]
+    pub min_free_space: Option<String>,
 }
 
 /// Manage users: offline on the database file (no server may hold it), or with --server.
@@ -984,6 +989,8 @@ pub struct ServeSettings {
     /// Bytes per second of the background scrub (0: off).
     pub scrub_rate: u64,
     pub scrub_interval: Duration,
+    /// Bytes kept free on the database's disk (0: none).
+    pub min_free_space: u64,
 }
 
 impl ServeSettings {
@@ -998,8 +1005,8 @@ impl ServeSettings {
         format!(
             "settings: workers {}, max connections {}, timeouts head {:?} idle {:?} body {:?}; \
              max file size {}, owner max bytes {}, owner max versions {}; cleanup {}; \
-             scrub {}; audit kept {} days; auth failure burst {}; trusted proxies {}; \
-             external url {}; metrics token {}",
+             scrub {}; min free space {}; audit kept {} days; auth failure burst {}; \
+             trusted proxies {}; external url {}; metrics token {}",
             self.workers,
             self.max_connections,
             self.head_timeout,
@@ -1019,6 +1026,11 @@ impl ServeSettings {
                     crate::units::human_size(self.scrub_rate),
                     self.scrub_interval
                 )
+            },
+            if self.min_free_space == 0 {
+                "off".to_string()
+            } else {
+                crate::units::human_size(self.min_free_space)
             },
             self.audit_retention_days,
             self.auth_failure_burst,
@@ -1206,6 +1218,14 @@ impl ServeSettings {
                 Some(v) => parse_duration(&v).ok_or_else(|| {
                     Error::Usage(format!(
                         "--scrub-interval: cannot read {v:?} as a duration (e.g. 24h, 7d, 30m)"
+                    ))
+                })?,
+            },
+            min_free_space: match s.min_free_space.or_else(|| env_or("SHELF_MIN_FREE_SPACE")) {
+                None => 64 << 20,
+                Some(v) => parse_size(&v).ok_or_else(|| {
+                    Error::Usage(format!(
+                        "--min-free-space: cannot read {v:?} as a size (e.g. 64MiB, 1GB, 0)"
                     ))
                 })?,
             },

@@ -323,7 +323,7 @@ impl Store {
             .lock()
             .map(|q| q.entries.clone())
             .unwrap_or_default();
-        let txn = self.db.begin_read().ctx("beginning a read")?;
+        let txn = self.db()?.begin_read().ctx("beginning a read")?;
         let table = txn.open_table(AUDIT).ctx("opening audit")?;
         let owner = filter.owner.as_deref().map(fold_case);
         let actor = filter.actor.as_deref().map(fold_case);

@@ -135,7 +135,10 @@ impl Store {
         if let Err(e) = self.flush_pending() {
             log::warn!("backup: writing pending counters first failed: {e}");
         }
-        let txn = self.db.begin_read().ctx("beginning the backup snapshot")?;
+        let txn = self
+            .db()?
+            .begin_read()
+            .ctx("beginning the backup snapshot")?;
         // Pins of uploads in progress: their chunks' counts include them, the copy must not.
         let mut pins: HashMap<[u8; 32], u64> = HashMap::new();
         for row in txn
@@ -516,7 +519,7 @@ mod tests {
     #[test]
     fn every_table_is_carried_but_pins() {
         let t = temp_store();
-        let txn = t.store.db.begin_read().expect("read");
+        let txn = t.store.db().expect("db").begin_read().expect("read");
         let mut have: Vec<String> = txn
             .list_tables()
             .expect("tables")

@@ -108,7 +108,7 @@ pub enum ImportOutcome {
 impl Store {
     /// The files `sel` covers, in key order, from one read snapshot.
     pub fn snapshot(&self, sel: &Selection) -> Result<Snapshot> {
-        let txn = self.db.begin_read().ctx("beginning a read")?;
+        let txn = self.db()?.begin_read().ctx("beginning a read")?;
         let mut out = Vec::new();
         {
             let users = txn.open_table(USERS).ctx("opening users")?;
@@ -202,7 +202,7 @@ impl Store {
     /// The sha256 of a file's bytes, if the file exists.
     pub fn file_sha256(&self, at: &FileCoords) -> Result<Option<[u8; 32]>> {
         let [o, n, v, f] = at.lower();
-        let txn = self.db.begin_read().ctx("beginning a read")?;
+        let txn = self.db()?.begin_read().ctx("beginning a read")?;
         let files = txn.open_table(FILES).ctx("opening files")?;
         let row = files
             .get((o.as_str(), GENERIC, n.as_str(), v.as_str(), f.as_str()))
@@ -491,14 +491,16 @@ mod tests {
             );
         }
         // "Not downloaded for N days" counts from the arrival, not from the creation in 1970.
-        let arrived =
-            s.db.begin_read()
-                .expect("read")
-                .open_table(super::super::limits::VERSION_DOWNLOADS)
-                .expect("table")
-                .get(("alice", "pkg", "1.0"))
-                .expect("get")
-                .map(|g| g.value());
+        let arrived = s
+            .db()
+            .expect("db")
+            .begin_read()
+            .expect("read")
+            .open_table(super::super::limits::VERSION_DOWNLOADS)
+            .expect("table")
+            .get(("alice", "pkg", "1.0"))
+            .expect("get")
+            .map(|g| g.value());
         assert!(arrived.is_some_and(|t| t + 60 > now()), "{arrived:?}");
         // Again, and with other bytes: never overwritten, pins released.
         let again = vec![item(s, "big", &big), item(s, "SMALL", b"y")];

@@ -31,7 +31,7 @@ impl Store {
     /// `check`, telling `steps` how far it is: the files (rows), then the bytes of the
     /// contents and of the chunks as they are hashed.
     pub fn check_with(&self, steps: &dyn Steps) -> Result<CheckReport> {
-        let txn = self.db.begin_read().ctx("beginning a read")?;
+        let txn = self.db()?.begin_read().ctx("beginning a read")?;
         let mut report = CheckReport::default();
         let mut faults = Vec::new();
         let rows = |t| -> Result<u64> {
@@ -55,7 +55,7 @@ impl Store {
     /// Counts for tests: (chunk rows, sum of chunk_refs, pinned chunks).
     #[cfg(test)]
     pub(crate) fn chunk_stats(&self) -> Result<(u64, u64, u64)> {
-        let txn = self.db.begin_read().ctx("beginning a read")?;
+        let txn = self.db()?.begin_read().ctx("beginning a read")?;
         let chunks = txn
             .open_table(CHUNKS)
             .ctx("opening chunks")?

@@ -47,7 +47,7 @@ pub(super) struct NewFile {
 impl Store {
     pub fn file_exists(&self, at: &FileCoords) -> Result<bool> {
         let [o, n, v, f] = at.lower();
-        let txn = self.db.begin_read().ctx("beginning a read")?;
+        let txn = self.db()?.begin_read().ctx("beginning a read")?;
         let files = txn.open_table(FILES).ctx("opening files")?;
         Ok(files
             .get((o.as_str(), GENERIC, n.as_str(), v.as_str(), f.as_str()))
@@ -93,6 +93,7 @@ impl Store {
             Some(_) => None,
         };
         if let Some(inline) = inline {
+            self.ensure_room(inline.as_ref().map_or(0, |(_, d)| d.len() as u64))?;
             let digests = chunker.finish();
             verify(&digests).map_err(|e| Error::Rejected(e.to_string()))?;
             let new = NewFile {
@@ -162,7 +163,7 @@ impl Store {
         quota: Option<limits::QuotaCheck>,
     ) -> Result<Published> {
         let found = {
-            let txn = self.db.begin_read().ctx("beginning a read")?;
+            let txn = self.db()?.begin_read().ctx("beginning a read")?;
             let owners = txn
                 .open_table(CONTENT_OWNERS)
                 .ctx("opening content_owners")?;
@@ -184,7 +185,7 @@ impl Store {
             return Ok(Published::UnknownContent);
         }
         let size = {
-            let txn = self.db.begin_read().ctx("beginning a read")?;
+            let txn = self.db()?.begin_read().ctx("beginning a read")?;
             let contents = txn.open_table(CONTENTS).ctx("opening contents")?;
             let content = contents.get(&sha256).ctx("reading a content")?;
             match content {
@@ -218,6 +219,8 @@ impl Store {
 
     /// Writes one chunk (unless present) and pins it for `upload`, in its own short transaction.
     pub(super) fn pin_chunk(&self, upload: u64, seq: u32, id: ChunkId, data: &[u8]) -> Result<()> {
+        // Before redb meets a full disk: its latch would fail every operation until a reopen.
+        self.ensure_room(data.len() as u64)?;
         self.quick_write(|txn| {
             let mut refs = txn.open_table(CHUNK_REFS).ctx("opening chunk_refs")?;
             let mut chunks = txn.open_table(CHUNKS).ctx("opening chunks")?;
@@ -233,6 +236,10 @@ impl Store {
     /// Drops every pin of an upload that will not be published (errors are logged: a pin left
     /// behind is released by the next startup sweep).
     fn release_upload(&self, upload: u64) {
+        // A reopen after a storage fault sweeps every pin: no need to wait for it.
+        if self.db.reopening() {
+            return;
+        }
         if let Err(e) = self.quick_write(|txn| release_pins(txn, upload)) {
             log::error!("releasing the chunks of upload {upload}: {e}");
         }
@@ -331,7 +338,7 @@ impl Store {
     /// download even if the file is deleted meanwhile.
     pub fn open_file(&self, at: &FileCoords) -> Result<Option<(FileRecord, FileReader)>> {
         let [o, n, v, f] = at.lower();
-        let txn = self.db.begin_read().ctx("beginning a read")?;
+        let txn = self.db()?.begin_read().ctx("beginning a read")?;
         let files = txn.open_table(FILES).ctx("opening files")?;
         let row = files
             .get((o.as_str(), GENERIC, n.as_str(), v.as_str(), f.as_str()))
@@ -359,7 +366,7 @@ impl Store {
     /// Whether a version exists (to tell "no such version" from "no such file" on a 404).
     pub fn version_exists(&self, owner: &str, name: &str, version: &str) -> Result<bool> {
         let (o, n, v) = (fold_case(owner), fold_case(name), fold_case(version));
-        let txn = self.db.begin_read().ctx("beginning a read")?;
+        let txn = self.db()?.begin_read().ctx("beginning a read")?;
         let versions = txn.open_table(VERSIONS).ctx("opening versions")?;
         Ok(versions
             .get((o.as_str(), GENERIC, n.as_str(), v.as_str()))
@@ -456,11 +463,23 @@ pub(super) fn publish_rows(
                 Source::Pinned { upload, chunks } => {
                     // The upload's pins become the content's references: counts stay.
                     let mut uploads = txn.open_table(UPLOADS).ctx("opening uploads")?;
+                    let mut pinned = Vec::with_capacity(chunks.len());
                     for row in uploads
                         .extract_from_if((upload, 0)..=(upload, u32::MAX), |_, _| true)
                         .ctx("unpinning")?
                     {
-                        row.ctx("unpinning")?;
+                        pinned.push(*row.ctx("unpinning")?.1.value());
+                    }
+                    // Pins are non-durable writes: a reopen after a storage fault in the middle
+                    // of the upload lost the earlier ones with their chunks. Publishing the
+                    // list would reference bytes that are not there: the client retries.
+                    if pinned != chunks {
+                        log::warn!(
+                            "upload {upload}: {} of its {} chunks were lost to a reopen; refused",
+                            chunks.len().saturating_sub(pinned.len()),
+                            chunks.len()
+                        );
+                        return Err(Error::Recovering);
                     }
                     chunks
                 }

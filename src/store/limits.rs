@@ -381,7 +381,7 @@ impl Store {
     /// An owner's overrides, effective limits and usage; `None` for an unknown owner.
     pub fn owner_quota(&self, owner: &str) -> Result<Option<OwnerQuota>> {
         let o = fold_case(owner);
-        let txn = self.db.begin_read().ctx("beginning a read")?;
+        let txn = self.db()?.begin_read().ctx("beginning a read")?;
         let users = txn.open_table(USERS).ctx("opening users")?;
         let Some(user) = users.get(o.as_str()).ctx("reading a user")? else {
             return Ok(None);
@@ -416,7 +416,7 @@ impl Store {
 
     /// Every owner that has an override or stores something, by name.
     pub fn quotas(&self) -> Result<Vec<OwnerQuota>> {
-        let txn = self.db.begin_read().ctx("beginning a read")?;
+        let txn = self.db()?.begin_read().ctx("beginning a read")?;
         let users = txn.open_table(USERS).ctx("opening users")?;
         let mut out = Vec::new();
         for row in users.iter().ctx("listing users")? {
@@ -855,7 +855,7 @@ impl Store {
 
     /// The rules of one owner, or of every owner.
     pub fn cleanup_rules(&self, owner: Option<&str>) -> Result<Vec<RuleEntry>> {
-        let txn = self.db.begin_read().ctx("beginning a read")?;
+        let txn = self.db()?.begin_read().ctx("beginning a read")?;
         let t = txn.open_table(CLEANUP_RULES).ctx("opening cleanup_rules")?;
         let mut out = Vec::new();
         let o = owner.map(fold_case);
@@ -900,7 +900,7 @@ impl Store {
                 }
             }
         }
-        let txn = self.db.begin_read().ctx("beginning a read")?;
+        let txn = self.db()?.begin_read().ctx("beginning a read")?;
         let packages = txn.open_table(PACKAGES).ctx("opening packages")?;
         let versions = txn.open_table(VERSIONS).ctx("opening versions")?;
         let order = txn.open_table(PACKAGE_ORDER).ctx("opening package_order")?;

@@ -52,7 +52,7 @@ impl Store {
     ) -> Result<Page<VersionEntry>> {
         let o = fold_case(owner);
         let q = q.map(fold_case).filter(|q| !q.is_empty());
-        let txn = self.db.begin_read().ctx("beginning a read")?;
+        let txn = self.db()?.begin_read().ctx("beginning a read")?;
         let order = txn.open_table(VERSION_ORDER).ctx("opening version_order")?;
         let versions = txn.open_table(VERSIONS).ctx("opening versions")?;
         let packages = txn.open_table(PACKAGES).ctx("opening packages")?;
@@ -163,7 +163,7 @@ impl Store {
         limit: u64,
     ) -> Result<Option<Page<VersionEntry>>> {
         let (o, n) = (fold_case(owner), fold_case(name));
-        let txn = self.db.begin_read().ctx("beginning a read")?;
+        let txn = self.db()?.begin_read().ctx("beginning a read")?;
         let packages = txn.open_table(PACKAGES).ctx("opening packages")?;
         let Some(package) = packages
             .get((o.as_str(), GENERIC, n.as_str()))
@@ -211,7 +211,7 @@ impl Store {
         version: &str,
     ) -> Result<Option<VersionEntry>> {
         let (o, n, v) = (fold_case(owner), fold_case(name), fold_case(version));
-        let txn = self.db.begin_read().ctx("beginning a read")?;
+        let txn = self.db()?.begin_read().ctx("beginning a read")?;
         let packages = txn.open_table(PACKAGES).ctx("opening packages")?;
         let versions = txn.open_table(VERSIONS).ctx("opening versions")?;
         let Some(version) = versions
@@ -245,7 +245,7 @@ impl Store {
         file: &str,
     ) -> Result<Option<Version>> {
         let (o, n, f) = (fold_case(owner), fold_case(name), fold_case(file));
-        let txn = self.db.begin_read().ctx("beginning a read")?;
+        let txn = self.db()?.begin_read().ctx("beginning a read")?;
         let order = txn.open_table(PACKAGE_ORDER).ctx("opening package_order")?;
         let files = txn.open_table(FILES).ctx("opening files")?;
         let n_next = format!("{n}\0");
@@ -277,7 +277,7 @@ impl Store {
     ) -> Result<Option<Vec<FileEntry>>> {
         let (o, n, v) = (fold_case(owner), fold_case(name), fold_case(version));
         let recs = {
-            let txn = self.db.begin_read().ctx("beginning a read")?;
+            let txn = self.db()?.begin_read().ctx("beginning a read")?;
             let versions = txn.open_table(VERSIONS).ctx("opening versions")?;
             if versions
                 .get((o.as_str(), GENERIC, n.as_str(), v.as_str()))
@@ -317,7 +317,7 @@ impl Store {
     /// `None` when no file has that body any more (it was deleted).
     pub fn ensure_digests(&self, sha256: &[u8; 32]) -> Result<Option<Digests>> {
         let (content, mut reader) = {
-            let txn = self.db.begin_read().ctx("beginning a read")?;
+            let txn = self.db()?.begin_read().ctx("beginning a read")?;
             let contents = txn.open_table(CONTENTS).ctx("opening contents")?;
             let content: ContentRecord = match contents.get(sha256).ctx("reading a content")? {
                 Some(c) => decode(c.value())?,

@@ -24,7 +24,9 @@ mod files;
 mod limits;
 mod listing;
 mod observe;
+mod recovery;
 mod scrub;
+mod space;
 mod stats;
 mod users;
 
@@ -42,6 +44,7 @@ use limits::{CLEANUP_RULES, OWNER_BYTES, QUOTAS, VERSION_DOWNLOADS};
 pub use listing::{page_offset, Digests, FileEntry, Page, VersionEntry};
 pub use observe::{ByteTotals, ReadyProbe, RowCounts, StatsCache};
 pub use observe::{Quiet, Steps, Unit};
+pub use recovery::Fault;
 pub use scrub::{ScrubConfig, ScrubState};
 pub use stats::{compact, OwnerStats, Stats};
 pub use users::{new_token, token_hash, Created, NewToken, UserDeleted};
@@ -126,6 +129,11 @@ pub enum Error {
     Closed,
     /// A quota refused the upload (403 with Gitea's message): nothing stored.
     Quota(QuotaExceeded),
+    /// The disk holding the database is full, or below the free space kept in reserve (507):
+    /// nothing stored.
+    Full,
+    /// The database is being reopened after a storage fault (503 with Retry-After).
+    Recovering,
 }
 
 impl fmt::Display for Error {
@@ -142,11 +150,27 @@ impl fmt::Display for Error {
             Error::Rejected(m) => write!(f, "upload refused: {m}"),
             Error::Closed => write!(f, "the store is shutting down"),
             Error::Quota(q) => write!(f, "{q}"),
+            Error::Full => write!(f, "the disk holding the database is full"),
+            Error::Recovering => write!(
+                f,
+                "the database is being reopened after a storage fault; retry shortly"
+            ),
         }
     }
 }
 
 impl std::error::Error for Error {}
+
+impl Error {
+    /// The storage fault this error shows, if any.
+    pub fn fault(&self) -> Option<Fault> {
+        match self {
+            Error::Db(_, e) => recovery::fault_of(e),
+            Error::Full => Some(recovery::Fault::Full),
+            _ => None,
+        }
+    }
+}
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -461,12 +485,21 @@ pub enum TokenOutcome {
 // The committer: one thread that runs durable write jobs in batches (group commit).
 
 type Finisher = Box<dyn FnOnce(Result<()>) + Send>;
-type Job = Box<dyn FnOnce(&WriteTransaction) -> Option<Finisher> + Send>;
+/// A change to make in the batch's transaction (see `Job`).
+type Change = Box<dyn FnOnce(&WriteTransaction) -> Option<Finisher> + Send>;
+
+/// One durable change: `run` adds it to the batch's transaction (and returns what to call
+/// with the commit's outcome, or `None` when it failed and said so itself); `fail` tells its
+/// caller when it never ran (the database could not be had).
+struct Job {
+    run: Change,
+    fail: Finisher,
+}
 
 /// Most jobs one durable commit carries; bounds the latency a job can add to its batch-mates.
 const MAX_BATCH: usize = 128;
 
-fn run_committer(db: Arc<Database>, jobs: mpsc::Receiver<Job>) {
+fn run_committer(slot: Arc<recovery::DbSlot>, jobs: mpsc::Receiver<Job>) {
     let mut pending: Vec<Job> = Vec::new();
     loop {
         if pending.is_empty() {
@@ -481,7 +514,18 @@ fn run_committer(db: Arc<Database>, jobs: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let txn = match db.begin_write() {
+        let handle = match slot.get() {
+            Ok(h) => h,
+            Err(e) => {
+                // Reopening (or closing): every waiting job's caller hears why.
+                let msg = e.to_string();
+                for job in pending.drain(..) {
+                    (job.fail)(Err(same_error(&e, &msg)));
+                }
+                continue;
+            }
+        };
+        let txn = match handle.db.begin_write() {
             Ok(mut t) => {
                 t.set_quick_repair(true);
                 t
@@ -489,9 +533,12 @@ fn run_committer(db: Arc<Database>, jobs: mpsc::Receiver<Job>) {
             Err(e) => {
                 let err = Error::Db("beginning a durable transaction", Box::new(e.into()));
                 log::error!("{err}");
-                // Fail every waiting job: their callers answer 500 and the client may retry.
+                if let Some(fault) = err.fault() {
+                    slot.report(handle.generation, fault);
+                }
+                let msg = err.to_string();
                 for job in pending.drain(..) {
-                    drop(job);
+                    (job.fail)(Err(same_error(&err, &msg)));
                 }
                 continue;
             }
@@ -500,7 +547,7 @@ fn run_committer(db: Arc<Database>, jobs: mpsc::Receiver<Job>) {
         let mut failed = false;
         let mut batch = std::mem::take(&mut pending).into_iter();
         for job in batch.by_ref() {
-            match job(&txn) {
+            match (job.run)(&txn) {
                 Some(fin) => finishers.push(fin),
                 None => {
                     failed = true;
@@ -518,16 +565,50 @@ fn run_committer(db: Arc<Database>, jobs: mpsc::Receiver<Job>) {
         } else {
             txn.commit().ctx("committing")
         };
+        drop(handle.db);
         match outcome {
             Ok(()) => finishers.into_iter().for_each(|f| f(Ok(()))),
             Err(e) => {
                 log::error!("durable commit failed: {e}");
+                if let Some(fault) = e.fault() {
+                    slot.report(handle.generation, fault);
+                }
                 let msg = e.to_string();
                 for f in finishers {
-                    f(Err(Error::Corrupt(msg.clone())));
+                    f(Err(same_error(&e, &msg)));
                 }
             }
         }
+    }
+}
+
+/// Releases every chunk pin: those of uploads a stop or a reopen interrupted (an upload in
+/// progress across a reopen is refused at publish, so none is live). Returns how many were
+/// released and the highest upload id seen.
+fn sweep_pins(txn: &WriteTransaction) -> Result<(u64, u64)> {
+    let mut uploads = txn.open_table(UPLOADS).ctx("opening uploads")?;
+    let mut refs = txn.open_table(CHUNK_REFS).ctx("opening chunk_refs")?;
+    let mut chunks = txn.open_table(CHUNKS).ctx("opening chunks")?;
+    let mut released = 0u64;
+    let mut max_id = 0u64;
+    while let Some((k, v)) = uploads.pop_first().ctx("sweeping uploads")? {
+        max_id = max_id.max(k.value().0);
+        let id = *v.value();
+        drop((k, v));
+        files::unref_chunk(&mut refs, &mut chunks, &id)?;
+        released += 1;
+    }
+    Ok((released, max_id))
+}
+
+/// One failure told to each caller of a batch: the outcome (disk full, reopening) where it is
+/// one they answer differently, else the message.
+fn same_error(e: &Error, msg: &str) -> Error {
+    match e {
+        Error::Closed => Error::Closed,
+        Error::Recovering => Error::Recovering,
+        e if e.fault() == Some(recovery::Fault::Full) => Error::Full,
+        _ => Error::Corrupt(msg.to_string()),
     }
 }
 
@@ -535,7 +616,13 @@ fn run_committer(db: Arc<Database>, jobs: mpsc::Receiver<Job>) {
 // The store
 
 pub struct Store {
-    db: Arc<Database>,
+    /// The open database, reopened in process after a storage fault (`recovery.rs`).
+    db: Arc<recovery::DbSlot>,
+    /// Free bytes the disk keeps beyond what a write needs: an upload that would leave less
+    /// is refused with `Error::Full` before redb meets a full disk.
+    min_free: AtomicU64,
+    /// The estimate of the free pages inside the file (`free_inside_file`).
+    room: space::Room,
     path: PathBuf,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     committer: Mutex<Option<thread::JoinHandle<()>>>,
@@ -594,14 +681,22 @@ impl Store {
     pub fn open(path: &Path) -> Result<Arc<Store>> {
         create_private(path)
             .map_err(|e| Error::Db("creating the database file", Box::new(e.into())))?;
-        let db = redb::Builder::new()
-            .set_cache_size(DEFAULT_CACHE_BYTES)
-            .create(path)
-            .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => Error::InUse(path.to_path_buf()),
-                other => Error::Db("opening the database", Box::new(other.into())),
-            })?;
-        let db = Arc::new(db);
+        let file = path.to_path_buf();
+        let opener: recovery::Opener = Box::new(move || {
+            redb::Builder::new()
+                .set_cache_size(DEFAULT_CACHE_BYTES)
+                .create(&file)
+        });
+        Store::open_with(path, opener)
+    }
+
+    /// `open`, with the database opened (and reopened after a fault) by `opener`: tests give
+    /// it a backend that fails at chosen points.
+    pub(crate) fn open_with(path: &Path, opener: recovery::Opener) -> Result<Arc<Store>> {
+        let db = recovery::DbSlot::open(opener).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => Error::InUse(path.to_path_buf()),
+            other => Error::Db("opening the database", Box::new(other.into())),
+        })?;
         let (tx, rx) = mpsc::channel::<Job>();
         let committer_db = Arc::clone(&db);
         let handle = thread::Builder::new()
@@ -610,6 +705,8 @@ impl Store {
             .map_err(|e| Error::Db("starting the committer", Box::new(e.into())))?;
         let store = Arc::new(Store {
             db,
+            min_free: AtomicU64::new(0),
+            room: space::Room::default(),
             path: path.to_path_buf(),
             jobs: Mutex::new(Some(tx)),
             committer: Mutex::new(Some(handle)),
@@ -772,21 +869,7 @@ impl Store {
     /// Every row of `uploads` belongs to a process that is gone: drop its pins, and with them
     /// any chunk nothing else references. Returns how many pins were released.
     fn sweep_abandoned_uploads(&self) -> Result<u64> {
-        let released = self.durable(|txn| {
-            let mut uploads = txn.open_table(UPLOADS).ctx("opening uploads")?;
-            let mut refs = txn.open_table(CHUNK_REFS).ctx("opening chunk_refs")?;
-            let mut chunks = txn.open_table(CHUNKS).ctx("opening chunks")?;
-            let mut released = 0u64;
-            let mut max_id = 0u64;
-            while let Some((k, v)) = uploads.pop_first().ctx("sweeping uploads")? {
-                max_id = max_id.max(k.value().0);
-                let id = *v.value();
-                drop((k, v));
-                files::unref_chunk(&mut refs, &mut chunks, &id)?;
-                released += 1;
-            }
-            Ok((released, max_id))
-        })?;
+        let released = self.durable(sweep_pins)?;
         self.next_upload.store(released.1 + 1, Ordering::Relaxed);
         if released.0 > 0 {
             log::warn!(
@@ -805,16 +888,24 @@ impl Store {
         F: FnOnce(&WriteTransaction) -> Result<R> + Send + 'static,
     {
         let (tx, rx) = mpsc::sync_channel::<Result<R>>(1);
-        let job: Job = Box::new(move |txn| match f(txn) {
-            Ok(r) => Some(Box::new(move |commit: Result<()>| {
-                let _ = tx.send(commit.map(|()| r));
-            })),
-            Err(e) => {
-                log::error!("{e}");
-                let _ = tx.send(Err(e));
-                None
-            }
-        });
+        let failed = tx.clone();
+        let job = Job {
+            run: Box::new(move |txn| match f(txn) {
+                Ok(r) => Some(Box::new(move |commit: Result<()>| {
+                    let _ = tx.send(commit.map(|()| r));
+                })),
+                Err(e) => {
+                    log::error!("{e}");
+                    let _ = tx.send(Err(e));
+                    None
+                }
+            }),
+            fail: Box::new(move |e: Result<()>| {
+                if let Err(e) = e {
+                    let _ = failed.send(Err(e));
+                }
+            }),
+        };
         {
             let guard = self.jobs.lock().map_err(|_| Error::Closed)?;
             let sender = guard.as_ref().ok_or(Error::Closed)?;
@@ -826,12 +917,109 @@ impl Store {
     /// A short, non-durable write transaction (chunk writes). A crash rolls it back unless a
     /// later durable commit persisted it, and then the startup sweep reclaims what it pinned.
     fn quick_write<R>(&self, f: impl FnOnce(&WriteTransaction) -> Result<R>) -> Result<R> {
-        let mut txn = self.db.begin_write().ctx("beginning a chunk transaction")?;
-        txn.set_durability(Durability::None)
-            .ctx("setting chunk durability")?;
-        let r = f(&txn)?;
-        txn.commit().ctx("committing a chunk")?;
-        Ok(r)
+        let handle = self.db.get()?;
+        let result = (|| {
+            let mut txn = handle
+                .db
+                .begin_write()
+                .ctx("beginning a chunk transaction")?;
+            txn.set_durability(Durability::None)
+                .ctx("setting chunk durability")?;
+            let r = f(&txn)?;
+            txn.commit().ctx("committing a chunk")?;
+            Ok(r)
+        })();
+        drop(handle.db);
+        result.map_err(|e: Error| match e.fault() {
+            Some(fault) => {
+                self.db.report(handle.generation, fault);
+                same_error(&e, &e.to_string())
+            }
+            None => e,
+        })
+    }
+
+    /// The open database (waiting briefly while it is reopened after a storage fault).
+    fn db(&self) -> Result<Arc<Database>> {
+        self.db.get().map(|h| h.db)
+    }
+
+    /// Free bytes on the filesystem that holds the database (`None`: cannot tell).
+    pub fn disk_free(&self) -> Option<u64> {
+        space::free_bytes(&self.path).ok()
+    }
+
+    /// Completed in-process reopens after storage faults.
+    pub fn reopens(&self) -> u64 {
+        self.db.reopens()
+    }
+
+    /// Keeps `bytes` free on the database's disk: writes that would leave less are refused
+    /// with `Error::Full` (0: no reserve; redb's own ENOSPC is still handled).
+    pub fn set_min_free_space(&self, bytes: u64) {
+        self.min_free.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Refuses with `Error::Full` a write of about `bytes` that would leave less than the
+    /// reserve free: free on the database's disk, plus (when the disk is low) the free pages
+    /// inside the file, which redb fills first. An unreadable figure refuses nothing.
+    pub(crate) fn ensure_room(&self, bytes: u64) -> Result<()> {
+        let reserve = self.min_free.load(Ordering::Relaxed);
+        if reserve == 0 {
+            return Ok(());
+        }
+        let need = reserve.saturating_add(bytes);
+        let Ok(free) = space::free_bytes(&self.path) else {
+            return Ok(());
+        };
+        if free >= need {
+            return Ok(());
+        }
+        let inside = self.free_inside_file();
+        if free.saturating_add(inside) >= need {
+            self.room.written.fetch_add(bytes, Ordering::Relaxed);
+            Ok(())
+        } else {
+            log::warn!(
+                "refusing a write of {bytes} bytes: {free} bytes free on the disk and about \
+                 {inside} inside the database file, with {reserve} kept in reserve"
+            );
+            Err(Error::Full)
+        }
+    }
+
+    /// An estimate of the free pages inside the database file: its blocks less the chunk bytes
+    /// it holds (a `contents` scan at most `space::ESTIMATE_AGE` old, less what was written
+    /// since) and a margin for indexes and metadata. Low rather than high: too high, and redb
+    /// meets the full disk itself (handled, but every operation then waits for a reopen).
+    fn free_inside_file(&self) -> u64 {
+        // The blocks the file has on disk, not its length: redb grows the file ahead of use,
+        // and pages never written are holes that need new blocks as much as a new file does.
+        let file = std::fs::metadata(&self.path)
+            .map(|m| std::os::unix::fs::MetadataExt::blocks(&m).saturating_mul(512))
+            .unwrap_or(0);
+        let Ok(mut last) = self.room.live.lock() else {
+            return 0;
+        };
+        let stale = last.is_none_or(|(_, at)| at.elapsed() >= space::ESTIMATE_AGE);
+        if stale {
+            match self.byte_totals() {
+                Ok(t) => {
+                    *last = Some((t.physical_bytes, std::time::Instant::now()));
+                    self.room.written.store(0, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    log::warn!("estimating the free space inside the database: {e}");
+                    return 0;
+                }
+            }
+        }
+        let live = last.map_or(u64::MAX, |(live, _)| live);
+        let used = live
+            .saturating_add(live / 32)
+            .saturating_add(space::METADATA_MARGIN)
+            .saturating_add(self.room.written.load(Ordering::Relaxed));
+        file.saturating_sub(used)
     }
 
     /// Closes the database cleanly: writes pending counters, waits for queued commits, then
@@ -863,9 +1051,11 @@ impl Store {
         if let Some(h) = store.committer.lock().ok().and_then(|mut g| g.take()) {
             let _ = h.join();
         }
-        match Arc::try_unwrap(store.db) {
-            Ok(db) => db.close().ctx("closing the database"),
-            Err(_) => Err(Error::Corrupt("database still in use at close".into())),
+        match store.db.take().map(Arc::try_unwrap) {
+            Some(Ok(db)) => db.close().ctx("closing the database"),
+            Some(Err(_)) => Err(Error::Corrupt("database still in use at close".into())),
+            // A reopen after a fault was in progress: nothing is open.
+            None => Ok(()),
         }
     }
 

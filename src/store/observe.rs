@@ -113,7 +113,7 @@ impl Store {
 
     /// Row counts of the main tables, from one snapshot, without a scan.
     pub fn row_counts(&self) -> Result<RowCounts> {
-        let txn = self.db.begin_read().ctx("beginning a read")?;
+        let txn = self.db()?.begin_read().ctx("beginning a read")?;
         Ok(RowCounts {
             users: txn
                 .open_table(USERS)
@@ -156,7 +156,7 @@ impl Store {
     /// Logical and physical bytes from one snapshot (see [`content_totals`]).
     pub fn byte_totals(&self) -> Result<ByteTotals> {
         let started = Instant::now();
-        let txn = self.db.begin_read().ctx("beginning a read")?;
+        let txn = self.db()?.begin_read().ctx("beginning a read")?;
         let t = content_totals(&txn)?;
         Ok(ByteTotals {
             logical_bytes: t.logical_bytes,
@@ -169,26 +169,35 @@ impl Store {
     /// Proves the database takes a durable write: writes the time into `meta` through the group
     /// committer and waits at most `timeout` for the commit.
     pub fn probe_durable_write(&self, timeout: Duration) -> Result<()> {
+        // The disk below the reserve fails the probe without a write (which would fail, and
+        // with redb's latch make every operation wait for a reopen).
+        self.ensure_room(0)?;
         let (tx, rx) = mpsc::sync_channel::<Result<()>>(1);
-        let job: Job = Box::new(move |txn| {
-            let written = txn
-                .open_table(META)
-                .ctx("opening meta")
-                .and_then(|mut meta| {
-                    meta.insert(PROBE_KEY, &now().to_le_bytes()[..])
-                        .ctx("writing the readiness probe")
-                        .map(|_| ())
-                });
-            match written {
-                Ok(()) => Some(Box::new(move |commit: Result<()>| {
-                    let _ = tx.send(commit);
-                })),
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                    None
+        let failed = tx.clone();
+        let job = Job {
+            run: Box::new(move |txn| {
+                let written = txn
+                    .open_table(META)
+                    .ctx("opening meta")
+                    .and_then(|mut meta| {
+                        meta.insert(PROBE_KEY, &now().to_le_bytes()[..])
+                            .ctx("writing the readiness probe")
+                            .map(|_| ())
+                    });
+                match written {
+                    Ok(()) => Some(Box::new(move |commit: Result<()>| {
+                        let _ = tx.send(commit);
+                    })),
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        None
+                    }
                 }
-            }
-        });
+            }),
+            fail: Box::new(move |e: Result<()>| {
+                let _ = failed.send(e);
+            }),
+        };
         {
             let guard = self.jobs.lock().map_err(|_| Error::Closed)?;
             let sender = guard.as_ref().ok_or(Error::Closed)?;

@@ -95,7 +95,7 @@ impl Store {
     /// The files (owner/package/version/file) whose bodies use chunk `id` (a slow scan, run
     /// only when the scrub finds damage).
     fn files_using_chunk(&self, id: &[u8; 32]) -> Result<Vec<String>> {
-        let txn = self.db.begin_read().ctx("beginning a read")?;
+        let txn = self.db()?.begin_read().ctx("beginning a read")?;
         let contents = txn.open_table(CONTENTS).ctx("opening contents")?;
         let mut bodies = Vec::new();
         for row in contents.iter().ctx("listing contents")? {
@@ -149,7 +149,7 @@ fn scrub_pass(weak: &std::sync::Weak<Store>, rate: u64) -> Result<bool> {
             return Ok(false);
         };
         let total = store
-            .db
+            .db()?
             .begin_read()
             .ctx("beginning a read")?
             .open_table(CHUNKS)
@@ -171,7 +171,7 @@ fn scrub_pass(weak: &std::sync::Weak<Store>, rate: u64) -> Result<bool> {
         let mut step_chunks = 0u64;
         let mut last = None;
         {
-            let txn = store.db.begin_read().ctx("beginning a scrub read")?;
+            let txn = store.db()?.begin_read().ctx("beginning a scrub read")?;
             let table = txn.open_table(CHUNKS).ctx("opening chunks")?;
             let lower = match &cursor {
                 Some(c) => Bound::Excluded(c),

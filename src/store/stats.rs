@@ -51,7 +51,7 @@ impl Store {
     pub fn stats(&self) -> Result<Stats> {
         let mut s = Stats::default();
         {
-            let txn = self.db.begin_read().ctx("beginning a read")?;
+            let txn = self.db()?.begin_read().ctx("beginning a read")?;
             let packages = txn.open_table(PACKAGES).ctx("opening packages")?;
             let mut per_owner: BTreeMap<String, OwnerStats> = BTreeMap::new();
             for row in packages.iter().ctx("listing packages")? {

@@ -54,14 +54,14 @@ fn role_to_u8(r: Role) -> u8 {
 
 impl Store {
     pub fn user_count(&self) -> Result<u64> {
-        let txn = self.db.begin_read().ctx("beginning a read")?;
+        let txn = self.db()?.begin_read().ctx("beginning a read")?;
         let users = txn.open_table(USERS).ctx("opening users")?;
         users.len().ctx("counting users")
     }
 
     /// A user or organization by name (any case).
     pub fn get_user(&self, login: &str) -> Result<Option<UserRecord>> {
-        let txn = self.db.begin_read().ctx("beginning a read")?;
+        let txn = self.db()?.begin_read().ctx("beginning a read")?;
         let users = txn.open_table(USERS).ctx("opening users")?;
         let row = users.get(fold_case(login).as_str()).ctx("reading a user")?;
         row.map(|v| decode(v.value())).transpose()
@@ -93,7 +93,7 @@ impl Store {
 
     /// Users or organizations, by name, one page; and how many there are.
     pub fn list_owners(&self, kind: OwnerKind, page: u64, limit: u64) -> Result<Page<UserRecord>> {
-        let txn = self.db.begin_read().ctx("beginning a read")?;
+        let txn = self.db()?.begin_read().ctx("beginning a read")?;
         let users = txn.open_table(USERS).ctx("opening users")?;
         let skip = page.saturating_sub(1).saturating_mul(limit);
         let mut total = 0;
@@ -291,7 +291,7 @@ impl Store {
     /// teams' permissions.
     pub fn role_of(&self, org: &str, user: &str) -> Result<Option<Role>> {
         let (o, u) = (fold_case(org), fold_case(user));
-        let txn = self.db.begin_read().ctx("beginning a read")?;
+        let txn = self.db()?.begin_read().ctx("beginning a read")?;
         let members = txn.open_table(MEMBERS).ctx("opening members")?;
         let mut best = members
             .get((o.as_str(), u.as_str()))
@@ -320,7 +320,7 @@ impl Store {
     pub fn list_members(&self, org: &str) -> Result<Vec<(UserRecord, Role)>> {
         let o = fold_case(org);
         let logins: Vec<String> = {
-            let txn = self.db.begin_read().ctx("beginning a read")?;
+            let txn = self.db()?.begin_read().ctx("beginning a read")?;
             let mut names = std::collections::BTreeSet::new();
             let members = txn.open_table(MEMBERS).ctx("opening members")?;
             let next = format!("{o}\0");
@@ -360,7 +360,7 @@ impl Store {
     pub fn orgs_of(&self, user: &str) -> Result<Vec<UserRecord>> {
         let u = fold_case(user);
         let orgs: std::collections::BTreeSet<String> = {
-            let txn = self.db.begin_read().ctx("beginning a read")?;
+            let txn = self.db()?.begin_read().ctx("beginning a read")?;
             let mut orgs = std::collections::BTreeSet::new();
             let members = txn.open_table(MEMBERS).ctx("opening members")?;
             for row in members.iter().ctx("listing members")? {
@@ -435,7 +435,7 @@ impl Store {
     }
 
     pub fn get_team(&self, id: u64) -> Result<Option<TeamRecord>> {
-        let txn = self.db.begin_read().ctx("beginning a read")?;
+        let txn = self.db()?.begin_read().ctx("beginning a read")?;
         let teams = txn.open_table(TEAMS).ctx("opening teams")?;
         let row = teams.get(id).ctx("reading a team")?;
         row.map(|v| decode(v.value())).transpose()
@@ -443,7 +443,7 @@ impl Store {
 
     pub fn list_teams(&self, org: &str) -> Result<Vec<TeamRecord>> {
         let o = fold_case(org);
-        let txn = self.db.begin_read().ctx("beginning a read")?;
+        let txn = self.db()?.begin_read().ctx("beginning a read")?;
         let teams = txn.open_table(TEAMS).ctx("opening teams")?;
         let mut out = Vec::new();
         for row in teams.iter().ctx("listing teams")? {
@@ -484,7 +484,7 @@ impl Store {
     }
 
     pub fn team_has_member(&self, team: u64, user: &str) -> Result<bool> {
-        let txn = self.db.begin_read().ctx("beginning a read")?;
+        let txn = self.db()?.begin_read().ctx("beginning a read")?;
         let tm = txn.open_table(TEAM_MEMBERS).ctx("opening team_members")?;
         Ok(tm
             .get((team, fold_case(user).as_str()))
@@ -552,7 +552,7 @@ impl Store {
     /// A user's tokens (never the tokens themselves), oldest first; `None` if no such user.
     pub fn list_tokens(&self, login: &str) -> Result<Option<Vec<TokenRecord>>> {
         let user = fold_case(login);
-        let txn = self.db.begin_read().ctx("beginning a read")?;
+        let txn = self.db()?.begin_read().ctx("beginning a read")?;
         let users = txn.open_table(USERS).ctx("opening users")?;
         if users.get(user.as_str()).ctx("reading a user")?.is_none() {
             return Ok(None);
@@ -615,7 +615,7 @@ impl Store {
     /// The token record and its user for a token in clear. Looked up by the token's hash.
     pub fn token_auth(&self, token: &str) -> Result<Option<(UserRecord, TokenRecord, [u8; 32])>> {
         let hash = token_hash(token);
-        let txn = self.db.begin_read().ctx("beginning a read")?;
+        let txn = self.db()?.begin_read().ctx("beginning a read")?;
         let tokens = txn.open_table(TOKENS).ctx("opening tokens")?;
         let Some(row) = tokens.get(&hash).ctx("reading a token")? else {
             return Ok(None);

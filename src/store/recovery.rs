@@ -1,0 +1,559 @@
+//! Staying up through storage faults. redb latches the first failed read, write or sync of
+//! its file ("Previous I/O error occurred"): from then on every transaction fails until the
+//! database is closed and opened again. A full disk is the common case on a small server, so
+//! the store does that itself, in process: `DbSlot` holds the open database; when an
+//! operation sees the latch (or the watchdog's probe does), it takes the database out, closes
+//! it, and opens the file again, while new operations wait for it briefly and then answer
+//! "retry shortly". Nothing acknowledged is touched: a failed commit never became durable, and
+//! the reopen finds the last durable commit.
+
+use super::{Context, Error, Result, META};
+use redb::{Database, ReadableDatabase};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Opens the database file: the store's own opener, or a test's with a failing backend.
+pub(crate) type Opener =
+    Box<dyn Fn() -> std::result::Result<Database, redb::DatabaseError> + Send + Sync>;
+
+/// How long an operation waits for a reopen in progress before it answers "retry shortly".
+const WAIT_FOR_REOPEN: Duration = Duration::from_secs(5);
+/// How often the watchdog probes the open database for a latched I/O error.
+const PROBE_EVERY: Duration = Duration::from_millis(250);
+
+/// What a storage error means for the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The disk is full (ENOSPC, or a quota: EDQUOT): the write is refused, 507.
+    Full,
+    /// Another I/O failure, or the latch one left: the database must be reopened.
+    Io,
+}
+
+/// The fault a redb error shows, if it is one.
+pub(crate) fn fault_of(e: &redb::Error) -> Option<Fault> {
+    match e {
+        redb::Error::Io(io) => Some(io_fault(io)),
+        redb::Error::PreviousIo | redb::Error::DatabaseClosed => Some(Fault::Io),
+        _ => None,
+    }
+}
+
+pub(crate) fn io_fault(io: &std::io::Error) -> Fault {
+    const ENOSPC: i32 = 28;
+    const EDQUOT: i32 = 122;
+    if io.kind() == std::io::ErrorKind::StorageFull
+        || matches!(io.raw_os_error(), Some(ENOSPC | EDQUOT))
+    {
+        Fault::Full
+    } else {
+        Fault::Io
+    }
+}
+
+struct State {
+    db: Option<Arc<Database>>,
+    /// Incremented by every reopen: a fault seen on an older database is already handled.
+    generation: u64,
+    /// A reopen is wanted or in progress.
+    reopening: bool,
+    /// The store is closing: no reopen, and `get` fails.
+    closed: bool,
+}
+
+/// The open database, reopened in process after a storage fault.
+pub(crate) struct DbSlot {
+    state: Mutex<State>,
+    changed: Condvar,
+    opener: Opener,
+    /// Completed reopens (metrics, tests).
+    reopens: AtomicU64,
+}
+
+/// A database handed out by the slot, with the generation it belongs to.
+pub(crate) struct Handle {
+    pub db: Arc<Database>,
+    pub generation: u64,
+}
+
+impl DbSlot {
+    /// Opens the database with `opener` and starts the watchdog.
+    pub(crate) fn open(opener: Opener) -> std::result::Result<Arc<DbSlot>, redb::DatabaseError> {
+        let db = opener()?;
+        let slot = Arc::new(DbSlot {
+            state: Mutex::new(State {
+                db: Some(Arc::new(db)),
+                generation: 0,
+                reopening: false,
+                closed: false,
+            }),
+            changed: Condvar::new(),
+            opener,
+            reopens: AtomicU64::new(0),
+        });
+        let weak = Arc::downgrade(&slot);
+        // A slot without its watchdog still reopens when an operation reports a fault.
+        if let Err(e) = thread::Builder::new()
+            .name("shelf-recovery".into())
+            .spawn(move || watchdog(weak))
+        {
+            log::error!("starting the storage watchdog: {e}");
+        }
+        Ok(slot)
+    }
+
+    /// The open database; while a reopen is in progress, waits for it up to
+    /// `WAIT_FOR_REOPEN`, then fails with `Error::Recovering`.
+    pub(crate) fn get(&self) -> Result<Handle> {
+        let deadline = Instant::now() + WAIT_FOR_REOPEN;
+        let mut st = self.state.lock().map_err(|_| Error::Closed)?;
+        loop {
+            if st.closed {
+                return Err(Error::Closed);
+            }
+            if let (Some(db), false) = (&st.db, st.reopening) {
+                return Ok(Handle {
+                    db: Arc::clone(db),
+                    generation: st.generation,
+                });
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::Recovering);
+            }
+            st = self
+                .changed
+                .wait_timeout(st, deadline - now)
+                .map_err(|_| Error::Closed)?
+                .0;
+        }
+    }
+
+    /// Reports that an operation on the database of `generation` met a storage fault: the
+    /// watchdog reopens it (once per generation, however many report it).
+    pub(crate) fn report(&self, generation: u64, fault: Fault) {
+        let Ok(mut st) = self.state.lock() else {
+            return;
+        };
+        if st.closed || st.generation != generation || st.reopening {
+            return;
+        }
+        log::warn!(
+            "storage fault ({}): reopening the database in process",
+            match fault {
+                Fault::Full => "the disk is full",
+                Fault::Io => "an I/O error",
+            }
+        );
+        st.reopening = true;
+        self.changed.notify_all();
+    }
+
+    /// Whether a reopen is wanted or in progress (its sweep releases every pin).
+    pub(crate) fn reopening(&self) -> bool {
+        self.state.lock().map(|st| st.reopening).unwrap_or(true)
+    }
+
+    /// Completed reopens since the store opened.
+    pub(crate) fn reopens(&self) -> u64 {
+        self.reopens.load(Ordering::Relaxed)
+    }
+
+    /// Takes the database out for good (the store's close): `None` when a reopen left none.
+    pub(crate) fn take(&self) -> Option<Arc<Database>> {
+        let mut st = self.state.lock().ok()?;
+        st.closed = true;
+        self.changed.notify_all();
+        st.db.take()
+    }
+
+    /// Closes the faulted database and opens the file again, retrying until it opens: while
+    /// the disk is still full the open may fail too, and operations answer "retry shortly"
+    /// meanwhile.
+    fn reopen(&self) {
+        let started = Instant::now();
+        let old = match self.state.lock() {
+            Ok(mut st) => st.db.take(),
+            Err(_) => return,
+        };
+        if let Some(old) = old {
+            // Operations in flight hold it for one transaction at most, and theirs fail at
+            // once on the latch; then the last reference is ours.
+            let mut arc = old;
+            let db = loop {
+                match Arc::try_unwrap(arc) {
+                    Ok(db) => break Some(db),
+                    Err(shared) if started.elapsed() < Duration::from_secs(30) => {
+                        arc = shared;
+                        thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(_) => {
+                        log::error!("reopening: the faulted database is still held; dropping it");
+                        break None;
+                    }
+                }
+            };
+            if let Some(db) = db {
+                if let Err(e) = db.close() {
+                    log::warn!("closing the faulted database: {e}");
+                }
+            }
+            log::info!(
+                "reopening: closed the faulted database after {:?}",
+                started.elapsed()
+            );
+        }
+        let mut pause = Duration::from_millis(20);
+        let db = loop {
+            if self.state.lock().map(|st| st.closed).unwrap_or(true) {
+                return;
+            }
+            match (self.opener)() {
+                Ok(db) => break db,
+                // A live write transaction delays the old database's close to its end.
+                Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                    log::info!("reopening: the file is still open; retrying");
+                }
+                Err(e) => log::error!("reopening the database: {e}; retrying"),
+            }
+            thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_secs(2));
+        };
+        // Before anything else gets the database: the pins of uploads the fault interrupted
+        // (those a later durable commit had carried to disk) go, as at a start.
+        let swept = (|| -> Result<u64> {
+            let txn = db.begin_write().ctx("beginning the sweep after a reopen")?;
+            let (released, _) = super::sweep_pins(&txn)?;
+            txn.commit().ctx("committing the sweep after a reopen")?;
+            Ok(released)
+        })();
+        match swept {
+            Ok(0) => {}
+            Ok(n) => log::warn!("released {n} chunk pins of uploads the storage fault interrupted"),
+            // They stay until the next start's sweep; nothing references them.
+            Err(e) => log::warn!("releasing pins after the reopen: {e}"),
+        }
+        let took = started.elapsed();
+        if let Ok(mut st) = self.state.lock() {
+            if st.closed {
+                return;
+            }
+            st.db = Some(Arc::new(db));
+            st.generation += 1;
+            st.reopening = false;
+            self.reopens.fetch_add(1, Ordering::Relaxed);
+            self.changed.notify_all();
+        }
+        log::warn!(
+            "the database is open again after a storage fault ({:.0} ms)",
+            took.as_secs_f64() * 1000.0
+        );
+    }
+}
+
+/// Whether the database has latched an I/O error: one small read that touches its file.
+fn latched(db: &Database) -> Option<Fault> {
+    let probe = || -> std::result::Result<(), redb::Error> {
+        let txn = db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        meta.get("schema_version")?;
+        Ok(())
+    };
+    probe().err().and_then(|e| fault_of(&e))
+}
+
+/// Reopens the database when a fault is reported, and probes it between reports, so that a
+/// fault met by a read (which reports nothing) is found too.
+fn watchdog(slot: Weak<DbSlot>) {
+    loop {
+        let Some(s) = slot.upgrade() else { return };
+        let wanted = {
+            let Ok(st) = s.state.lock() else { return };
+            if st.closed {
+                return;
+            }
+            let st = if st.reopening {
+                st
+            } else {
+                match s.changed.wait_timeout(st, PROBE_EVERY) {
+                    Ok((st, _)) => st,
+                    Err(_) => return,
+                }
+            };
+            if st.closed {
+                return;
+            }
+            match (&st.db, st.reopening) {
+                (_, true) => true,
+                (Some(db), false) => {
+                    let (db, generation) = (Arc::clone(db), st.generation);
+                    drop(st);
+                    let fault = latched(&db);
+                    drop(db);
+                    if let Some(f) = fault {
+                        s.report(generation, f);
+                    }
+                    continue;
+                }
+                (None, false) => false,
+            }
+        };
+        if wanted {
+            s.reopen();
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::super::*;
+    use super::Opener;
+    use redb::backends::FileBackend;
+    use redb::{BackendError, StorageBackend};
+    use std::io;
+    use std::ops::Bound;
+    use std::sync::atomic::{AtomicBool, AtomicI32};
+    use std::time::Instant;
+
+    /// What the faulty backend does to writes, syncs and growth: nothing (0), or fail them
+    /// with this errno (ENOSPC 28, EIO 5).
+    #[derive(Default, Debug)]
+    pub(crate) struct Faults {
+        pub errno: AtomicI32,
+        /// Fail only syncs (a write that reached the cache, a flush that did not).
+        pub syncs_only: AtomicBool,
+    }
+
+    impl Faults {
+        pub fn fail(&self, errno: i32) {
+            self.errno.store(errno, Ordering::SeqCst);
+        }
+
+        pub fn heal(&self) {
+            self.errno.store(0, Ordering::SeqCst);
+        }
+
+        fn check(&self, sync: bool) -> io::Result<()> {
+            match self.errno.load(Ordering::SeqCst) {
+                0 => Ok(()),
+                _ if !sync && self.syncs_only.load(Ordering::SeqCst) => Ok(()),
+                e => Err(io::Error::from_raw_os_error(e)),
+            }
+        }
+    }
+
+    /// redb's file backend with faults injected where `Faults` says.
+    #[derive(Debug)]
+    struct Faulty {
+        inner: FileBackend,
+        faults: Arc<Faults>,
+    }
+
+    impl StorageBackend for Faulty {
+        fn len(&self) -> io::Result<u64> {
+            self.inner.len()
+        }
+        fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
+            self.inner.read(offset, out)
+        }
+        fn set_len(&self, len: u64) -> io::Result<()> {
+            let grows = self.inner.len()? < len;
+            if grows {
+                self.faults.check(false)?;
+            }
+            self.inner.set_len(len)
+        }
+        fn sync_data(&self) -> io::Result<()> {
+            self.faults.check(true)?;
+            self.inner.sync_data()
+        }
+        fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+            self.faults.check(false)?;
+            self.inner.write(offset, data)
+        }
+        fn close(&self) -> io::Result<()> {
+            self.inner.close()
+        }
+        fn try_lock_range(&self, s: Bound<u64>, e: Bound<u64>) -> Result<bool, BackendError> {
+            self.inner.try_lock_range(s, e)
+        }
+        fn try_lock_shared_range(
+            &self,
+            s: Bound<u64>,
+            e: Bound<u64>,
+        ) -> Result<bool, BackendError> {
+            self.inner.try_lock_shared_range(s, e)
+        }
+        fn lock_range(&self, s: Bound<u64>, e: Bound<u64>) -> Result<(), BackendError> {
+            self.inner.lock_range(s, e)
+        }
+        fn lock_shared_range(&self, s: Bound<u64>, e: Bound<u64>) -> Result<(), BackendError> {
+            self.inner.lock_shared_range(s, e)
+        }
+        fn unlock_range(&self, s: Bound<u64>, e: Bound<u64>) -> Result<(), BackendError> {
+            self.inner.unlock_range(s, e)
+        }
+        fn query_lock_range(&self, s: Bound<u64>, e: Bound<u64>) -> Result<bool, BackendError> {
+            self.inner.query_lock_range(s, e)
+        }
+    }
+
+    /// A store on `dir/t.redb` whose every open (the first and each reopen) goes through a
+    /// backend that fails as `faults` says.
+    pub(crate) fn faulty_store(dir: &Path) -> (Arc<Store>, Arc<Faults>) {
+        let path = dir.join("t.redb");
+        crate::store::create_private(&path).expect("create");
+        let faults = Arc::new(Faults::default());
+        let f = Arc::clone(&faults);
+        let file = path.clone();
+        let opener: Opener = Box::new(move || {
+            let handle = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&file)
+                .map_err(|e| redb::DatabaseError::Storage(redb::StorageError::Io(e)))?;
+            let inner = FileBackend::new(handle)?;
+            redb::Builder::new().create_with_backend(Faulty {
+                inner,
+                faults: Arc::clone(&f),
+            })
+        });
+        (Store::open_with(&path, opener).expect("open"), faults)
+    }
+
+    fn dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "shelf-recovery-{tag}-{}-{}",
+            std::process::id(),
+            new_token().expect("randomness")
+        ));
+        std::fs::create_dir_all(&d).expect("dir");
+        d
+    }
+
+    fn put(s: &Store, version: &str, body: &[u8]) -> Result<Published> {
+        let at = FileCoords::parse("alice", "pkg", version, "f");
+        s.upload(
+            &at,
+            "alice",
+            body,
+            crate::chunk::Want::default(),
+            |_| Ok(()),
+        )
+    }
+
+    fn body(seed: u8, len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+            .collect()
+    }
+
+    fn read(s: &Store, version: &str) -> Option<Vec<u8>> {
+        let at = FileCoords::parse("alice", "pkg", version, "f");
+        let (_, mut r) = s.open_file(&at).ok()??;
+        let mut out = Vec::new();
+        io::Read::read_to_end(&mut r, &mut out).ok()?;
+        Some(out)
+    }
+
+    fn wait_for_reopens(s: &Store, n: u64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while s.reopens() < n {
+            assert!(Instant::now() < deadline, "no reopen after the fault");
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Each fault (a full disk, an I/O error, on writes or only on syncs): the upload that met
+    /// it fails with nothing partial, the store reopens itself, reads work again without a
+    /// restart, the next upload after the fault clears succeeds, and the file checks clean.
+    #[test]
+    fn the_store_recovers_in_process_from_each_fault() {
+        for (errno, syncs_only) in [(28, false), (5, false), (28, true), (5, true)] {
+            let d = dir("each");
+            let (s, faults) = faulty_store(&d);
+            let kept = body(1, CHUNK_SIZE * 2 + 5);
+            assert_eq!(put(&s, "1", &kept).expect("first"), Published::Created);
+            faults.syncs_only.store(syncs_only, Ordering::SeqCst);
+            faults.fail(errno);
+            let r = put(&s, "2", &body(2, CHUNK_SIZE * 3));
+            let e = r.expect_err("an upload on a failing disk");
+            if errno == 28 {
+                assert!(matches!(e, Error::Full), "{errno} {syncs_only}: {e}");
+            }
+            faults.heal();
+            wait_for_reopens(&s, 1);
+            assert_eq!(read(&s, "1").as_deref(), Some(&kept[..]), "{errno}");
+            assert_eq!(read(&s, "2"), None, "nothing of the failed upload");
+            assert_eq!(
+                put(&s, "3", &body(3, 1000)).expect("after"),
+                Published::Created
+            );
+            let report = s.check().expect("check");
+            assert!(
+                report.faults.is_empty(),
+                "{errno} {syncs_only}: {:?}",
+                report.faults
+            );
+            assert_eq!(report.files, 2);
+            s.close().expect("close");
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+
+    /// An upload whose early chunks were written before a reopen (non-durable, so the reopen
+    /// lost them) is refused at publish instead of referencing bytes that are not there.
+    #[test]
+    fn an_upload_across_a_reopen_is_refused_not_published_broken() {
+        let d = dir("across");
+        let (s, faults) = faulty_store(&d);
+        assert_eq!(
+            put(&s, "1", &body(1, 10)).expect("first"),
+            Published::Created
+        );
+        // A body that makes the store fail and reopen after its first chunk is pinned.
+        struct Midway<'a> {
+            data: Vec<u8>,
+            at: usize,
+            store: &'a Store,
+            faults: &'a Faults,
+        }
+        impl io::Read for Midway<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                // Past the middle of the second chunk the first one is pinned: a fault
+                // elsewhere (a durable write) and its reopen happen now, once.
+                if self.at >= CHUNK_SIZE + CHUNK_SIZE / 2 && self.store.reopens() == 0 {
+                    self.faults.fail(5);
+                    let _ = self.store.probe_durable_write(Duration::from_secs(10));
+                    self.faults.heal();
+                    wait_for_reopens(self.store, 1);
+                }
+                let n = buf.len().min(64 << 10).min(self.data.len() - self.at);
+                buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+                self.at += n;
+                Ok(n)
+            }
+        }
+        let data = body(9, CHUNK_SIZE * 3);
+        let at = FileCoords::parse("alice", "pkg", "2", "f");
+        let mid = Midway {
+            data: data.clone(),
+            at: 0,
+            store: &s,
+            faults: &faults,
+        };
+        let r = s.upload(&at, "alice", mid, crate::chunk::Want::default(), |_| Ok(()));
+        assert!(matches!(r, Err(Error::Recovering)), "{r:?}");
+        assert_eq!(read(&s, "2"), None);
+        let report = s.check().expect("check");
+        assert!(report.faults.is_empty(), "{:?}", report.faults);
+        assert_eq!((report.files, report.pins), (1, 0));
+        // The retry succeeds.
+        assert_eq!(put(&s, "2", &data).expect("retry"), Published::Created);
+        assert_eq!(read(&s, "2").as_deref(), Some(&data[..]));
+        s.close().expect("close");
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
