@@ -172,13 +172,34 @@ fn offline_backup_and_refusals() {
         &["backup", s.dir.join("x.redb").to_str().expect("utf-8")],
     ));
     assert!(denied.contains("403"), "{denied}");
-    // A backup file that cannot be created says so (not that the pipe closed).
+    // A backup into a directory that does not exist says which, before the server is asked
+    // (it streamed, and audited as done, a backup that was never written).
     let nowhere = fails(remote(
         &s,
         ADMIN_TOKEN,
         &["backup", "/nonexistent-shelf-dir/x.redb"],
     ));
-    assert!(nowhere.contains("No such file"), "{nowhere}");
+    assert!(
+        nowhere.contains("the directory /nonexistent-shelf-dir does not exist"),
+        "{nowhere}"
+    );
+    let audit = s.req(
+        "GET",
+        "/api/v1/admin/audit?action=admin.backup",
+        &[("Authorization", &format!("token {ADMIN_TOKEN}"))],
+        b"",
+    );
+    assert_eq!(audit.text(), "[]", "no backup was taken");
+    // A backup file that cannot be created otherwise says so (not that the pipe closed).
+    let unwritable = s.dir.join("not-a-dir");
+    std::fs::write(&unwritable, b"a file").expect("write");
+    let inside = unwritable.join("x.redb");
+    let blocked = fails(remote(
+        &s,
+        ADMIN_TOKEN,
+        &["backup", inside.to_str().expect("utf-8")],
+    ));
+    assert!(blocked.contains("does not exist"), "{blocked}");
     assert!(!s.dir.join("x.redb").exists());
     assert!(!s.dir.join("x.redb.partial").exists());
 }

@@ -31,6 +31,19 @@ pub fn backup(c: BackupCmd) -> Result<(), Error> {
     if c.out.exists() {
         return Err(Error::BackupExists(c.out.clone()));
     }
+    // Before the server is asked for anything: a directory that is not there would fail the
+    // restore only after the server had streamed (and audited) a backup never written.
+    let dir = match c.out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(Error::Usage(format!(
+            "cannot write the backup to {}: the directory {} does not exist",
+            printable(&c.out.display().to_string()),
+            printable(&dir.display().to_string())
+        )));
+    }
     let limit = match &c.limit_rate {
         None => None,
         Some(v) => Some(
