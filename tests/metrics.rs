@@ -216,7 +216,12 @@ fn metrics_count_requests_bytes_latency_and_store_totals() {
         .expect("clock")
         .as_secs_f64();
     let start = get(&m0, "process_start_time_seconds");
-    assert!(start > now - 600.0 && start <= now + 1.0, "{start}");
+    // The kernel's boot time is whole seconds and the start time in clock ticks: a start
+    // reads up to a few seconds off on a loaded machine.
+    assert!(
+        start > now - 600.0 && start <= now + 5.0,
+        "{start} vs {now}"
+    );
     assert!(get(&m0, "shelf_http_connections_open") >= 1.0);
     assert!(get(&m0, "shelf_http_workers") >= 1.0);
     assert_eq!(requests(&m0, "generic_file", "PUT", 201), 3.0);

@@ -1051,11 +1051,21 @@ impl Store {
         if let Some(h) = store.committer.lock().ok().and_then(|mut g| g.take()) {
             let _ = h.join();
         }
-        match store.db.take().map(Arc::try_unwrap) {
-            Some(Ok(db)) => db.close().ctx("closing the database"),
-            Some(Err(_)) => Err(Error::Corrupt("database still in use at close".into())),
-            // A reopen after a fault was in progress: nothing is open.
-            None => Ok(()),
+        // A reopen after a fault in progress leaves nothing open.
+        let Some(mut db) = store.db.take() else {
+            return Ok(());
+        };
+        // The watchdog may hold it for the moment of one probe.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            match Arc::try_unwrap(db) {
+                Ok(db) => return db.close().ctx("closing the database"),
+                Err(shared) if std::time::Instant::now() < deadline => {
+                    db = shared;
+                    thread::sleep(Duration::from_millis(2));
+                }
+                Err(_) => return Err(Error::Corrupt("database still in use at close".into())),
+            }
         }
     }
 

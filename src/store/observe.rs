@@ -169,9 +169,10 @@ impl Store {
     /// Proves the database takes a durable write: writes the time into `meta` through the group
     /// committer and waits at most `timeout` for the commit.
     pub fn probe_durable_write(&self, timeout: Duration) -> Result<()> {
-        // The disk below the reserve fails the probe without a write (which would fail, and
-        // with redb's latch make every operation wait for a reopen).
-        self.ensure_room(0)?;
+        // Ready means ready for uploads: with less room than one chunk beyond the reserve the
+        // probe fails without a write (which could fail, and with redb's latch make every
+        // operation wait for a reopen).
+        self.ensure_room(CHUNK_SIZE as u64)?;
         let (tx, rx) = mpsc::sync_channel::<Result<()>>(1);
         let failed = tx.clone();
         let job = Job {
