@@ -11,6 +11,8 @@ pub mod bundle;
 pub mod chunk;
 pub mod cli;
 pub mod dates;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod metrics;
 pub mod multipart;

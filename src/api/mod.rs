@@ -22,6 +22,15 @@ pub use limits::{
     cleanup_report_json, parse_limit, quota_json, rule_from_json, rule_json, ALL_PACKAGES,
 };
 pub use ops::{check_json, stats_json};
+#[doc(hidden)]
+pub use ranges::{parse_range, RangeSpec};
+
+/// For the fuzz targets (`fuzzing.rs`): the JSON body readers of quotas and cleanup rules.
+#[doc(hidden)]
+pub fn fuzz_json_bodies(m: &serde_json::Map<String, serde_json::Value>) {
+    let _ = limits::quota_from_json(m);
+    let _ = limits::rule_from_json(m);
+}
 
 use crate::auth::{self, AuthError, Caller, Credentials, Limiter};
 use crate::http::{Request, Response};
