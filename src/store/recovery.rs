@@ -19,7 +19,16 @@ pub(crate) type Opener =
     Box<dyn Fn() -> std::result::Result<Database, redb::DatabaseError> + Send + Sync>;
 
 /// How long an operation waits for a reopen in progress before it answers "retry shortly".
+#[cfg(not(test))]
 const WAIT_FOR_REOPEN: Duration = Duration::from_secs(5);
+/// The unit tests fail thousands of writes on purpose: short waits keep them quick.
+#[cfg(test)]
+const WAIT_FOR_REOPEN: Duration = Duration::from_millis(200);
+/// Longest pause between attempts to open the file again (the disk may still be full).
+#[cfg(not(test))]
+const MAX_PAUSE: Duration = Duration::from_secs(2);
+#[cfg(test)]
+const MAX_PAUSE: Duration = Duration::from_millis(20);
 /// How often the watchdog probes the open database for a latched I/O error.
 const PROBE_EVERY: Duration = Duration::from_millis(250);
 
@@ -219,7 +228,7 @@ impl DbSlot {
                 Err(e) => log::error!("reopening the database: {e}; retrying"),
             }
             thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_secs(2));
+            pause = (pause * 2).min(MAX_PAUSE);
         };
         // Before anything else gets the database: the pins of uploads the fault interrupted
         // (those a later durable commit had carried to disk) go, as at a start.
@@ -319,11 +328,29 @@ pub(crate) mod tests {
 
     /// What the faulty backend does to writes, syncs and growth: nothing (0), or fail them
     /// with this errno (ENOSPC 28, EIO 5).
-    #[derive(Default, Debug)]
+    #[derive(Debug)]
     pub(crate) struct Faults {
         pub errno: AtomicI32,
         /// Fail only syncs (a write that reached the cache, a flush that did not).
         pub syncs_only: AtomicBool,
+        /// Writes, growths and syncs let through before `armed_errno` starts failing them
+        /// (negative: not armed).
+        pub countdown: std::sync::atomic::AtomicI64,
+        pub armed_errno: AtomicI32,
+        /// Writes, growths and syncs seen.
+        pub points: AtomicU64,
+    }
+
+    impl Default for Faults {
+        fn default() -> Faults {
+            Faults {
+                errno: AtomicI32::new(0),
+                syncs_only: AtomicBool::new(false),
+                countdown: std::sync::atomic::AtomicI64::new(-1),
+                armed_errno: AtomicI32::new(0),
+                points: AtomicU64::new(0),
+            }
+        }
     }
 
     impl Faults {
@@ -331,11 +358,25 @@ pub(crate) mod tests {
             self.errno.store(errno, Ordering::SeqCst);
         }
 
+        /// Lets `n` more points through, then fails every one with `errno` until `heal`.
+        pub fn fail_after(&self, n: i64, errno: i32) {
+            self.armed_errno.store(errno, Ordering::SeqCst);
+            self.countdown.store(n, Ordering::SeqCst);
+        }
+
         pub fn heal(&self) {
             self.errno.store(0, Ordering::SeqCst);
+            self.countdown.store(-1, Ordering::SeqCst);
         }
 
         fn check(&self, sync: bool) -> io::Result<()> {
+            self.points.fetch_add(1, Ordering::SeqCst);
+            if self.countdown.load(Ordering::SeqCst) >= 0
+                && self.countdown.fetch_sub(1, Ordering::SeqCst) == 0
+            {
+                self.errno
+                    .store(self.armed_errno.load(Ordering::SeqCst), Ordering::SeqCst);
+            }
             match self.errno.load(Ordering::SeqCst) {
                 0 => Ok(()),
                 _ if !sync && self.syncs_only.load(Ordering::SeqCst) => Ok(()),
@@ -555,5 +596,172 @@ pub(crate) mod tests {
         assert_eq!(read(&s, "2").as_deref(), Some(&data[..]));
         s.close().expect("close");
         let _ = std::fs::remove_dir_all(d);
+    }
+
+    /// The operations of the fault matrix, on `s` (the fixture of `fixture`).
+    #[derive(Clone, Copy, Debug)]
+    enum Op {
+        Publish,
+        DeleteFile,
+        DeleteVersion,
+        Cleanup,
+        Import,
+    }
+
+    /// Files every fixture holds: (version, body).
+    fn fixture_files() -> Vec<(String, Vec<u8>)> {
+        vec![
+            ("1.0".into(), body(11, 700)),
+            ("2.0".into(), body(12, CHUNK_SIZE * 2 + 3)),
+            ("3.0".into(), body(13, 40)),
+        ]
+    }
+
+    /// A bundle of bob's two files, exported from a healthy store.
+    fn bob_bundle() -> Vec<u8> {
+        let d = dir("bundle-src");
+        let s = Store::open(&d.join("b.redb")).expect("open");
+        s.create_user(&Owner::of("bob"), false).expect("bob");
+        for (v, b) in [("1", body(21, 900)), ("2", body(22, CHUNK_SIZE + 9))] {
+            let at = FileCoords::parse("bob", "tool", v, "t.bin");
+            s.upload(
+                &at,
+                "bob",
+                b.as_slice(),
+                crate::chunk::Want::default(),
+                |_| Ok(()),
+            )
+            .expect("upload");
+        }
+        let req = crate::bundle::ExportRequest {
+            owner: "bob".into(),
+            package: None,
+            version: None,
+            since: None,
+            against: None,
+        };
+        let export = crate::bundle::Export::prepare(&s, &req, "src").expect("prepare");
+        let mut out = Vec::new();
+        export.into_stream().write_to(&mut out).expect("export");
+        s.close().expect("close");
+        let _ = std::fs::remove_dir_all(d);
+        out
+    }
+
+    fn fixture(d: &Path) -> (Arc<Store>, Arc<Faults>) {
+        let (s, faults) = faulty_store(d);
+        s.create_user(&Owner::of("alice"), false).expect("alice");
+        s.create_user(&Owner::of("bob"), false).expect("bob");
+        for (v, b) in fixture_files() {
+            assert_eq!(put(&s, &v, &b).expect("fixture"), Published::Created);
+        }
+        let rule = crate::store::CleanupRule {
+            enabled: true,
+            keep_count: 1,
+            ..Default::default()
+        };
+        let set = s.set_cleanup_rule("alice", None, rule).expect("rule");
+        assert_eq!(set.ok(), Some(true), "the rule is set");
+        (s, faults)
+    }
+
+    fn run_op(s: &Store, op: Op, bundle: &[u8]) -> bool {
+        match op {
+            Op::Publish => put(s, "4.0", &body(14, CHUNK_SIZE + 77)).is_ok(),
+            Op::DeleteFile => s
+                .delete_file(&FileCoords::parse("alice", "pkg", "2.0", "f"))
+                .is_ok(),
+            Op::DeleteVersion => s.delete_version("alice", "pkg", "1.0").is_ok(),
+            Op::Cleanup => s.run_cleanup(Some("alice"), false, now()).is_ok(),
+            Op::Import => crate::bundle::import(
+                s,
+                bundle,
+                crate::bundle::Importer {
+                    actor: "test",
+                    addr: "local",
+                    background_digests: false,
+                },
+            )
+            .is_ok(),
+        }
+    }
+
+    /// Waits until the store answers again (a fault makes it reopen), then checks it.
+    fn settled_check(s: &Store) -> CheckReport {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match s.check() {
+                Ok(r) => return r,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("the store never came back: {e}"),
+            }
+        }
+    }
+
+    /// Item 3 of issue 11: every write, growth and sync point of publish, delete (file and
+    /// version), cleanup and import fails in turn (EIO, then ENOSPC), from that point on until
+    /// healed. After each: the store reopens itself, `check` is clean, every file the fixture
+    /// holds is intact unless the operation removed it, and a file is whole or absent.
+    #[test]
+    fn every_write_and_sync_point_leaves_a_consistent_store() {
+        let bundle = bob_bundle();
+        let mut cases = 0;
+        for op in [
+            Op::Publish,
+            Op::DeleteFile,
+            Op::DeleteVersion,
+            Op::Cleanup,
+            Op::Import,
+        ] {
+            // How many points the operation has, on a healthy store.
+            let d = dir("points");
+            let (s, faults) = fixture(&d);
+            let before = faults.points.load(Ordering::SeqCst);
+            assert!(run_op(&s, op, &bundle), "{op:?} on a healthy store");
+            let points = faults.points.load(Ordering::SeqCst) - before;
+            s.close().expect("close");
+            let _ = std::fs::remove_dir_all(d);
+            assert!(points > 0, "{op:?} wrote nothing");
+            eprintln!("fault matrix: {op:?} has {points} write/growth/sync points");
+            // At most 8 points per operation and errno, spread over all of them (every one
+            // with SHELF_FAULT_POINTS=all).
+            let every = std::env::var("SHELF_FAULT_POINTS").is_ok_and(|v| v == "all");
+            let step = if every { 1 } else { points.div_ceil(8).max(1) };
+            for k in (0..points).step_by(step as usize) {
+                for errno in [5, 28] {
+                    let d = dir("matrix");
+                    let (s, faults) = fixture(&d);
+                    faults.fail_after(k as i64, errno);
+                    let ok = run_op(&s, op, &bundle);
+                    faults.heal();
+                    let report = settled_check(&s);
+                    assert!(
+                        report.faults.is_empty(),
+                        "{op:?} failing at point {k}/{points} with {errno} (ok: {ok}): {:?}",
+                        report.faults
+                    );
+                    for (v, b) in fixture_files() {
+                        match read(&s, &v) {
+                            Some(got) => assert!(got == b, "{op:?} {k} {errno}: {v} damaged"),
+                            None => assert!(
+                                matches!(op, Op::DeleteFile | Op::DeleteVersion | Op::Cleanup),
+                                "{op:?} {k} {errno}: {v} lost"
+                            ),
+                        }
+                    }
+                    if let Some(got) = read(&s, "4.0") {
+                        assert!(got == body(14, CHUNK_SIZE + 77), "a partial 4.0");
+                    }
+                    assert_eq!(report.pins, 0, "{op:?} {k} {errno}: pins left");
+                    s.close().expect("close");
+                    let _ = std::fs::remove_dir_all(d);
+                    cases += 1;
+                }
+            }
+        }
+        assert!(cases >= 20, "{cases} cases");
     }
 }
