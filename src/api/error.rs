@@ -235,6 +235,12 @@ impl From<store::Error> for ApiError {
             store::Error::Full => ApiError::InsufficientStorage,
             // redb met the full disk itself (the reserve was off, or another process filled it).
             e if e.fault() == Some(crate::store::Fault::Full) => ApiError::InsufficientStorage,
+            // An operation that met the latch of an I/O error, or the database closed under it
+            // for the reopen: a retry reaches the reopened database.
+            e if e.fault() == Some(crate::store::Fault::Io) => {
+                log::warn!("answered 503 while the database is reopened: {e}");
+                ApiError::Recovering
+            }
             e @ (store::Error::Db(..) | store::Error::InUse(_) | store::Error::Corrupt(_)) => {
                 ApiError::Internal(e.to_string())
             }
@@ -331,6 +337,18 @@ mod tests {
                     store::Error::Db(
                         "reading",
                         Box::new(redb::Error::Io(io::Error::other("sector 7 unreadable"))),
+                    )
+                },
+                // redb latches any I/O error: the store reopens the database, and a retry
+                // reaches it.
+                503,
+                "the database is being reopened after a storage fault; retry shortly",
+            ),
+            (
+                || {
+                    store::Error::Db(
+                        "reading",
+                        Box::new(redb::Error::Corrupted("bad page".into())),
                     )
                 },
                 500,

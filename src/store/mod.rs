@@ -693,7 +693,7 @@ impl Store {
     /// `open`, with the database opened (and reopened after a fault) by `opener`: tests give
     /// it a backend that fails at chosen points.
     pub(crate) fn open_with(path: &Path, opener: recovery::Opener) -> Result<Arc<Store>> {
-        let db = recovery::DbSlot::open(opener).map_err(|e| match e {
+        let db = recovery::DbSlot::open(path, opener).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => Error::InUse(path.to_path_buf()),
             other => Error::Db("opening the database", Box::new(other.into())),
         })?;

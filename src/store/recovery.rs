@@ -74,6 +74,8 @@ struct State {
 
 /// The open database, reopened in process after a storage fault.
 pub(crate) struct DbSlot {
+    /// The database file (for the free space on its disk).
+    path: std::path::PathBuf,
     state: Mutex<State>,
     changed: Condvar,
     opener: Opener,
@@ -89,9 +91,13 @@ pub(crate) struct Handle {
 
 impl DbSlot {
     /// Opens the database with `opener` and starts the watchdog.
-    pub(crate) fn open(opener: Opener) -> std::result::Result<Arc<DbSlot>, redb::DatabaseError> {
+    pub(crate) fn open(
+        path: &std::path::Path,
+        opener: Opener,
+    ) -> std::result::Result<Arc<DbSlot>, redb::DatabaseError> {
         let db = opener()?;
         let slot = Arc::new(DbSlot {
+            path: path.to_path_buf(),
             state: Mutex::new(State {
                 db: Some(Arc::new(db)),
                 generation: 0,
@@ -231,18 +237,33 @@ impl DbSlot {
             pause = (pause * 2).min(MAX_PAUSE);
         };
         // Before anything else gets the database: the pins of uploads the fault interrupted
-        // (those a later durable commit had carried to disk) go, as at a start.
-        let swept = (|| -> Result<u64> {
-            let txn = db.begin_write().ctx("beginning the sweep after a reopen")?;
-            let (released, _) = super::sweep_pins(&txn)?;
-            txn.commit().ctx("committing the sweep after a reopen")?;
-            Ok(released)
-        })();
-        match swept {
-            Ok(0) => {}
-            Ok(n) => log::warn!("released {n} chunk pins of uploads the storage fault interrupted"),
-            // They stay until the next start's sweep; nothing references them.
-            Err(e) => log::warn!("releasing pins after the reopen: {e}"),
+        // (those a later durable commit had carried to disk) go, as at a start. Not on a disk
+        // with no room left: the sweep's commit would fail, latch the new database too, and
+        // cost a full repair at the next reopen; the pins then wait for the next start (an
+        // upload in progress across the reopen is refused at publish either way).
+        let pinned = (|| -> std::result::Result<u64, redb::Error> {
+            use redb::ReadableTableMetadata;
+            Ok(db.begin_read()?.open_table(super::UPLOADS)?.len()?)
+        })()
+        .unwrap_or(0);
+        let room = super::space::free_bytes(&self.path).map_or(true, |free| free >= 16 << 20);
+        if pinned > 0 && room {
+            let swept = (|| -> Result<u64> {
+                let txn = db.begin_write().ctx("beginning the sweep after a reopen")?;
+                let (released, _) = super::sweep_pins(&txn)?;
+                txn.commit().ctx("committing the sweep after a reopen")?;
+                Ok(released)
+            })();
+            match swept {
+                Ok(0) => {}
+                Ok(n) => {
+                    log::warn!("released {n} chunk pins of uploads the storage fault interrupted")
+                }
+                // They stay until the next start's sweep; nothing references them.
+                Err(e) => log::warn!("releasing pins after the reopen: {e}"),
+            }
+        } else if pinned > 0 {
+            log::warn!("{pinned} chunk pins stay until the next start: the disk has no room to release them");
         }
         let took = started.elapsed();
         if let Ok(mut st) = self.state.lock() {
