@@ -166,7 +166,8 @@ impl DbSlot {
         self.changed.notify_all();
     }
 
-    /// Whether a reopen is wanted or in progress (its sweep releases every pin).
+    /// Whether a reopen is wanted or in progress (its sweep releases every pin, or, on a disk
+    /// with no room, the next start's).
     pub(crate) fn reopening(&self) -> bool {
         self.state.lock().map(|st| st.reopening).unwrap_or(true)
     }
