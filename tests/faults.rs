@@ -233,6 +233,26 @@ fn with_no_reserve_the_store_reopens_itself_after_redb_meets_the_full_disk() {
         r.text()
     );
     check_clean(&mut s, kept.len());
+    // Compact and `check --repair` on the full disk (the ballast takes what was left): each
+    // may fail for want of space, and the database stays whole either way.
+    let _ballast = ballast(&m.dir);
+    for args in [vec!["compact"], vec!["check", "--repair"]] {
+        let out = s.cli(&args);
+        let said = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!said.contains("panicked"), "{args:?}: {said}");
+        eprintln!("on a full disk, {args:?}: {} {}", out.status, said.trim());
+        let check = s.cli(&["check"]);
+        let text = String::from_utf8_lossy(&check.stdout).into_owned();
+        assert!(
+            check.status.success(),
+            "after {args:?} on a full disk: {text}"
+        );
+        assert!(text.starts_with(&format!("{} file", kept.len())), "{text}");
+    }
+    let s = s.restart();
+    for (v, body) in &kept {
+        assert!(s.get(&path(*v)).body == *body, "version {v}");
+    }
     drop(s);
     drop(m);
 }
