@@ -1,6 +1,6 @@
 //! kill -9 in the middle of each long operation (issue 11, item 4), against the real binary:
 //! the CLI's backup, export and offline import, the server during an import and during a
-//! backup it streams, compact, and `check --repair`. After each kill: the database opens,
+//! cleanup run, compact, and `check --repair`. After each kill: the database opens,
 //! `check` is clean, every acknowledged file is intact, nothing stands under an output's final
 //! name unless it is complete, and a rerun completes. Where the kill lands depends on the
 //! machine; every assertion holds wherever it lands, and each kill is made while the work is
@@ -288,4 +288,94 @@ fn a_killed_compact_and_a_killed_repair_leave_the_database_whole() {
     }
     let s = s.restart();
     intact(&s, &files);
+}
+
+/// The server killed during a cleanup run: each version goes in its own transaction, so the
+/// run stops between two of them. After a restart the store checks clean, every version is
+/// whole or gone, and the next run finishes the work.
+#[test]
+fn a_server_killed_during_a_cleanup_run_leaves_whole_versions_and_a_rerun_finishes() {
+    let mut s = Server::start();
+    let versions: Vec<(String, Vec<u8>)> = (0..40)
+        .map(|i| {
+            let path = format!("/api/packages/admin/generic/old/{i}/f");
+            let body = pattern(200_000 + i, 70 + i as u64);
+            assert_eq!(s.put(&path, &body).status, 201);
+            (path, body)
+        })
+        .collect();
+    let auth = format!("token {ADMIN_TOKEN}");
+    let r = s.req(
+        "PUT",
+        "/api/v1/cleanup/admin/rules/old",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        br#"{"keep_count": 1}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let addr = s.addr;
+    let run = std::thread::spawn(move || {
+        let mut c = std::net::TcpStream::connect(addr).expect("connect");
+        let auth = format!("token {ADMIN_TOKEN}");
+        send(
+            &mut c,
+            "POST",
+            "/api/v1/cleanup/admin/run",
+            &[("Authorization", &auth)],
+            b"",
+        );
+        let _ = try_read_response(&mut std::io::BufReader::new(c), false);
+    });
+    // Killed once the run has removed something (the first version's file is gone).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.get(&versions[0].0).status == 200 {
+        assert!(Instant::now() < deadline, "the run never began");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    s.kill9();
+    let _ = run.join();
+    clean_with_any_count(&s.db);
+    let s = s.restart();
+    let mut left = 0;
+    for (path, body) in &versions {
+        let r = s.get(path);
+        match r.status {
+            200 => {
+                assert!(r.body == *body, "{path} damaged");
+                left += 1;
+            }
+            404 => {}
+            other => panic!("{path}: {other}"),
+        }
+    }
+    assert!(left >= 1, "keep_count 1 keeps one");
+    eprintln!("cleanup killed with {left} of 40 versions left");
+    let r = s.req(
+        "POST",
+        "/api/v1/cleanup/admin/run",
+        &[("Authorization", &auth)],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let now_left = versions
+        .iter()
+        .filter(|(p, _)| s.get(p).status == 200)
+        .count();
+    assert_eq!(now_left, 1, "the rerun finishes the work");
+    assert!(
+        s.get(&versions[39].0).body == versions[39].1,
+        "the newest is kept"
+    );
+}
+
+/// `check` of `db` is clean, whatever the number of files.
+fn clean_with_any_count(db: &Path) {
+    let report = ok(cli(&["check", "--db", db.to_str().expect("utf-8")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("check"));
+    assert!(report.contains("\nok"), "{report}");
 }
