@@ -607,8 +607,12 @@ fn same_error(e: &Error, msg: &str) -> Error {
     match e {
         Error::Closed => Error::Closed,
         Error::Recovering => Error::Recovering,
-        e if e.fault() == Some(recovery::Fault::Full) => Error::Full,
-        _ => Error::Corrupt(msg.to_string()),
+        e => match e.fault() {
+            Some(recovery::Fault::Full) => Error::Full,
+            // The fault has been reported: the database is reopened, and a retry reaches it.
+            Some(recovery::Fault::Io) => Error::Recovering,
+            None => Error::Corrupt(msg.to_string()),
+        },
     }
 }
 
@@ -932,6 +936,7 @@ impl Store {
         drop(handle.db);
         result.map_err(|e: Error| match e.fault() {
             Some(fault) => {
+                log::error!("{e}");
                 self.db.report(handle.generation, fault);
                 same_error(&e, &e.to_string())
             }
