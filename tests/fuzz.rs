@@ -7,25 +7,11 @@
 //! minutes on two cores), `SHELF_FUZZ_SEED` the generator's seed (default: fixed, so a failure
 //! reproduces). A failing input is written to `target/fuzz-failures/` and printed in hex.
 
+mod common;
+use common::Rng;
 use shelf::fuzzing;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-/// xorshift64*: deterministic, and good enough to choose mutations.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 /// Bytes the parsers branch on, spliced into inputs.
 const TOKENS: &[&[u8]] = &[

@@ -967,24 +967,6 @@ fn descriptor_pressure_does_not_stop_the_accept_loop() {
 // 9. fuzz
 // ---------------------------------------------------------------------------------------------
 
-/// xorshift64*: deterministic and dependency-free.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn pick<'a, T: ?Sized>(&mut self, items: &[&'a T]) -> &'a T {
-        items[self.below(items.len())]
-    }
-}
-
 fn fuzz_request(rng: &mut Rng, i: usize) -> Vec<u8> {
     let tok = auth();
     let base = match rng.below(6) {

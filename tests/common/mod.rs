@@ -363,3 +363,25 @@ pub fn basic(user: &str, pass: &str) -> String {
         base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
     )
 }
+
+/// xorshift64*: a deterministic, dependency-free generator for the tests that fuzz (the raw
+/// HTTP requests of `http_layer.rs`, the mutations of `fuzz.rs`).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform enough below `n` (0 for `n` = 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+
+    pub fn pick<'a, T: ?Sized>(&mut self, items: &[&'a T]) -> &'a T {
+        items[self.below(items.len())]
+    }
+}
