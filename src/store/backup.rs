@@ -463,6 +463,24 @@ fn restore_run<K: Key + Wire + 'static, V: Value + Wire + 'static, R: Read>(
 /// written as `out.partial` and renamed into place only once the whole stream is in and its
 /// checksum matches; on any error the partial file is removed.
 pub fn restore(input: impl Read, out: &Path) -> Result<BackupSummary> {
+    restore_with(input, out, &|path| {
+        redb::Builder::new()
+            .set_cache_size(DEFAULT_CACHE_BYTES)
+            .create(path)
+    })
+}
+
+/// Opens the file a restore or a compaction writes: redb's file, or in tests one whose
+/// writes and syncs fail at chosen points.
+pub(crate) type FileOpener<'a> =
+    &'a dyn Fn(&Path) -> std::result::Result<Database, redb::DatabaseError>;
+
+/// `restore`, with the new database opened by `open`.
+pub(crate) fn restore_with(
+    input: impl Read,
+    out: &Path,
+    open: FileOpener<'_>,
+) -> Result<BackupSummary> {
     if out.exists() {
         return Err(Error::Rejected(format!(
             "{} exists already; a backup never overwrites a file",
@@ -476,7 +494,7 @@ pub fn restore(input: impl Read, out: &Path) -> Result<BackupSummary> {
     // redb decodes keys with `unwrap` (a `&str` key that is not UTF-8 panics inside it): a
     // damaged or hostile stream must be an error that removes the partial file, not a panic.
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        restore_into(input, &partial)
+        restore_into(input, &partial, open)
     }))
     .unwrap_or_else(|_| Err(damaged("a row is not what its table holds")));
     match result {
@@ -496,7 +514,7 @@ pub fn restore(input: impl Read, out: &Path) -> Result<BackupSummary> {
     }
 }
 
-fn restore_into(input: impl Read, path: &Path) -> Result<BackupSummary> {
+fn restore_into(input: impl Read, path: &Path, open: FileOpener<'_>) -> Result<BackupSummary> {
     let mut input = Unframer {
         // Small: reads of a whole chunk bypass the buffer instead of being copied through it.
         r: io::BufReader::with_capacity(64 << 10, input),
@@ -525,10 +543,7 @@ fn restore_into(input: impl Read, path: &Path) -> Result<BackupSummary> {
         )));
     }
     create_private(path).map_err(|e| Error::Db("creating the backup file", Box::new(e.into())))?;
-    let db = redb::Builder::new()
-        .set_cache_size(DEFAULT_CACHE_BYTES)
-        .create(path)
-        .map_err(|e| Error::Db("creating the backup file", Box::new(e.into())))?;
+    let db = open(path).map_err(|e| Error::Db("creating the backup file", Box::new(e.into())))?;
     let mut summary = BackupSummary::default();
     let mut pending = Some(input.next()?);
     loop {
@@ -770,7 +785,7 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("dir");
         let out = dir.join("r.redb");
         // No catch_unwind here: a panic fails the test.
-        let r = restore_into(&input[..], &out);
+        let r = restore_into(&input[..], &out, &|p| redb::Database::create(p));
         assert!(matches!(r, Err(Error::Rejected(_))), "{r:?}");
         let _ = std::fs::remove_dir_all(dir);
         // And the well-formedness checks by hand.

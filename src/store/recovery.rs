@@ -463,6 +463,26 @@ pub(crate) mod tests {
         }
     }
 
+    /// Opens (or creates) the database at a path through a backend that fails as `faults`
+    /// says.
+    fn open_faulty(
+        file: &Path,
+        faults: &Arc<Faults>,
+    ) -> std::result::Result<Database, redb::DatabaseError> {
+        let handle = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(file)
+            .map_err(|e| redb::DatabaseError::Storage(redb::StorageError::Io(e)))?;
+        let inner = FileBackend::new(handle)?;
+        redb::Builder::new().create_with_backend(Faulty {
+            inner,
+            faults: Arc::clone(faults),
+        })
+    }
+
     /// A store on `dir/t.redb` whose every open (the first and each reopen) goes through a
     /// backend that fails as `faults` says.
     pub(crate) fn faulty_store(dir: &Path) -> (Arc<Store>, Arc<Faults>) {
@@ -471,18 +491,7 @@ pub(crate) mod tests {
         let faults = Arc::new(Faults::default());
         let f = Arc::clone(&faults);
         let file = path.clone();
-        let opener: Opener = Box::new(move || {
-            let handle = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&file)
-                .map_err(|e| redb::DatabaseError::Storage(redb::StorageError::Io(e)))?;
-            let inner = FileBackend::new(handle)?;
-            redb::Builder::new().create_with_backend(Faulty {
-                inner,
-                faults: Arc::clone(&f),
-            })
-        });
+        let opener: Opener = Box::new(move || open_faulty(&file, &f));
         (Store::open_with(&path, opener).expect("open"), faults)
     }
 
@@ -632,6 +641,8 @@ pub(crate) mod tests {
         DeleteVersion,
         Cleanup,
         Import,
+        /// `check --repair`, on a fixture with damage for it to mend.
+        Repair,
     }
 
     /// Files every fixture holds: (version, body).
@@ -674,6 +685,27 @@ pub(crate) mod tests {
         out
     }
 
+    /// Damage repair mends (an orphan chunk, a wrong reference count, a lost owner count),
+    /// made in `s` before the faults are armed.
+    fn damage(s: &Store) {
+        let big = &fixture_files()[1].1;
+        let first = crate::chunk::ChunkId::of(&big[..CHUNK_SIZE]).0;
+        let orphan = crate::chunk::ChunkId::of(b"orphan").0;
+        // Durable: a reopen after a fault must find the damage still there.
+        s.durable(move |txn| {
+            let mut chunks = txn.open_table(CHUNKS).ctx("chunks")?;
+            chunks.insert(&orphan, b"orphan".as_slice()).ctx("orphan")?;
+            let mut refs = txn.open_table(CHUNK_REFS).ctx("refs")?;
+            refs.insert(&orphan, 3).ctx("orphan count")?;
+            refs.insert(&first, 7).ctx("wrong count")?;
+            let mut ov = txn.open_table(OWNER_VERSIONS).ctx("ov")?;
+            ov.remove("alice").ctx("drop owner count")?;
+            Ok(())
+        })
+        .expect("damage");
+        assert!(settled(|| s.check()).faults.len() >= 3, "damaged");
+    }
+
     fn fixture(d: &Path) -> (Arc<Store>, Arc<Faults>) {
         let (s, faults) = faulty_store(d);
         s.create_user(&Owner::of("alice"), false).expect("alice");
@@ -699,6 +731,7 @@ pub(crate) mod tests {
                 .is_ok(),
             Op::DeleteVersion => s.delete_version("alice", "pkg", "1.0").is_ok(),
             Op::Cleanup => s.run_cleanup(Some("alice"), false, now()).is_ok(),
+            Op::Repair => s.repair().is_ok(),
             Op::Import => crate::bundle::import(
                 s,
                 bundle,
@@ -712,25 +745,27 @@ pub(crate) mod tests {
         }
     }
 
-    /// Waits until the store answers again (a fault makes it reopen), then checks it.
-    fn settled_check(s: &Store) -> CheckReport {
+    /// Runs `f` until the store answers again (a fault makes it reopen; at most 30 s).
+    fn settled<T>(f: impl Fn() -> Result<T>) -> T {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            match s.check() {
+            match f() {
                 Ok(r) => return r,
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
-                    thread::sleep(Duration::from_millis(10));
-                }
+                Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
                 Err(e) => panic!("the store never came back: {e}"),
             }
         }
     }
 
+    fn settled_check(s: &Store) -> CheckReport {
+        settled(|| s.check())
+    }
+
     /// Item 3 of issue 11: every write, growth and sync point of publish, delete (file and
-    /// version), cleanup and import fails in turn (EIO, then ENOSPC), from that point on until
-    /// healed. After each: the store reopens itself, `check` is clean, every file the fixture
-    /// holds is intact unless the operation removed it, and a file is whole or absent.
+    /// version), cleanup, import and repair fails in turn (EIO, then ENOSPC), from that point
+    /// on until healed. After each: the store reopens itself, `check` is clean (after repair,
+    /// once a rerun of it has completed), every file the fixture holds is intact unless the
+    /// operation removed it, and a file is whole or absent.
     #[test]
     fn every_write_and_sync_point_leaves_a_consistent_store() {
         let bundle = bob_bundle();
@@ -741,10 +776,14 @@ pub(crate) mod tests {
             Op::DeleteVersion,
             Op::Cleanup,
             Op::Import,
+            Op::Repair,
         ] {
             // How many points the operation has, on a healthy store.
             let d = dir("points");
             let (s, faults) = fixture(&d);
+            if matches!(op, Op::Repair) {
+                damage(&s);
+            }
             let before = faults.points.load(Ordering::SeqCst);
             assert!(run_op(&s, op, &bundle), "{op:?} on a healthy store");
             let points = faults.points.load(Ordering::SeqCst) - before;
@@ -760,9 +799,16 @@ pub(crate) mod tests {
                 for errno in [5, 28] {
                     let d = dir("matrix");
                     let (s, faults) = fixture(&d);
+                    if matches!(op, Op::Repair) {
+                        damage(&s);
+                    }
                     faults.fail_after(k as i64, errno);
                     let ok = run_op(&s, op, &bundle);
                     faults.heal();
+                    if matches!(op, Op::Repair) {
+                        let rerun = settled(|| s.repair());
+                        assert!(rerun.unrepairable.is_empty(), "{:?}", rerun.unrepairable);
+                    }
                     let report = settled_check(&s);
                     assert!(
                         report.faults.is_empty(),
@@ -789,5 +835,136 @@ pub(crate) mod tests {
             }
         }
         assert!(cases >= 20, "{cases} cases");
+    }
+
+    /// The fixture's files in a plain store at `path` (closed again), with one version
+    /// deleted so that compaction has free pages to give back.
+    fn plain_fixture(path: &Path) {
+        let s = Store::open(path).expect("open");
+        s.create_user(&Owner::of("alice"), false).expect("alice");
+        for (v, b) in fixture_files() {
+            assert_eq!(put(&s, &v, &b).expect("fixture"), Published::Created);
+        }
+        assert_eq!(
+            put(&s, "gone", &body(15, CHUNK_SIZE * 2)).expect("put"),
+            Published::Created
+        );
+        assert_eq!(
+            s.delete_version("alice", "pkg", "gone").expect("delete"),
+            Deleted::Done
+        );
+        s.close().expect("close");
+    }
+
+    /// Opens the store at `path` plainly: it opens, checks clean and holds every fixture file.
+    fn whole(path: &Path, what: &str) {
+        let s = Store::open(path).unwrap_or_else(|e| panic!("{what}: it does not open: {e}"));
+        let report = s.check().expect("check");
+        assert!(report.faults.is_empty(), "{what}: {:?}", report.faults);
+        assert_eq!(report.files, 3, "{what}");
+        for (v, b) in fixture_files() {
+            assert!(read(&s, &v).as_deref() == Some(&b[..]), "{what}: {v}");
+        }
+        s.close().expect("close");
+    }
+
+    /// Which of `points` fault points to try: 8 spread over them, or all with
+    /// SHELF_FAULT_POINTS=all.
+    fn chosen(points: u64) -> impl Iterator<Item = u64> {
+        let every = std::env::var("SHELF_FAULT_POINTS").is_ok_and(|v| v == "all");
+        let step = if every { 1 } else { points.div_ceil(8).max(1) };
+        (0..points).step_by(step as usize)
+    }
+
+    /// Item 3 for restore: every write and sync of a restore fails in turn. The restore fails
+    /// cleanly (an error, no panic), leaves nothing under the final name and no partial file,
+    /// and a rerun completes into a store that checks clean with every file.
+    #[test]
+    fn a_restore_failing_at_any_point_leaves_nothing_and_a_rerun_completes() {
+        let d = dir("restore");
+        let src = d.join("src.redb");
+        plain_fixture(&src);
+        let stream = {
+            let s = Store::open(&src).expect("open");
+            let mut out = Vec::new();
+            s.backup(&mut out).expect("backup");
+            s.close().expect("close");
+            out
+        };
+        let faults = Arc::new(Faults::default());
+        let open = |p: &Path| open_faulty(p, &faults);
+        let healthy = d.join("healthy.redb");
+        crate::store::backup::restore_with(&stream[..], &healthy, &open).expect("restore");
+        let points = faults.points.load(Ordering::SeqCst);
+        whole(&healthy, "a healthy restore");
+        eprintln!("fault matrix: Restore has {points} write/growth/sync points");
+        let mut cases = 0;
+        for k in chosen(points) {
+            for errno in [5, 28] {
+                let what = format!("restore failing at point {k}/{points} with {errno}");
+                let out = d.join(format!("r-{k}-{errno}.redb"));
+                let partial = d.join(format!("r-{k}-{errno}.redb.partial"));
+                faults.fail_after(k as i64, errno);
+                let r = crate::store::backup::restore_with(&stream[..], &out, &open);
+                faults.heal();
+                assert!(!partial.exists(), "{what}: the partial file was left");
+                // The last points come after the final durable commit (closing the file):
+                // a failure there costs nothing, and the restore stands.
+                if let Err(e) = r {
+                    assert!(
+                        !e.to_string().contains("not what its table holds"),
+                        "{what}: a panic inside redb: {e}"
+                    );
+                    assert!(
+                        !out.exists(),
+                        "{what}: a failed restore stands under its name"
+                    );
+                    crate::store::restore(&stream[..], &out).expect("the rerun");
+                }
+                whole(&out, &what);
+                cases += 1;
+            }
+        }
+        assert!(cases >= 8, "{cases} cases");
+        let _ = std::fs::remove_dir_all(d);
+    }
+
+    /// Item 3 for compact: every write and sync of a compaction fails in turn. The database
+    /// still opens, checks clean and holds every file; a rerun of compact completes and gives
+    /// the space back.
+    #[test]
+    fn a_compaction_failing_at_any_point_leaves_the_database_whole() {
+        let d = dir("compact");
+        let template = d.join("template.redb");
+        plain_fixture(&template);
+        let faults = Arc::new(Faults::default());
+        let open = |p: &Path| open_faulty(p, &faults);
+        let healthy = d.join("healthy.redb");
+        std::fs::copy(&template, &healthy).expect("copy");
+        let before = faults.points.load(Ordering::SeqCst);
+        let (was, now) = crate::store::stats::compact_with(&healthy, &open).expect("compact");
+        let points = faults.points.load(Ordering::SeqCst) - before;
+        assert!(now < was, "nothing given back: {was} -> {now}");
+        whole(&healthy, "a healthy compaction");
+        eprintln!("fault matrix: Compact has {points} write/growth/sync points");
+        let mut cases = 0;
+        for k in chosen(points) {
+            for errno in [5, 28] {
+                let what = format!("compact failing at point {k}/{points} with {errno}");
+                let db = d.join(format!("c-{k}-{errno}.redb"));
+                std::fs::copy(&template, &db).expect("copy");
+                faults.fail_after(k as i64, errno);
+                // Whether it failed or (at the points after its last commit) succeeded.
+                let _ = crate::store::stats::compact_with(&db, &open);
+                faults.heal();
+                whole(&db, &what);
+                let (_, after) = crate::store::compact(&db).expect("the rerun");
+                assert!(after <= was, "{what}: {after} > {was}");
+                whole(&db, &what);
+                cases += 1;
+            }
+        }
+        assert!(cases >= 8, "{cases} cases");
+        let _ = std::fs::remove_dir_all(d);
     }
 }

@@ -124,12 +124,17 @@ fn owner_of<'a>(map: &'a mut BTreeMap<String, OwnerStats>, name: &str) -> &'a mu
 /// Gives the free space of the database at `path` back to the disk (redb's compaction, which
 /// needs the file to itself: no server may hold it). Returns the file size before and after.
 pub fn compact(path: &Path) -> Result<(u64, u64)> {
+    compact_with(path, &|p| Database::open(p))
+}
+
+/// `compact`, with the database compacted opened by `open`.
+pub(crate) fn compact_with(path: &Path, open: super::backup::FileOpener<'_>) -> Result<(u64, u64)> {
     // Open and close as a store first: checks the schema and releases pins of interrupted
     // uploads, so their chunks are not carried along.
     Store::open(path)?.close()?;
     let size = || std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let before = size();
-    let mut db = Database::open(path).map_err(|e| match e {
+    let mut db = open(path).map_err(|e| match e {
         redb::DatabaseError::DatabaseAlreadyOpen => Error::InUse(path.to_path_buf()),
         other => Error::Db("opening the database", Box::new(other.into())),
     })?;
