@@ -84,6 +84,8 @@ fn serve(s: ServeSettings) -> Result<(), Error> {
     let server_config = ServerConfig {
         workers: s.workers,
         max_connections: s.max_connections,
+        max_connections_per_ip: s.max_connections_per_ip,
+        per_ip_exempt: s.trusted_proxies.clone(),
         head_timeout: s.head_timeout,
         idle_timeout: s.idle_timeout,
         body_timeout: s.body_timeout,

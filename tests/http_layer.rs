@@ -786,15 +786,20 @@ fn beyond_max_connections_a_fast_503_and_service_resumes() {
     }
     drop(held);
     // once they are closed, the server serves again (their workers notice the close promptly)
+    assert_eq!(served_again(&s, &path).body, b"busy");
+}
+
+/// GETs `path` on fresh connections until one is served (200), as long as the others get the
+/// fast 503; fails when that takes longer than PROMPTLY.
+fn served_again(s: &Server, path: &str) -> Resp {
     let deadline = Instant::now() + PROMPTLY;
     loop {
         let mut c = s.connect();
         let mut rd = BufReader::new(c.try_clone().expect("clone"));
-        send(&mut c, "GET", &path, &[], b"");
+        send(&mut c, "GET", path, &[], b"");
         let r = read_response(&mut rd, false);
         if r.status == 200 {
-            assert_eq!(r.body, b"busy");
-            break;
+            return r;
         }
         assert_eq!(r.status, 503);
         assert!(
@@ -803,6 +808,61 @@ fn beyond_max_connections_a_fast_503_and_service_resumes() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Holds `n` keep-alive connections open on `s`, each known to be accepted and served.
+fn held_connections(s: &Server, n: usize, path: &str) -> Vec<(TcpStream, BufReader<TcpStream>)> {
+    (0..n)
+        .map(|_| {
+            let mut c = s.connect();
+            let mut rd = BufReader::new(c.try_clone().expect("clone"));
+            send(&mut c, "GET", path, &[], b"");
+            assert_eq!(read_response(&mut rd, false).status, 200);
+            (c, rd)
+        })
+        .collect()
+}
+
+/// One address may hold at most `--max-connections-per-ip` connections: beyond it, a fast
+/// 503 that says why, while the server keeps slots for everyone else; a closed connection
+/// gives its place back.
+#[test]
+fn one_address_beyond_its_cap_gets_a_fast_503_and_its_place_comes_back() {
+    let s = Server::start_with(&["--max-connections-per-ip", "3"]);
+    let path = format!("{P}/per-ip/1/f");
+    assert_eq!(s.put(&path, b"mine").status, 201);
+    let mut held = held_connections(&s, 3, &path);
+    let r = response_then_eof(s.connect(), "a fourth connection");
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(
+        r.text(),
+        "too many connections from your address, retry later\n"
+    );
+    // The three are still served.
+    for (c, rd) in held.iter_mut() {
+        send(c, "GET", &path, &[], b"");
+        assert_eq!(read_response(rd, false).body, b"mine");
+    }
+    // One closes: its place comes back (once its worker has seen the close).
+    drop(held.pop());
+    assert_eq!(served_again(&s, &path).body, b"mine");
+}
+
+/// A trusted proxy carries many clients' connections: the per-address cap does not apply to it.
+#[test]
+fn a_trusted_proxy_is_exempt_from_the_per_address_cap() {
+    let s = Server::start_with(&[
+        "--max-connections-per-ip",
+        "2",
+        "--trusted-proxies",
+        "127.0.0.1",
+    ]);
+    let path = format!("{P}/per-ip/1/f");
+    assert_eq!(s.put(&path, b"proxied").status, 201);
+    let held = held_connections(&s, 5, &path);
+    assert_eq!(held.len(), 5);
+    assert_eq!(s.get(&path).body, b"proxied");
 }
 
 #[test]

@@ -237,6 +237,10 @@ pub struct Serve {
     /// open connections beyond which new ones get 503 (default 512, env SHELF_MAX_CONNECTIONS)
     #[argh(option)]
     pub max_connections: Option<usize>,
+    /// most open connections from one client address; more get 503 (default 256; 0: no
+    /// cap; trusted proxies are exempt; env SHELF_MAX_CONNECTIONS_PER_IP)
+    #[argh(option)]
+    pub max_connections_per_ip: Option<usize>,
     /// largest accepted upload, e.g. 500000000, 500MB or 2GiB (default: no limit; site
     /// admins are exempt, as in Gitea; env SHELF_MAX_FILE_SIZE)
     #[argh(option)]
@@ -972,6 +976,8 @@ pub struct ServeSettings {
     pub db: PathBuf,
     pub workers: usize,
     pub max_connections: usize,
+    /// Open connections per client address (0: no cap).
+    pub max_connections_per_ip: usize,
     pub max_file_size: Option<u64>,
     pub head_timeout: Duration,
     pub idle_timeout: Duration,
@@ -1003,12 +1009,16 @@ impl ServeSettings {
         };
         let proxies: Vec<String> = self.trusted_proxies.iter().map(|a| a.to_string()).collect();
         format!(
-            "settings: workers {}, max connections {}, timeouts head {:?} idle {:?} body {:?}; \
+            "settings: workers {}, max connections {} ({} per address), timeouts head {:?} idle {:?} body {:?}; \
              max file size {}, owner max bytes {}, owner max versions {}; cleanup {}; \
              scrub {}; min free space {}; audit kept {} days; auth failure burst {}; \
              trusted proxies {}; external url {}; metrics token {}",
             self.workers,
             self.max_connections,
+            match self.max_connections_per_ip {
+                0 => "no cap".to_string(),
+                n => n.to_string(),
+            },
             self.head_timeout,
             self.idle_timeout,
             self.body_timeout,
@@ -1085,6 +1095,8 @@ impl ServeSettings {
         if max_connections < 1 {
             return Err(Error::Usage("--max-connections must be at least 1".into()));
         }
+        let max_connections_per_ip =
+            flag_or_env(s.max_connections_per_ip, "SHELF_MAX_CONNECTIONS_PER_IP")?.unwrap_or(256);
         let max_file_size = match s.max_file_size.or_else(|| env_or("SHELF_MAX_FILE_SIZE")) {
             Some(v) => Some(parse_size(&v).ok_or_else(|| {
                 Error::Usage(format!(
@@ -1148,6 +1160,7 @@ impl ServeSettings {
             db: db_path(s.db),
             workers,
             max_connections,
+            max_connections_per_ip,
             max_file_size,
             head_timeout: secs(
                 flag_or_env(s.head_timeout, "SHELF_HEAD_TIMEOUT")?,

@@ -33,6 +33,7 @@ mod response;
 mod tests;
 
 use std::any::Any;
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::io::AsRawFd;
@@ -77,6 +78,12 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Accepted connections (queued + active) beyond this get a fast 503 and are closed.
     pub max_connections: usize,
+    /// Open connections one client address may hold; beyond it, a fast 503 (0: no cap). So
+    /// that one address cannot take every slot of `max_connections`.
+    pub max_connections_per_ip: usize,
+    /// Addresses the per-address cap does not apply to (trusted reverse proxies, which carry
+    /// many clients' connections).
+    pub per_ip_exempt: Vec<IpAddr>,
     /// The whole request head must arrive within this (slowloris).
     pub head_timeout: Duration,
     /// Keep-alive wait for the first byte of the next request.
@@ -96,6 +103,8 @@ impl Default for ServerConfig {
         ServerConfig {
             workers: 32,
             max_connections: 512,
+            max_connections_per_ip: 0,
+            per_ip_exempt: Vec::new(),
             head_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(15),
             body_timeout: Duration::from_secs(30),
@@ -167,7 +176,8 @@ impl ConnectionGauges {
         self.0.accepted.load(Ordering::Relaxed)
     }
 
-    /// Connections refused with a fast 503 (over `max_connections`) since the server started.
+    /// Connections refused with a fast 503 (over `max_connections`, or over the per-address
+    /// cap) since the server started.
     pub fn refused(&self) -> u64 {
         self.0.refused.load(Ordering::Relaxed)
     }
@@ -187,8 +197,10 @@ struct Shared {
     workers: usize,
     /// Connections accepted since start (for metrics).
     accepted: AtomicU64,
-    /// Connections refused with the fast 503 since start (for metrics).
+    /// Connections refused with the fast 503 (either cap) since start (for metrics).
     refused: AtomicU64,
+    /// Open connections per client address (only while the per-address cap is on).
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
     /// Each worker's connection, so that shutdown can cut the ones still busy after the grace
     /// period (a stalled client must not keep the handler, and with it the database, open).
     active: Vec<Mutex<Option<Arc<TcpStream>>>>,
@@ -240,6 +252,56 @@ impl Ctx {
 struct Job {
     stream: TcpStream,
     peer: SocketAddr,
+    /// The connection's place in its address's count; gives it back when the connection ends.
+    _ticket: Ticket,
+}
+
+/// One open connection counted against its client address's cap; dropped when the connection
+/// is closed, however it ends (served, refused, or a worker's panic).
+struct Ticket {
+    shared: Arc<Shared>,
+    ip: Option<IpAddr>,
+}
+
+impl Ticket {
+    /// Counts a new connection from `peer`, or None when its address is at the cap.
+    fn take(shared: &Arc<Shared>, cfg: &ServerConfig, peer: SocketAddr) -> Option<Ticket> {
+        let ip = canonical_ip(peer.ip());
+        let counted = cfg.max_connections_per_ip > 0 && !cfg.per_ip_exempt.contains(&ip);
+        if counted {
+            let mut map = shared.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+            let n = map.entry(ip).or_insert(0);
+            if *n >= cfg.max_connections_per_ip {
+                return None;
+            }
+            *n += 1;
+        }
+        Some(Ticket {
+            shared: Arc::clone(shared),
+            ip: counted.then_some(ip),
+        })
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let Some(ip) = self.ip else { return };
+        let mut map = self.shared.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&ip);
+            }
+        }
+    }
+}
+
+/// An IPv4 client seen on an IPv6 socket (`::ffff:a.b.c.d`) counts as the IPv4 address.
+fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
 }
 
 /// Decrements the connection counters when a worker is done with a connection.
@@ -286,7 +348,11 @@ fn serve_connection(
     bufs: &mut WorkerBufs,
     slot: &Mutex<Option<Arc<TcpStream>>>,
 ) {
-    let Job { stream, peer } = job;
+    let Job {
+        stream,
+        peer,
+        _ticket,
+    } = job;
     if let Err(e) = stream.set_nodelay(true) {
         log::debug!("TCP_NODELAY on connection from {peer}: {e}");
     }
@@ -728,6 +794,7 @@ impl Server {
                 workers,
                 accepted: AtomicU64::new(0),
                 refused: AtomicU64::new(0),
+                per_ip: Mutex::new(HashMap::new()),
                 active: (0..workers).map(|_| Mutex::new(None)).collect(),
             }),
             observer: None,
@@ -859,16 +926,30 @@ fn accept_loop(listener: &TcpListener, ctx: &Ctx, tx: &SyncSender<Job>) {
                 shared.accepted.fetch_add(1, Ordering::Relaxed);
                 if shared.open.load(Ordering::SeqCst) >= max {
                     shared.refused.fetch_add(1, Ordering::Relaxed);
-                    reject_busy(stream, peer);
+                    reject_busy(stream, peer, "server busy, retry later\n");
                     continue;
                 }
+                let Some(ticket) = Ticket::take(shared, &ctx.cfg, peer) else {
+                    shared.refused.fetch_add(1, Ordering::Relaxed);
+                    reject_busy(
+                        stream,
+                        peer,
+                        "too many connections from your address, retry later\n",
+                    );
+                    continue;
+                };
                 shared.open.fetch_add(1, Ordering::SeqCst);
-                match tx.try_send(Job { stream, peer }) {
+                let job = Job {
+                    stream,
+                    peer,
+                    _ticket: ticket,
+                };
+                match tx.try_send(job) {
                     Ok(()) => {}
                     Err(TrySendError::Full(job)) => {
                         shared.open.fetch_sub(1, Ordering::SeqCst);
                         shared.refused.fetch_add(1, Ordering::Relaxed);
-                        reject_busy(job.stream, job.peer);
+                        reject_busy(job.stream, job.peer, "server busy, retry later\n");
                     }
                     Err(TrySendError::Disconnected(_)) => {
                         shared.open.fetch_sub(1, Ordering::SeqCst);
@@ -919,9 +1000,8 @@ fn wait_readable(fd: std::os::unix::io::RawFd, timeout_ms: i32) -> io::Result<bo
 }
 
 /// The fast 503 from the accept thread: one non-blocking-ish write, then close.
-fn reject_busy(stream: TcpStream, peer: SocketAddr) {
+fn reject_busy(stream: TcpStream, peer: SocketAddr, body: &str) {
     let started = Instant::now();
-    let body = "server busy, retry later\n";
     let mut out = Vec::with_capacity(256);
     encode_head(
         &mut out,
@@ -959,6 +1039,10 @@ fn raise_nofile_limit() {
         return;
     }
     if rl.rlim_cur >= rl.rlim_max {
+        log::info!(
+            "open files limit (RLIMIT_NOFILE) {} (already the hard limit)",
+            rl.rlim_cur
+        );
         return;
     }
     for want in [rl.rlim_max, 1 << 20] {
@@ -971,7 +1055,10 @@ fn raise_nofile_limit() {
         };
         // SAFETY: `new` is a valid rlimit.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) } == 0 {
-            log::debug!("RLIMIT_NOFILE raised from {} to {want}", rl.rlim_cur);
+            log::info!(
+                "open files limit (RLIMIT_NOFILE) raised from {} to {want}",
+                rl.rlim_cur
+            );
             return;
         }
     }

@@ -86,6 +86,7 @@ fn test_config() -> ServerConfig {
         write_timeout: Duration::from_secs(5),
         max_head_bytes: 4096,
         max_headers: 16,
+        ..ServerConfig::default()
     }
 }
 
