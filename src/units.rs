@@ -67,9 +67,40 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     n.checked_mul(mult).map(Duration::from_secs)
 }
 
+/// A duration as `parse_duration` reads it back: the largest of d, h, m, s that divides it
+/// (`24h`, `7d`, `90s`, `15s`); below a second, milliseconds (`250ms`).
+pub fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if d.subsec_nanos() != 0 || secs == 0 {
+        return format!("{}ms", d.as_millis());
+    }
+    for (unit, n) in [("d", 86_400), ("h", 3600), ("m", 60)] {
+        if secs % n == 0 {
+            return format!("{}{unit}", secs / n);
+        }
+    }
+    format!("{secs}s")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_for_people_read_back() {
+        for (secs, text) in [
+            (86_400, "1d"),
+            (3600 * 36, "36h"),
+            (1800, "30m"),
+            (90, "90s"),
+        ] {
+            let d = Duration::from_secs(secs);
+            assert_eq!(human_duration(d), text);
+            assert_eq!(parse_duration(text), Some(d));
+        }
+        assert_eq!(human_duration(Duration::from_millis(250)), "250ms");
+        assert_eq!(human_duration(Duration::ZERO), "0ms");
+    }
 
     #[test]
     fn sizes_for_people() {

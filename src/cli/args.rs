@@ -2,7 +2,7 @@
 //! validation with messages a user can act on. Knows nothing about HTTP or redb.
 
 use crate::cli::Error;
-use crate::units::{parse_duration, parse_size};
+use crate::units::{human_duration, parse_duration, parse_size};
 use argh::FromArgs;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -1009,7 +1009,7 @@ impl ServeSettings {
         };
         let proxies: Vec<String> = self.trusted_proxies.iter().map(|a| a.to_string()).collect();
         format!(
-            "settings: workers {}, max connections {} ({} per address), timeouts head {:?} idle {:?} body {:?}; \
+            "settings: workers {}, max connections {} ({} per address), timeouts head {} idle {} body {}; \
              max file size {}, owner max bytes {}, owner max versions {}; cleanup {}; \
              scrub {}; min free space {}; audit kept {} days; auth failure burst {}; \
              trusted proxies {}; external url {}; metrics token {}",
@@ -1019,22 +1019,22 @@ impl ServeSettings {
                 0 => "no cap".to_string(),
                 n => n.to_string(),
             },
-            self.head_timeout,
-            self.idle_timeout,
-            self.body_timeout,
+            human_duration(self.head_timeout),
+            human_duration(self.idle_timeout),
+            human_duration(self.body_timeout),
             size(self.max_file_size),
             size(self.owner_max_bytes),
             self.owner_max_versions
                 .map_or("no limit".into(), |n| n.to_string()),
             self.cleanup_interval
-                .map_or("off".into(), |d| format!("every {:?}", d)),
+                .map_or("off".into(), |d| format!("every {}", human_duration(d))),
             if self.scrub_rate == 0 {
                 "off".to_string()
             } else {
                 format!(
-                    "{}/s every {:?}",
+                    "{}/s every {}",
                     crate::units::human_size(self.scrub_rate),
-                    self.scrub_interval
+                    human_duration(self.scrub_interval)
                 )
             },
             if self.min_free_space == 0 {
