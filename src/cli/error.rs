@@ -68,6 +68,11 @@ pub enum Error {
     Json(serde_json::Error),
     /// `backup OUT` when OUT exists.
     BackupExists(PathBuf),
+    /// Offline maintenance (`compact`) met a full disk; the database is whole.
+    DiskFull {
+        what: &'static str,
+        path: PathBuf,
+    },
     /// The backup stopped; nothing was written.
     Backup(Box<Error>),
     /// The restore thread of `backup` panicked.
@@ -170,6 +175,12 @@ impl fmt::Display for Error {
                 path.display()
             ),
             Error::Store(e) => write!(f, "{e}"),
+            Error::DiskFull { what, path } => write!(
+                f,
+                "the disk holding {} is full: {what} needs free space to work in. Nothing is \
+                 lost (the database is whole); free some space on that disk and run it again",
+                path.display()
+            ),
             Error::Client(e) => write!(f, "{e}"),
             Error::Answer(a) => write!(f, "{a}"),
             Error::Io { what, source } => write!(f, "{what}: {source}"),

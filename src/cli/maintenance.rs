@@ -347,7 +347,13 @@ pub fn compact(c: CompactCmd) -> Result<(), Error> {
     let bar = Progress::spinner("compacting");
     let compacted = store::compact(&path);
     drop(bar);
-    let (before, after) = compacted?;
+    let (before, after) = compacted.map_err(|e| match e.fault() {
+        Some(store::Fault::Full) => Error::DiskFull {
+            what: "compaction",
+            path: path.clone(),
+        },
+        _ => Error::Store(e),
+    })?;
     println!(
         "compacted {}: {before} → {after} bytes ({} returned to the disk) in {:.2} s",
         printable(&path.display().to_string()),

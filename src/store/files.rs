@@ -359,7 +359,7 @@ impl Store {
         let chunks = txn.open_table(CHUNKS).ctx("opening chunks")?;
         Ok(Some((
             rec,
-            FileReader::new(chunks, content.chunks, content.size),
+            FileReader::new(chunks, content.chunks, content.size).resumable(&self.db),
         )))
     }
 
@@ -830,6 +830,9 @@ pub struct FileReader {
     end: u64,
     /// The chunk under `pos`: (its index, its bytes).
     current: Option<(usize, redb::OwnedAccessGuard<&'static [u8]>)>,
+    /// Where to find the database again when a storage fault made the store reopen it under
+    /// this reader (a download in flight then carries on: chunks never change).
+    slot: Option<Arc<recovery::DbSlot>>,
 }
 
 impl FileReader {
@@ -845,7 +848,39 @@ impl FileReader {
             pos: 0,
             end: size,
             current: None,
+            slot: None,
         }
+    }
+
+    /// Lets the reader carry on through an in-process reopen of the database.
+    pub(super) fn resumable(mut self, slot: &Arc<recovery::DbSlot>) -> FileReader {
+        self.slot = Some(Arc::clone(slot));
+        self
+    }
+
+    /// The chunk `id`, from the reader's table; after a failure, once more from the database
+    /// as reopened (waiting for the reopen briefly, as every operation does).
+    fn load(&mut self, id: &[u8; 32]) -> io::Result<redb::OwnedAccessGuard<&'static [u8]>> {
+        let missing = || io::Error::other(format!("chunk {} is missing", hex::encode(id)));
+        let first = match self.table.get_owned(id) {
+            Ok(g) => return g.ok_or_else(missing),
+            Err(e) => e,
+        };
+        let Some(slot) = &self.slot else {
+            return Err(io::Error::other(format!("reading chunk: {first}")));
+        };
+        let table = slot
+            .get()
+            .and_then(|h| {
+                let txn = h.db.begin_read().ctx("beginning a read")?;
+                txn.open_table(CHUNKS).ctx("opening chunks")
+            })
+            .map_err(|e| io::Error::other(format!("reading chunk: {first}; again: {e}")))?;
+        self.table = table;
+        self.table
+            .get_owned(id)
+            .map_err(|e| io::Error::other(format!("reading chunk: {e}")))?
+            .ok_or_else(missing)
     }
 
     /// The file's size.
@@ -880,14 +915,10 @@ impl FileReader {
         if self.current.as_ref().map(|c| c.0) != Some(index) {
             // Release the previous page before loading the next: one chunk in memory.
             self.current = None;
-            let id = self.ids.get(index).ok_or_else(|| {
+            let id = *self.ids.get(index).ok_or_else(|| {
                 io::Error::other(format!("file has no chunk {index} for offset {}", self.pos))
             })?;
-            let guard = self
-                .table
-                .get_owned(id)
-                .map_err(|e| io::Error::other(format!("reading chunk: {e}")))?
-                .ok_or_else(|| io::Error::other(format!("chunk {} is missing", hex::encode(id))))?;
+            let guard = self.load(&id)?;
             self.current = Some((index, guard));
         }
         let Some((_, guard)) = &self.current else {

@@ -324,7 +324,8 @@ impl Store {
                 None => return Ok(None),
             };
             let chunks = txn.open_table(CHUNKS).ctx("opening chunks")?;
-            let reader = FileReader::new(chunks, content.chunks.clone(), content.size);
+            let reader =
+                FileReader::new(chunks, content.chunks.clone(), content.size).resumable(&self.db);
             (content, reader)
         };
         let hex_of = |c: &ContentRecord| -> Option<Digests> {

@@ -579,6 +579,29 @@ pub(crate) mod tests {
         }
     }
 
+    /// A download in flight when a fault makes the store reopen the database carries on from
+    /// the reopened file (it failed with "Database has been closed", a 500 before its first
+    /// byte, or a cut connection after it).
+    #[test]
+    fn a_download_across_a_reopen_carries_on() {
+        let d = dir("download");
+        let (s, faults) = faulty_store(&d);
+        let data = body(7, CHUNK_SIZE * 3 + 11);
+        assert_eq!(put(&s, "1", &data).expect("put"), Published::Created);
+        let at = FileCoords::parse("alice", "pkg", "1", "f");
+        let (_, mut r) = s.open_file(&at).expect("open").expect("exists");
+        let mut got = vec![0u8; CHUNK_SIZE + 5];
+        io::Read::read_exact(&mut r, &mut got).expect("the first part");
+        faults.fail(5);
+        let _ = s.probe_durable_write(Duration::from_secs(10));
+        faults.heal();
+        wait_for_reopens(&s, 1);
+        io::Read::read_to_end(&mut r, &mut got).expect("the rest, after the reopen");
+        assert!(got == data, "the download is whole");
+        s.close().expect("close");
+        let _ = std::fs::remove_dir_all(d);
+    }
+
     /// An upload whose early chunks were written before a reopen (non-durable, so the reopen
     /// lost them) is refused at publish instead of referencing bytes that are not there.
     #[test]
