@@ -855,6 +855,7 @@ fn serve_takes_every_setting_from_the_environment() {
         ("SHELF_DB", db_text.as_str()),
         ("SHELF_WORKERS", "3"),
         ("SHELF_MAX_CONNECTIONS", "77"),
+        ("SHELF_MAX_CONNECTIONS_PER_IP", "9"),
         ("SHELF_HEAD_TIMEOUT", "4"),
         ("SHELF_IDLE_TIMEOUT", "5"),
         ("SHELF_BODY_TIMEOUT", "6"),
@@ -898,13 +899,13 @@ fn serve_takes_every_setting_from_the_environment() {
         .expect("a settings line");
     for want in [
         "workers 3,",
-        "max connections 77,",
+        "max connections 77 (9 per address),",
         "head 4s idle 5s body 6s",
         "max file size 1 kB",
         "owner max bytes 5 KiB",
         "owner max versions 7",
         "cleanup off",
-        "scrub 1 MiB/s every 7200s",
+        "scrub 1 MiB/s every 2h",
         "audit kept 3 days",
         "auth failure burst 2",
         "trusted proxies 127.0.0.1",
