@@ -107,13 +107,19 @@ fn a_killed_cli_backup_leaves_nothing_under_its_name_and_a_rerun_completes() {
     assert!(!out.exists(), "a killed backup stands under its name");
     // The server is unharmed and the rerun completes (over the partial file of the first).
     intact(&s, &files);
+    rerun_backup(&url, &out, files.len());
+}
+
+/// A backup of the server at `url` into `out` completes, and the backup checks clean with
+/// `files` files.
+fn rerun_backup(url: &str, out: &Path, files: usize) {
     ok(cli(&["backup", out.to_str().expect("utf-8")])
-        .args(["--server", &url, "--token", ADMIN_TOKEN])
+        .args(["--server", url, "--token", ADMIN_TOKEN])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .output()
         .expect("backup"));
-    clean(&out, files.len());
+    clean(out, files);
 }
 
 #[test]
@@ -428,13 +434,7 @@ fn a_server_killed_during_a_backup_leaves_no_backup_and_a_rerun_completes() {
     clean(&s.db, files.len());
     let s = s.restart();
     intact(&s, &files);
-    ok(cli(&["backup", out.to_str().expect("utf-8")])
-        .args(["--server", &s.url(""), "--token", ADMIN_TOKEN])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .expect("backup"));
-    clean(&out, files.len());
+    rerun_backup(&s.url(""), &out, files.len());
 }
 
 /// The server killed in the middle of a scrub pass (the scrub only reads, but it runs beside
