@@ -89,6 +89,7 @@ fn serve(s: ServeSettings) -> Result<(), Error> {
         head_timeout: s.head_timeout,
         idle_timeout: s.idle_timeout,
         body_timeout: s.body_timeout,
+        min_body_rate: s.min_body_rate,
         ..ServerConfig::default()
     };
     // The address first: a start that cannot listen creates nothing, neither a database file

@@ -859,6 +859,7 @@ fn serve_takes_every_setting_from_the_environment() {
         ("SHELF_HEAD_TIMEOUT", "4"),
         ("SHELF_IDLE_TIMEOUT", "5"),
         ("SHELF_BODY_TIMEOUT", "6"),
+        ("SHELF_MIN_BODY_RATE", "2KiB"),
         ("SHELF_MAX_FILE_SIZE", "1000"),
         ("SHELF_OWNER_MAX_BYTES", "5KiB"),
         ("SHELF_OWNER_MAX_VERSIONS", "7"),
@@ -900,7 +901,7 @@ fn serve_takes_every_setting_from_the_environment() {
     for want in [
         "workers 3,",
         "max connections 77 (9 per address),",
-        "head 4s idle 5s body 6s",
+        "head 4s idle 5s body 6s, min body rate 2 KiB/s;",
         "max file size 1 kB",
         "owner max bytes 5 KiB",
         "owner max versions 7",

@@ -49,7 +49,8 @@ pub(super) enum ApiError {
     Quota(QuotaExceeded),
     /// 400 with a message.
     BadRequest(String),
-    /// 400: the request body could not be read (truncated, malformed framing, too slow).
+    /// 400: the request body could not be read (truncated, malformed framing); 408 when the
+    /// client was too slow (a stall, or below the minimum body rate).
     BadBody(io::Error),
     /// 422: Gitea's answer to input that does not validate.
     Unprocessable(String),
@@ -100,8 +101,17 @@ impl ApiError {
             ApiError::InvalidName
             | ApiError::InvalidVersion
             | ApiError::InvalidFileName
-            | ApiError::BadRequest(_)
-            | ApiError::BadBody(_) => 400,
+            | ApiError::BadRequest(_) => 400,
+            // The client was too slow (a stall, or below the minimum body rate).
+            ApiError::BadBody(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+                ) =>
+            {
+                408
+            }
+            ApiError::BadBody(_) => 400,
             ApiError::FileExists | ApiError::Busy(_) => 409,
             ApiError::Unprocessable(_) => 422,
             ApiError::Unavailable | ApiError::Recovering => 503,
@@ -276,6 +286,11 @@ mod tests {
                 || store::Error::Body(io::Error::new(io::ErrorKind::UnexpectedEof, "cut")),
                 400,
                 "the request body could not be read: cut",
+            ),
+            (
+                || store::Error::Body(io::Error::new(io::ErrorKind::TimedOut, "too slow")),
+                408,
+                "the request body could not be read: too slow",
             ),
             (
                 || store::Error::Rejected("checksum mismatch".into()),

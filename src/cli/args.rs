@@ -234,7 +234,7 @@ pub struct Serve {
     /// worker threads, each serving one connection at a time (default 32, env SHELF_WORKERS)
     #[argh(option)]
     pub workers: Option<usize>,
-    /// open connections beyond which new ones get 503 (default 512, env SHELF_MAX_CONNECTIONS)
+    /// open connections beyond which new ones get 503 (default 10000, env SHELF_MAX_CONNECTIONS)
     #[argh(option)]
     pub max_connections: Option<usize>,
     /// most open connections from one client address; more get 503 (default 256; 0: no
@@ -255,6 +255,11 @@ pub struct Serve {
     /// SHELF_BODY_TIMEOUT)
     #[argh(option)]
     pub body_timeout: Option<f64>,
+    /// slowest upload kept, per second, over each 10 s of waiting for it, e.g. 1KiB
+    /// (default 1KiB; 0: no minimum; env SHELF_MIN_BODY_RATE); slower ones are abandoned
+    /// with 408
+    #[argh(option)]
+    pub min_body_rate: Option<String>,
     /// the URL clients reach shelf at, for links in JSON answers (default: from the Host
     /// header; env SHELF_EXTERNAL_URL)
     #[argh(option)]
@@ -982,6 +987,8 @@ pub struct ServeSettings {
     pub head_timeout: Duration,
     pub idle_timeout: Duration,
     pub body_timeout: Duration,
+    /// Bytes per second (0: no minimum).
+    pub min_body_rate: u64,
     pub external_url: Option<String>,
     pub auth_failure_burst: u32,
     pub audit_retention_days: u64,
@@ -1009,7 +1016,8 @@ impl ServeSettings {
         };
         let proxies: Vec<String> = self.trusted_proxies.iter().map(|a| a.to_string()).collect();
         format!(
-            "settings: workers {}, max connections {} ({} per address), timeouts head {} idle {} body {}; \
+            "settings: workers {}, max connections {} ({} per address), timeouts head {} idle {} body {}, \
+             min body rate {}; \
              max file size {}, owner max bytes {}, owner max versions {}; cleanup {}; \
              scrub {}; min free space {}; audit kept {} days; auth failure burst {}; \
              trusted proxies {}; external url {}; metrics token {}",
@@ -1022,6 +1030,10 @@ impl ServeSettings {
             human_duration(self.head_timeout),
             human_duration(self.idle_timeout),
             human_duration(self.body_timeout),
+            match self.min_body_rate {
+                0 => "off".to_string(),
+                n => format!("{}/s", crate::units::human_size(n)),
+            },
             size(self.max_file_size),
             size(self.owner_max_bytes),
             self.owner_max_versions
@@ -1091,12 +1103,20 @@ impl ServeSettings {
             )));
         }
         let max_connections =
-            flag_or_env(s.max_connections, "SHELF_MAX_CONNECTIONS")?.unwrap_or(512);
+            flag_or_env(s.max_connections, "SHELF_MAX_CONNECTIONS")?.unwrap_or(10_000);
         if max_connections < 1 {
             return Err(Error::Usage("--max-connections must be at least 1".into()));
         }
         let max_connections_per_ip =
             flag_or_env(s.max_connections_per_ip, "SHELF_MAX_CONNECTIONS_PER_IP")?.unwrap_or(256);
+        let min_body_rate = match s.min_body_rate.or_else(|| env_or("SHELF_MIN_BODY_RATE")) {
+            Some(v) => parse_size(v.strip_suffix("/s").unwrap_or(&v)).ok_or_else(|| {
+                Error::Usage(format!(
+                    "--min-body-rate: cannot read {v:?} as bytes per second (e.g. 1KiB, 500, 0)"
+                ))
+            })?,
+            None => 1024,
+        };
         let max_file_size = match s.max_file_size.or_else(|| env_or("SHELF_MAX_FILE_SIZE")) {
             Some(v) => Some(parse_size(&v).ok_or_else(|| {
                 Error::Usage(format!(
@@ -1177,6 +1197,7 @@ impl ServeSettings {
                 30.0,
                 "body-timeout",
             )?,
+            min_body_rate,
             external_url: match s.external_url.or_else(|| env_or("SHELF_EXTERNAL_URL")) {
                 Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
                     Some(u.trim_end_matches('/').to_string())

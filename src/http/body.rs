@@ -174,9 +174,71 @@ pub(super) struct ConnBody {
     pub(super) continue_sent: bool,
     /// The first error; every later read returns it again.
     pub(super) error: Option<(io::ErrorKind, String)>,
-    /// Read timeout for body reads (body_timeout, shortened while draining).
+    /// Longest wait of one read for body bytes (body_timeout, shortened while draining).
     pub(super) timeout: Duration,
     pub(super) body_timeout: Duration,
+    /// The minimum rate the body must arrive at (None: no minimum).
+    pub(super) rate: Option<BodyRate>,
+}
+
+/// A minimum body rate: over every `window` of time spent waiting for the client, at least
+/// `per_sec` bytes per second must arrive (so a trickle cannot hold a worker for long). Only
+/// the time reads wait counts, not the handler's own work between reads, so a slow disk
+/// never makes a fast client look slow.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct BodyRate {
+    pub(super) per_sec: u64,
+    pub(super) window: Duration,
+    /// Time reads have waited in the current window, and the bytes they brought.
+    pub(super) waited: Duration,
+    pub(super) bytes: u64,
+}
+
+impl BodyRate {
+    pub(super) fn new(per_sec: u64, window: Duration) -> Option<BodyRate> {
+        (per_sec > 0 && !window.is_zero()).then_some(BodyRate {
+            per_sec,
+            window,
+            waited: Duration::ZERO,
+            bytes: 0,
+        })
+    }
+
+    /// Accounts one read; an error once a window has passed below the rate.
+    fn account(&mut self, waited: Duration, bytes: usize) -> io::Result<()> {
+        self.waited += waited;
+        self.bytes += bytes as u64;
+        if self.waited < self.window {
+            return Ok(());
+        }
+        let needed = (self.per_sec as u128 * self.waited.as_millis()) / 1000;
+        if (self.bytes as u128) < needed {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "request body arrived slower than the minimum of {} bytes/s ({} bytes in {:.1} s)",
+                    self.per_sec,
+                    self.bytes,
+                    self.waited.as_secs_f64()
+                ),
+            ));
+        }
+        self.waited = Duration::ZERO;
+        self.bytes = 0;
+        Ok(())
+    }
+
+    /// How long the next read may wait before the window is judged.
+    fn left(&self) -> Duration {
+        self.window.saturating_sub(self.waited)
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 impl ConnBody {
@@ -191,31 +253,50 @@ impl ConnBody {
         if self.framing == Framing::Done {
             return Ok(0);
         }
-        let r = self.read_inner(out);
+        let r = self.read_timed(out);
         if let Err(e) = &r {
             self.error = Some((e.kind(), e.to_string()));
         }
         r
     }
 
-    fn read_inner(&mut self, out: &mut [u8]) -> io::Result<usize> {
+    /// One read that fails if no byte arrives within `timeout`, or if the body falls below its
+    /// minimum rate. A read cut short to judge the rate window resumes where it stopped:
+    /// `read_inner` consumes nothing from the buffer when it fails.
+    fn read_timed(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let started = Instant::now();
+        loop {
+            let stall_left = self.timeout.saturating_sub(started.elapsed());
+            if stall_left.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("request body stalled for more than {:?}", self.timeout),
+                ));
+            }
+            let wait = match &self.rate {
+                Some(rate) => stall_left.min(rate.left()),
+                None => stall_left,
+            };
+            let t = Instant::now();
+            let r = self.read_inner(out, wait);
+            if let Some(rate) = &mut self.rate {
+                rate.account(t.elapsed(), *r.as_ref().unwrap_or(&0))?;
+            }
+            match r {
+                Err(e) if is_timeout(&e) => {}
+                r => return r,
+            }
+        }
+    }
+
+    fn read_inner(&mut self, out: &mut [u8], wait: Duration) -> io::Result<usize> {
         if self.expect_continue && !self.continue_sent {
             self.continue_sent = true;
             (&*self.conn.stream)
                 .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
                 .map_err(|e| io::Error::new(e.kind(), format!("sending 100 Continue: {e}")))?;
         }
-        self.conn.set_timeout(self.timeout)?;
-        let timeout = self.timeout;
-        let stalled = move |e: io::Error| -> io::Error {
-            match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => io::Error::new(
-                    e.kind(),
-                    format!("request body stalled for more than {timeout:?}"),
-                ),
-                _ => e,
-            }
-        };
+        self.conn.set_timeout(wait)?;
         loop {
             match self.framing {
                 Framing::Done => return Ok(0),
@@ -224,7 +305,7 @@ impl ConnBody {
                     declared,
                 } => {
                     let want = out.len().min(remaining.min(usize::MAX as u64) as usize);
-                    let n = self.conn.read_some(&mut out[..want]).map_err(stalled)?;
+                    let n = self.conn.read_some(&mut out[..want])?;
                     if n == 0 {
                         return Err(io::Error::new(
                             io::ErrorKind::UnexpectedEof,
@@ -246,10 +327,7 @@ impl ConnBody {
                     return Ok(n);
                 }
                 Framing::Chunked(Chunk::Size) => {
-                    let range = self
-                        .conn
-                        .read_line(MAX_CHUNK_LINE, "chunk-size line")
-                        .map_err(stalled)?;
+                    let range = self.conn.read_line(MAX_CHUNK_LINE, "chunk-size line")?;
                     let size = parse_chunk_size(&self.conn.buf[range])?;
                     self.framing = Framing::Chunked(if size == 0 {
                         Chunk::Trailers(0)
@@ -259,7 +337,7 @@ impl ConnBody {
                 }
                 Framing::Chunked(Chunk::Data(left)) => {
                     let want = out.len().min(left.min(usize::MAX as u64) as usize);
-                    let n = self.conn.read_some(&mut out[..want]).map_err(stalled)?;
+                    let n = self.conn.read_some(&mut out[..want])?;
                     if n == 0 {
                         return Err(io::Error::new(
                             io::ErrorKind::UnexpectedEof,
@@ -278,14 +356,11 @@ impl ConnBody {
                     return Ok(n);
                 }
                 Framing::Chunked(Chunk::DataEnd) => {
-                    self.conn.expect_crlf().map_err(stalled)?;
+                    self.conn.expect_crlf()?;
                     self.framing = Framing::Chunked(Chunk::Size);
                 }
                 Framing::Chunked(Chunk::Trailers(seen)) => {
-                    let range = self
-                        .conn
-                        .read_line(MAX_TRAILER_LINE, "trailer line")
-                        .map_err(stalled)?;
+                    let range = self.conn.read_line(MAX_TRAILER_LINE, "trailer line")?;
                     if range.is_empty() {
                         self.framing = Framing::Done;
                         return Ok(0);

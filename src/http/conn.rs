@@ -40,6 +40,22 @@ impl Conn {
         self.end - self.pos
     }
 
+    /// The received bytes not consumed yet.
+    pub(super) fn unread(&self) -> &[u8] {
+        &self.buf[self.pos..self.end]
+    }
+
+    /// Puts bytes the poller received into the (empty) buffer; false if they do not fit.
+    pub(super) fn load(&mut self, bytes: &[u8]) -> bool {
+        if bytes.len() > self.buf.len() {
+            return false;
+        }
+        self.buf[..bytes.len()].copy_from_slice(bytes);
+        self.pos = 0;
+        self.end = bytes.len();
+        true
+    }
+
     pub(super) fn set_timeout(&mut self, d: Duration) -> io::Result<()> {
         let d = d.max(Duration::from_millis(1));
         if self.timeout != Some(d) {

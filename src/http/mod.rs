@@ -1,7 +1,9 @@
 //! shelf's own strict, synchronous HTTP/1.1 server (DESIGN.md §5).
 //!
-//! This module owns every socket in the process: the listener, the accept loop, a bounded pool of
-//! worker threads (each serving one connection at a time with blocking I/O), request-head parsing on
+//! This module owns every socket in the process: the listener, the readiness poller that holds
+//! every connection no worker does (new, idle, or still sending its head: `poller.rs`), a
+//! bounded pool of worker threads (each serving one request at a time with blocking I/O, taking
+//! a connection only once its head is buffered), request-head parsing on
 //! `httparse` with size/count limits, request-body framing (Content-Length and strict chunked
 //! decoding), `Expect: 100-continue`, keep-alive and pipelining, response framing, the per-request
 //! `catch_unwind`, timeouts, graceful shutdown and the access log.
@@ -17,16 +19,20 @@
 //!   byte of a rejected request is ever parsed as a following request (no smuggling);
 //! - a streamed response body either delivers exactly its declared length or the connection is
 //!   aborted: never padded, never a short "complete" response;
-//! - no request (malformed, slow, panicking) can stop the accept loop or kill a worker.
+//! - no request (malformed, slow, panicking) can stop the poller or kill a worker, and no worker
+//!   waits for a client that sends nothing (an idle or slow head waits in the poller; a body
+//!   below the minimum rate is abandoned).
 //!
 //! The code is split by what it owns: `conn.rs` (a connection's socket and read buffer),
 //! `request.rs` (request heads, headers and body framing decisions), `body.rs` (the request body and
 //! its Content-Length and chunked decoders), `response.rs` (response types, head encoding, writing
-//! and streaming), `date.rs` (HTTP dates); this file holds the configuration, the server, the accept
-//! loop, the worker pool and the per-connection request loop.
+//! and streaming), `date.rs` (HTTP dates), `poller.rs` (the listener, accept, the connection caps,
+//! waiting connections and their head and idle timeouts); this file holds the configuration,
+//! the server, the worker pool and a connection's requests on a worker.
 
 mod body;
 mod conn;
+mod poller;
 mod request;
 mod response;
 #[cfg(test)]
@@ -34,12 +40,11 @@ mod tests;
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::unix::io::AsRawFd;
+use std::io::{self, Read};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -48,10 +53,11 @@ pub use body::Body;
 pub use request::{Headers, Request};
 pub use response::{BodySource, Response, ResponseBody};
 
-use body::{BodySrc, ConnBody, Framing, MAX_TRAILER_LINE};
+use body::{BodyRate, BodySrc, ConnBody, Framing, MAX_TRAILER_LINE};
 use conn::Conn;
-use request::{connection_tokens, read_head, request_framing, HeadError};
-use response::{encode_head, layer_error, write_response, Sent, WorkerBufs};
+use poller::{Parked, Poller};
+use request::{connection_tokens, head_ready, read_head, request_framing, HeadError};
+use response::{layer_error, write_response, Sent, WorkerBufs};
 
 /// After a handler left its request body unread: how much we read and discard to keep the connection.
 const DRAIN_BYTES: u64 = 256 * 1024;
@@ -60,12 +66,8 @@ const DRAIN_TIME: Duration = Duration::from_secs(2);
 /// (so the kernel does not answer unread data with a RST that destroys our response in flight).
 const LINGER_BYTES: usize = 1024 * 1024;
 const LINGER_TIME: Duration = Duration::from_secs(1);
-/// Granularity of the keep-alive idle wait (shutdown and queue pressure are checked this often).
-const IDLE_SLICE: Duration = Duration::from_millis(100);
 /// How long `run` waits for in-flight requests after shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-/// Write timeout of the fast 503 written by the accept thread.
-const BUSY_WRITE_TIMEOUT: Duration = Duration::from_millis(100);
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
@@ -74,9 +76,10 @@ const BUSY_WRITE_TIMEOUT: Duration = Duration::from_millis(100);
 /// Limits and timeouts of the server.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
-    /// Worker threads; each serves one connection at a time.
+    /// Worker threads; each serves one request at a time.
     pub workers: usize,
-    /// Accepted connections (queued + active) beyond this get a fast 503 and are closed.
+    /// Open connections (waiting in the poller, queued, or held by a worker) beyond this get
+    /// a fast 503 and are closed.
     pub max_connections: usize,
     /// Open connections one client address may hold; beyond it, a fast 503 (0: no cap). So
     /// that one address cannot take every slot of `max_connections`.
@@ -90,6 +93,10 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Longest stall between two reads of a request body.
     pub body_timeout: Duration,
+    /// Bytes per second a request body must average over each `body_rate_window` of waiting
+    /// for it; slower, the body is abandoned (a read error, 408) and nothing is stored. 0: off.
+    pub min_body_rate: u64,
+    pub body_rate_window: Duration,
     /// Longest stall of a response write.
     pub write_timeout: Duration,
     /// Largest request head (request line + headers); larger → 431.
@@ -102,12 +109,14 @@ impl Default for ServerConfig {
     fn default() -> ServerConfig {
         ServerConfig {
             workers: 32,
-            max_connections: 512,
+            max_connections: 10_000,
             max_connections_per_ip: 0,
             per_ip_exempt: Vec::new(),
             head_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(15),
             body_timeout: Duration::from_secs(30),
+            min_body_rate: 1024,
+            body_rate_window: Duration::from_secs(10),
             write_timeout: Duration::from_secs(60),
             max_head_bytes: 64 * 1024,
             max_headers: 100,
@@ -156,7 +165,7 @@ pub trait Observer: Send + Sync {
 pub struct ConnectionGauges(Arc<Shared>);
 
 impl ConnectionGauges {
-    /// Accepted connections not yet closed (queued or held by a worker).
+    /// Accepted connections not yet closed (waiting in the poller, queued, or held by a worker).
     pub fn open(&self) -> usize {
         self.0.open.load(Ordering::Relaxed)
     }
@@ -187,10 +196,10 @@ impl ConnectionGauges {
 // Serving connections
 // ---------------------------------------------------------------------------------------------
 
-/// State shared by the accept loop, the workers and shutdown handles.
+/// State shared by the poller, the workers and shutdown handles.
 struct Shared {
     shutdown: AtomicBool,
-    /// Accepted connections not yet closed: queued + held by a worker.
+    /// Accepted connections not yet closed: in the poller, queued, or held by a worker.
     open: AtomicUsize,
     /// Connections held by a worker.
     busy: AtomicUsize,
@@ -204,6 +213,11 @@ struct Shared {
     /// Each worker's connection, so that shutdown can cut the ones still busy after the grace
     /// period (a stalled client must not keep the handler, and with it the database, open).
     active: Vec<Mutex<Option<Arc<TcpStream>>>>,
+    /// A worker has given a connection back and woken the poller, which has not drained them
+    /// yet (so that a burst of returns costs one wake-up).
+    wake_pending: AtomicBool,
+    /// Wakes the poller (a connection given back, or shutdown).
+    waker: mio::Waker,
 }
 
 impl Shared {
@@ -211,11 +225,12 @@ impl Shared {
         self.shutdown.load(Ordering::SeqCst)
     }
 
-    /// Connections wait in the queue while every worker is busy.
-    fn under_pressure(&self) -> bool {
-        let open = self.open.load(Ordering::SeqCst);
-        let busy = self.busy.load(Ordering::SeqCst);
-        busy >= self.workers && open > busy
+    fn wake_poller(&self) {
+        if !self.wake_pending.swap(true, Ordering::SeqCst) {
+            if let Err(e) = self.waker.wake() {
+                log::error!("waking the connection poller: {e}");
+            }
+        }
     }
 }
 
@@ -224,9 +239,22 @@ struct Ctx {
     handler: Handler,
     shared: Arc<Shared>,
     observer: Option<Arc<dyn Observer>>,
+    /// Gives connections back to the poller.
+    park_tx: Sender<Parked>,
 }
 
 impl Ctx {
+    /// Hands a connection back to the poller to wait for its next request (closed instead
+    /// when the server is shutting down).
+    fn park(&self, conn: Parked) {
+        if self.shared.shutting_down() {
+            return;
+        }
+        if self.park_tx.send(conn).is_ok() {
+            self.shared.wake_poller();
+        }
+    }
+
     fn observe_begin(&self, method: &str, target: &str) -> u32 {
         self.observer
             .as_ref()
@@ -249,34 +277,38 @@ impl Ctx {
     }
 }
 
-struct Job {
-    stream: TcpStream,
-    peer: SocketAddr,
-    /// The connection's place in its address's count; gives it back when the connection ends.
-    _ticket: Ticket,
-}
-
-/// One open connection counted against its client address's cap; dropped when the connection
-/// is closed, however it ends (served, refused, or a worker's panic).
+/// One open connection, counted in `open` and against its client address's cap; dropped when
+/// the connection is closed, however it ends (served, timed out, or a worker's panic).
 struct Ticket {
     shared: Arc<Shared>,
+    /// The address whose count this connection holds (None: the address is not capped).
     ip: Option<IpAddr>,
 }
 
 impl Ticket {
-    /// Counts a new connection from `peer`, or None when its address is at the cap.
-    fn take(shared: &Arc<Shared>, cfg: &ServerConfig, peer: SocketAddr) -> Option<Ticket> {
+    /// Counts a new connection from `peer`, or the body of the 503 when it is over a cap.
+    fn take(
+        shared: &Arc<Shared>,
+        cfg: &ServerConfig,
+        peer: SocketAddr,
+    ) -> Result<Ticket, &'static str> {
+        // Only the poller thread takes tickets, so the check and the increment cannot race
+        // with another take.
+        if shared.open.load(Ordering::SeqCst) >= cfg.max_connections.max(1) {
+            return Err("server busy, retry later\n");
+        }
         let ip = canonical_ip(peer.ip());
         let counted = cfg.max_connections_per_ip > 0 && !cfg.per_ip_exempt.contains(&ip);
         if counted {
             let mut map = shared.per_ip.lock().unwrap_or_else(|p| p.into_inner());
             let n = map.entry(ip).or_insert(0);
             if *n >= cfg.max_connections_per_ip {
-                return None;
+                return Err("too many connections from your address, retry later\n");
             }
             *n += 1;
         }
-        Some(Ticket {
+        shared.open.fetch_add(1, Ordering::SeqCst);
+        Ok(Ticket {
             shared: Arc::clone(shared),
             ip: counted.then_some(ip),
         })
@@ -285,6 +317,7 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
+        self.shared.open.fetch_sub(1, Ordering::SeqCst);
         let Some(ip) = self.ip else { return };
         let mut map = self.shared.per_ip.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(n) = map.get_mut(&ip) {
@@ -304,17 +337,16 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Decrements the connection counters when a worker is done with a connection.
-struct ConnGuard<'a>(&'a Shared);
+/// Counts a connection as busy while a worker holds it.
+struct BusyGuard<'a>(&'a Shared);
 
-impl Drop for ConnGuard<'_> {
+impl Drop for BusyGuard<'_> {
     fn drop(&mut self) {
         self.0.busy.fetch_sub(1, Ordering::SeqCst);
-        self.0.open.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
-fn worker_loop(ctx: &Ctx, rx: &Mutex<Receiver<Job>>, index: usize) {
+fn worker_loop(ctx: &Ctx, rx: &Mutex<Receiver<Parked>>, index: usize) {
     let mut bufs = WorkerBufs::default();
     loop {
         let job = {
@@ -326,7 +358,7 @@ fn worker_loop(ctx: &Ctx, rx: &Mutex<Receiver<Job>>, index: usize) {
         };
         let Ok(job) = job else { return };
         ctx.shared.busy.fetch_add(1, Ordering::SeqCst);
-        let _guard = ConnGuard(&ctx.shared);
+        let guard = BusyGuard(&ctx.shared);
         let peer = job.peer;
         let slot = &ctx.shared.active[index];
         let served = catch_unwind(AssertUnwindSafe(|| {
@@ -335,32 +367,33 @@ fn worker_loop(ctx: &Ctx, rx: &Mutex<Receiver<Job>>, index: usize) {
         if let Ok(mut s) = slot.lock() {
             s.take();
         }
-        if served.is_err() {
-            log::error!("panic while serving a connection from {peer}; connection dropped");
-            bufs = WorkerBufs::default();
+        drop(guard);
+        match served {
+            Ok(Some(parked)) => ctx.park(parked),
+            Ok(None) => {}
+            Err(_) => {
+                log::error!("panic while serving a connection from {peer}; connection dropped");
+                bufs = WorkerBufs::default();
+            }
         }
     }
 }
 
+/// Serves the requests of a connection whose head the poller found ready: the first, then
+/// any pipelined ones already buffered in full. Returns the connection to park until its next
+/// request, or None when it was closed.
 fn serve_connection(
     ctx: &Ctx,
-    job: Job,
+    job: Parked,
     bufs: &mut WorkerBufs,
     slot: &Mutex<Option<Arc<TcpStream>>>,
-) {
-    let Job {
+) -> Option<Parked> {
+    let Parked {
         stream,
         peer,
-        _ticket,
+        ticket,
+        pending,
     } = job;
-    if let Err(e) = stream.set_nodelay(true) {
-        log::debug!("TCP_NODELAY on connection from {peer}: {e}");
-    }
-    if let Err(e) = stream.set_write_timeout(Some(ctx.cfg.write_timeout)) {
-        log::debug!("write timeout on connection from {peer}: {e}; closing");
-        return;
-    }
-    let stream = Arc::new(stream);
     if let Ok(mut s) = slot.lock() {
         *s = Some(Arc::clone(&stream));
     }
@@ -368,56 +401,35 @@ fn serve_connection(
         Arc::clone(&stream),
         bufs.take_read_buf(ctx.cfg.read_buf_size()),
     );
-    // The first request's head (including its first byte) must arrive within head_timeout.
-    let mut deadline = Instant::now() + ctx.cfg.head_timeout;
+    if !conn.load(&pending) {
+        log::error!("connection from {peer}: more bytes pending than a read buffer holds");
+        return None;
+    }
+    drop(pending);
     loop {
+        // The head is ready (see `head_ready`), so this deadline is only a bound.
+        let deadline = Instant::now() + ctx.cfg.head_timeout;
         match serve_request(ctx, conn, &stream, peer, deadline, bufs) {
             Next::Keep(c) => conn = c,
             Next::Close(buf) => {
                 if let Some(buf) = buf {
                     bufs.read = Some(buf);
                 }
-                return;
+                return None;
             }
         }
-        if !wait_for_request(&mut conn, &ctx.shared, ctx.cfg.idle_timeout) {
-            bufs.read = Some(conn.buf);
-            return;
+        if conn.buffered() > 0 && head_ready(conn.unread(), &ctx.cfg) {
+            continue;
         }
-        deadline = Instant::now() + ctx.cfg.head_timeout;
-    }
-}
-
-/// Waits (keep-alive idle) until the next request's first byte is buffered. False: close silently
-/// (peer closed, idle timeout, shutdown, or other connections are waiting for a worker).
-fn wait_for_request(conn: &mut Conn, shared: &Shared, idle: Duration) -> bool {
-    if conn.buffered() > 0 {
-        return true;
-    }
-    let deadline = Instant::now() + idle;
-    loop {
-        let now = Instant::now();
-        if now >= deadline || shared.shutting_down() {
-            return false;
-        }
-        if conn.set_timeout(IDLE_SLICE.min(deadline - now)).is_err() {
-            return false;
-        }
-        match conn.fill() {
-            Ok(0) => return false,
-            Ok(_) => return true,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                if shared.under_pressure() {
-                    return false;
-                }
-            }
-            Err(_) => return false,
-        }
+        // Idle, or part of the next head received: wait in the poller, not here.
+        let pending = conn.unread().to_vec();
+        bufs.read = Some(conn.buf);
+        return Some(Parked {
+            stream,
+            peer,
+            ticket,
+            pending,
+        });
     }
 }
 
@@ -501,6 +513,7 @@ fn serve_request(
             error: None,
             timeout: ctx.cfg.body_timeout,
             body_timeout: ctx.cfg.body_timeout,
+            rate: BodyRate::new(ctx.cfg.min_body_rate, ctx.cfg.body_rate_window),
         },
         content_length,
         chunked,
@@ -747,6 +760,7 @@ fn access_log(
 /// A bound, not yet running server.
 pub struct Server {
     listener: TcpListener,
+    poll: mio::Poll,
     config: ServerConfig,
     local_addr: SocketAddr,
     shared: Arc<Shared>,
@@ -757,15 +771,15 @@ pub struct Server {
 #[derive(Clone)]
 pub struct ShutdownHandle {
     shared: Arc<Shared>,
-    wake_addr: SocketAddr,
 }
 
 impl ShutdownHandle {
     /// Stops accepting; in-flight requests finish, keep-alive connections are closed.
     pub fn shutdown(&self) {
         if !self.shared.shutdown.swap(true, Ordering::SeqCst) {
-            // Wake the accept loop now rather than at its next poll timeout.
-            let _ = TcpStream::connect_timeout(&self.wake_addr, Duration::from_millis(500));
+            if let Err(e) = self.shared.waker.wake() {
+                log::error!("waking the connection poller for shutdown: {e}");
+            }
         }
     }
 }
@@ -782,9 +796,14 @@ impl Server {
                 format!("local address of listener on {addr}: {e}"),
             )
         })?;
+        let poll = mio::Poll::new()
+            .map_err(|e| io::Error::new(e.kind(), format!("creating the poller: {e}")))?;
+        let waker = mio::Waker::new(poll.registry(), poller::WAKER)
+            .map_err(|e| io::Error::new(e.kind(), format!("creating the poller's waker: {e}")))?;
         let workers = config.workers.max(1);
         Ok(Server {
             listener,
+            poll,
             config,
             local_addr,
             shared: Arc::new(Shared {
@@ -796,6 +815,8 @@ impl Server {
                 refused: AtomicU64::new(0),
                 per_ip: Mutex::new(HashMap::new()),
                 active: (0..workers).map(|_| Mutex::new(None)).collect(),
+                wake_pending: AtomicBool::new(false),
+                waker,
             }),
             observer: None,
         })
@@ -816,41 +837,43 @@ impl Server {
     }
 
     pub fn shutdown_handle(&self) -> ShutdownHandle {
-        let mut wake_addr = self.local_addr;
-        if wake_addr.ip().is_unspecified() {
-            wake_addr.set_ip(match wake_addr.ip() {
-                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
-                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
-            });
-        }
         ShutdownHandle {
             shared: Arc::clone(&self.shared),
-            wake_addr,
         }
     }
 
-    /// Blocks: accept loop + worker pool, until shutdown; then stops accepting, lets in-flight
-    /// requests finish (bounded by a grace period of ~10 s), and returns.
+    /// Blocks: the poller (on this thread) and the worker pool, until shutdown; then stops
+    /// accepting, closes waiting connections, lets in-flight requests finish (bounded by a
+    /// grace period of ~10 s), and returns.
     pub fn run(self, handler: Handler) -> io::Result<()> {
         let Server {
             listener,
+            poll,
             config,
             local_addr,
             shared,
             observer,
         } = self;
         let workers = shared.workers;
-        let (tx, rx) = sync_channel::<Job>(config.max_connections.max(1));
-        let rx = Arc::new(Mutex::new(rx));
+        let mut poller = Poller::new(poll, listener).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("registering the listener with the poller: {e}"),
+            )
+        })?;
+        let (job_tx, job_rx) = channel::<Parked>();
+        let (park_tx, park_rx) = channel::<Parked>();
+        let job_rx = Arc::new(Mutex::new(job_rx));
         let ctx = Arc::new(Ctx {
             cfg: config,
             handler,
             shared: Arc::clone(&shared),
             observer,
+            park_tx,
         });
         let mut handles = Vec::with_capacity(workers);
         for i in 0..workers {
-            let rx = Arc::clone(&rx);
+            let rx = Arc::clone(&job_rx);
             let ctx = Arc::clone(&ctx);
             let spawned = thread::Builder::new()
                 .name(format!("shelf-http-{i}"))
@@ -867,9 +890,11 @@ impl Server {
             }
         }
         log::info!("listening on http://{local_addr} with {workers} workers");
-        accept_loop(&listener, &ctx, &tx);
-        drop(listener);
-        drop(tx);
+        poller.run(&ctx, &job_tx, &park_rx);
+        // Closes the listener and every waiting connection; queued ones are still served.
+        drop(poller);
+        drop(job_tx);
+        drop(park_rx);
 
         let deadline = Instant::now() + SHUTDOWN_GRACE;
         while handles.iter().any(|h| !h.is_finished()) {
@@ -898,134 +923,6 @@ impl Server {
         log::info!("HTTP server on {local_addr} stopped");
         Ok(())
     }
-}
-
-fn accept_loop(listener: &TcpListener, ctx: &Ctx, tx: &SyncSender<Job>) {
-    let shared = &ctx.shared;
-    let max = ctx.cfg.max_connections.max(1);
-    let fd = listener.as_raw_fd();
-    loop {
-        if shared.shutting_down() {
-            return;
-        }
-        match wait_readable(fd, 250) {
-            Ok(true) => {}
-            Ok(false) => continue,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                log::warn!("poll on listener: {e}");
-                thread::sleep(Duration::from_millis(100));
-                continue;
-            }
-        }
-        match listener.accept() {
-            Ok((stream, peer)) => {
-                if shared.shutting_down() {
-                    return;
-                }
-                shared.accepted.fetch_add(1, Ordering::Relaxed);
-                if shared.open.load(Ordering::SeqCst) >= max {
-                    shared.refused.fetch_add(1, Ordering::Relaxed);
-                    reject_busy(stream, peer, "server busy, retry later\n");
-                    continue;
-                }
-                let Some(ticket) = Ticket::take(shared, &ctx.cfg, peer) else {
-                    shared.refused.fetch_add(1, Ordering::Relaxed);
-                    reject_busy(
-                        stream,
-                        peer,
-                        "too many connections from your address, retry later\n",
-                    );
-                    continue;
-                };
-                shared.open.fetch_add(1, Ordering::SeqCst);
-                let job = Job {
-                    stream,
-                    peer,
-                    _ticket: ticket,
-                };
-                match tx.try_send(job) {
-                    Ok(()) => {}
-                    Err(TrySendError::Full(job)) => {
-                        shared.open.fetch_sub(1, Ordering::SeqCst);
-                        shared.refused.fetch_add(1, Ordering::Relaxed);
-                        reject_busy(job.stream, job.peer, "server busy, retry later\n");
-                    }
-                    Err(TrySendError::Disconnected(_)) => {
-                        shared.open.fetch_sub(1, Ordering::SeqCst);
-                        log::error!("all HTTP workers are gone; stopping the accept loop");
-                        return;
-                    }
-                }
-            }
-            Err(e) => {
-                let code = e.raw_os_error();
-                if matches!(
-                    code,
-                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-                ) {
-                    log::warn!("accept: {e} (out of resources); backing off 100 ms");
-                    thread::sleep(Duration::from_millis(100));
-                } else if matches!(
-                    e.kind(),
-                    io::ErrorKind::Interrupted
-                        | io::ErrorKind::WouldBlock
-                        | io::ErrorKind::ConnectionAborted
-                        | io::ErrorKind::ConnectionReset
-                ) {
-                    log::debug!("accept: {e}");
-                } else {
-                    log::warn!("accept: {e}");
-                    thread::sleep(Duration::from_millis(10));
-                }
-            }
-        }
-    }
-}
-
-/// Waits until `fd` is readable or `timeout_ms` passes; Ok(false) on timeout.
-fn wait_readable(fd: std::os::unix::io::RawFd, timeout_ms: i32) -> io::Result<bool> {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: `pfd` is a valid pollfd for the duration of the call and nfds is 1.
-    let r = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r > 0)
-    }
-}
-
-/// The fast 503 from the accept thread: one non-blocking-ish write, then close.
-fn reject_busy(stream: TcpStream, peer: SocketAddr, body: &str) {
-    let started = Instant::now();
-    let mut out = Vec::with_capacity(256);
-    encode_head(
-        &mut out,
-        503,
-        &[
-            (
-                "Content-Type".to_string(),
-                "text/plain; charset=utf-8".to_string(),
-            ),
-            ("Retry-After".to_string(), "1".to_string()),
-        ],
-        Some(body.len() as u64),
-        false,
-    );
-    out.extend_from_slice(body.as_bytes());
-    let _ = stream.set_write_timeout(Some(BUSY_WRITE_TIMEOUT));
-    let ok = (&stream).write_all(&out).is_ok();
-    let _ = stream.shutdown(Shutdown::Write);
-    let sent = Sent {
-        status: 503,
-        body_bytes: if ok { body.len() as u64 } else { 0 },
-        ok,
-    };
-    access_log(peer, "-", "-", &sent, started, None);
 }
 
 fn raise_nofile_limit() {

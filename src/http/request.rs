@@ -123,6 +123,18 @@ fn version_error(buffered: &[u8]) -> HeadError {
     }
 }
 
+/// Whether `bytes` (the start of a request) let [`read_head`] decide without reading more: the
+/// head is complete, already malformed, or at the size limit. The poller hands a connection
+/// to a worker only then.
+pub(super) fn head_ready(bytes: &[u8], cfg: &ServerConfig) -> bool {
+    if bytes.len() >= cfg.max_head_bytes {
+        return true;
+    }
+    let mut slots = vec![httparse::EMPTY_HEADER; cfg.max_headers.max(1)];
+    let mut req = httparse::Request::new(&mut slots);
+    !matches!(req.parse(bytes), Ok(httparse::Status::Partial))
+}
+
 /// Reads and parses one request head; consumes exactly its bytes from `conn`.
 pub(super) fn read_head(
     conn: &mut Conn,

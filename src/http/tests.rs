@@ -1,9 +1,10 @@
 //! Socket-level tests of the server: a real [`Server`] on `127.0.0.1:0`, raw requests written by a
 //! test client, and the framing, limit, timeout, panic and shutdown behaviour seen from the wire.
 
-use super::response::reason;
+use super::response::{encode_head, reason};
 use super::*;
 use crate::dates::parse_http_date;
+use std::io::Write;
 use std::net::TcpStream;
 use std::sync::atomic::AtomicUsize;
 
@@ -533,6 +534,64 @@ fn stalled_body_is_a_read_error() {
         ),
         "{errors:?}"
     );
+}
+
+/// A body that keeps arriving, but below the minimum rate, fails with TimedOut once a window
+/// of waiting for it is over, well before its stall timeout would.
+#[test]
+fn a_body_below_the_minimum_rate_is_a_timed_out_read_error() {
+    let srv = start(ServerConfig {
+        body_timeout: Duration::from_secs(3),
+        min_body_rate: 1000,
+        body_rate_window: Duration::from_millis(400),
+        ..test_config()
+    });
+    let mut c = Client::connect(srv.addr);
+    c.send(b"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n");
+    let mut w = c.s.try_clone().unwrap();
+    let trickle = thread::spawn(move || {
+        for _ in 0..100 {
+            if w.write_all(b"x").is_err() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let r = c.response(false).unwrap();
+    assert_eq!(r.status, 400);
+    assert_eq!(r.header("connection"), Some("close"));
+    assert_eq!(srv.state.errors(), [io::ErrorKind::TimedOut]);
+    drop(c);
+    trickle.join().unwrap();
+    // A body at full speed is unaffected by the same minimum.
+    let mut c = Client::connect(srv.addr);
+    c.send(b"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello");
+    let r = c.response(false).unwrap();
+    assert_eq!((r.status, r.body.as_slice()), (200, b"hello".as_slice()));
+}
+
+/// With one worker: a client that pipelines a whole request and the start of the next one
+/// gets its first answer, then waits in the poller for the rest of its head, holding no
+/// worker, so another client is served meanwhile; the rest of the head completes it.
+#[test]
+fn a_partial_pipelined_head_waits_without_a_worker() {
+    let srv = start(ServerConfig {
+        workers: 1,
+        head_timeout: Duration::from_secs(30),
+        ..test_config()
+    });
+    let mut a = Client::connect(srv.addr);
+    a.send(b"GET /one HTTP/1.1\r\nHost: t\r\n\r\nGET /two HT");
+    let r = a.response(false).unwrap();
+    assert_eq!(r.status, 404);
+    // Another client, served by the only worker (the client's 5 s read timeout is far below
+    // the 30 s head timeout a waiting worker would sit out).
+    let mut b = Client::connect(srv.addr);
+    b.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(b.response(false).unwrap().body, b"hello");
+    a.send(b"TP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(a.response(false).unwrap().status, 404);
+    assert_eq!(srv.state.targets(), ["/one", "/", "/two"]);
 }
 
 #[test]
