@@ -361,6 +361,7 @@ pub fn api_sequence(data: &[u8]) {
             target,
             headers,
             peer: "127.0.0.1:1".parse().expect("addr"),
+            secure: false,
             body: Body::from_bytes(body.to_vec()),
         };
         let resp = api.handle(&mut req);

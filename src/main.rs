@@ -5,7 +5,7 @@
 use shelf::api::{Api, ApiConfig};
 use shelf::cli::args::{self, Cli, Command, Parsed, ServeSettings};
 use shelf::cli::{accounts, bundles, limits, maintenance, Error};
-use shelf::http::{Server, ServerConfig};
+use shelf::http::{Server, ServerConfig, Tls};
 use shelf::metrics::{Metrics, ScrubMetrics, StoreMetrics};
 use shelf::names::Owner;
 use shelf::store::{NewToken, Store, TokenOutcome};
@@ -92,10 +92,19 @@ fn serve(s: ServeSettings) -> Result<(), Error> {
         min_body_rate: s.min_body_rate,
         ..ServerConfig::default()
     };
-    // The address first: a start that cannot listen creates nothing, neither a database file
-    // nor the admin whose token the first start shows once.
+    // The certificate and the address first: a start that cannot serve creates nothing,
+    // neither a database file nor the admin whose token the first start shows once.
+    let tls = match &s.tls {
+        Some((cert, key)) => Some(Arc::new(
+            Tls::load(cert, key).map_err(|e| Error::Usage(e.to_string()))?,
+        )),
+        None => None,
+    };
     let mut server = Server::bind(&s.listen, server_config)
         .map_err(Error::io(format!("cannot listen on {}", s.listen)))?;
+    if let Some(tls) = &tls {
+        server.set_tls(Arc::clone(tls));
+    }
     // Not cli::open_store: `serve` is the server, and its "in use" needs no --server hint.
     let existed = s.db.exists();
     let store = Store::open(&s.db)?;
@@ -126,17 +135,28 @@ fn serve(s: ServeSettings) -> Result<(), Error> {
     server.set_observer(Arc::clone(&metrics) as _);
     let addr = server.local_addr();
     let shutdown = server.shutdown_handle();
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ])
-    .map_err(Error::io("cannot install signal handlers"))?;
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    // SIGHUP reloads the certificate; without TLS it keeps its default (it ends the process).
+    let mut wanted = vec![SIGINT, SIGTERM];
+    if tls.is_some() {
+        wanted.push(SIGHUP);
+    }
+    let mut signals = signal_hook::iterator::Signals::new(wanted)
+        .map_err(Error::io("cannot install signal handlers"))?;
+    let reload = tls.clone();
     std::thread::Builder::new()
         .name("shelf-signals".into())
         .spawn(move || {
-            if let Some(sig) = signals.forever().next() {
+            for sig in signals.forever() {
+                if sig == SIGHUP {
+                    if let Some(tls) = &reload {
+                        reload_tls(tls);
+                    }
+                    continue;
+                }
                 log::info!("signal {sig}: finishing in-flight requests, then closing the database");
                 shutdown.shutdown();
+                return;
             }
         })
         .map_err(Error::io("cannot start the signal thread"))?;
@@ -150,12 +170,13 @@ fn serve(s: ServeSettings) -> Result<(), Error> {
         },
     )
     .with_metrics(metrics);
+    let scheme = if tls.is_some() { "https" } else { "http" };
     println!(
-        "shelf listening on http://{addr} (database {})",
+        "shelf listening on {scheme}://{addr} (database {})",
         s.db.display()
     );
     let _ = std::io::stdout().flush();
-    log::info!("listening on http://{addr}");
+    log::info!("listening on {scheme}://{addr}");
     log::info!("{}", s.describe());
     server
         .run(Arc::new(move |req| api.handle(req)))
@@ -163,6 +184,18 @@ fn serve(s: ServeSettings) -> Result<(), Error> {
     store.close()?;
     log::info!("database closed cleanly");
     Ok(())
+}
+
+/// SIGHUP: new handshakes use the pair now in the files; connections keep their sessions. A
+/// pair that does not load is refused, and the one in use stays.
+fn reload_tls(tls: &Tls) {
+    match tls.reload() {
+        Ok(()) => log::info!(
+            "SIGHUP: reloaded the TLS certificate {} and its key",
+            tls.cert_path().display()
+        ),
+        Err(e) => log::error!("SIGHUP: {e}; still serving the certificate loaded before"),
+    }
 }
 
 /// On an empty database: create the site admin `admin` and its first token, taken from

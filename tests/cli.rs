@@ -535,8 +535,24 @@ fn modes_are_chosen_clearly() {
         "",
         None,
     ));
+    // https:// is spoken now (tests/tls.rs); its default port is 443.
+    assert!(err.contains("cannot connect to shelf.example:443"), "{err}");
+    let err = fails(run(
+        &[
+            "user",
+            "list",
+            "--server",
+            "http://shelf.example",
+            "--token",
+            "t",
+            "--ca-cert",
+            "ca.pem",
+        ],
+        "",
+        None,
+    ));
     assert!(
-        err.contains("https://") && err.contains("SSH tunnel"),
+        err.contains("--ca-cert (or SHELF_CA_CERT) is for an https://"),
         "{err}"
     );
 

@@ -223,7 +223,8 @@ impl Api {
                             .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
                     })
                     .unwrap_or("localhost");
-                format!("http://{host}")
+                let scheme = if req.secure { "https" } else { "http" };
+                format!("{scheme}://{host}")
             }
         }
     }

@@ -132,8 +132,12 @@ fn open_backend(
         Target::Offline(path) => Box::new(Offline {
             store: super::open_store(&path, how)?,
         }),
-        Target::Remote { url, token } => Box::new(Remote {
-            client: Client::new(&url, &token)?,
+        Target::Remote {
+            url,
+            token,
+            ca_cert,
+        } => Box::new(Remote {
+            client: Client::new(&url, &token, ca_cert.as_deref())?,
         }),
     };
     let result = f(&*backend);
@@ -146,7 +150,7 @@ fn open_backend(
 pub fn user(action: UserAction) -> Result<(), Error> {
     match action {
         UserAction::Add(a) => {
-            let target = args::target(a.db, a.server, a.token)?;
+            let target = args::target(a.db, a.server, a.token, a.ca_cert)?;
             let new = NewUser {
                 name: owner_name(&a.name, "user")?,
                 admin: a.admin,
@@ -168,26 +172,28 @@ pub fn user(action: UserAction) -> Result<(), Error> {
                 Ok(())
             })
         }
-        UserAction::List(l) => with_backend(args::target(l.db, l.server, l.token)?, |b| {
-            let users = b.users()?;
-            println!(
-                "{:<24} {:<5} {:<6} {:<10} EMAIL",
-                "LOGIN", "ADMIN", "ACTIVE", "VISIBILITY"
-            );
-            for u in users {
+        UserAction::List(l) => {
+            with_backend(args::target(l.db, l.server, l.token, l.ca_cert)?, |b| {
+                let users = b.users()?;
                 println!(
-                    "{:<24} {:<5} {:<6} {:<10} {}",
-                    printable(&u.login),
-                    yes_no(u.is_admin),
-                    yes_no(u.active),
-                    u.visibility.as_str(),
-                    dash(&u.email)
+                    "{:<24} {:<5} {:<6} {:<10} EMAIL",
+                    "LOGIN", "ADMIN", "ACTIVE", "VISIBILITY"
                 );
-            }
-            Ok(())
-        }),
+                for u in users {
+                    println!(
+                        "{:<24} {:<5} {:<6} {:<10} {}",
+                        printable(&u.login),
+                        yes_no(u.is_admin),
+                        yes_no(u.active),
+                        u.visibility.as_str(),
+                        dash(&u.email)
+                    );
+                }
+                Ok(())
+            })
+        }
         UserAction::Modify(m) => {
-            let target = args::target(m.db, m.server, m.token)?;
+            let target = args::target(m.db, m.server, m.token, m.ca_cert)?;
             let change = UserChange {
                 admin: m.admin,
                 active: m.active,
@@ -211,18 +217,20 @@ pub fn user(action: UserAction) -> Result<(), Error> {
                 Ok(())
             })
         }
-        UserAction::Delete(d) => with_backend(args::target(d.db, d.server, d.token)?, |b| {
-            b.delete_owner(&d.name, OwnerKind::User, d.purge)?;
-            println!("deleted user {}", printable(&d.name));
-            Ok(())
-        }),
+        UserAction::Delete(d) => {
+            with_backend(args::target(d.db, d.server, d.token, d.ca_cert)?, |b| {
+                b.delete_owner(&d.name, OwnerKind::User, d.purge)?;
+                println!("deleted user {}", printable(&d.name));
+                Ok(())
+            })
+        }
     }
 }
 
 pub fn token(action: TokenAction) -> Result<(), Error> {
     match action {
         TokenAction::Create(c) => {
-            let target = args::target(c.db, c.server, c.token)?;
+            let target = args::target(c.db, c.server, c.token, c.ca_cert)?;
             let scopes = if c.scope.is_empty() {
                 vec!["all".to_string()]
             } else {
@@ -266,43 +274,47 @@ pub fn token(action: TokenAction) -> Result<(), Error> {
                 Ok(())
             })
         }
-        TokenAction::List(l) => with_backend(args::target(l.db, l.server, l.token)?, |b| {
-            let tokens = b.tokens(&l.user)?;
-            println!(
-                "{:<6} {:<24} {:<10} {:<20} {:<20} {:<20} SCOPES",
-                "ID", "NAME", "LAST_EIGHT", "CREATED", "EXPIRES", "LIMITED_TO"
-            );
-            for t in tokens {
-                let limit = match (&t.owner, &t.package) {
-                    (Some(o), Some(p)) => format!("{o}/{p}"),
-                    (Some(o), None) => o.clone(),
-                    _ => "-".into(),
-                };
+        TokenAction::List(l) => {
+            with_backend(args::target(l.db, l.server, l.token, l.ca_cert)?, |b| {
+                let tokens = b.tokens(&l.user)?;
                 println!(
-                    "{:<6} {:<24} {:<10} {:<20} {:<20} {:<20} {}",
-                    t.id,
-                    printable(&t.name),
-                    printable(&t.last_eight),
-                    time(t.created),
-                    t.expires.map(time).unwrap_or_else(|| "-".into()),
-                    printable(&limit),
-                    printable(&t.scopes.join(","))
+                    "{:<6} {:<24} {:<10} {:<20} {:<20} {:<20} SCOPES",
+                    "ID", "NAME", "LAST_EIGHT", "CREATED", "EXPIRES", "LIMITED_TO"
                 );
-            }
-            Ok(())
-        }),
-        TokenAction::Revoke(r) => with_backend(args::target(r.db, r.server, r.token)?, |b| {
-            b.revoke_token(&r.user, &r.name)?;
-            println!("revoked token {:?} of {}", r.name, printable(&r.user));
-            Ok(())
-        }),
+                for t in tokens {
+                    let limit = match (&t.owner, &t.package) {
+                        (Some(o), Some(p)) => format!("{o}/{p}"),
+                        (Some(o), None) => o.clone(),
+                        _ => "-".into(),
+                    };
+                    println!(
+                        "{:<6} {:<24} {:<10} {:<20} {:<20} {:<20} {}",
+                        t.id,
+                        printable(&t.name),
+                        printable(&t.last_eight),
+                        time(t.created),
+                        t.expires.map(time).unwrap_or_else(|| "-".into()),
+                        printable(&limit),
+                        printable(&t.scopes.join(","))
+                    );
+                }
+                Ok(())
+            })
+        }
+        TokenAction::Revoke(r) => {
+            with_backend(args::target(r.db, r.server, r.token, r.ca_cert)?, |b| {
+                b.revoke_token(&r.user, &r.name)?;
+                println!("revoked token {:?} of {}", r.name, printable(&r.user));
+                Ok(())
+            })
+        }
     }
 }
 
 pub fn org(action: OrgAction) -> Result<(), Error> {
     match action {
         OrgAction::Create(c) => {
-            let target = args::target(c.db, c.server, c.token)?;
+            let target = args::target(c.db, c.server, c.token, c.ca_cert)?;
             let name = owner_name(&c.name, "organization")?;
             let v = c.visibility.as_deref().map(visibility).transpose()?;
             creating(target, |b| {
@@ -318,21 +330,25 @@ pub fn org(action: OrgAction) -> Result<(), Error> {
                 Ok(())
             })
         }
-        OrgAction::List(l) => with_backend(args::target(l.db, l.server, l.token)?, |b| {
-            let orgs = b.orgs()?;
-            println!("{:<24} VISIBILITY", "NAME");
-            for o in orgs {
-                println!("{:<24} {}", printable(&o.login), o.visibility.as_str());
-            }
-            Ok(())
-        }),
-        OrgAction::Delete(d) => with_backend(args::target(d.db, d.server, d.token)?, |b| {
-            b.delete_owner(&d.name, OwnerKind::Org, d.purge)?;
-            println!("deleted organization {}", printable(&d.name));
-            Ok(())
-        }),
+        OrgAction::List(l) => {
+            with_backend(args::target(l.db, l.server, l.token, l.ca_cert)?, |b| {
+                let orgs = b.orgs()?;
+                println!("{:<24} VISIBILITY", "NAME");
+                for o in orgs {
+                    println!("{:<24} {}", printable(&o.login), o.visibility.as_str());
+                }
+                Ok(())
+            })
+        }
+        OrgAction::Delete(d) => {
+            with_backend(args::target(d.db, d.server, d.token, d.ca_cert)?, |b| {
+                b.delete_owner(&d.name, OwnerKind::Org, d.purge)?;
+                println!("deleted organization {}", printable(&d.name));
+                Ok(())
+            })
+        }
         OrgAction::Visibility(v) => {
-            let target = args::target(v.db, v.server, v.token)?;
+            let target = args::target(v.db, v.server, v.token, v.ca_cert)?;
             let vis = visibility(&v.visibility)?;
             with_backend(target, |b| {
                 b.set_org_visibility(&v.name, vis)?;
@@ -350,7 +366,7 @@ pub fn org(action: OrgAction) -> Result<(), Error> {
 pub fn member(action: MemberAction) -> Result<(), Error> {
     match action {
         MemberAction::Set(s) => {
-            let target = args::target(s.db, s.server, s.token)?;
+            let target = args::target(s.db, s.server, s.token, s.ca_cert)?;
             let role = Role::parse(&s.role).ok_or_else(|| {
                 Error::Usage(format!(
                     "role must be read, write or admin, not {:?}",
@@ -368,24 +384,28 @@ pub fn member(action: MemberAction) -> Result<(), Error> {
                 Ok(())
             })
         }
-        MemberAction::Remove(r) => with_backend(args::target(r.db, r.server, r.token)?, |b| {
-            b.remove_member(&r.org, &r.user)?;
-            println!("removed {} from {}", printable(&r.user), printable(&r.org));
-            Ok(())
-        }),
-        MemberAction::List(l) => with_backend(args::target(l.db, l.server, l.token)?, |b| {
-            let members = b.members(&l.org)?;
-            println!("{:<24} ROLE", "USER");
-            for (login, role) in members {
-                println!("{:<24} {}", printable(&login), role.as_str());
-            }
-            Ok(())
-        }),
+        MemberAction::Remove(r) => {
+            with_backend(args::target(r.db, r.server, r.token, r.ca_cert)?, |b| {
+                b.remove_member(&r.org, &r.user)?;
+                println!("removed {} from {}", printable(&r.user), printable(&r.org));
+                Ok(())
+            })
+        }
+        MemberAction::List(l) => {
+            with_backend(args::target(l.db, l.server, l.token, l.ca_cert)?, |b| {
+                let members = b.members(&l.org)?;
+                println!("{:<24} ROLE", "USER");
+                for (login, role) in members {
+                    println!("{:<24} {}", printable(&login), role.as_str());
+                }
+                Ok(())
+            })
+        }
     }
 }
 
 pub fn audit(a: AuditCmd) -> Result<(), Error> {
-    let target = args::target(a.db, a.server, a.token)?;
+    let target = args::target(a.db, a.server, a.token, a.ca_cert)?;
     let limit = match a.limit {
         Some(0) => return Err(Error::Usage("--limit must be at least 1".into())),
         Some(n) => usize::try_from(n).unwrap_or(usize::MAX),

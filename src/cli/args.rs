@@ -54,6 +54,8 @@ pub fn parse(program: &str, args: &[&str]) -> Parsed {
 
 #[derive(FromArgs, Debug)]
 #[argh(subcommand)]
+// Parsed once at start-up: the size of the largest variant costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     Serve(Serve),
     User(UserCmd),
@@ -90,6 +92,10 @@ pub struct CheckCmd {
     /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
     #[argh(option)]
     pub token: Option<String>,
+    /// PEM CA certificates to trust for an https:// --server, besides the system's (env
+    /// SHELF_CA_CERT)
+    #[argh(option)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// Back up the registry into OUT, a new database file that `shelf serve --db OUT` opens
@@ -117,6 +123,10 @@ pub struct BackupCmd {
     /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
     #[argh(option)]
     pub token: Option<String>,
+    /// PEM CA certificates to trust for an https:// --server, besides the system's (env
+    /// SHELF_CA_CERT)
+    #[argh(option)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// Show what the registry holds and how the file's space is used: logical and physical bytes,
@@ -136,6 +146,10 @@ pub struct StatsCmd {
     /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
     #[argh(option)]
     pub token: Option<String>,
+    /// PEM CA certificates to trust for an https:// --server, besides the system's (env
+    /// SHELF_CA_CERT)
+    #[argh(option)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// Give the database file's free space back to the disk (offline: no server may hold it).
@@ -178,6 +192,10 @@ pub struct ExportCmd {
     /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
     #[argh(option)]
     pub token: Option<String>,
+    /// PEM CA certificates to trust for an https:// --server, besides the system's (env
+    /// SHELF_CA_CERT)
+    #[argh(option)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// Print (or write) the manifest of the files held here: the input of `export --against`.
@@ -199,6 +217,10 @@ pub struct ManifestCmd {
     /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
     #[argh(option)]
     pub token: Option<String>,
+    /// PEM CA certificates to trust for an https:// --server, besides the system's (env
+    /// SHELF_CA_CERT)
+    #[argh(option)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// Import a bundle: verifies every file before publishing any, skips files already present,
@@ -219,6 +241,10 @@ pub struct ImportCmd {
     /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
     #[argh(option)]
     pub token: Option<String>,
+    /// PEM CA certificates to trust for an https:// --server, besides the system's (env
+    /// SHELF_CA_CERT)
+    #[argh(option)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// Run the registry.
@@ -264,6 +290,13 @@ pub struct Serve {
     /// header; env SHELF_EXTERNAL_URL)
     #[argh(option)]
     pub external_url: Option<String>,
+    /// serve HTTPS with this PEM certificate chain (server certificate first; with
+    /// --tls-key; env SHELF_TLS_CERT); SIGHUP reloads it and the key
+    #[argh(option)]
+    pub tls_cert: Option<PathBuf>,
+    /// the PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1; env SHELF_TLS_KEY)
+    #[argh(option)]
+    pub tls_key: Option<PathBuf>,
     /// failed sign-ins in a row one address may make before it is answered 429 (default 10;
     /// one more is allowed every 6 s; env SHELF_AUTH_FAILURE_BURST)
     #[argh(option)]
@@ -351,6 +384,10 @@ pub struct UserAdd {
     /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
     #[argh(option)]
     pub token: Option<String>,
+    /// PEM CA certificates to trust for an https:// --server, besides the system's (env
+    /// SHELF_CA_CERT)
+    #[argh(option)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// List users.
@@ -366,6 +403,10 @@ pub struct UserList {
     /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
     #[argh(option)]
     pub token: Option<String>,
+    /// PEM CA certificates to trust for an https:// --server, besides the system's (env
+    /// SHELF_CA_CERT)
+    #[argh(option)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// Change a user.
@@ -396,6 +437,10 @@ pub struct UserModify {
     /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
     #[argh(option)]
     pub token: Option<String>,
+    /// PEM CA certificates to trust for an https:// --server, besides the system's (env
+    /// SHELF_CA_CERT)
+    #[argh(option)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// Delete a user with its tokens and memberships.
@@ -417,6 +462,10 @@ pub struct UserDelete {
     /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
     #[argh(option)]
     pub token: Option<String>,
+    /// PEM CA certificates to trust for an https:// --server, besides the system's (env
+    /// SHELF_CA_CERT)
+    #[argh(option)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// Manage personal access tokens: offline on the database file, or with --server.
@@ -467,6 +516,10 @@ pub struct TokenCreate {
     /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
     #[argh(option)]
     pub token: Option<String>,
+    /// PEM CA certificates to trust for an https:// --server, besides the system's (env
+    /// SHELF_CA_CERT)
+    #[argh(option)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// List a user's tokens (names and last eight characters, never the token).
@@ -485,6 +538,10 @@ pub struct TokenList {
     /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
     #[argh(option)]
     pub token: Option<String>,
+    /// PEM CA certificates to trust for an https:// --server, besides the system's (env
+    /// SHELF_CA_CERT)
+    #[argh(option)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// Revoke a user's token by name or id.
@@ -506,6 +563,10 @@ pub struct TokenRevoke {
     /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
     #[argh(option)]
     pub token: Option<String>,
+    /// PEM CA certificates to trust for an https:// --server, besides the system's (env
+    /// SHELF_CA_CERT)
+    #[argh(option)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// Manage organizations: offline on the database file, or with --server.
@@ -547,6 +608,10 @@ pub struct OrgCreate {
     /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
     #[argh(option)]
     pub token: Option<String>,
+    /// PEM CA certificates to trust for an https:// --server, besides the system's (env
+    /// SHELF_CA_CERT)
+    #[argh(option)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// List organizations.
@@ -562,6 +627,10 @@ pub struct OrgList {
     /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
     #[argh(option)]
     pub token: Option<String>,
+    /// PEM CA certificates to trust for an https:// --server, besides the system's (env
+    /// SHELF_CA_CERT)
+    #[argh(option)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// Delete an organization with its teams and memberships.
@@ -583,6 +652,10 @@ pub struct OrgDelete {
     /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
     #[argh(option)]
     pub token: Option<String>,
+    /// PEM CA certificates to trust for an https:// --server, besides the system's (env
+    /// SHELF_CA_CERT)
+    #[argh(option)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// Set who may read an organization's packages.
@@ -604,6 +677,10 @@ pub struct OrgVisibility {
     /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
     #[argh(option)]
     pub token: Option<String>,
+    /// PEM CA certificates to trust for an https:// --server, besides the system's (env
+    /// SHELF_CA_CERT)
+    #[argh(option)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// Manage organization members: offline on the database file, or with --server.
@@ -644,6 +721,10 @@ pub struct MemberSet {
     /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
     #[argh(option)]
     pub token: Option<String>,
+    /// PEM CA certificates to trust for an https:// --server, besides the system's (env
+    /// SHELF_CA_CERT)
+    #[argh(option)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// Remove a user from an organization (its direct role and its teams there).
@@ -665,6 +746,10 @@ pub struct MemberRemove {
     /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
     #[argh(option)]
     pub token: Option<String>,
+    /// PEM CA certificates to trust for an https:// --server, besides the system's (env
+    /// SHELF_CA_CERT)
+    #[argh(option)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// List an organization's members with their effective roles.
@@ -683,6 +768,10 @@ pub struct MemberList {
     /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
     #[argh(option)]
     pub token: Option<String>,
+    /// PEM CA certificates to trust for an https:// --server, besides the system's (env
+    /// SHELF_CA_CERT)
+    #[argh(option)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// Show the audit log, newest first.
@@ -707,6 +796,10 @@ pub struct AuditCmd {
     /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
     #[argh(option)]
     pub token: Option<String>,
+    /// PEM CA certificates to trust for an https:// --server, besides the system's (env
+    /// SHELF_CA_CERT)
+    #[argh(option)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// Per-owner quotas: show limits and usage, override the server's defaults, or clear the
@@ -752,6 +845,10 @@ pub struct QuotaSet {
     /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
     #[argh(option)]
     pub token: Option<String>,
+    /// PEM CA certificates to trust for an https:// --server, besides the system's (env
+    /// SHELF_CA_CERT)
+    #[argh(option)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// Show limits and current usage of one owner, or of every owner that stores something or
@@ -771,6 +868,10 @@ pub struct QuotaShow {
     /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
     #[argh(option)]
     pub token: Option<String>,
+    /// PEM CA certificates to trust for an https:// --server, besides the system's (env
+    /// SHELF_CA_CERT)
+    #[argh(option)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// Remove an owner's overrides: the server's defaults apply again.
@@ -789,6 +890,10 @@ pub struct QuotaClear {
     /// a site admin's token for --server (env SHELF_TOKEN, which keeps it out of `ps`)
     #[argh(option)]
     pub token: Option<String>,
+    /// PEM CA certificates to trust for an https:// --server, besides the system's (env
+    /// SHELF_CA_CERT)
+    #[argh(option)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// Cleanup rules (Gitea's, plus unused days) and runs (offline with --db or with --server).
@@ -865,6 +970,10 @@ pub struct RuleAdd {
     /// a token of a site admin or of the owner's admin for --server (env SHELF_TOKEN)
     #[argh(option)]
     pub token: Option<String>,
+    /// PEM CA certificates to trust for an https:// --server, besides the system's (env
+    /// SHELF_CA_CERT)
+    #[argh(option)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// List cleanup rules.
@@ -883,6 +992,10 @@ pub struct RuleList {
     /// a token of a site admin or of the owner's admin for --server (env SHELF_TOKEN)
     #[argh(option)]
     pub token: Option<String>,
+    /// PEM CA certificates to trust for an https:// --server, besides the system's (env
+    /// SHELF_CA_CERT)
+    #[argh(option)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// Remove a cleanup rule.
@@ -904,6 +1017,10 @@ pub struct RuleRemove {
     /// a token of a site admin or of the owner's admin for --server (env SHELF_TOKEN)
     #[argh(option)]
     pub token: Option<String>,
+    /// PEM CA certificates to trust for an https:// --server, besides the system's (env
+    /// SHELF_CA_CERT)
+    #[argh(option)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// Run the enabled cleanup rules now (of one owner, or of all), or show what they would remove.
@@ -925,6 +1042,10 @@ pub struct CleanupRun {
     /// a token of a site admin or of the owner's admin for --server (env SHELF_TOKEN)
     #[argh(option)]
     pub token: Option<String>,
+    /// PEM CA certificates to trust for an https:// --server, besides the system's (env
+    /// SHELF_CA_CERT)
+    #[argh(option)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// Where an administration command acts.
@@ -932,8 +1053,13 @@ pub struct CleanupRun {
 pub enum Target {
     /// The database file, opened directly (no server may hold it).
     Offline(PathBuf),
-    /// A running server, through its JSON API with a site admin's token.
-    Remote { url: String, token: String },
+    /// A running server, through its JSON API with a site admin's token (and, for https://,
+    /// the CA file to trust besides the system's).
+    Remote {
+        url: String,
+        token: String,
+        ca_cert: Option<PathBuf>,
+    },
 }
 
 /// The target of an administration command from its `--db`, `--server` and `--token` flags:
@@ -942,6 +1068,7 @@ pub fn target(
     db: Option<PathBuf>,
     server: Option<String>,
     token: Option<String>,
+    ca_cert: Option<PathBuf>,
 ) -> Result<Target, Error> {
     match (db, server) {
         (Some(_), Some(_)) => Err(Error::Usage(
@@ -954,6 +1081,11 @@ pub fn target(
                     "--token is for --server; offline commands need no token".into(),
                 ));
             }
+            if ca_cert.is_some() {
+                return Err(Error::Usage(
+                    "--ca-cert is for an https:// --server; offline commands need none".into(),
+                ));
+            }
             Ok(Target::Offline(db_path(db)))
         }
         (None, Some(url)) => {
@@ -963,7 +1095,16 @@ pub fn target(
                 .ok_or_else(|| {
                     Error::Usage("--server needs a site admin's token: --token T or SHELF_TOKEN".into())
                 })?;
-            Ok(Target::Remote { url, token })
+            let ca_cert = ca_cert.or_else(|| {
+                std::env::var_os("SHELF_CA_CERT")
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            });
+            Ok(Target::Remote {
+                url,
+                token,
+                ca_cert,
+            })
         }
     }
 }
@@ -990,6 +1131,8 @@ pub struct ServeSettings {
     /// Bytes per second (0: no minimum).
     pub min_body_rate: u64,
     pub external_url: Option<String>,
+    /// The certificate chain and key files, when serving HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
     pub auth_failure_burst: u32,
     pub audit_retention_days: u64,
     pub trusted_proxies: Vec<std::net::IpAddr>,
@@ -1020,7 +1163,7 @@ impl ServeSettings {
              min body rate {}; \
              max file size {}, owner max bytes {}, owner max versions {}; cleanup {}; \
              scrub {}; min free space {}; audit kept {} days; auth failure burst {}; \
-             trusted proxies {}; external url {}; metrics token {}",
+             trusted proxies {}; external url {}; tls {}; metrics token {}",
             self.workers,
             self.max_connections,
             match self.max_connections_per_ip {
@@ -1064,6 +1207,10 @@ impl ServeSettings {
             self.external_url
                 .as_deref()
                 .unwrap_or("none (the request's Host)"),
+            match &self.tls {
+                Some((cert, _)) => cert.display().to_string(),
+                None => "off".to_string(),
+            },
             if self.metrics_token.is_some() {
                 "set"
             } else {
@@ -1175,9 +1322,30 @@ impl ServeSettings {
                 )))
             }
         };
+        let path_or_env =
+            |flag: Option<PathBuf>, name: &str| flag.or_else(|| env_or(name).map(PathBuf::from));
+        let tls = match (
+            path_or_env(s.tls_cert, "SHELF_TLS_CERT"),
+            path_or_env(s.tls_key, "SHELF_TLS_KEY"),
+        ) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(Error::Usage(
+                    "--tls-cert needs --tls-key (or SHELF_TLS_KEY): the certificate's private key"
+                        .into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(Error::Usage(
+                    "--tls-key needs --tls-cert (or SHELF_TLS_CERT): the certificate chain".into(),
+                ))
+            }
+        };
         Ok(ServeSettings {
             listen,
             db: db_path(s.db),
+            tls,
             workers,
             max_connections,
             max_connections_per_ip,
@@ -1315,17 +1483,22 @@ mod tests {
         let url = || Some("http://h:1".to_string());
         let tok = || Some("t".to_string());
         assert_eq!(
-            target(db(), None, None).ok(),
+            target(db(), None, None, None).ok(),
             Some(Target::Offline(PathBuf::from("x.redb")))
         );
         assert_eq!(
-            target(None, url(), tok()).ok(),
+            target(None, url(), tok(), Some(PathBuf::from("ca.pem"))).ok(),
             Some(Target::Remote {
                 url: "http://h:1".into(),
-                token: "t".into()
+                token: "t".into(),
+                ca_cert: Some(PathBuf::from("ca.pem")),
             })
         );
-        assert!(target(db(), url(), tok()).is_err(), "both");
-        assert!(target(db(), None, tok()).is_err(), "a token offline");
+        assert!(target(db(), url(), tok(), None).is_err(), "both");
+        assert!(target(db(), None, tok(), None).is_err(), "a token offline");
+        assert!(
+            target(db(), None, None, Some(PathBuf::from("ca.pem"))).is_err(),
+            "a CA offline"
+        );
     }
 }

@@ -25,8 +25,8 @@ fn close(store: Arc<Store>) -> Result<(), Error> {
     Ok(store.close()?)
 }
 
-fn client(url: &str, token: &str) -> Result<Client, Error> {
-    Ok(Client::new(url, token)?)
+fn client(url: &str, token: &str, ca_cert: Option<&Path>) -> Result<Client, Error> {
+    Ok(Client::new(url, token, ca_cert)?)
 }
 
 /// `FILE.partial`, renamed to `FILE` once complete: a bundle file that exists is whole.
@@ -107,7 +107,7 @@ pub fn export(cmd: ExportCmd) -> Result<(), Error> {
         crate::bundle::parse_since(s).map_err(Error::Since)?;
     }
     let against = cmd.against.as_deref().map(read_against).transpose()?;
-    let target = args::target(cmd.db, cmd.server, cmd.token)?;
+    let target = args::target(cmd.db, cmd.server, cmd.token, cmd.ca_cert)?;
     let started = Instant::now();
     let (files, bytes, left_out, written) = match target {
         Target::Offline(path) => {
@@ -141,8 +141,12 @@ pub fn export(cmd: ExportCmd) -> Result<(), Error> {
             closed?;
             r
         }
-        Target::Remote { url, token } => {
-            let c = client(&url, &token)?;
+        Target::Remote {
+            url,
+            token,
+            ca_cert,
+        } => {
+            let c = client(&url, &token, ca_cert.as_deref())?;
             let body = json!({
                 "owner": cmd.owner,
                 "package": cmd.package,
@@ -190,7 +194,7 @@ pub fn export(cmd: ExportCmd) -> Result<(), Error> {
 }
 
 pub fn manifest(cmd: ManifestCmd) -> Result<(), Error> {
-    let target = args::target(cmd.db, cmd.server, cmd.token)?;
+    let target = args::target(cmd.db, cmd.server, cmd.token, cmd.ca_cert)?;
     let emit = |f: &mut dyn FnMut(&mut dyn Write) -> Result<u64, Error>| -> Result<(), Error> {
         match &cmd.output {
             Some(out) => write_atomically(out, |w| f(w)).map(|_| ()),
@@ -225,8 +229,12 @@ pub fn manifest(cmd: ManifestCmd) -> Result<(), Error> {
                 Ok(bytes.len() as u64)
             })
         }
-        Target::Remote { url, token } => {
-            let c = client(&url, &token)?;
+        Target::Remote {
+            url,
+            token,
+            ca_cert,
+        } => {
+            let c = client(&url, &token, ca_cert.as_deref())?;
             let path = match &cmd.owner {
                 Some(o) => format!("/api/v1/admin/manifest?owner={}", encode_component(o)),
                 None => "/api/v1/admin/manifest".to_string(),
@@ -289,7 +297,7 @@ fn print_report(r: &ImportReport) -> Result<(), Error> {
 }
 
 pub fn import(cmd: ImportCmd) -> Result<(), Error> {
-    let target = args::target(cmd.db, cmd.server, cmd.token)?;
+    let target = args::target(cmd.db, cmd.server, cmd.token, cmd.ca_cert)?;
     let file =
         File::open(&cmd.file).map_err(Error::io(format!("cannot open {}", cmd.file.display())))?;
     let len = file
@@ -316,8 +324,12 @@ pub fn import(cmd: ImportCmd) -> Result<(), Error> {
             closed?;
             r
         }
-        Target::Remote { url, token } => {
-            let c = client(&url, &token)?;
+        Target::Remote {
+            url,
+            token,
+            ca_cert,
+        } => {
+            let c = client(&url, &token, ca_cert.as_deref())?;
             let what = "uploading the bundle (then the server verifies and publishes it)";
             let bar = Progress::new(what, Unit::Bytes, Some(len));
             let mut file = bar.reader(file);

@@ -1,14 +1,22 @@
 //! A minimal HTTP/1.1 client for the command line's `--server` mode: one JSON request per
-//! connection (`Connection: close`) to an `http://host[:port][/prefix]` URL, authenticated with
-//! `Authorization: token T`. Only plain HTTP: there is no TLS crate in shelf, so `https://` is
-//! refused with the way around it (run the CLI on the server host, or through an SSH tunnel).
+//! connection (`Connection: close`) to an `http://` or `https://host[:port][/prefix]` URL,
+//! authenticated with `Authorization: token T`.
 //!
-//! Std and serde_json only; knows nothing of the store or the API's routes.
+//! `https://` is verified against the system's CA certificates plus an optional `--ca-cert`
+//! file (air-gapped sites run their own CA), with rustls. There is no way to skip the check,
+//! and never a fallback to plain HTTP.
+//!
+//! Std, serde_json and rustls; knows nothing of the store or the API's routes.
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 use serde_json::Value;
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Largest response body read (the API's pages are far smaller).
@@ -25,8 +33,8 @@ const LONG_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 pub enum Error {
     /// The `--server` URL is not one this client can use.
     Url(String),
-    /// `https://`: this client speaks plain HTTP only.
-    Https,
+    /// The TLS setup (the CA file) or the handshake failed; the message says what to do.
+    Tls(String),
     /// Connecting to the server failed.
     Connect(String, io::Error),
     /// Sending the request or reading the answer failed.
@@ -41,12 +49,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Url(m) => write!(f, "--server: {m}"),
-            Error::Https => write!(
-                f,
-                "--server: https:// is not supported (the CLI speaks plain HTTP); run the command \
-                 on the server host against http://127.0.0.1:PORT, or through an SSH tunnel \
-                 (ssh -L 8080:127.0.0.1:PORT host, then --server http://127.0.0.1:8080)"
-            ),
+            Error::Tls(m) => write!(f, "{m}"),
             Error::Connect(addr, e) => write!(f, "cannot connect to {addr}: {e}"),
             Error::Io(e) => write!(f, "talking to the server failed: {e}"),
             Error::Protocol(m) => write!(f, "the server's answer is not understood: {m}"),
@@ -84,6 +87,8 @@ impl From<io::Error> for Error {
 pub struct Client {
     /// `host:port`, for the `Host` header and to connect to.
     authority: String,
+    /// For `https://`: the verifying TLS configuration and the name the certificate must carry.
+    tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
     /// Path prefix without a trailing slash (`""` when shelf is at the root).
     prefix: String,
     token: String,
@@ -109,39 +114,62 @@ impl Reply {
 }
 
 impl Client {
-    pub fn new(url: &str, token: &str) -> Result<Client, Error> {
+    /// A client for `url` (`http://` or `https://`); `ca_cert` adds CA certificates (PEM) to
+    /// the system's for verifying an https server.
+    pub fn new(url: &str, token: &str, ca_cert: Option<&Path>) -> Result<Client, Error> {
         let lower = url.to_ascii_lowercase();
-        if lower.starts_with("https://") {
-            return Err(Error::Https);
-        }
-        if !lower.starts_with("http://") {
+        let (https, rest) = if lower.starts_with("https://") {
+            (true, &url["https://".len()..])
+        } else if lower.starts_with("http://") {
+            (false, &url["http://".len()..])
+        } else {
             return Err(Error::Url(format!(
-                "expected an http:// URL such as http://127.0.0.1:8080, not {url:?}"
+                "expected an http:// or https:// URL such as http://127.0.0.1:8080, not {url:?}"
             )));
-        }
-        let rest = &url["http://".len()..];
+        };
         let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
         if authority.is_empty() || authority.contains('@') || path.contains(['?', '#']) {
             return Err(Error::Url(format!(
-                "expected http://host[:port][/path], not {url:?}"
+                "expected http[s]://host[:port][/path], not {url:?}"
             )));
         }
-        let has_port = match authority.rfind(']') {
-            Some(end) => authority[end..].contains(':'),
-            None => authority.contains(':'),
+        let (host, has_port) = match authority.rfind(']') {
+            Some(end) => (
+                authority[..end].trim_start_matches('['),
+                authority[end..].contains(':'),
+            ),
+            None => match authority.split_once(':') {
+                Some((h, _)) => (h, true),
+                None => (authority, false),
+            },
         };
+        let host = host.to_string();
         let authority = if has_port {
             authority.to_string()
         } else {
-            format!("{authority}:80")
+            format!("{authority}:{}", if https { 443 } else { 80 })
         };
         if token.is_empty() || token.bytes().any(|b| !b.is_ascii_graphic()) {
             return Err(Error::Url(
                 "the token must be printable ASCII without spaces".into(),
             ));
         }
+        let tls = if https {
+            let name = ServerName::try_from(host.clone())
+                .map_err(|_| Error::Url(format!("{host:?} is not a valid host name for TLS")))?;
+            Some((tls_config(ca_cert)?, name))
+        } else {
+            if ca_cert.is_some() {
+                return Err(Error::Url(format!(
+                    "--ca-cert (or SHELF_CA_CERT) is for an https:// server, and {url:?} is \
+                     plain http://"
+                )));
+            }
+            None
+        };
         Ok(Client {
             authority,
+            tls,
             prefix: path.trim_end_matches('/').to_string(),
             token: token.to_string(),
             read_timeout: IO_TIMEOUT,
@@ -157,7 +185,7 @@ impl Client {
 
     /// Sends one request; `path` starts with `/` and is already percent-encoded.
     pub fn send(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Reply, Error> {
-        let stream = self.connect(self.read_timeout, IO_TIMEOUT)?;
+        let mut wire = self.connect(self.read_timeout, IO_TIMEOUT)?;
         let payload = match body {
             Some(v) => serde_json::to_vec(v).map_err(|e| Error::Protocol(e.to_string()))?,
             None => Vec::new(),
@@ -177,11 +205,11 @@ impl Client {
             head.push_str(&format!("Content-Length: {}\r\n", payload.len()));
         }
         head.push_str("\r\n");
-        let mut writer = &stream;
-        writer.write_all(head.as_bytes())?;
-        writer.write_all(&payload)?;
-        writer.flush()?;
-        read_reply(&mut BufReader::new(&stream), method == "HEAD")
+        let mut request = head.into_bytes();
+        request.extend_from_slice(&payload);
+        wire.write_all(&request)?;
+        wire.flush()?;
+        read_reply(&mut BufReader::new(wire), method == "HEAD")
     }
 
     /// Sends one JSON request and returns the JSON answer (`Null` for an empty body); any
@@ -211,7 +239,7 @@ impl Client {
     /// GETs `path` and copies the answer's body, of any size, into `out` as it arrives;
     /// returns the bytes copied. A status other than 2xx is an `Error::Status`.
     pub fn download(&self, path: &str, out: &mut dyn Write) -> Result<u64, Error> {
-        let stream = self.connect(LONG_TIMEOUT, IO_TIMEOUT)?;
+        let mut wire = self.connect(LONG_TIMEOUT, IO_TIMEOUT)?;
         let head = format!(
             "GET {}{path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: shelf-cli/{}\r\n\
              Connection: close\r\nAuthorization: token {}\r\n\r\n",
@@ -220,8 +248,9 @@ impl Client {
             env!("CARGO_PKG_VERSION"),
             self.token
         );
-        (&stream).write_all(head.as_bytes())?;
-        let mut r = BufReader::with_capacity(1 << 20, &stream);
+        wire.write_all(head.as_bytes())?;
+        wire.flush()?;
+        let mut r = BufReader::with_capacity(1 << 20, wire);
         let reply = read_head(&mut r)?;
         if !(200..300).contains(&reply.status) {
             // An error answer is read to 1 MiB at most, whatever it declares.
@@ -232,8 +261,9 @@ impl Client {
         copy_body(&mut r, &reply, out)
     }
 
-    /// A connection to the server with these socket read and write timeouts.
-    fn connect(&self, read: Duration, write: Duration) -> Result<TcpStream, Error> {
+    /// A connection to the server with these socket read and write timeouts; for https, with
+    /// its certificate verified.
+    fn connect(&self, read: Duration, write: Duration) -> Result<Wire, Error> {
         let addr = self
             .authority
             .to_socket_addrs()
@@ -249,7 +279,18 @@ impl Client {
             .map_err(|e| Error::Connect(self.authority.clone(), e))?;
         stream.set_read_timeout(Some(read))?;
         stream.set_write_timeout(Some(write))?;
-        Ok(stream)
+        let Some((config, name)) = &self.tls else {
+            return Ok(Wire::Plain(stream));
+        };
+        let mut conn = ClientConnection::new(Arc::clone(config), name.clone())
+            .map_err(|e| Error::Tls(format!("TLS with {}: {e}", self.authority)))?;
+        let mut stream = stream;
+        // The handshake now, not inside the first write: its errors are the ones to explain.
+        while conn.is_handshaking() {
+            conn.complete_io(&mut stream)
+                .map_err(|e| handshake_error(&self.authority, name, e))?;
+        }
+        Ok(Wire::Tls(Box::new(StreamOwned::new(conn, stream))))
     }
 }
 
@@ -291,7 +332,7 @@ impl Client {
         body: Option<(&mut dyn Read, u64)>,
         timeout: Duration,
     ) -> Result<Streamed, Error> {
-        let stream = self.connect(timeout, timeout)?;
+        let mut wire = self.connect(timeout, timeout)?;
         let len = body.as_ref().map(|(_, l)| *l).unwrap_or(0);
         let head = format!(
             "{method} {}{path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: shelf-cli/{}\r\n\
@@ -302,7 +343,7 @@ impl Client {
             env!("CARGO_PKG_VERSION"),
             self.token
         );
-        let mut writer = io::BufWriter::with_capacity(1 << 20, &stream);
+        let mut writer = io::BufWriter::with_capacity(1 << 20, &mut wire);
         let sent = writer.write_all(head.as_bytes()).and_then(|()| match body {
             Some((reader, len)) => {
                 let copied = io::copy(&mut reader.take(len), &mut writer)?;
@@ -319,7 +360,7 @@ impl Client {
         drop(writer);
         // A server that refused early answered before reading everything: read its answer
         // even when sending failed, and report the sending error only if there is none.
-        let mut reader = BufReader::with_capacity(1 << 20, stream.try_clone()?);
+        let mut reader = BufReader::with_capacity(1 << 20, wire);
         let Reply {
             status, headers, ..
         } = match read_head(&mut reader) {
@@ -355,6 +396,130 @@ impl Client {
             body,
         })
     }
+}
+
+/// A connection to the server: plain, or TLS over it.
+enum Wire {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Read for Wire {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Wire::Plain(s) => s.read(buf),
+            Wire::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Wire {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Wire::Plain(s) => s.write(buf),
+            Wire::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Wire::Plain(s) => s.flush(),
+            Wire::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// The verifying TLS configuration: the system's CA certificates plus those of `ca_cert`.
+fn tls_config(ca_cert: Option<&Path>) -> Result<Arc<ClientConfig>, Error> {
+    let mut roots = RootCertStore::empty();
+    // Unreadable system certificates only narrow what is trusted; the handshake then says so.
+    let (added, _) =
+        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    let mut own = 0;
+    if let Some(path) = ca_cert {
+        let data = std::fs::read(path)
+            .map_err(|e| Error::Tls(format!("cannot read the CA file {}: {e}", path.display())))?;
+        for cert in CertificateDer::pem_slice_iter(&data) {
+            let cert = cert.map_err(|e| {
+                Error::Tls(format!(
+                    "the CA file {} is not valid PEM: {e}",
+                    path.display()
+                ))
+            })?;
+            roots.add(cert).map_err(|e| {
+                Error::Tls(format!(
+                    "the CA file {}: a certificate in it is not usable: {e}",
+                    path.display()
+                ))
+            })?;
+            own += 1;
+        }
+        if own == 0 {
+            return Err(Error::Tls(format!(
+                "the CA file {} holds no \"BEGIN CERTIFICATE\" block",
+                path.display()
+            )));
+        }
+    }
+    if added + own == 0 {
+        return Err(Error::Tls(
+            "no CA certificates to verify an https:// server with: the system has none \
+             (install ca-certificates), so pass the server's CA with --ca-cert FILE or \
+             SHELF_CA_CERT"
+                .into(),
+        ));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Tls(format!("TLS setup: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A failed handshake, said so that the reader knows what to change.
+fn handshake_error(authority: &str, name: &ServerName<'_>, e: io::Error) -> Error {
+    use rustls::CertificateError as C;
+    let host = name.to_str();
+    let tls = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
+    let why = match tls {
+        Some(rustls::Error::InvalidCertificate(c)) => match c {
+            C::UnknownIssuer | C::BadSignature => format!(
+                "the certificate of {host} is not signed by a CA this client trusts (unknown \
+                 issuer); if your site runs its own CA, pass its certificate with --ca-cert \
+                 FILE or SHELF_CA_CERT"
+            ),
+            C::NotValidForName | C::NotValidForNameContext { .. } => format!(
+                "the certificate the server at {authority} presented is not valid for the \
+                 name {host:?}; use the host name the certificate was made for"
+            ),
+            C::Expired | C::ExpiredContext { .. } => {
+                format!("the certificate of {host} has expired")
+            }
+            C::NotValidYet | C::NotValidYetContext { .. } => {
+                format!("the certificate of {host} is not valid yet (check the clocks)")
+            }
+            C::Revoked => format!("the certificate of {host} is revoked"),
+            C::Other(o) if format!("{o:?}").contains("CaUsedAsEndEntity") => format!(
+                "the server at {authority} presents a CA certificate as its own (a \
+                 self-signed certificate with CA:TRUE); give the server a certificate signed \
+                 by that CA, and this client the CA with --ca-cert"
+            ),
+            other => format!("the certificate of {host} is not accepted: {other:?}"),
+        },
+        Some(rustls::Error::InvalidMessage(_))
+        | Some(rustls::Error::InappropriateMessage { .. }) => {
+            format!(
+                "the server at {authority} did not answer with TLS: is it serving plain http:// \
+                 (then use an http:// URL)?"
+            )
+        }
+        Some(other) => format!("{other}"),
+        None => format!("{e}"),
+    };
+    Error::Tls(format!("TLS handshake with {authority} failed: {why}"))
 }
 
 /// The error for a non-2xx answer: what the server's JSON `errors` name (Gitea's not-found
@@ -410,6 +575,15 @@ fn read_line_limited<R: BufRead>(r: &mut R, budget: &mut usize) -> Result<String
 fn read_head<R: BufRead>(r: &mut R) -> Result<Reply, Error> {
     let mut budget = MAX_HEAD;
     loop {
+        if r.fill_buf()
+            .map_err(Error::Io)?
+            .first()
+            .is_some_and(|&b| b == 0x15 || b == 0x16)
+        {
+            return Err(Error::Protocol(
+                "the server answered with TLS: use an https:// URL".into(),
+            ));
+        }
         let status_line = read_line_limited(r, &mut budget)?;
         let mut parts = status_line.split(' ');
         let version = parts.next().unwrap_or_default();
@@ -551,23 +725,32 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert!(matches!(Client::new("https://h", "t"), Err(Error::Https)));
-        assert!(matches!(Client::new("HTTPS://h", "t"), Err(Error::Https)));
-        assert!(matches!(Client::new("h:80", "t"), Err(Error::Url(_))));
-        assert!(matches!(
-            Client::new("http://u:p@h", "t"),
-            Err(Error::Url(_))
-        ));
-        assert!(matches!(Client::new("http://h", "a b"), Err(Error::Url(_))));
-        let c = Client::new("http://h", "t").expect("plain");
+        let new = |url: &str, token: &str| Client::new(url, token, None);
+        assert!(matches!(new("h:80", "t"), Err(Error::Url(_))));
+        assert!(matches!(new("ftp://h", "t"), Err(Error::Url(_))));
+        assert!(matches!(new("http://u:p@h", "t"), Err(Error::Url(_))));
+        assert!(matches!(new("http://h", "a b"), Err(Error::Url(_))));
+        let c = new("http://h", "t").expect("plain");
         assert_eq!((c.authority.as_str(), c.prefix.as_str()), ("h:80", ""));
-        let c = Client::new("http://[::1]:9/shelf/", "t").expect("v6 with prefix");
+        assert!(c.tls.is_none());
+        let c = new("http://[::1]:9/shelf/", "t").expect("v6 with prefix");
         assert_eq!(
             (c.authority.as_str(), c.prefix.as_str()),
             ("[::1]:9", "/shelf")
         );
-        let c = Client::new("http://[::1]", "t").expect("v6");
+        let c = new("http://[::1]", "t").expect("v6");
         assert_eq!(c.authority, "[::1]:80");
+        let missing = Path::new("/nonexistent/ca.pem");
+        let e = Client::new("https://h", "t", Some(missing)).map(|_| ());
+        assert!(
+            matches!(&e, Err(Error::Tls(m)) if m.starts_with("cannot read the CA file")),
+            "{e:?}"
+        );
+        let e = Client::new("http://h", "t", Some(missing)).map(|_| ());
+        assert!(
+            matches!(&e, Err(Error::Url(m)) if m.contains("plain http://")),
+            "{e:?}"
+        );
     }
 
     #[test]

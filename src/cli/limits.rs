@@ -26,7 +26,11 @@ fn open(target: args::Target) -> Result<Backend, Error> {
         args::Target::Offline(path) => {
             Backend::Offline(super::open_store(&path, super::Open::Existing)?)
         }
-        args::Target::Remote { url, token } => Backend::Remote(Client::new(&url, &token)?),
+        args::Target::Remote {
+            url,
+            token,
+            ca_cert,
+        } => Backend::Remote(Client::new(&url, &token, ca_cert.as_deref())?),
     })
 }
 
@@ -173,7 +177,7 @@ fn override_of(v: &Value) -> Option<Limit> {
 pub fn quota(action: QuotaAction) -> Result<(), Error> {
     match action {
         QuotaAction::Show(a) => {
-            let target = args::target(a.db, a.server, a.token)?;
+            let target = args::target(a.db, a.server, a.token, a.ca_cert)?;
             with(target, |b| {
                 let list = match &a.owner {
                     Some(o) => vec![b.quota(&owner_name(o)?)?],
@@ -185,7 +189,7 @@ pub fn quota(action: QuotaAction) -> Result<(), Error> {
         }
         QuotaAction::Clear(a) => {
             let owner = owner_name(&a.owner)?;
-            let target = args::target(a.db, a.server, a.token)?;
+            let target = args::target(a.db, a.server, a.token, a.ca_cert)?;
             with(target, |b| {
                 b.set_quota(&owner, QuotaRecord::default())?;
                 println!("cleared the quota overrides of {}", printable(&owner));
@@ -209,7 +213,7 @@ pub fn quota(action: QuotaAction) -> Result<(), Error> {
                     "give at least one of --max-file-size, --max-bytes, --max-versions".into(),
                 ));
             }
-            let target = args::target(a.db, a.server, a.token)?;
+            let target = args::target(a.db, a.server, a.token, a.ca_cert)?;
             with(target, |b| {
                 let current = b.quota(&owner)?;
                 let o = &current["overrides"];
@@ -367,7 +371,7 @@ fn rule_add(a: RuleAdd) -> Result<(), Error> {
     m.insert("unused_days".into(), json!(a.unused_days.unwrap_or(0)));
     // Validated here too, so a bad pattern is a clear error before anything opens.
     let rule = rule_from_json(&m).map_err(|e| Error::Usage(e.to_string()))?;
-    let target = args::target(a.db, a.server, a.token)?;
+    let target = args::target(a.db, a.server, a.token, a.ca_cert)?;
     with(target, |b| {
         // Adding replaces the package's rule whole: say what it was.
         let before = rules_of(b, Some(&owner))?
@@ -400,7 +404,7 @@ fn rule_add(a: RuleAdd) -> Result<(), Error> {
 fn rule_remove(a: RuleRemove) -> Result<(), Error> {
     let owner = owner_name(&a.owner)?;
     let (package, seg) = package_segment(&a.package)?;
-    let target = args::target(a.db, a.server, a.token)?;
+    let target = args::target(a.db, a.server, a.token, a.ca_cert)?;
     with(target, |b| {
         let missing = || Missing::CleanupRule {
             owner: owner.clone(),
@@ -431,7 +435,7 @@ fn rule_remove(a: RuleRemove) -> Result<(), Error> {
 /// `shelf cleanup rule list`.
 fn rule_list(a: RuleList) -> Result<(), Error> {
     let owner = a.owner.as_deref().map(owner_name).transpose()?;
-    let target = args::target(a.db, a.server, a.token)?;
+    let target = args::target(a.db, a.server, a.token, a.ca_cert)?;
     with(target, |b| {
         let rules = rules_of(b, owner.as_deref())?;
         println!(
@@ -484,7 +488,7 @@ fn rule_list(a: RuleList) -> Result<(), Error> {
 /// `shelf cleanup run`: the enabled rules now, or what they would remove (`--dry-run`).
 fn run(a: CleanupRun) -> Result<(), Error> {
     let owner = a.owner.as_deref().map(owner_name).transpose()?;
-    let target = args::target(a.db, a.server, a.token)?;
+    let target = args::target(a.db, a.server, a.token, a.ca_cert)?;
     let dry = a.dry_run;
     with(target, |b| {
         let report: Value = match b {

@@ -27,7 +27,7 @@ fn mb_s(bytes: u64, secs: f64) -> f64 {
 
 /// `shelf backup OUT`.
 pub fn backup(c: BackupCmd) -> Result<(), Error> {
-    let target = args::target(c.db, c.server, c.token)?;
+    let target = args::target(c.db, c.server, c.token, c.ca_cert)?;
     if c.out.exists() {
         return Err(Error::BackupExists(c.out.clone()));
     }
@@ -78,9 +78,13 @@ pub fn backup(c: BackupCmd) -> Result<(), Error> {
             close(s)?;
             r.map(|_| ()).map_err(Error::from)
         }
-        Target::Remote { url, token } => {
+        Target::Remote {
+            url,
+            token,
+            ca_cert,
+        } => {
             let bar = Progress::new("downloading the backup", Unit::Bytes, None);
-            Client::new(url, token)?
+            Client::new(url, token, ca_cert.as_deref())?
                 .download("/api/v1/admin/backup", &mut bar.writer(&mut w))
                 .map(|_| ())
                 .map_err(Error::from)
@@ -173,9 +177,13 @@ impl<R: std::io::Read> std::io::Read for Paced<R> {
 
 /// `shelf check [--repair]`.
 pub fn check(c: CheckCmd) -> Result<(), Error> {
-    let target = args::target(c.db, c.server, c.token)?;
+    let target = args::target(c.db, c.server, c.token, c.ca_cert)?;
     let (report, repair) = match target {
-        Target::Remote { url, token } => {
+        Target::Remote {
+            url,
+            token,
+            ca_cert,
+        } => {
             if c.repair {
                 return Err(Error::Usage(
                     "--repair works on the database file: stop the server, then run \
@@ -184,10 +192,9 @@ pub fn check(c: CheckCmd) -> Result<(), Error> {
                 ));
             }
             let bar = Progress::spinner("the server is checking");
-            let v =
-                Client::new(&url, &token)?
-                    .patient()
-                    .call("GET", "/api/v1/admin/check", None)?;
+            let v = Client::new(&url, &token, ca_cert.as_deref())?
+                .patient()
+                .call("GET", "/api/v1/admin/check", None)?;
             drop(bar);
             (v, None)
         }
@@ -256,12 +263,14 @@ fn print_check(v: &Value) -> usize {
 
 /// `shelf stats`.
 pub fn stats(c: StatsCmd) -> Result<(), Error> {
-    let v = match args::target(c.db, c.server, c.token)? {
-        Target::Remote { url, token } => {
-            Client::new(&url, &token)?
-                .patient()
-                .call("GET", "/api/v1/admin/stats", None)?
-        }
+    let v = match args::target(c.db, c.server, c.token, c.ca_cert)? {
+        Target::Remote {
+            url,
+            token,
+            ca_cert,
+        } => Client::new(&url, &token, ca_cert.as_deref())?
+            .patient()
+            .call("GET", "/api/v1/admin/stats", None)?,
         Target::Offline(db) => {
             let s = open(&db)?;
             let stats = s.stats();

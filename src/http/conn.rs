@@ -3,8 +3,9 @@
 //! knows nothing of HTTP beyond line endings.
 
 use std::io::{self, Read};
-use std::net::TcpStream;
 use std::sync::Arc;
+
+use super::link::Link;
 use std::time::Duration;
 
 /// Body reads into a caller buffer at least this large bypass our buffer when it is empty.
@@ -17,7 +18,7 @@ const DIRECT_READ_MIN: usize = 8 * 1024;
 /// A connection's socket and read buffer. Bytes in `buf[pos..end]` were received but not consumed;
 /// they belong to the current request (head/body) or to the next pipelined request.
 pub(super) struct Conn {
-    pub(super) stream: Arc<TcpStream>,
+    pub(super) stream: Arc<Link>,
     pub(super) buf: Box<[u8]>,
     pub(super) pos: usize,
     pub(super) end: usize,
@@ -26,7 +27,7 @@ pub(super) struct Conn {
 }
 
 impl Conn {
-    pub(super) fn new(stream: Arc<TcpStream>, buf: Box<[u8]>) -> Conn {
+    pub(super) fn new(stream: Arc<Link>, buf: Box<[u8]>) -> Conn {
         Conn {
             stream,
             buf,

@@ -26,22 +26,26 @@
 //! The code is split by what it owns: `conn.rs` (a connection's socket and read buffer),
 //! `request.rs` (request heads, headers and body framing decisions), `body.rs` (the request body and
 //! its Content-Length and chunked decoders), `response.rs` (response types, head encoding, writing
-//! and streaming), `date.rs` (HTTP dates), `poller.rs` (the listener, accept, the connection caps,
-//! waiting connections and their head and idle timeouts); this file holds the configuration,
+//! and streaming), `date.rs` (HTTP dates), `link.rs` (a connection's transport: the socket, plain or TLS, blocking
+//! for workers and non-blocking for the poller), `tls.rs` (the certificate, key and their
+//! reload), `poller.rs` (the listener, accept, the connection caps, waiting connections, TLS
+//! handshakes, and their head and idle timeouts); this file holds the configuration,
 //! the server, the worker pool and a connection's requests on a worker.
 
 mod body;
 mod conn;
+mod link;
 mod poller;
 mod request;
 mod response;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 use std::any::Any;
 use std::collections::HashMap;
 use std::io::{self, Read};
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -52,9 +56,11 @@ use std::time::{Duration, Instant};
 pub use body::Body;
 pub use request::{Headers, Request};
 pub use response::{BodySource, Response, ResponseBody};
+pub use tls::{Tls, TlsError};
 
 use body::{BodyRate, BodySrc, ConnBody, Framing, MAX_TRAILER_LINE};
 use conn::Conn;
+use link::Link;
 use poller::{Parked, Poller};
 use request::{connection_tokens, head_ready, read_head, request_framing, HeadError};
 use response::{layer_error, write_response, Sent, WorkerBufs};
@@ -212,7 +218,7 @@ struct Shared {
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     /// Each worker's connection, so that shutdown can cut the ones still busy after the grace
     /// period (a stalled client must not keep the handler, and with it the database, open).
-    active: Vec<Mutex<Option<Arc<TcpStream>>>>,
+    active: Vec<Mutex<Option<Arc<Link>>>>,
     /// A worker has given a connection back and woken the poller, which has not drained them
     /// yet (so that a burst of returns costs one wake-up).
     wake_pending: AtomicBool,
@@ -239,6 +245,8 @@ struct Ctx {
     handler: Handler,
     shared: Arc<Shared>,
     observer: Option<Arc<dyn Observer>>,
+    /// Set: every connection speaks TLS.
+    tls: Option<Arc<Tls>>,
     /// Gives connections back to the poller.
     park_tx: Sender<Parked>,
 }
@@ -386,7 +394,7 @@ fn serve_connection(
     ctx: &Ctx,
     job: Parked,
     bufs: &mut WorkerBufs,
-    slot: &Mutex<Option<Arc<TcpStream>>>,
+    slot: &Mutex<Option<Arc<Link>>>,
 ) -> Option<Parked> {
     let Parked {
         stream,
@@ -443,7 +451,7 @@ enum Next {
 fn serve_request(
     ctx: &Ctx,
     mut conn: Conn,
-    stream: &Arc<TcpStream>,
+    stream: &Arc<Link>,
     peer: SocketAddr,
     deadline: Instant,
     bufs: &mut WorkerBufs,
@@ -523,6 +531,7 @@ fn serve_request(
         target: head.target,
         headers: head.headers,
         peer,
+        secure: stream.is_tls(),
         body,
     };
 
@@ -561,7 +570,10 @@ fn serve_request(
                 linger_close(stream);
             } else if cb.is_none() {
                 // The body (holding a handle to the socket) may live on in the handler's hands.
-                let _ = stream.shutdown(Shutdown::Both);
+                stream.abort();
+            } else if sent.ok {
+                // A TLS client reading to the end of the connection sees a clean end.
+                stream.close_notify();
             }
             Next::Close(cb.map(|cb| cb.conn.buf))
         }
@@ -583,7 +595,7 @@ impl Refusal<'_> {
     fn send(
         self,
         ctx: &Ctx,
-        stream: &Arc<TcpStream>,
+        stream: &Arc<Link>,
         bufs: &mut WorkerBufs,
         conn: Conn,
         status: u16,
@@ -672,14 +684,15 @@ fn reclaim(body: Body, keep_requested: bool) -> Reclaimed {
 
 /// Half-closes, then reads and discards input for a bounded time, so that unread request bytes do
 /// not make the kernel reset the connection before the client has read our response.
-fn linger_close(stream: &TcpStream) {
+fn linger_close(stream: &Link) {
     if stream.shutdown(Shutdown::Write).is_err() {
         return;
     }
     let deadline = Instant::now() + LINGER_TIME;
     let mut scratch = [0u8; 16 * 1024];
     let mut total = 0;
-    let mut r = stream;
+    // The raw socket: what is discarded need not be decrypted.
+    let mut r = stream.tcp();
     loop {
         let now = Instant::now();
         if now >= deadline || total > LINGER_BYTES {
@@ -765,6 +778,7 @@ pub struct Server {
     local_addr: SocketAddr,
     shared: Arc<Shared>,
     observer: Option<Arc<dyn Observer>>,
+    tls: Option<Arc<Tls>>,
 }
 
 /// Stops a running [`Server`]; `Clone + Send`.
@@ -819,7 +833,13 @@ impl Server {
                 waker,
             }),
             observer: None,
+            tls: None,
         })
+    }
+
+    /// Serves TLS on every connection, with the pair `tls` holds (and reloads).
+    pub fn set_tls(&mut self, tls: Arc<Tls>) {
+        self.tls = Some(tls);
     }
 
     /// Has every request reported to `observer` (see [`Observer`]).
@@ -853,6 +873,7 @@ impl Server {
             local_addr,
             shared,
             observer,
+            tls,
         } = self;
         let workers = shared.workers;
         let mut poller = Poller::new(poll, listener).map_err(|e| {
@@ -869,6 +890,7 @@ impl Server {
             handler,
             shared: Arc::clone(&shared),
             observer,
+            tls,
             park_tx,
         });
         let mut handles = Vec::with_capacity(workers);
@@ -889,7 +911,8 @@ impl Server {
                 }
             }
         }
-        log::info!("listening on http://{local_addr} with {workers} workers");
+        let scheme = if ctx.tls.is_some() { "https" } else { "http" };
+        log::info!("listening on {scheme}://{local_addr} with {workers} workers");
         poller.run(&ctx, &job_tx, &park_rx);
         // Closes the listener and every waiting connection; queued ones are still served.
         drop(poller);
@@ -905,7 +928,7 @@ impl Server {
                 );
                 for slot in &shared.active {
                     if let Some(s) = slot.lock().ok().and_then(|s| s.clone()) {
-                        let _ = s.shutdown(Shutdown::Both);
+                        s.abort();
                     }
                 }
                 // Workers blocked on those sockets now fail and end, dropping the handler.

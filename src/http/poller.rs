@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
+use super::link::{send_nonblocking, Link};
 use super::request::head_ready;
 use super::response::{encode_head, Sent};
 use super::{access_log, Ctx, Ticket};
@@ -44,7 +45,7 @@ const MAX_WAIT: Duration = Duration::from_millis(500);
 
 /// A connection no worker holds: new, idle, or with part of its next request head received.
 pub(super) struct Parked {
-    pub(super) stream: Arc<TcpStream>,
+    pub(super) stream: Arc<Link>,
     pub(super) peer: SocketAddr,
     /// Its place in the open-connection counts; given back when the connection closes.
     pub(super) ticket: Ticket,
@@ -61,6 +62,10 @@ struct Waiting {
     /// Bytes of a head have arrived, or the connection is new: the head timeout applies. Else
     /// it is idle between requests and the idle timeout applies.
     in_head: bool,
+    /// Registered for writability too: TLS output (a handshake flight) waits for the socket.
+    writable: bool,
+    /// A new TLS connection whose first byte has not been looked at yet.
+    sniff: bool,
 }
 
 /// The poller's state; lives on the thread that called [`super::Server::run`].
@@ -120,21 +125,21 @@ impl Poller {
             }
             for ev in events.iter() {
                 match ev.token() {
-                    LISTENER => self.accept_all(ctx),
+                    LISTENER => self.accept_all(ctx, jobs),
                     WAKER => {}
-                    Token(i) => self.on_readable(i, ctx, jobs),
+                    Token(i) => self.on_ready(i, ctx, jobs),
                 }
             }
             // Connections workers gave back. Cleared before draining, so that a worker that
             // sends after the drain wakes the poller again.
             shared.wake_pending.store(false, Ordering::SeqCst);
             while let Ok(p) = returns.try_recv() {
-                self.park(p, ctx, false);
+                self.park(p, ctx, jobs, false);
             }
             let now = Instant::now();
             if self.accept_paused_until.is_some_and(|t| now >= t) {
                 self.accept_paused_until = None;
-                self.accept_all(ctx);
+                self.accept_all(ctx, jobs);
             }
             self.expire(now);
         }
@@ -151,7 +156,7 @@ impl Poller {
         wait
     }
 
-    fn accept_all(&mut self, ctx: &Ctx) {
+    fn accept_all(&mut self, ctx: &Ctx, jobs: &Sender<Parked>) {
         if self.accept_paused_until.is_some() {
             return;
         }
@@ -161,7 +166,7 @@ impl Poller {
                     if ctx.shared.shutting_down() {
                         return;
                     }
-                    self.admit(ctx, stream, peer);
+                    self.admit(ctx, jobs, stream, peer);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e)
@@ -198,14 +203,19 @@ impl Poller {
     }
 
     /// Counts a new connection against both caps (or refuses it with a fast 503) and parks it.
-    fn admit(&mut self, ctx: &Ctx, stream: TcpStream, peer: SocketAddr) {
+    fn admit(&mut self, ctx: &Ctx, jobs: &Sender<Parked>, stream: TcpStream, peer: SocketAddr) {
         let shared = &ctx.shared;
         shared.accepted.fetch_add(1, Ordering::Relaxed);
         let ticket = match Ticket::take(shared, &ctx.cfg, peer) {
             Ok(t) => t,
             Err(body) => {
                 shared.refused.fetch_add(1, Ordering::Relaxed);
-                reject_busy(&stream, peer, body);
+                if ctx.tls.is_some() {
+                    // Nothing can be said before a handshake: the refusal is the close.
+                    log::debug!("connection from {peer} refused: {body}");
+                } else {
+                    reject_busy(&stream, peer, body);
+                }
                 return;
             }
         };
@@ -216,17 +226,27 @@ impl Poller {
             log::debug!("write timeout on connection from {peer}: {e}; closing");
             return;
         }
+        let link = match &ctx.tls {
+            None => Link::plain(stream),
+            Some(tls) => match tls.session() {
+                Ok(session) => Link::tls(stream, session),
+                Err(e) => {
+                    log::warn!("TLS session for a connection from {peer}: {e}; closing");
+                    return;
+                }
+            },
+        };
         let conn = Parked {
-            stream: Arc::new(stream),
+            stream: Arc::new(link),
             peer,
             ticket,
             pending: Vec::new(),
         };
-        self.park(conn, ctx, true);
+        self.park(conn, ctx, jobs, true);
     }
 
     /// Holds `conn` until its next head is ready (or it times out or closes).
-    fn park(&mut self, conn: Parked, ctx: &Ctx, new: bool) {
+    fn park(&mut self, conn: Parked, ctx: &Ctx, jobs: &Sender<Parked>, new: bool) {
         if ctx.shared.shutting_down() {
             return;
         }
@@ -253,6 +273,7 @@ impl Poller {
             return;
         }
         let in_head = new || !conn.pending.is_empty();
+        let tls = conn.stream.is_tls();
         let now = Instant::now();
         let deadline = now
             + if in_head {
@@ -268,14 +289,25 @@ impl Poller {
             gen,
             deadline,
             in_head,
+            writable: false,
+            sniff: tls && new,
         });
         self.live += 1;
         self.prune_timers();
+        if tls && !new {
+            // The session may hold decrypted bytes of the next request already: no readiness
+            // event would report those.
+            self.on_ready(i, ctx, jobs);
+        }
     }
 
-    /// Reads what a connection sent; dispatches it once its head is ready.
-    fn on_readable(&mut self, i: usize, ctx: &Ctx, jobs: &Sender<Parked>) {
+    /// Reads what a connection sent (on TLS, advancing the handshake); dispatches it once its
+    /// head is ready.
+    fn on_ready(&mut self, i: usize, ctx: &Ctx, jobs: &Sender<Parked>) {
         let cap = ctx.cfg.read_buf_size();
+        if !self.sniffed(i) {
+            return;
+        }
         loop {
             let Some(Some(w)) = self.slots.get_mut(i) else {
                 return;
@@ -286,7 +318,7 @@ impl Poller {
                 return;
             }
             let want = room.min(self.scratch.len());
-            match recv_nonblocking(&w.conn.stream, &mut self.scratch[..want]) {
+            match w.conn.stream.read_nonblocking(&mut self.scratch[..want]) {
                 Ok(0) => {
                     self.close(i, "closed by the client");
                     return;
@@ -312,13 +344,104 @@ impl Poller {
                         return;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.await_output(i);
+                    return;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    log::debug!("reading from {}: {e}", w.conn.peer);
+                    if w.conn.stream.is_tls() {
+                        log::info!("TLS connection from {}: {e}", w.conn.peer);
+                    } else {
+                        log::debug!("reading from {}: {e}", w.conn.peer);
+                    }
                     self.close(i, "read error");
                     return;
                 }
+            }
+        }
+    }
+
+    /// For a new TLS connection: true once its first byte opens a handshake (or is not plain
+    /// HTTP). Plain HTTP sent to the TLS port is answered as Go's server does, in plain text,
+    /// and closed; false too while no byte has arrived.
+    fn sniffed(&mut self, i: usize) -> bool {
+        let Some(Some(w)) = self.slots.get_mut(i) else {
+            return false;
+        };
+        if !w.sniff {
+            return true;
+        }
+        match w.conn.stream.first_byte() {
+            Ok(Some(b)) if b.is_ascii_uppercase() => {
+                let peer = w.conn.peer;
+                let started = Instant::now();
+                let body = "Client sent an HTTP request to an HTTPS server.\n";
+                let answer = format!("HTTP/1.0 400 Bad Request\r\n\r\n{body}");
+                let ok = send_nonblocking(w.conn.stream.tcp(), answer.as_bytes())
+                    .is_ok_and(|n| n == answer.len());
+                let _ = w.conn.stream.tcp().shutdown(Shutdown::Write);
+                let sent = Sent {
+                    status: 400,
+                    body_bytes: if ok { body.len() as u64 } else { 0 },
+                    ok,
+                };
+                access_log(peer, "-", "-", &sent, started, None);
+                self.close(i, "plain HTTP on the TLS port");
+                false
+            }
+            Ok(Some(_)) => {
+                w.sniff = false;
+                true
+            }
+            Ok(None) => {
+                self.close(i, "closed by the client");
+                false
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+            Err(e) => {
+                log::debug!("reading from {}: {e}", w.conn.peer);
+                self.close(i, "read error");
+                false
+            }
+        }
+    }
+
+    /// Sends a TLS connection's pending output, and watches for writability while some is left.
+    fn await_output(&mut self, i: usize) {
+        let Some(Some(w)) = self.slots.get_mut(i) else {
+            return;
+        };
+        if !w.conn.stream.is_tls() {
+            return;
+        }
+        let left = match w.conn.stream.flush_nonblocking() {
+            Ok(()) => false,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
+            Err(e) => {
+                log::debug!("writing to {}: {e}", w.conn.peer);
+                self.close(i, "write error");
+                return;
+            }
+        };
+        if left == w.writable {
+            return;
+        }
+        let interest = if left {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        let fd = w.conn.stream.as_raw_fd();
+        match self
+            .poll
+            .registry()
+            .reregister(&mut SourceFd(&fd), Token(i), interest)
+        {
+            Ok(()) => w.writable = left,
+            Err(e) => {
+                log::warn!("re-registering a connection from {}: {e}", w.conn.peer);
+                self.close(i, "poller error");
             }
         }
     }
@@ -379,42 +502,6 @@ impl Poller {
             .enumerate()
             .filter_map(|(i, s)| s.as_ref().map(|w| Reverse((w.deadline, i, w.gen))))
             .collect();
-    }
-}
-
-/// One `recv` that never blocks, on a socket the workers use in blocking mode.
-fn recv_nonblocking(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the duration of the call.
-    let r = unsafe {
-        libc::recv(
-            stream.as_raw_fd(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            libc::MSG_DONTWAIT,
-        )
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r as usize)
-    }
-}
-
-/// One `send` that never blocks (and raises no SIGPIPE).
-fn send_nonblocking(stream: &TcpStream, buf: &[u8]) -> io::Result<usize> {
-    // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the duration of the call.
-    let r = unsafe {
-        libc::send(
-            stream.as_raw_fd(),
-            buf.as_ptr().cast(),
-            buf.len(),
-            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-        )
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r as usize)
     }
 }
 

@@ -69,6 +69,8 @@ pub struct Request {
     pub target: String,
     pub headers: Headers,
     pub peer: SocketAddr,
+    /// The request came over TLS (shelf's own; a proxy in front says so in its own headers).
+    pub secure: bool,
     pub body: Body,
 }
 

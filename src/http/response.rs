@@ -4,10 +4,10 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream};
 use std::time::SystemTime;
 
 use super::body::is_tchar;
+use super::link::Link;
 use crate::dates::http_date;
 
 /// Buffer for streamed response bodies (written straight to the socket).
@@ -274,7 +274,7 @@ pub(super) struct Sent {
 
 /// Writes one response. `keep` decides the Connection header.
 pub(super) fn write_response(
-    stream: &TcpStream,
+    stream: &Link,
     bufs: &mut WorkerBufs,
     resp: Response,
     head_only: bool,
@@ -355,7 +355,7 @@ pub(super) fn write_response(
 /// Turns the result of streaming a body into what was sent: a reader that failed before the
 /// first byte becomes a 500; a failure after it aborts the connection.
 fn streamed_outcome(
-    stream: &TcpStream,
+    stream: &Link,
     bufs: &mut WorkerBufs,
     r: Result<u64, StreamError>,
     status: u16,
@@ -383,7 +383,7 @@ fn streamed_outcome(
             log::warn!(
                 "response body aborted after {written} of {len} bytes; closing connection: {err}"
             );
-            let _ = stream.shutdown(Shutdown::Both);
+            stream.abort();
             Sent {
                 status,
                 body_bytes: written,
@@ -396,7 +396,7 @@ fn streamed_outcome(
 /// Streams `head` and exactly `len` bytes lent by `source`, without an intermediate buffer
 /// (a small body still goes out in the same write as the head).
 fn stream_source(
-    stream: &TcpStream,
+    stream: &Link,
     head: &mut Vec<u8>,
     len: u64,
     mut source: Box<dyn BodySource>,
@@ -438,7 +438,7 @@ fn stream_source(
 /// Streams `head` and then `reader` to its end, as chunks of the chunked coding or (for
 /// HTTP/1.0) raw bytes up to the close; returns the body bytes written.
 fn stream_unsized(
-    stream: &TcpStream,
+    stream: &Link,
     bufs: &mut WorkerBufs,
     head: &[u8],
     mut reader: Box<dyn Read + Send>,
@@ -512,7 +512,7 @@ enum StreamError {
 
 /// Streams `head` followed by exactly `len` bytes of `reader`; returns the body bytes written.
 fn stream_body(
-    stream: &TcpStream,
+    stream: &Link,
     bufs: &mut WorkerBufs,
     head: &[u8],
     len: u64,

@@ -71,7 +71,11 @@ impl Server {
                 .next()
                 .expect("shelf exited before printing its address")
                 .expect("read shelf stdout");
-            if let Some(rest) = line.split("http://").nth(1) {
+            // "shelf listening on http://ADDR (database …)", or https:// with TLS.
+            if let Some(rest) = line
+                .strip_prefix("shelf listening on ")
+                .and_then(|l| l.split("://").nth(1))
+            {
                 let addr = rest.split_whitespace().next().expect("address");
                 break addr.parse().expect("parse listen address");
             }
