@@ -26,6 +26,12 @@
 //! cargo run --release --example bench -- --token T --workload listing \
 //!     --rounds 3 --listing-skip-setup
 //!
+//! # issue 12: 4 KiB GETs while 10,000 idle keep-alive connections and 1,000
+//! # slow heads are held (raise the server's --max-connections and
+//! # --idle-timeout first); the server's memory comes from /proc/PID/status
+//! cargo run --release --example bench -- --token T --workload hostile \
+//!     --server-pid "$(pgrep -x shelf)"
+//!
 //! # another server: nginx WebDAV with HTTP Basic auth
 //! cargo run --release --example bench -- \
 //!     --url 'http://127.0.0.1:8081/dav/{pkg}/{ver}/{file}' --basic bench:benchtoken
@@ -61,6 +67,24 @@
 //!   times `shelf check --db` on the backup. Needs a site admin's token and the
 //!   `shelf` binary (`--shelf-bin`, default target/release/shelf).
 //!
+//! * `hostile` (not part of `all`): each round PUTs one `--small-size` file,
+//!   then opens `--idle-conns` connections that each GET it once and then
+//!   stay idle (kept alive: the server holds them under its idle timeout),
+//!   and keeps `--slow-conns` connections sending a request head (a valid GET
+//!   padded to 2 KiB) one byte a second, reopening each one the server closes
+//!   (on its head timeout, say) and counting the reopenings. One thread
+//!   drives all of those sockets, non-blocking through epoll. Meanwhile
+//!   `--concurrency` clients GET the file one request after the other for
+//!   `--hostile-secs` (2 s after the slow heads start): req/s, p50/p99/p99.9/
+//!   max latency and the requests over 50 ms. Then how many idle connections
+//!   are still open (a non-blocking peek at each, which disturbs nothing) and
+//!   how many the server closed, and what the slow connections saw. Requests
+//!   of this workload time out after 10 s, not 300. With `--server-pid`, the
+//!   server's VmRSS and VmHWM (and threads, open descriptors) are printed
+//!   before the round and while everything is held. The bench raises its own
+//!   RLIMIT_NOFILE soft limit to the hard limit. `--idle-conns 0
+//!   --slow-conns 0` is the baseline.
+//!
 //! At the end of a round the version is deleted (`DELETE` of the URL template
 //! with `/{file}` removed; with a trailing slash too when the server asks for
 //! one, as nginx does; file by file when the server answers 404 or 405),
@@ -69,7 +93,8 @@
 //! Output is plain lines: `round N ...` per round and phase, then a summary of
 //! medians over the rounds (`large PUT  <x> MB/s`,
 //! `small GET  <x> req/s  p50 <ms> ms  p99 <ms> ms`,
-//! `listing deep  p50 <ms> ms  p99 <ms> ms  max <ms> ms`, ...), then `errors N`.
+//! `listing deep  p50 <ms> ms  p99 <ms> ms  max <ms> ms`,
+//! `hostile GET  <x> req/s  p50 <ms> ms  p99 <ms> ms ...`, ...), then `errors N`.
 //! Any failed request (non-2xx status, short body, hash mismatch, I/O error)
 //! is printed to stderr and makes the exit status 1; bad usage exits 2.
 
@@ -114,7 +139,7 @@ struct Args {
     #[argh(option)]
     basic: Option<String>,
 
-    /// workload to run: large, small, all (both), listing or backup (default all)
+    /// workload to run: large, small, all (both), listing, backup or hostile (default all)
     #[argh(option, default = "Workload::All", from_str_fn(parse_workload))]
     workload: Workload,
 
@@ -130,7 +155,7 @@ struct Args {
     #[argh(option, default = "2000")]
     small_count: usize,
 
-    /// client connections for the small workload (default 8)
+    /// client connections for the small and hostile workloads (default 8)
     #[argh(option, default = "8")]
     concurrency: usize,
 
@@ -171,6 +196,22 @@ struct Args {
     /// examples directory of this bench, i.e. target/release/shelf)
     #[argh(option)]
     shelf_bin: Option<String>,
+
+    /// keep-alive connections the hostile workload holds idle, each after one GET (default 10000)
+    #[argh(option, default = "10_000")]
+    idle_conns: usize,
+
+    /// connections the hostile workload keeps sending a request head at 1 byte/s (default 1000)
+    #[argh(option, default = "1000")]
+    slow_conns: usize,
+
+    /// seconds of timed GETs in each hostile round (default 30)
+    #[argh(option, default = "30.0")]
+    hostile_secs: f64,
+
+    /// the server's process id: the hostile workload prints its VmRSS and VmHWM
+    #[argh(option)]
+    server_pid: Option<u32>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -180,6 +221,7 @@ enum Workload {
     All,
     Listing,
     Backup,
+    Hostile,
 }
 
 impl Workload {
@@ -195,6 +237,9 @@ impl Workload {
     fn backup(self) -> bool {
         self == Workload::Backup
     }
+    fn hostile(self) -> bool {
+        self == Workload::Hostile
+    }
     fn name(self) -> &'static str {
         match self {
             Workload::Large => "large",
@@ -202,6 +247,7 @@ impl Workload {
             Workload::All => "all",
             Workload::Listing => "listing",
             Workload::Backup => "backup",
+            Workload::Hostile => "hostile",
         }
     }
 }
@@ -213,8 +259,9 @@ fn parse_workload(s: &str) -> Result<Workload, String> {
         "all" => Ok(Workload::All),
         "listing" => Ok(Workload::Listing),
         "backup" => Ok(Workload::Backup),
+        "hostile" => Ok(Workload::Hostile),
         _ => Err(format!(
-            "unknown workload {s:?}: use large, small, all, listing or backup"
+            "unknown workload {s:?}: use large, small, all, listing, backup or hostile"
         )),
     }
 }
@@ -530,14 +577,19 @@ fn is_closed_kind(e: &io::Error) -> bool {
     )
 }
 
-fn connect(t: &Target) -> Result<BufReader<TcpStream>, String> {
+/// A blocking connection with `TCP_NODELAY` and read/write timeouts of `timeout`.
+fn open(t: &Target, timeout: Duration) -> Result<TcpStream, String> {
     let s = TcpStream::connect((t.host.as_str(), t.port))
         .map_err(|e| format!("connect to {}: {e}", t.authority))?;
     s.set_nodelay(true)
-        .and_then(|()| s.set_read_timeout(Some(IO_TIMEOUT)))
-        .and_then(|()| s.set_write_timeout(Some(IO_TIMEOUT)))
+        .and_then(|()| s.set_read_timeout(Some(timeout)))
+        .and_then(|()| s.set_write_timeout(Some(timeout)))
         .map_err(|e| format!("socket options for {}: {e}", t.authority))?;
-    Ok(BufReader::with_capacity(BUF, s))
+    Ok(s)
+}
+
+fn connect(t: &Target, timeout: Duration) -> Result<BufReader<TcpStream>, String> {
+    Ok(BufReader::with_capacity(BUF, open(t, timeout)?))
 }
 
 /// One client: one keep-alive connection, opened lazily and reopened when the
@@ -548,15 +600,22 @@ struct Conn<'a> {
     auth: &'a str,
     stream: Option<BufReader<TcpStream>>,
     wbuf: Vec<u8>,
+    /// Socket read/write timeout.
+    timeout: Duration,
 }
 
 impl<'a> Conn<'a> {
     fn new(target: &'a Target, auth: &'a str) -> Conn<'a> {
+        Conn::with_timeout(target, auth, IO_TIMEOUT)
+    }
+
+    fn with_timeout(target: &'a Target, auth: &'a str, timeout: Duration) -> Conn<'a> {
         Conn {
             target,
             auth,
             stream: None,
             wbuf: Vec::new(),
+            timeout,
         }
     }
 
@@ -590,9 +649,9 @@ impl<'a> Conn<'a> {
             let reused = self.stream.is_some();
             let stream = match &mut self.stream {
                 Some(s) => s,
-                slot @ None => {
-                    slot.insert(connect(self.target).map_err(|e| format!("{}: {e}", what()))?)
-                }
+                slot @ None => slot.insert(
+                    connect(self.target, self.timeout).map_err(|e| format!("{}: {e}", what()))?,
+                ),
             };
             match exchange(stream, &mut self.wbuf, head.as_bytes(), body, method, sink) {
                 Ok(r) => {
@@ -955,6 +1014,7 @@ struct Summary {
     small: [Vec<SmallStat>; 3],
     listing: [Vec<ListingStat>; 3],
     backup: Vec<BackupStat>,
+    hostile: Vec<HostileStat>,
 }
 
 /// One round of the backup workload.
@@ -1554,6 +1614,668 @@ impl Bench<'_> {
     }
 }
 
+// ------------------------------------------------------------------ hostile workload
+
+/// Bytes of the request head each slow connection trickles: a valid GET of the test file,
+/// padded so that at 1 byte/s it would take this many seconds to complete.
+const SLOW_HEAD_LEN: usize = 2048;
+/// Socket timeout of the hostile workload's GETs and idle-connection setup: a request that
+/// stalls this long is an error (the target p99 is 50 ms).
+const HOSTILE_IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connect timeout of a slow connection (the driver thread waits for it).
+const SLOW_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// Time the slow connections get to connect (spread over the first second) before the timed
+/// GETs start.
+const HOSTILE_WARMUP: Duration = Duration::from_secs(2);
+/// The driver thread checks its stop flag at least this often.
+const DRIVER_TICK: Duration = Duration::from_millis(50);
+const SECOND: Duration = Duration::from_secs(1);
+
+/// Raises this process's RLIMIT_NOFILE soft limit to the hard limit; returns (soft, hard).
+fn raise_nofile_limit() -> io::Result<(u64, u64)> {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `rl` is a valid `rlimit` for the call to fill.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if rl.rlim_cur < rl.rlim_max {
+        rl.rlim_cur = rl.rlim_max;
+        // SAFETY: `rl` is a valid `rlimit` for the call to read.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &rl) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok((rl.rlim_cur, rl.rlim_max))
+}
+
+/// The memory figures of a process, from /proc/PID/status (kB), and its open descriptors.
+#[derive(Clone, Copy)]
+struct ProcMem {
+    rss_kb: u64,
+    hwm_kb: u64,
+    threads: u64,
+    fds: usize,
+}
+
+impl ProcMem {
+    fn read(pid: u32) -> Result<ProcMem, String> {
+        let path = format!("/proc/{pid}/status");
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+        let field = |name: &str| -> Result<u64, String> {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .ok_or_else(|| format!("{path}: no {name} line"))
+        };
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        Ok(ProcMem {
+            rss_kb: field("VmRSS:")?,
+            hwm_kb: field("VmHWM:")?,
+            threads: field("Threads:")?,
+            fds,
+        })
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "VmRSS {} kB ({:.1} MiB)  VmHWM {} kB ({:.1} MiB)  threads {}  fds {}",
+            self.rss_kb,
+            self.rss_kb as f64 / 1024.0,
+            self.hwm_kb,
+            self.hwm_kb as f64 / 1024.0,
+            self.threads,
+            self.fds
+        )
+    }
+}
+
+/// One round of the hostile workload.
+struct HostileStat {
+    rps: f64,
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+    idle_open: usize,
+    slow_reconnects: usize,
+    /// The server's VmRSS while everything was held, and its VmHWM then (kB).
+    rss_kb: Option<u64>,
+    hwm_kb: Option<u64>,
+}
+
+/// What a non-blocking peek says about a connection the bench is not using.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PeekState {
+    /// Nothing to read: the server still holds it.
+    Open,
+    /// End of stream or reset: the server closed it.
+    Closed,
+    /// The server sent bytes nobody asked for.
+    Data,
+}
+
+/// Peeks at a non-blocking socket without consuming anything.
+fn peek_state(s: &TcpStream) -> PeekState {
+    let mut b = [0u8; 1];
+    match s.peek(&mut b) {
+        Ok(0) => PeekState::Closed,
+        Ok(_) => PeekState::Data,
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) =>
+        {
+            PeekState::Open
+        }
+        Err(_) => PeekState::Closed,
+    }
+}
+
+/// What the driver thread saw of the idle and slow connections.
+#[derive(Default)]
+struct DriverStats {
+    /// Idle connections still open at the end, by a peek at each.
+    idle_open: usize,
+    /// Idle connections the server closed (end of stream or reset), and the first such close,
+    /// counted from the start of the driver.
+    idle_closed: usize,
+    idle_first_close: Option<Duration>,
+    /// Idle connections on which the server sent bytes.
+    idle_data: usize,
+    /// Head bytes the slow connections sent.
+    slow_bytes: u64,
+    /// Slow connections the server closed (then reopened), and how long each had lived.
+    slow_reconnects: usize,
+    slow_lifetimes: Vec<Duration>,
+    /// Slow connections the server answered (it sent bytes); they are closed and reopened.
+    slow_answered: usize,
+    slow_connect_failed: usize,
+    /// Slow connections open at the end.
+    slow_open: usize,
+}
+
+/// One slow connection: the head goes out one byte per second.
+struct Slow {
+    stream: Option<TcpStream>,
+    /// Head bytes sent on this connection.
+    pos: usize,
+    since: Instant,
+    /// When its next byte (or reconnect) is due: the one current entry of the timer heap.
+    due: Instant,
+}
+
+/// Drives the idle and slow connections from one thread until `stop` is set: watches the idle
+/// ones (epoll, so an idle connection costs nothing until the server closes it), sends each slow
+/// one its next head byte every second and reopens those the server closes.
+fn drive_hostile(
+    addr: std::net::SocketAddr,
+    idle: &[TcpStream],
+    slow_n: usize,
+    head: &[u8],
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<DriverStats, String> {
+    use mio::unix::SourceFd;
+    use mio::{Events, Interest, Poll, Token};
+    use std::cmp::Reverse;
+    use std::os::unix::io::AsRawFd;
+
+    let mut poll = Poll::new().map_err(|e| format!("epoll: {e}"))?;
+    let mut events = Events::with_capacity(1024);
+    let mut st = DriverStats::default();
+    let start = Instant::now();
+    let mut idle_state = vec![PeekState::Open; idle.len()];
+    for (i, s) in idle.iter().enumerate() {
+        poll.registry()
+            .register(&mut SourceFd(&s.as_raw_fd()), Token(i), Interest::READABLE)
+            .map_err(|e| format!("registering an idle connection: {e}"))?;
+    }
+    let slow_token = |k: usize| Token(idle.len() + k);
+    let mut slow: Vec<Slow> = (0..slow_n)
+        .map(|k| Slow {
+            stream: None,
+            pos: 0,
+            since: start,
+            // The connections start spread over the first second.
+            due: start + SECOND.mul_f64(k as f64 / slow_n as f64),
+        })
+        .collect();
+    // (due, connection); an entry whose instant is no longer the connection's `due` is stale.
+    let mut due: std::collections::BinaryHeap<Reverse<(Instant, usize)>> = slow
+        .iter()
+        .enumerate()
+        .map(|(k, c)| Reverse((c.due, k)))
+        .collect();
+    let mut rbuf = [0u8; 4096];
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        while let Some(&Reverse((at, k))) = due.peek() {
+            if at > now {
+                break;
+            }
+            due.pop();
+            let c = &mut slow[k];
+            if c.due != at {
+                continue;
+            }
+            if c.stream.is_none() {
+                match TcpStream::connect_timeout(&addr, SLOW_CONNECT_TIMEOUT)
+                    .and_then(|s| s.set_nodelay(true).map(|()| s))
+                    .and_then(|s| s.set_nonblocking(true).map(|()| s))
+                {
+                    Ok(s) => {
+                        poll.registry()
+                            .register(
+                                &mut SourceFd(&s.as_raw_fd()),
+                                slow_token(k),
+                                Interest::READABLE,
+                            )
+                            .map_err(|e| format!("registering a slow connection: {e}"))?;
+                        c.stream = Some(s);
+                        c.pos = 0;
+                        c.since = Instant::now();
+                    }
+                    Err(_) => st.slow_connect_failed += 1,
+                }
+            }
+            let mut reopen = false;
+            if let Some(s) = &c.stream {
+                if c.pos < head.len() {
+                    match (&*s).write(&head[c.pos..c.pos + 1]) {
+                        Ok(n) => {
+                            c.pos += n;
+                            st.slow_bytes += n as u64;
+                        }
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                            ) => {}
+                        Err(_) => {
+                            // closed by the server: reopened right away
+                            let _ = poll.registry().deregister(&mut SourceFd(&s.as_raw_fd()));
+                            st.slow_reconnects += 1;
+                            st.slow_lifetimes.push(c.since.elapsed());
+                            c.stream = None;
+                            reopen = true;
+                        }
+                    }
+                }
+            }
+            // One byte a second, without drift; a driver that fell behind does not burst.
+            c.due = if reopen { now } else { (at + SECOND).max(now) };
+            due.push(Reverse((c.due, k)));
+        }
+        let wait = due
+            .peek()
+            .map_or(DRIVER_TICK, |Reverse((at, _))| {
+                at.saturating_duration_since(Instant::now())
+            })
+            .min(DRIVER_TICK);
+        if let Err(e) = poll.poll(&mut events, Some(wait)) {
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(format!("epoll_wait: {e}"));
+        }
+        for ev in events.iter() {
+            let i = ev.token().0;
+            if let Some(s) = idle.get(i) {
+                if idle_state[i] != PeekState::Open {
+                    continue;
+                }
+                let p = peek_state(s);
+                match p {
+                    PeekState::Open => continue,
+                    PeekState::Closed => {
+                        st.idle_closed += 1;
+                        st.idle_first_close.get_or_insert(start.elapsed());
+                    }
+                    PeekState::Data => st.idle_data += 1,
+                }
+                idle_state[i] = p;
+                let _ = poll.registry().deregister(&mut SourceFd(&s.as_raw_fd()));
+                continue;
+            }
+            let k = i - idle.len();
+            let Some(c) = slow.get_mut(k) else { continue };
+            let Some(s) = &c.stream else { continue };
+            let (mut closed, mut answered) = (false, false);
+            loop {
+                match (&*s).read(&mut rbuf) {
+                    Ok(0) => {
+                        closed = true;
+                        break;
+                    }
+                    Ok(_) => answered = true,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        closed = true;
+                        break;
+                    }
+                }
+            }
+            if closed || answered {
+                // An answer (say, 408 or 400) ends this connection's head too. Reopen it now.
+                let _ = poll.registry().deregister(&mut SourceFd(&s.as_raw_fd()));
+                if answered {
+                    st.slow_answered += 1;
+                } else {
+                    st.slow_reconnects += 1;
+                    st.slow_lifetimes.push(c.since.elapsed());
+                }
+                c.stream = None;
+                c.due = Instant::now();
+                due.push(Reverse((c.due, k)));
+            }
+        }
+    }
+    // The end: a last look at every idle connection believed open, without disturbing it.
+    for (i, s) in idle.iter().enumerate() {
+        if idle_state[i] != PeekState::Open {
+            continue;
+        }
+        match peek_state(s) {
+            PeekState::Open => st.idle_open += 1,
+            PeekState::Closed => {
+                st.idle_closed += 1;
+                st.idle_first_close.get_or_insert(start.elapsed());
+            }
+            PeekState::Data => st.idle_data += 1,
+        }
+    }
+    st.slow_open = slow.iter().filter(|c| c.stream.is_some()).count();
+    st.slow_lifetimes.sort_unstable();
+    Ok(st)
+}
+
+/// The timed GETs of a hostile round.
+struct Timed {
+    elapsed: Duration,
+    /// Latencies of the successful requests, sorted.
+    lats: Vec<Duration>,
+    failed: usize,
+}
+
+impl Bench<'_> {
+    /// Reads the server's memory figures, when `--server-pid` was given.
+    fn server_mem(&self) -> Option<ProcMem> {
+        let pid = self.args.server_pid?;
+        match ProcMem::read(pid) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                eprintln!("warning: {e}");
+                None
+            }
+        }
+    }
+
+    /// Opens one connection, GETs the test file on it and keeps it: a kept-alive connection the
+    /// server now holds idle. Returned non-blocking.
+    fn idle_conn(&self, head: &[u8], size: u64) -> Result<TcpStream, String> {
+        let mut r = BufReader::with_capacity(16 << 10, open(self.target, HOSTILE_IO_TIMEOUT)?);
+        r.get_mut()
+            .write_all(head)
+            .map_err(|e| format!("sending the GET: {e}"))?;
+        let resp = match read_response(&mut r, "GET", &mut |_| {}) {
+            Ok(resp) => resp,
+            Err(Fail::Stale(e)) => return Err(format!("no response: {e}")),
+            Err(Fail::Other(m)) => return Err(m),
+        };
+        if !resp.ok() {
+            return Err(resp.describe());
+        }
+        if resp.body_len != size {
+            return Err(format!(
+                "HTTP {}: {} body bytes, {size} uploaded",
+                resp.status, resp.body_len
+            ));
+        }
+        if resp.close {
+            return Err(format!(
+                "HTTP {}: the server closed the connection after it",
+                resp.status
+            ));
+        }
+        if !r.buffer().is_empty() {
+            return Err("bytes after the response".to_string());
+        }
+        let s = r.into_inner();
+        s.set_nonblocking(true)
+            .map_err(|e| format!("making the connection non-blocking: {e}"))?;
+        Ok(s)
+    }
+
+    /// `--idle-conns` kept-alive connections, opened by `--concurrency` threads; (connections,
+    /// failures).
+    fn idle_setup(&self, head: &[u8], size: u64) -> (Vec<TcpStream>, usize) {
+        let n = self.args.idle_conns;
+        let next = AtomicUsize::new(0);
+        let per_thread: Vec<(Vec<TcpStream>, usize)> = thread::scope(|s| {
+            let handles: Vec<_> = (0..self.args.concurrency.min(n))
+                .map(|_| {
+                    let next = &next;
+                    s.spawn(move || {
+                        let (mut conns, mut failed) = (Vec::new(), 0);
+                        while next.fetch_add(1, Ordering::Relaxed) < n {
+                            match self.idle_conn(head, size) {
+                                Ok(c) => conns.push(c),
+                                Err(e) => {
+                                    self.errors.report(&format!(
+                                        "idle connection to {}: {e}",
+                                        self.target.authority
+                                    ));
+                                    failed += 1;
+                                }
+                            }
+                        }
+                        (conns, failed)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        self.errors.report("an idle-setup thread panicked");
+                        (Vec::new(), 1)
+                    })
+                })
+                .collect()
+        });
+        let mut conns = Vec::with_capacity(n);
+        let mut failed = 0;
+        for (c, f) in per_thread {
+            conns.extend(c);
+            failed += f;
+        }
+        (conns, failed)
+    }
+
+    /// `--concurrency` clients GET `path` one request after the other for `--hostile-secs`.
+    fn timed_gets(&self, auth: &str, path: &str, size: u64, hash: u64) -> Timed {
+        let secs = Duration::from_secs_f64(self.args.hostile_secs);
+        let url = self.target.url(path);
+        let start = Instant::now();
+        let end = start + secs;
+        let per_thread: Vec<(Vec<Duration>, usize)> = thread::scope(|s| {
+            let handles: Vec<_> = (0..self.args.concurrency)
+                .map(|_| {
+                    let url = &url;
+                    s.spawn(move || {
+                        let mut c = Conn::with_timeout(self.target, auth, HOSTILE_IO_TIMEOUT);
+                        let (mut lats, mut failed) = (Vec::new(), 0);
+                        while Instant::now() < end {
+                            let mut h = Hash64::new();
+                            let t = Instant::now();
+                            let r = c.request("GET", path, None, &mut |b| h.update(b));
+                            let lat = t.elapsed();
+                            let err = match r {
+                                Ok(r) if !r.ok() => Some(format!("GET {url}: {}", r.describe())),
+                                Ok(r) if r.body_len != size => Some(format!(
+                                    "GET {url}: HTTP {}: {} body bytes, {size} uploaded",
+                                    r.status, r.body_len
+                                )),
+                                Ok(r) if h.finish() != hash => Some(format!(
+                                    "GET {url}: HTTP {}: content differs from the upload",
+                                    r.status
+                                )),
+                                Ok(_) => None,
+                                Err(e) => Some(e),
+                            };
+                            match err {
+                                None => lats.push(lat),
+                                Some(e) => {
+                                    self.errors
+                                        .report(&format!("{e} (after {:.3} s)", lat.as_secs_f64()));
+                                    failed += 1;
+                                }
+                            }
+                        }
+                        (lats, failed)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        self.errors.report("a client thread panicked");
+                        (Vec::new(), 1)
+                    })
+                })
+                .collect()
+        });
+        let mut t = Timed {
+            elapsed: start.elapsed(),
+            lats: Vec::new(),
+            failed: 0,
+        };
+        for (l, f) in per_thread {
+            t.lats.extend(l);
+            t.failed += f;
+        }
+        t.lats.sort_unstable();
+        t
+    }
+
+    /// Idle keep-alive connections and slow heads held open while normal GETs are timed.
+    fn hostile_round(&self, auth: &str, round: usize, sum: &mut Summary) {
+        let (pkg, ver) = self.names("hostile", round);
+        let file = "hostile.bin";
+        let path = self.target.file_path(&pkg, &ver, file);
+        let url = self.target.url(&path);
+        let size = self.args.small_size;
+        let seed = self.seed(round, 0, 9);
+        let mut conn = Conn::new(self.target, auth);
+        match conn.request("PUT", &path, Some(Body { len: size, seed }), &mut |_| {}) {
+            Ok(r) if r.ok() => {}
+            Ok(r) => {
+                let msg = format!("PUT {url}: {}", r.describe());
+                return self.fail_line(round, "hostile PUT", &msg, &r.short());
+            }
+            Err(e) => return self.fail_line(round, "hostile PUT", &e, "I/O error"),
+        }
+        let hash = content_hash(seed, size, &mut vec![0u8; size.clamp(1, 64 << 10) as usize]);
+        let addr = match std::net::ToSocketAddrs::to_socket_addrs(&(
+            self.target.host.as_str(),
+            self.target.port,
+        ))
+        .map(|mut a| a.next())
+        {
+            Ok(Some(a)) => a,
+            Ok(None) | Err(_) => {
+                let msg = format!("{}: cannot resolve the host", self.target.authority);
+                return self.fail_line(round, "hostile", &msg, "no address");
+            }
+        };
+        let mem_before = self.server_mem();
+        if let Some(m) = &mem_before {
+            println!("round {round} hostile server  before  {}", m.line());
+        }
+
+        let get_head = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: shelf-bench\r\n{auth}\r\n",
+            self.target.authority
+        );
+        let t = Instant::now();
+        let (idle, idle_failed) = self.idle_setup(get_head.as_bytes(), size);
+        if self.args.idle_conns > 0 {
+            let mut line = format!(
+                "round {round} hostile idle    {} connections set up, one keep-alive GET each  {:.2} s",
+                idle.len(),
+                t.elapsed().as_secs_f64()
+            );
+            if idle_failed > 0 {
+                line.push_str(&format!("  setup errors {idle_failed}"));
+            }
+            println!("{line}");
+        }
+        // The slow head: a valid GET of the file, with a padding header that makes it
+        // SLOW_HEAD_LEN bytes long; at one byte a second it never completes in a head timeout.
+        let mut slow_head = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: shelf-bench-slow\r\nX-Pad: ",
+            self.target.authority
+        );
+        let pad = SLOW_HEAD_LEN.saturating_sub(slow_head.len() + 4);
+        slow_head.push_str(&"a".repeat(pad));
+        slow_head.push_str("\r\n\r\n");
+
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let slow_n = self.args.slow_conns;
+        let (get, mem_held, driven) = thread::scope(|s| {
+            let driver =
+                s.spawn(|| drive_hostile(addr, &idle, slow_n, slow_head.as_bytes(), &stop));
+            if slow_n > 0 {
+                thread::sleep(HOSTILE_WARMUP);
+            }
+            let get = self.timed_gets(auth, &path, size, hash);
+            let mem_held = self.server_mem();
+            stop.store(true, Ordering::Relaxed);
+            let driven = driver
+                .join()
+                .unwrap_or_else(|_| Err("the driver thread panicked".to_string()));
+            (get, mem_held, driven)
+        });
+        drop(idle);
+
+        let secs = get.elapsed.as_secs_f64();
+        let n = get.lats.len() + get.failed;
+        let max = get.lats.last().map_or(f64::NAN, |d| d.as_secs_f64() * 1e3);
+        let (p50, p99) = (
+            percentile_ms(&get.lats, 0.50),
+            percentile_ms(&get.lats, 0.99),
+        );
+        let p999 = percentile_ms(&get.lats, 0.999);
+        let fast = get
+            .lats
+            .partition_point(|d| *d <= Duration::from_millis(50));
+        let mut line = format!(
+            "round {round} hostile GET     {n} req  {secs:.3} s  {:.1} req/s  p50 {} ms  p99 {} ms  p99.9 {} ms  max {} ms  over 50 ms {}",
+            n as f64 / secs,
+            ms(p50),
+            ms(p99),
+            ms(p999),
+            ms(max),
+            get.lats.len() - fast
+        );
+        if get.failed > 0 {
+            line.push_str(&format!("  errors {}", get.failed));
+        }
+        println!("{line}");
+        let st = match driven {
+            Ok(st) => st,
+            Err(e) => return self.fail_line(round, "hostile driver", &e, "failed"),
+        };
+        if self.args.idle_conns > 0 {
+            let first = st.idle_first_close.map_or(String::new(), |d| {
+                format!(" (the first after {:.1} s)", d.as_secs_f64())
+            });
+            println!(
+                "round {round} hostile idle    {} of {} still open at the end  closed by the server {}{first}  sent data {}",
+                st.idle_open, self.args.idle_conns, st.idle_closed, st.idle_data
+            );
+        }
+        if slow_n > 0 {
+            println!(
+                "round {round} hostile slow    {slow_n} conns  {} head bytes sent  reconnects {} (closed after p50 {} ms  max {} ms)  answered {}  connect failures {}  open at the end {}",
+                st.slow_bytes,
+                st.slow_reconnects,
+                ms(percentile_ms(&st.slow_lifetimes, 0.50)),
+                ms(st.slow_lifetimes.last().map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)),
+                st.slow_answered,
+                st.slow_connect_failed,
+                st.slow_open
+            );
+        }
+        if let Some(m) = &mem_held {
+            println!("round {round} hostile server  held    {}", m.line());
+        }
+        if get.failed == 0 && idle_failed == 0 && !get.lats.is_empty() {
+            sum.hostile.push(HostileStat {
+                rps: n as f64 / secs,
+                p50,
+                p99,
+                p999,
+                max,
+                idle_open: st.idle_open,
+                slow_reconnects: st.slow_reconnects,
+                rss_kb: mem_held.map(|m| m.rss_kb),
+                hwm_kb: mem_held.map(|m| m.hwm_kb),
+            });
+        }
+        if !self.args.no_cleanup {
+            self.cleanup_version(&mut conn, &pkg, &ver, &[file.to_string()]);
+        }
+    }
+}
+
 // ------------------------------------------------------------------ listing workload
 
 /// Untimed requests before each timed listing query.
@@ -1936,7 +2658,7 @@ fn main() -> ExitCode {
     } else {
         None
     };
-    if let Err(e) = connect(&target) {
+    if let Err(e) = connect(&target, IO_TIMEOUT) {
         eprintln!("error: {e}");
         return ExitCode::from(1);
     }
@@ -1951,7 +2673,28 @@ fn main() -> ExitCode {
             .map(|d| d.as_secs())
             .unwrap_or(0),
     };
-    if listing.is_some() {
+    if args.workload.hostile() {
+        match raise_nofile_limit() {
+            Ok((soft, _)) if (soft as usize) < args.idle_conns + args.slow_conns + 256 => {
+                eprintln!(
+                    "warning: RLIMIT_NOFILE is {soft}, too few descriptors for --idle-conns {} and --slow-conns {}",
+                    args.idle_conns, args.slow_conns
+                );
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("warning: raising RLIMIT_NOFILE: {e}"),
+        }
+        println!(
+            "bench url {} auth {auth_kind} workload hostile rounds {} small-size {} idle-conns {} slow-conns {} hostile-secs {} concurrency {}",
+            args.url,
+            args.rounds,
+            args.small_size,
+            args.idle_conns,
+            args.slow_conns,
+            args.hostile_secs,
+            args.concurrency
+        );
+    } else if listing.is_some() {
         println!(
             "bench url {} auth {auth_kind} workload {} rounds {} listing-versions {} listing-packages {} listing-requests {} concurrency {}",
             args.url,
@@ -1998,6 +2741,9 @@ fn main() -> ExitCode {
         }
         if args.workload.backup() {
             bench.backup_round(&mut small_conns, round, &mut sum);
+        }
+        if args.workload.hostile() {
+            bench.hostile_round(&auth, round, &mut sum);
         }
         if let Some(l) = &listing {
             match &expect {
@@ -2065,6 +2811,34 @@ fn main() -> ExitCode {
         );
         if !args.no_cleanup {
             bench.backup_cleanup(&mut large_conn);
+        }
+    }
+    if args.workload.hostile() {
+        let v = &sum.hostile;
+        let m = |f: fn(&HostileStat) -> f64| median(&v.iter().map(f).collect::<Vec<_>>());
+        let q = (m(|h| h.p50), m(|h| h.p99), m(|h| h.p999), m(|h| h.max));
+        match (m(|h| h.rps), q) {
+            (Some(r), (Some(a), Some(b), Some(b2), Some(c))) => println!(
+                "hostile GET  {r:.1} req/s  p50 {a:.3} ms  p99 {b:.3} ms  p99.9 {b2:.3} ms  max {c:.3} ms  idle open {:.0} of {}  slow reconnects {:.0}",
+                m(|h| h.idle_open as f64).unwrap_or(f64::NAN),
+                args.idle_conns,
+                m(|h| h.slow_reconnects as f64).unwrap_or(f64::NAN)
+            ),
+            _ => println!("hostile GET  n/a (no round without errors)"),
+        }
+        let kb = |f: fn(&HostileStat) -> Option<u64>| {
+            median(
+                &v.iter()
+                    .filter_map(|h| f(h).map(|x| x as f64))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        if let (Some(rss), Some(hwm)) = (kb(|h| h.rss_kb), kb(|h| h.hwm_kb)) {
+            println!(
+                "hostile server  VmRSS {:.1} MiB  VmHWM {:.1} MiB (while held)",
+                rss / 1024.0,
+                hwm / 1024.0
+            );
         }
     }
     if listing.is_some() {
