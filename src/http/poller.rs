@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
-use super::link::{send_nonblocking, Link};
+use super::link::{recv_nonblocking, send_nonblocking, Link};
 use super::request::head_ready;
 use super::response::{encode_head, Sent};
 use super::{access_log, Ctx, Ticket};
@@ -378,9 +378,18 @@ impl Poller {
                 let started = Instant::now();
                 let body = "Client sent an HTTP request to an HTTPS server.\n";
                 let answer = format!("HTTP/1.0 400 Bad Request\r\n\r\n{body}");
-                let ok = send_nonblocking(w.conn.stream.tcp(), answer.as_bytes())
-                    .is_ok_and(|n| n == answer.len());
-                let _ = w.conn.stream.tcp().shutdown(Shutdown::Write);
+                let tcp = w.conn.stream.tcp();
+                let ok = send_nonblocking(tcp, answer.as_bytes()).is_ok_and(|n| n == answer.len());
+                let _ = tcp.shutdown(Shutdown::Write);
+                // The request bytes that are here are read, so that closing with them unread
+                // does not make the kernel reset the connection before the answer is read.
+                let mut drained = 0;
+                while drained < 4 * READ_CHUNK {
+                    match recv_nonblocking(tcp, &mut self.scratch) {
+                        Ok(n) if n > 0 => drained += n,
+                        _ => break,
+                    }
+                }
                 let sent = Sent {
                     status: 400,
                     body_bytes: if ok { body.len() as u64 } else { 0 },
