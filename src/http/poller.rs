@@ -18,7 +18,7 @@ use std::collections::BinaryHeap;
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::io::AsRawFd;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::thread;
@@ -314,7 +314,7 @@ impl Poller {
             };
             let room = cap.saturating_sub(w.conn.pending.len());
             if room == 0 {
-                self.dispatch(i, jobs);
+                self.dispatch(i, jobs, &ctx.shared.queued);
                 return;
             }
             let want = room.min(self.scratch.len());
@@ -340,7 +340,7 @@ impl Poller {
                     if w.conn.pending.len() >= ctx.cfg.max_head_bytes
                         || (line_ended && head_ready(&w.conn.pending, &ctx.cfg))
                     {
-                        self.dispatch(i, jobs);
+                        self.dispatch(i, jobs, &ctx.shared.queued);
                         return;
                     }
                 }
@@ -467,8 +467,9 @@ impl Poller {
         Some(w.conn)
     }
 
-    fn dispatch(&mut self, i: usize, jobs: &Sender<Parked>) {
+    fn dispatch(&mut self, i: usize, jobs: &Sender<Parked>, queued: &AtomicUsize) {
         if let Some(conn) = self.remove(i) {
+            queued.fetch_add(1, Ordering::SeqCst);
             if jobs.send(conn).is_err() {
                 log::error!("all HTTP workers are gone; closing a ready connection");
             }
