@@ -20,3 +20,4 @@ pub mod names;
 pub mod pipe;
 pub mod store;
 pub mod units;
+pub mod web;

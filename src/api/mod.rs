@@ -96,6 +96,17 @@ impl Api {
             Route::Generic(route) => registry::handle(self, req, route, &query, &mut who),
             Route::NotAllowed(Family::Registry, allow) => registry::not_allowed(allow),
             Route::NotFound(Family::Registry | Family::Ops) => registry::not_found(),
+            Route::Page(page) => {
+                let base = self.base_url(req);
+                let ctx = crate::web::Ctx {
+                    store: &self.store,
+                    base: &base,
+                    req,
+                    query: &query,
+                };
+                crate::web::serve(&ctx, page)
+            }
+            Route::NotAllowed(Family::Page, allow) => crate::web::not_allowed(allow),
             route => v1::handle(self, req, route, &path, &query, &mut who),
         };
         Response {

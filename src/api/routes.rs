@@ -14,6 +14,7 @@
 //! The handlers never look at the path again; they get the decoded parameters from here.
 
 use crate::names::{percent_decode, FileName, Name, PackageName, Segment, Version};
+pub use crate::web::PageRoute;
 
 /// Which family a path belongs to: it decides how a 404 or 405 is rendered and when.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +27,8 @@ pub enum Family {
     JsonPublic,
     /// The rest of `/api/v1`: JSON, after the credential check.
     Json,
+    /// The pages for people (`web/`): HTML.
+    Page,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,6 +54,8 @@ pub enum Route {
     Accounts(AccountRoute),
     /// Backup, check, stats and bundles (`api/ops.rs`, `api/bundles.rs`).
     Maintenance(MaintenanceRoute),
+    /// `GET|HEAD` of a page for people, at Gitea's URLs, so that `html_url` resolves (`web/`).
+    Page(PageRoute),
     /// The path exists, with other methods (`allow` lists them for the `Allow` header).
     NotAllowed(Family, &'static str),
     /// No route has this path.
@@ -261,8 +266,28 @@ pub fn route(method: &str, path: &str) -> Route {
     let segs: Vec<&str> = path.split('/').collect();
     match segs.as_slice() {
         ["", "api", "v1", rest @ ..] => v1(method, rest).unwrap_or(Route::NotFound(Family::Json)),
-        _ => generic(method, &segs).unwrap_or(Route::NotFound(Family::Registry)),
+        ["", "api", ..] => generic(method, &segs).unwrap_or(Route::NotFound(Family::Registry)),
+        _ => page(method, &segs).unwrap_or(Route::NotFound(Family::Registry)),
     }
+}
+
+/// The pages for people, at Gitea's paths (`web/`). `None`: not a page path.
+fn page(method: &str, segs: &[&str]) -> Option<Route> {
+    let d = |s: &str| percent_decode(s).filter(|v| !v.is_empty());
+    let route = match segs {
+        ["", ""] => PageRoute::Explore,
+        ["", "-", "static", file] => PageRoute::Asset(d(file)?),
+        ["", owner] | ["", owner, "-", "packages"] if *owner != "-" => PageRoute::Owner(d(owner)?),
+        ["", owner, "-", "packages", "generic", name] => PageRoute::Package(d(owner)?, d(name)?),
+        ["", owner, "-", "packages", "generic", name, version] => {
+            PageRoute::Version(d(owner)?, d(name)?, d(version)?)
+        }
+        _ => return None,
+    };
+    Some(match method {
+        "GET" | "HEAD" => Route::Page(route),
+        _ => Route::NotAllowed(Family::Page, READ_METHODS),
+    })
 }
 
 fn ops(method: &str, op: Op) -> Route {
@@ -844,7 +869,8 @@ mod tests {
     #[test]
     fn no_route() {
         for path in [
-            "/",
+            "/a/b",
+            "/o/-/packages/npm/n",
             "/api/packages/o/generic/n/1/",
             "/api/packages/o/generic/n/",
             "/api/packages/o/generic/n/1/f/g",
@@ -878,6 +904,41 @@ mod tests {
             route("GET", "/api/v1/packages/o/generic/n/1/files/x"),
             pkgs("o", Some("n"), PackageOp::NotFound)
         );
+    }
+
+    #[test]
+    fn pages() {
+        let page = |r: PageRoute| Route::Page(r);
+        assert_eq!(route("GET", "/"), page(PageRoute::Explore));
+        assert_eq!(route("HEAD", "/o"), page(PageRoute::Owner("o".into())));
+        assert_eq!(
+            route("GET", "/o/-/packages"),
+            page(PageRoute::Owner("o".into()))
+        );
+        assert_eq!(
+            route("GET", "/o/-/packages/generic/a%2Fb"),
+            page(PageRoute::Package("o".into(), "a/b".into()))
+        );
+        assert_eq!(
+            route("GET", "/o/-/packages/generic/n/1%3C2"),
+            page(PageRoute::Version("o".into(), "n".into(), "1<2".into()))
+        );
+        assert_eq!(
+            route("GET", "/-/static/x.css"),
+            page(PageRoute::Asset("x.css".into()))
+        );
+        assert_eq!(
+            route("POST", "/o"),
+            Route::NotAllowed(Family::Page, READ_METHODS)
+        );
+        // Not pages: the registry's 404 as before.
+        for path in ["/api", "/-", "/%zz", "/o/-/packages/generic/%zz", "/o/x"] {
+            assert_eq!(
+                route("GET", path),
+                Route::NotFound(Family::Registry),
+                "{path}"
+            );
+        }
     }
 
     /// Literals match as sent; parameters are decoded; one that does not decode (a bad escape,

@@ -1,0 +1,273 @@
+//! The pages for people (issue 13): Gitea's URLs, escaping, what an anonymous visitor may see,
+//! paging and the security headers.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+
+fn admin_json(s: &Server, method: &str, path: &str, body: Value) -> Value {
+    let auth = format!("token {ADMIN_TOKEN}");
+    let bytes = serde_json::to_vec(&body).expect("json");
+    let r = s.req(
+        method,
+        path,
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        &bytes,
+    );
+    assert!(
+        r.status / 100 == 2,
+        "{method} {path}: {} {}",
+        r.status,
+        r.text()
+    );
+    serde_json::from_slice(&r.body).unwrap_or(Value::Null)
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn publish(s: &Server, owner: &str, name: &str, version: &str, file: &str, body: &[u8]) {
+    let r = s.put(
+        &format!(
+            "/api/packages/{owner}/generic/{}/{}/{}",
+            enc(name),
+            enc(version),
+            enc(file)
+        ),
+        body,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+}
+
+fn page(s: &Server, path: &str) -> (u16, String) {
+    let r = s.get(path);
+    if r.status != 304 {
+        assert_eq!(
+            r.header("content-type"),
+            Some(if path.starts_with("/-/static/") && r.status == 200 {
+                "text/css; charset=utf-8"
+            } else {
+                "text/html; charset=utf-8"
+            }),
+            "{path}"
+        );
+    }
+    (r.status, r.text())
+}
+
+/// An owner of each visibility, each with a package, and a version whose name needs escaping.
+fn registry() -> Server {
+    let s = Server::start();
+    admin_json(
+        &s,
+        "POST",
+        "/api/v1/admin/users",
+        json!({"username": "alice", "password": "correct horse battery", "email": "a@example.com"}),
+    );
+    for (org, vis) in [
+        ("opub", "public"),
+        ("olim", "limited"),
+        ("opriv", "private"),
+    ] {
+        admin_json(
+            &s,
+            "POST",
+            "/api/v1/admin/users/alice/orgs",
+            json!({"username": org, "visibility": vis}),
+        );
+        publish(&s, org, &format!("{org}-tool"), "1.0", "tool.bin", b"tool");
+    }
+    publish(&s, "opub", "app", "1.0.0", "app.tar.gz", b"one");
+    publish(&s, "opub", "app", "2.0<b>\"x'", "a&b{c}.txt", b"two two");
+    s
+}
+
+#[test]
+fn pages_answer_at_gitea_urls_with_security_headers() {
+    let s = registry();
+    for path in [
+        "/",
+        "/opub",
+        "/opub/-/packages",
+        "/opub/-/packages/generic/app",
+        "/opub/-/packages/generic/app/1.0.0",
+        "/OPUB/-/packages/generic/APP/1.0.0",
+    ] {
+        let r = s.get(path);
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        let csp = r.header("content-security-policy").expect("CSP");
+        assert!(
+            csp.contains("default-src 'none'") && !csp.contains("unsafe"),
+            "{csp}"
+        );
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert_eq!(r.header("x-frame-options"), Some("DENY"));
+        assert_eq!(r.header("referrer-policy"), Some("same-origin"));
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+        let html = r.text();
+        assert!(html.starts_with("<!DOCTYPE html>"), "{path}");
+        assert!(!html.contains("<script"), "{path}: no script at all");
+        assert!(html.len() < 100_000, "{path}: {} bytes", html.len());
+    }
+    // The stylesheet: compiled in, under a hashed name that may be cached for good.
+    let (_, home) = page(&s, "/");
+    let css = home
+        .split("href=\"/-/static/")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("stylesheet link");
+    let r = s.get(&format!("/-/static/{css}"));
+    assert_eq!(r.status, 200);
+    assert!(r
+        .header("cache-control")
+        .is_some_and(|c| c.contains("immutable")));
+    assert!(r.text().contains("prefers-color-scheme: dark"));
+    assert_eq!(s.get("/-/static/other.css").status, 404);
+    // Every html_url of the JSON API is a page.
+    let auth = format!("token {ADMIN_TOKEN}");
+    let r = s.req(
+        "GET",
+        "/api/v1/packages/opub",
+        &[("Authorization", &auth)],
+        b"",
+    );
+    let list: Value = serde_json::from_slice(&r.body).expect("json");
+    for p in list.as_array().expect("array") {
+        let url = p["html_url"].as_str().expect("html_url");
+        let path = url
+            .split_once("://")
+            .and_then(|(_, r)| r.find('/').map(|i| &r[i..]))
+            .expect("path");
+        assert_eq!(s.get(path).status, 200, "{url}");
+    }
+    // Pages are read-only; the registry's paths keep their plain-text answers.
+    let r = s.req("POST", "/opub", &[], b"");
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("GET, HEAD"));
+    let r = s.get("/api/nothing");
+    assert_eq!((r.status, r.text().as_str()), (404, "Not found."));
+    let r = s.req("HEAD", "/opub", &[], b"");
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn every_value_is_escaped() {
+    let s = registry();
+    let (status, html) = page(&s, "/opub/-/packages/generic/app");
+    assert_eq!(status, 200);
+    assert!(html.contains("2.0&lt;b&gt;&quot;x'"), "{html}");
+    assert!(!html.contains("<b>"), "raw markup from a version name");
+    let (status, html) = page(
+        &s,
+        &format!("/opub/-/packages/generic/app/{}", enc("2.0<b>\"x'")),
+    );
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("a&amp;b{c}.txt"), "{html}");
+    // The search term goes back into the page escaped, too.
+    let (_, html) = page(&s, "/?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E%22");
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;&quot;"),
+        "{html}"
+    );
+    assert!(!html.contains("<script>"));
+    // The version page shows sizes, the sha256 and the curl lines.
+    let (_, html) = page(&s, "/opub/-/packages/generic/app/1.0.0");
+    assert!(html.contains(&sha256_hex(b"one")), "{html}");
+    assert!(html.contains("3 B"), "size: {html}");
+    assert!(
+        html.contains("/api/packages/opub/generic/app/1.0.0/app.tar.gz"),
+        "{html}"
+    );
+    assert!(
+        html.contains("/api/packages/opub/generic/app/latest/app.tar.gz"),
+        "{html}"
+    );
+    assert!(html.contains("--upload-file"), "{html}");
+}
+
+#[test]
+fn an_anonymous_visitor_sees_no_private_or_limited_owner_anywhere() {
+    let s = registry();
+    let missing = page(&s, "/nobody");
+    assert_eq!(missing.0, 404);
+    for owner in ["olim", "opriv"] {
+        for path in [
+            format!("/{owner}"),
+            format!("/{owner}/-/packages"),
+            format!("/{owner}/-/packages/generic/{owner}-tool"),
+            format!("/{owner}/-/packages/generic/{owner}-tool/1.0"),
+        ] {
+            let got = page(&s, &path);
+            // The same answer as for an owner that does not exist: no 404-vs-403 difference.
+            assert_eq!(got, missing, "{path}");
+        }
+    }
+    let (_, home) = page(&s, "/");
+    assert!(
+        home.contains("opub-tool") && home.contains(">app<"),
+        "{home}"
+    );
+    assert!(!home.contains("olim") && !home.contains("opriv"), "{home}");
+    let (_, html) = page(&s, "/?q=opriv");
+    assert!(html.contains("0 versions"), "{html}");
+    // Counted without them: opub's three versions and nothing else (alice has none).
+    assert!(home.contains("3 versions"), "{home}");
+    for q in ["tool", "olim", "opriv-tool"] {
+        let (_, html) = page(&s, &format!("/?q={q}"));
+        // (The search term itself is echoed in the search box.)
+        assert!(
+            !html.contains("href=\"/olim") && !html.contains("href=\"/opriv"),
+            "q={q}: {html}"
+        );
+    }
+    let (_, html) = page(&s, "/?q=tool");
+    assert!(
+        html.contains("1 version") && html.contains("opub-tool"),
+        "{html}"
+    );
+}
+
+#[test]
+fn long_listings_are_paged_newest_first() {
+    let s = Server::start();
+    for i in 0..45 {
+        publish(&s, "admin", "many", &format!("1.{i}"), "f", b"x");
+    }
+    let (_, p1) = page(&s, "/admin/-/packages/generic/many");
+    assert!(p1.contains("45 versions"), "{p1}");
+    assert_eq!(p1.matches("class=\"row\"").count(), 20);
+    let first = p1.find(">1.44<").expect("newest first");
+    let later = p1.find(">1.25<").expect("20th");
+    assert!(first < later);
+    assert!(!p1.contains(">1.24<"));
+    assert!(
+        p1.contains("rel=\"next\" href=\"/admin/-/packages/generic/many?page=2\""),
+        "{p1}"
+    );
+    let (_, p3) = page(&s, "/admin/-/packages/generic/many?page=3");
+    assert_eq!(p3.matches("class=\"row\"").count(), 5);
+    assert!(p3.contains(">1.0<") && p3.contains("Page 3 of 3"), "{p3}");
+    let (_, home) = page(&s, "/?q=many&page=2");
+    assert_eq!(home.matches("class=\"row\"").count(), 20);
+    assert!(
+        home.contains("rel=\"prev\" href=\"/?q=many&amp;page=1\""),
+        "{home}"
+    );
+    // A page too deep to list says so, without walking the index.
+    let (status, deep) = page(&s, "/?page=99999999999");
+    assert_eq!(status, 200);
+    assert!(deep.contains("too far back"), "{deep}");
+}
