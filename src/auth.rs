@@ -419,6 +419,23 @@ pub fn authenticate(
     result.map(Some)
 }
 
+/// A sign-in with a password only (the pages' form: a token is no password there), throttled
+/// per address like every other failed credential.
+pub fn sign_in(
+    store: &Store,
+    limiter: &Limiter,
+    peer: IpAddr,
+    login: &str,
+    password: &str,
+) -> Result<Caller, AuthError> {
+    limiter.reserve(peer).map_err(AuthError::Throttled)?;
+    let result = resolve_password(store, login, password);
+    if result.is_ok() {
+        limiter.refund(peer);
+    }
+    result
+}
+
 /// The caller a token stands for; `Ok(None)` when it is no valid token. An expired token or
 /// a deactivated user's token is an error, not "no token".
 fn resolve_token(store: &Store, token: &str) -> Result<Option<Caller>, AuthError> {

@@ -271,3 +271,223 @@ fn long_listings_are_paged_newest_first() {
     assert_eq!(status, 200);
     assert!(deep.contains("too far back"), "{deep}");
 }
+
+/// The `name=value` of a response's `Set-Cookie` for `name`.
+fn set_cookie(r: &Resp, name: &str) -> Option<String> {
+    r.headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .map(|(_, v)| v.clone())
+        .find(|v| v.starts_with(&format!("{name}=")))
+}
+
+fn hidden_csrf(html: &str) -> String {
+    html.split("name=\"_csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("a _csrf field")
+        .to_string()
+}
+
+fn post_form(s: &Server, path: &str, cookie: &str, origin: Option<&str>, form: &str) -> Resp {
+    let mut headers = vec![
+        ("Content-Type", "application/x-www-form-urlencoded"),
+        ("Cookie", cookie),
+    ];
+    if let Some(o) = origin {
+        headers.push(("Origin", o));
+    }
+    s.req("POST", path, &headers, form.as_bytes())
+}
+
+/// Signs in through the form; the session cookie (`shelf_session=…`).
+fn sign_in(s: &Server, user: &str, password: &str) -> Result<String, Resp> {
+    let form = s.get("/user/login");
+    assert_eq!(form.status, 200);
+    let login_cookie = set_cookie(&form, "shelf_login").expect("login cookie");
+    let pair = login_cookie.split(';').next().expect("pair").to_string();
+    let csrf = hidden_csrf(&form.text());
+    let r = post_form(
+        s,
+        "/user/login",
+        &pair,
+        Some("http://test"),
+        &format!("_csrf={csrf}&user_name={user}&password={}", enc(password)),
+    );
+    if r.status != 303 {
+        return Err(r);
+    }
+    let c = set_cookie(&r, "shelf_session").expect("session cookie");
+    for attr in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(c.contains(attr), "{c}");
+    }
+    assert!(!c.contains("Secure"), "plain http: no Secure flag: {c}");
+    Ok(c.split(';').next().expect("pair").to_string())
+}
+
+#[test]
+fn signing_in_shows_what_the_user_may_read_and_the_api_ignores_the_cookie() {
+    let s = registry();
+    let alice = sign_in(&s, "alice", "correct horse battery").expect("signed in");
+    let as_alice = |path: &str| s.req("GET", path, &[("Cookie", &alice)], b"");
+    // alice owns all three organizations: each is hers to see.
+    for org in ["opub", "olim", "opriv"] {
+        let r = as_alice(&format!("/{org}/-/packages/generic/{org}-tool/1.0"));
+        assert_eq!(r.status, 200, "{org}: {}", r.text());
+    }
+    let home = as_alice("/").text();
+    assert!(
+        home.contains("opriv-tool") && home.contains("olim-tool"),
+        "{home}"
+    );
+    assert!(
+        home.contains("Sign out") && home.contains(">alice<"),
+        "{home}"
+    );
+    // The session cookie is no credential for the API.
+    let r = s.req(
+        "GET",
+        "/api/packages/opriv/generic/opriv-tool/1.0/tool.bin",
+        &[("Cookie", &alice)],
+        b"",
+    );
+    assert_eq!(r.status, 401, "{}", r.text());
+    let r = s.req("GET", "/api/v1/packages/opriv", &[("Cookie", &alice)], b"");
+    assert_eq!(r.status, 401, "{}", r.text());
+
+    // The sessions page lists this browser; signing out ends the session.
+    let page = as_alice("/user/settings/sessions");
+    assert_eq!(page.status, 200);
+    let text = page.text();
+    assert!(text.contains("this browser"), "{text}");
+    let csrf = hidden_csrf(&text);
+    let r = post_form(
+        &s,
+        "/user/logout",
+        &alice,
+        Some("http://test"),
+        &format!("_csrf={csrf}"),
+    );
+    assert_eq!(r.status, 303);
+    assert!(set_cookie(&r, "shelf_session").is_some_and(|c| c.contains("Max-Age=0")));
+    assert_eq!(as_alice("/opriv").status, 404, "signed out: private again");
+}
+
+#[test]
+fn forms_refuse_a_missing_csrf_secret_a_foreign_origin_and_bad_passwords() {
+    let s = registry();
+    // The sign-in form without its secret, with another's, or from another site.
+    let form = s.get("/user/login");
+    let pair = set_cookie(&form, "shelf_login").expect("cookie");
+    let pair = pair.split(';').next().expect("pair");
+    let csrf = hidden_csrf(&form.text());
+    let good = format!("_csrf={csrf}&user_name=alice&password=correct+horse+battery");
+    for (cookie, origin, body) in [
+        ("", Some("http://test"), good.clone()),
+        (
+            pair,
+            Some("http://test"),
+            "user_name=alice&password=correct+horse+battery".to_string(),
+        ),
+        (pair, Some("http://evil.example"), good.clone()),
+    ] {
+        let r = post_form(&s, "/user/login", cookie, origin, &body);
+        assert_eq!(r.status, 403, "{cookie:?} {origin:?}: {}", r.text());
+        assert!(set_cookie(&r, "shelf_session").is_none());
+    }
+    // A wrong password: 401 and the form again, escaped, with no session.
+    let r = post_form(
+        &s,
+        "/user/login",
+        pair,
+        Some("http://test"),
+        &format!("_csrf={csrf}&user_name=%3Cb%3Ealice&password=nope"),
+    );
+    assert_eq!(r.status, 401);
+    assert!(r.text().contains("incorrect") && r.text().contains("&lt;b&gt;alice"));
+    assert!(set_cookie(&r, "shelf_session").is_none());
+    // A token is no password here.
+    let r = sign_in(&s, "admin", ADMIN_TOKEN).expect_err("a token signs nobody in");
+    assert_eq!(r.status, 401);
+    // Signed in: the session's forms need its own secret, from this site.
+    let alice = sign_in(&s, "alice", "correct horse battery").expect("signed in");
+    let csrf = hidden_csrf(&s.req("GET", "/", &[("Cookie", &alice)], b"").text());
+    for (origin, body) in [
+        (Some("http://test"), "_csrf=0000".to_string()),
+        (Some("http://other"), format!("_csrf={csrf}")),
+    ] {
+        let r = post_form(&s, "/user/logout", &alice, origin, &body);
+        assert_eq!(r.status, 403, "{origin:?}");
+    }
+    assert_eq!(
+        s.req("GET", "/opriv", &[("Cookie", &alice)], b"").status,
+        200,
+        "still in"
+    );
+    // GET never changes state: the sign-out path does not take it.
+    assert_eq!(
+        s.req("GET", "/user/logout", &[("Cookie", &alice)], b"")
+            .status,
+        405
+    );
+    // After the burst of failures, sign-ins from this address are throttled.
+    let mut throttled = false;
+    for _ in 0..12 {
+        let form = s.get("/user/login");
+        let pair = set_cookie(&form, "shelf_login").expect("cookie");
+        let csrf = hidden_csrf(&form.text());
+        let r = post_form(
+            &s,
+            "/user/login",
+            pair.split(';').next().expect("pair"),
+            Some("http://test"),
+            &format!("_csrf={csrf}&user_name=alice&password=wrong"),
+        );
+        if r.status == 429 {
+            assert!(r.header("retry-after").is_some());
+            throttled = true;
+            break;
+        }
+        assert_eq!(r.status, 401);
+    }
+    assert!(throttled, "never throttled");
+}
+
+#[test]
+fn a_session_can_be_revoked_from_another() {
+    let s = registry();
+    let one = sign_in(&s, "alice", "correct horse battery").expect("first");
+    let two = sign_in(&s, "alice", "correct horse battery").expect("second");
+    let page = s
+        .req("GET", "/user/settings/sessions", &[("Cookie", &two)], b"")
+        .text();
+    assert_eq!(page.matches("Revoke").count(), 2, "{page}");
+    let csrf = hidden_csrf(&page);
+    // The other session's id: the item that is not marked "this browser".
+    let other = page
+        .split("<li>")
+        .skip(1)
+        .find(|li| !li.contains("this browser"))
+        .and_then(|li| li.split("name=\"id\" value=\"").nth(1))
+        .and_then(|r| r.split('"').next())
+        .expect("the other session")
+        .to_string();
+    let r = post_form(
+        &s,
+        "/user/settings/sessions",
+        &two,
+        Some("http://test"),
+        &format!("_csrf={csrf}&id={other}"),
+    );
+    assert_eq!(r.status, 303);
+    let revoked = s.req("GET", "/opriv", &[("Cookie", &one)], b"").status == 404;
+    assert!(revoked, "the first session still works");
+    assert_eq!(s.req("GET", "/opriv", &[("Cookie", &two)], b"").status, 200);
+    // Without a session, the page sends you to sign in first.
+    let r = s.get("/user/settings/sessions");
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        r.header("location"),
+        Some("/user/login?redirect_to=%2Fuser%2Fsettings%2Fsessions")
+    );
+}

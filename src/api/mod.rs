@@ -98,13 +98,29 @@ impl Api {
             Route::NotFound(Family::Registry | Family::Ops) => registry::not_found(),
             Route::Page(page) => {
                 let base = self.base_url(req);
+                // The forms read the body; it goes back afterwards, so that the connection
+                // can carry the next request.
+                let mut body = std::mem::take(&mut req.body);
+                let seen: &Request = req;
+                let audit = |actor: &str, action: &str, outcome: &str| {
+                    if outcome == "ok" {
+                        self.audit(seen, actor, action, "", "", outcome);
+                    } else {
+                        self.audit_refusal(seen, actor, action, "", "", outcome);
+                    }
+                };
                 let ctx = crate::web::Ctx {
                     store: &self.store,
                     base: &base,
-                    req,
+                    req: seen,
                     query: &query,
+                    limiter: &self.limiter,
+                    ip: self.client_ip(seen),
+                    audit: &audit,
                 };
-                crate::web::serve(&ctx, page)
+                let response = crate::web::serve(&ctx, page, &mut body);
+                req.body = body;
+                response
             }
             Route::NotAllowed(Family::Page, allow) => crate::web::not_allowed(allow),
             route => v1::handle(self, req, route, &path, &query, &mut who),

@@ -273,6 +273,22 @@ pub fn route(method: &str, path: &str) -> Route {
 
 /// The pages for people, at Gitea's paths (`web/`). `None`: not a page path.
 fn page(method: &str, segs: &[&str]) -> Option<Route> {
+    let (route, methods) = match segs {
+        ["", "user", "login"] => (PageRoute::SignIn, "GET, HEAD, POST"),
+        ["", "user", "logout"] => (PageRoute::SignOut, "POST"),
+        ["", "user", "settings", "sessions"] => (PageRoute::Sessions, "GET, HEAD, POST"),
+        _ => (page_read(segs)?, READ_METHODS),
+    };
+    let allowed = methods.split(", ").any(|m| m == method);
+    Some(if allowed {
+        Route::Page(route)
+    } else {
+        Route::NotAllowed(Family::Page, methods)
+    })
+}
+
+/// The pages that are only read.
+fn page_read(segs: &[&str]) -> Option<PageRoute> {
     let d = |s: &str| percent_decode(s).filter(|v| !v.is_empty());
     let route = match segs {
         ["", ""] => PageRoute::Explore,
@@ -284,10 +300,7 @@ fn page(method: &str, segs: &[&str]) -> Option<Route> {
         }
         _ => return None,
     };
-    Some(match method {
-        "GET" | "HEAD" => Route::Page(route),
-        _ => Route::NotAllowed(Family::Page, READ_METHODS),
-    })
+    Some(route)
 }
 
 fn ops(method: &str, op: Op) -> Route {

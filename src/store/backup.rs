@@ -63,6 +63,7 @@ macro_rules! tables {
         $m!(20, QUOTAS);
         $m!(21, CLEANUP_RULES);
         $m!(22, VERSION_DOWNLOADS);
+        $m!(23, SESSIONS);
     };
 }
 

@@ -26,6 +26,7 @@ mod listing;
 mod observe;
 mod recovery;
 mod scrub;
+mod sessions;
 mod space;
 mod stats;
 mod users;
@@ -46,6 +47,7 @@ pub use observe::{ByteTotals, ReadyProbe, RowCounts, StatsCache};
 pub use observe::{Quiet, Steps, Unit};
 pub use recovery::Fault;
 pub use scrub::{ScrubConfig, ScrubState};
+pub use sessions::{NewSession, SessionRecord};
 pub use stats::{compact, OwnerStats, Stats};
 pub use users::{new_token, token_hash, Created, NewToken, UserDeleted};
 
@@ -109,6 +111,8 @@ const CHUNKS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("chunks")
 const CHUNK_REFS: TableDefinition<&[u8; 32], u64> = TableDefinition::new("chunk_refs");
 /// (upload id, sequence number) → chunk pinned by that upload in progress.
 const UPLOADS: TableDefinition<(u64, u32), &[u8; 32]> = TableDefinition::new("uploads");
+/// Browser sessions by the SHA-256 of their secret (`sessions.rs`).
+const SESSIONS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("sessions");
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -861,6 +865,7 @@ impl Store {
                 .ctx("creating cleanup_rules")?;
             txn.open_table(VERSION_DOWNLOADS)
                 .ctx("creating version_downloads")?;
+            txn.open_table(SESSIONS).ctx("creating sessions")?;
             if migrate_from == Some(1) {
                 limits::migrate_v1(txn)?;
                 meta.insert("schema_version", &SCHEMA_VERSION.to_le_bytes()[..])

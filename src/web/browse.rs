@@ -3,8 +3,9 @@
 use maud::{html, Markup};
 
 use super::layout::page;
+use super::session::Viewer;
 use super::{Ctx, PageError, MAX_DEPTH, PAGE_SIZE};
-use crate::auth::{self, Access};
+use crate::auth::{self, Access, Caller};
 use crate::http::Response;
 use crate::names::{percent_decode, percent_encode};
 use crate::store::{fold_case, OwnerKind, Page, UserRecord, VersionEntry};
@@ -13,7 +14,7 @@ use crate::units::human_size;
 type Result<T> = std::result::Result<T, PageError>;
 
 /// `/`: every package version the visitor may see, newest first, filtered by `q`.
-pub(super) fn explore(ctx: &Ctx) -> Result<Response> {
+pub(super) fn explore(ctx: &Ctx, who: Option<&Viewer>) -> Result<Response> {
     let q = search(ctx.query);
     let page_no = page_number(ctx.query);
     let depth = page_no.saturating_mul(PAGE_SIZE);
@@ -26,7 +27,7 @@ pub(super) fn explore(ctx: &Ctx) -> Result<Response> {
         let mut total = 0u64;
         for kind in [OwnerKind::User, OwnerKind::Org] {
             for owner in ctx.store.list_owners(kind, 1, u64::MAX)?.items {
-                if !readable(ctx, &owner)? {
+                if !readable(ctx, who, &owner)? {
                     continue;
                 }
                 let found = ctx
@@ -56,12 +57,12 @@ pub(super) fn explore(ctx: &Ctx) -> Result<Response> {
             (pager("/", ctx.query, page_no, total))
         }
     };
-    Ok(page(200, "Explore", q.as_deref(), body))
+    Ok(page(200, "Explore", q.as_deref(), who, body))
 }
 
 /// `/{owner}` and `/{owner}/-/packages`.
-pub(super) fn owner(ctx: &Ctx, owner: &str) -> Result<Response> {
-    let owner = visible_owner(ctx, owner)?;
+pub(super) fn owner(ctx: &Ctx, who: Option<&Viewer>, owner: &str) -> Result<Response> {
+    let owner = visible_owner(ctx, who, owner)?;
     let q = search(ctx.query);
     let page_no = page_number(ctx.query);
     let body = if page_no.saturating_mul(PAGE_SIZE) > MAX_DEPTH {
@@ -86,15 +87,20 @@ pub(super) fn owner(ctx: &Ctx, owner: &str) -> Result<Response> {
             (pager(&path, ctx.query, page_no, found.total))
         }
     };
-    Ok(page(200, &owner.login, None, body))
+    Ok(page(200, &owner.login, None, who, body))
 }
 
 /// `/{owner}/-/packages/generic/{name}`: the versions, newest first, with download counts.
-pub(super) fn package(ctx: &Ctx, owner: &str, name: &str) -> Result<Response> {
-    let owner = visible_owner(ctx, owner)?;
+pub(super) fn package(
+    ctx: &Ctx,
+    who: Option<&Viewer>,
+    owner: &str,
+    name: &str,
+) -> Result<Response> {
+    let owner = visible_owner(ctx, who, owner)?;
     let page_no = page_number(ctx.query);
     if page_no.saturating_mul(PAGE_SIZE) > MAX_DEPTH {
-        return Ok(page(200, name, None, too_deep()));
+        return Ok(page(200, name, None, who, too_deep()));
     }
     let found = ctx
         .store
@@ -116,12 +122,18 @@ pub(super) fn package(ctx: &Ctx, owner: &str, name: &str) -> Result<Response> {
         (version_list(&owner.login, &found, false))
         (pager(&path, ctx.query, page_no, found.total))
     };
-    Ok(page(200, &name, None, body))
+    Ok(page(200, &name, None, who, body))
 }
 
 /// `/{owner}/-/packages/generic/{name}/{version}`: the files, with curl lines.
-pub(super) fn version(ctx: &Ctx, owner: &str, name: &str, version: &str) -> Result<Response> {
-    let owner = visible_owner(ctx, owner)?;
+pub(super) fn version(
+    ctx: &Ctx,
+    who: Option<&Viewer>,
+    owner: &str,
+    name: &str,
+    version: &str,
+) -> Result<Response> {
+    let owner = visible_owner(ctx, who, owner)?;
     let entry = ctx
         .store
         .get_version(&owner.login, name, version)?
@@ -188,22 +200,29 @@ pub(super) fn version(ctx: &Ctx, owner: &str, name: &str, version: &str) -> Resu
             pre { code { "curl -f --user USER:TOKEN --upload-file FILE \\\n  " (api) "/" (v) "/FILE" } }
         }
     };
-    Ok(page(200, &format!("{name} {version}"), None, body))
+    Ok(page(200, &format!("{name} {version}"), None, who, body))
 }
 
 /// The owner, when this visitor may see it; else the same 404 as for no such owner.
-fn visible_owner(ctx: &Ctx, login: &str) -> Result<UserRecord> {
+fn visible_owner(ctx: &Ctx, who: Option<&Viewer>, login: &str) -> Result<UserRecord> {
     let owner = ctx.store.get_user(login)?.ok_or(PageError::NotFound)?;
-    if !readable(ctx, &owner)? {
+    if !readable(ctx, who, &owner)? {
         return Err(PageError::NotFound);
     }
     Ok(owner)
 }
 
-/// Whether an anonymous visitor may see `owner` and read its packages.
-fn readable(ctx: &Ctx, owner: &UserRecord) -> Result<bool> {
-    Ok(auth::profile_visible(ctx.store, None, owner)?
-        && auth::package_access(ctx.store, None, owner, None, Access::Read)?.is_ok())
+/// Whether the visitor (signed in or not) may see `owner` and read its packages: the API's
+/// rules for a caller without a token.
+fn readable(ctx: &Ctx, who: Option<&Viewer>, owner: &UserRecord) -> Result<bool> {
+    let caller = who.map(|w| Caller {
+        user: w.user.clone(),
+        token: None,
+    });
+    Ok(
+        auth::profile_visible(ctx.store, who.map(|w| &w.user), owner)?
+            && auth::package_access(ctx.store, caller.as_ref(), owner, None, Access::Read)?.is_ok(),
+    )
 }
 
 fn version_list(owner: &str, found: &Page<VersionEntry>, with_owner: bool) -> Markup {
@@ -277,7 +296,7 @@ fn page_number(query: &str) -> u64 {
         .unwrap_or(1)
 }
 
-fn param(query: &str, name: &str) -> Option<String> {
+pub(super) fn param(query: &str, name: &str) -> Option<String> {
     query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         (k == name).then(|| percent_decode(&v.replace('+', " ")))?
@@ -293,7 +312,7 @@ fn count(n: u64, what: &str) -> String {
 }
 
 /// A date for people, with the exact time as a tooltip.
-fn when(secs: u64) -> Markup {
+pub(super) fn when(secs: u64) -> Markup {
     let full = crate::dates::rfc3339_secs(secs);
     let day = full.get(..10).unwrap_or(&full).to_string();
     html! { time datetime=(full) title=(full) { (day) } }

@@ -3,6 +3,7 @@
 
 use maud::{html, Markup, DOCTYPE};
 
+use super::session::Viewer;
 use crate::http::{Response, ResponseBody};
 
 /// No script at all, styles only from our own stylesheet, no framing, forms only to us.
@@ -10,7 +11,13 @@ pub(crate) const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'sel
                               form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// A page: `title` in the tab and as the heading's context, `body` inside `<main>`.
-pub(crate) fn page(status: u16, title: &str, search: Option<&str>, body: Markup) -> Response {
+pub(crate) fn page(
+    status: u16,
+    title: &str,
+    search: Option<&str>,
+    who: Option<&Viewer>,
+    body: Markup,
+) -> Response {
     let doc = html! {
         (DOCTYPE)
         html lang="en" {
@@ -31,6 +38,18 @@ pub(crate) fn page(status: u16, title: &str, search: Option<&str>, body: Markup)
                             input #q type="search" name="q" placeholder="Search packages"
                                 value=[search] maxlength="200";
                             button type="submit" { "Search" }
+                        }
+                        @if let Some(who) = who {
+                            div.me {
+                                a href={ "/" (crate::names::percent_encode(&who.user.login)) } { (who.user.login) }
+                                a href="/user/settings/sessions" { "Sessions" }
+                                form.inline method="post" action="/user/logout" {
+                                    input type="hidden" name="_csrf" value=(who.session.csrf);
+                                    button type="submit" { "Sign out" }
+                                }
+                            }
+                        } @else {
+                            a.signin href="/user/login" { "Sign in" }
                         }
                     }
                 }
@@ -67,6 +86,7 @@ pub(crate) fn error_page(status: u16, heading: &str, text: &str) -> Response {
     page(
         status,
         heading,
+        None,
         None,
         html! {
             section.empty {

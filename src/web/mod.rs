@@ -14,9 +14,15 @@
 //! exactly like one that does not exist, and never appears in a list, a search or a count.
 //! Sign-in, sessions and the forms come next.
 
+mod account;
 mod browse;
 mod layout;
+mod session;
 
+use std::io::Read;
+use std::net::IpAddr;
+
+use crate::auth::Limiter;
 use crate::http::{Request, Response, ResponseBody};
 use crate::store::Store;
 
@@ -60,6 +66,12 @@ pub enum PageRoute {
     Version(String, String, String),
     /// `/-/static/{file}`: an asset compiled into the binary.
     Asset(String),
+    /// `GET|POST /user/login`: the sign-in form (Gitea's path).
+    SignIn,
+    /// `POST /user/logout`.
+    SignOut,
+    /// `GET|POST /user/settings/sessions`: the signed-in user's sessions; revoke one.
+    Sessions,
 }
 
 /// What a page needs from the API around it.
@@ -69,17 +81,34 @@ pub struct Ctx<'a> {
     pub base: &'a str,
     pub req: &'a Request,
     pub query: &'a str,
+    /// The failed-sign-in limiter the API's credentials share.
+    pub limiter: &'a Limiter,
+    /// The client's address (the proxy's `X-Forwarded-For` when it is trusted).
+    pub ip: IpAddr,
+    /// Records an audit entry: (actor, action, outcome).
+    pub audit: &'a dyn Fn(&str, &str, &str),
 }
 
-/// Answers one page request.
-pub fn serve(ctx: &Ctx, route: PageRoute) -> Response {
-    let result = match route {
-        PageRoute::Asset(name) => return asset(&name),
-        PageRoute::Explore => browse::explore(ctx),
-        PageRoute::Owner(owner) => browse::owner(ctx, &owner),
-        PageRoute::Package(owner, name) => browse::package(ctx, &owner, &name),
-        PageRoute::Version(owner, name, version) => browse::version(ctx, &owner, &name, &version),
-    };
+/// Answers one page request; `body` is the request's (read by the forms only).
+pub fn serve(ctx: &Ctx, route: PageRoute, body: &mut dyn Read) -> Response {
+    if let PageRoute::Asset(name) = &route {
+        return asset(name);
+    }
+    let result = session::viewer(ctx).and_then(|who| {
+        let who = who.as_ref();
+        match route {
+            PageRoute::Asset(_) => Err(PageError::NotFound),
+            PageRoute::Explore => browse::explore(ctx, who),
+            PageRoute::Owner(owner) => browse::owner(ctx, who, &owner),
+            PageRoute::Package(owner, name) => browse::package(ctx, who, &owner, &name),
+            PageRoute::Version(owner, name, version) => {
+                browse::version(ctx, who, &owner, &name, &version)
+            }
+            PageRoute::SignIn => account::sign_in(ctx, who, body),
+            PageRoute::SignOut => account::sign_out(ctx, who, body),
+            PageRoute::Sessions => account::sessions(ctx, who, body),
+        }
+    });
     match result {
         Ok(page) => page,
         Err(PageError::NotFound) => layout::error_page(
