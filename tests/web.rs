@@ -491,3 +491,166 @@ fn a_session_can_be_revoked_from_another() {
         Some("/user/login?redirect_to=%2Fuser%2Fsettings%2Fsessions")
     );
 }
+
+#[test]
+fn tokens_are_made_shown_once_used_and_revoked_from_the_page() {
+    let s = registry();
+    let alice = sign_in(&s, "alice", "correct horse battery").expect("signed in");
+    let page = s.req(
+        "GET",
+        "/user/settings/applications",
+        &[("Cookie", &alice)],
+        b"",
+    );
+    assert_eq!(page.status, 200);
+    let csrf = hidden_csrf(&page.text());
+    let make = |form: &str| {
+        post_form(
+            &s,
+            "/user/settings/applications",
+            &alice,
+            Some("http://test"),
+            &format!("_csrf={csrf}&action=create&{form}"),
+        )
+    };
+    // Refusals say why and make nothing.
+    for (form, why) in [
+        ("name=ci", "at least one permission"),
+        ("name=&scope_package=write", "Give the token a name"),
+        (
+            "name=ci&scope_package=write&package=tool",
+            "needs its owner too",
+        ),
+        ("name=ci&scope_package=write&owner=nobody", "no owner named"),
+        (
+            "name=ci&scope_package=write&expires=2001-01-01",
+            "has passed",
+        ),
+        ("name=ci&scope_package=write&expires=soon", "is not a date"),
+    ] {
+        let r = make(form);
+        assert_eq!(r.status, 422, "{form}");
+        assert!(r.text().contains(why), "{form}: {}", r.text());
+    }
+    // A token limited to opub's packages, with write access, expiring in 2099.
+    let r = make("name=ci&scope_package=write&owner=opub&expires=2099-12-31");
+    assert_eq!(r.status, 201, "{}", r.text());
+    let html = r.text();
+    let token = html
+        .split("id=\"new-token\"")
+        .nth(1)
+        .and_then(|r| r.split("value=\"").nth(1))
+        .and_then(|r| r.split('"').next())
+        .expect("the new token")
+        .to_string();
+    assert_eq!(token.len(), 40);
+    // It works on the API, within its limits, and the list shows its use but never the token.
+    assert_eq!(
+        s.put_as(&token, "/api/packages/opub/generic/cli/1/f", b"x")
+            .status,
+        201
+    );
+    let other = s
+        .put_as(&token, "/api/packages/olim/generic/cli/1/f", b"x")
+        .status;
+    assert!(matches!(other, 401 | 403), "{other}");
+    let list = s
+        .req(
+            "GET",
+            "/user/settings/applications",
+            &[("Cookie", &alice)],
+            b"",
+        )
+        .text();
+    assert!(!list.contains(&token), "a token is shown only once");
+    assert!(list.contains(&token[32..]), "its last eight: {list}");
+    assert!(
+        list.contains("write:package") && list.contains("only opub"),
+        "{list}"
+    );
+    // The same name again is refused; revoking ends it.
+    assert_eq!(make("name=CI&scope_package=read").status, 422);
+    let id = list
+        .split("name=\"action\" value=\"revoke\"")
+        .nth(1)
+        .and_then(|r| r.split("name=\"id\" value=\"").nth(1))
+        .and_then(|r| r.split('"').next())
+        .expect("a revoke form")
+        .to_string();
+    let r = post_form(
+        &s,
+        "/user/settings/applications",
+        &alice,
+        Some("http://test"),
+        &format!("_csrf={csrf}&action=revoke&id={id}"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        s.put_as(&token, "/api/packages/opub/generic/cli/2/f", b"x")
+            .status,
+        401
+    );
+    // Without the session's secret nothing is made.
+    let r = post_form(
+        &s,
+        "/user/settings/applications",
+        &alice,
+        Some("http://test"),
+        "action=create&name=sneaky&scope_package=write",
+    );
+    assert_eq!(r.status, 403);
+}
+
+#[test]
+fn changing_the_password_signs_out_the_other_browsers() {
+    let s = registry();
+    let one = sign_in(&s, "alice", "correct horse battery").expect("first");
+    let two = sign_in(&s, "alice", "correct horse battery").expect("second");
+    let csrf = hidden_csrf(
+        &s.req("GET", "/user/settings/account", &[("Cookie", &two)], b"")
+            .text(),
+    );
+    let change = |old: &str, new: &str, again: &str| {
+        post_form(
+            &s,
+            "/user/settings/account",
+            &two,
+            Some("http://test"),
+            &format!(
+                "_csrf={csrf}&old_password={}&password={}&retype={}",
+                enc(old),
+                enc(new),
+                enc(again)
+            ),
+        )
+    };
+    assert_eq!(change("wrong", "a new secret", "a new secret").status, 422);
+    assert_eq!(
+        change("correct horse battery", "short", "short").status,
+        422
+    );
+    assert_eq!(
+        change("correct horse battery", "a new secret", "another").status,
+        422
+    );
+    let r = change("correct horse battery", "a new secret", "a new secret");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("Password changed"));
+    assert_eq!(
+        s.req("GET", "/opriv", &[("Cookie", &one)], b"").status,
+        404,
+        "signed out"
+    );
+    assert_eq!(
+        s.req("GET", "/opriv", &[("Cookie", &two)], b"").status,
+        200,
+        "still in"
+    );
+    assert_eq!(
+        sign_in(&s, "alice", "correct horse battery")
+            .map(|_| ())
+            .map_err(|r| r.status),
+        Err(401)
+    );
+    assert!(sign_in(&s, "alice", "a new secret").is_ok());
+}

@@ -277,6 +277,8 @@ fn page(method: &str, segs: &[&str]) -> Option<Route> {
         ["", "user", "login"] => (PageRoute::SignIn, "GET, HEAD, POST"),
         ["", "user", "logout"] => (PageRoute::SignOut, "POST"),
         ["", "user", "settings", "sessions"] => (PageRoute::Sessions, "GET, HEAD, POST"),
+        ["", "user", "settings", "applications"] => (PageRoute::Tokens, "GET, HEAD, POST"),
+        ["", "user", "settings", "account"] => (PageRoute::Account, "GET, HEAD, POST"),
         _ => (page_read(segs)?, READ_METHODS),
     };
     let allowed = methods.split(", ").any(|m| m == method);

@@ -756,7 +756,7 @@ fn linger_close(stream: &Link) {
 }
 
 /// The request-target without its query string (which may carry tokens).
-fn path_of(target: &str) -> &str {
+pub fn path_of(target: &str) -> &str {
     target.split('?').next().unwrap_or("")
 }
 

@@ -200,6 +200,19 @@ fn actor(ctx: &Ctx, login: &str) -> String {
     }
 }
 
+/// A posted form of this session, from our page: its fields, or the answer refusing it.
+pub(super) fn checked_form(
+    ctx: &Ctx,
+    who: &Viewer,
+    body: &mut dyn Read,
+) -> std::result::Result<Vec<(String, String)>, Response> {
+    let form = read_form(ctx, body).map_err(form_error)?;
+    if !checked(ctx, who, &form) {
+        return Err(forbidden_form());
+    }
+    Ok(form)
+}
+
 /// The form came from our page, in this session.
 fn checked(ctx: &Ctx, who: &Viewer, form: &[(String, String)]) -> bool {
     same_origin(ctx) && field(form, "_csrf").is_some_and(|t| secret_eq(t, &who.session.csrf))
@@ -213,7 +226,7 @@ fn redirect_target(ctx: &Ctx) -> String {
         .unwrap_or_else(|| "/".to_string())
 }
 
-fn see_other(to: &str) -> Response {
+pub(super) fn see_other(to: &str) -> Response {
     Response::new(303)
         .with_header("Location", to)
         .with_header("Cache-Control", "no-store")

@@ -42,6 +42,8 @@ pub(crate) fn page(
                         @if let Some(who) = who {
                             div.me {
                                 a href={ "/" (crate::names::percent_encode(&who.user.login)) } { (who.user.login) }
+                                a href="/user/settings/applications" { "Tokens" }
+                                a href="/user/settings/account" { "Password" }
                                 a href="/user/settings/sessions" { "Sessions" }
                                 form.inline method="post" action="/user/logout" {
                                     input type="hidden" name="_csrf" value=(who.session.csrf);

@@ -18,6 +18,7 @@ mod account;
 mod browse;
 mod layout;
 mod session;
+mod settings;
 
 use std::io::Read;
 use std::net::IpAddr;
@@ -72,6 +73,10 @@ pub enum PageRoute {
     SignOut,
     /// `GET|POST /user/settings/sessions`: the signed-in user's sessions; revoke one.
     Sessions,
+    /// `GET|POST /user/settings/applications`: access tokens (Gitea's path).
+    Tokens,
+    /// `GET|POST /user/settings/account`: the password.
+    Account,
 }
 
 /// What a page needs from the API around it.
@@ -107,6 +112,8 @@ pub fn serve(ctx: &Ctx, route: PageRoute, body: &mut dyn Read) -> Response {
             PageRoute::SignIn => account::sign_in(ctx, who, body),
             PageRoute::SignOut => account::sign_out(ctx, who, body),
             PageRoute::Sessions => account::sessions(ctx, who, body),
+            PageRoute::Tokens => settings::tokens(ctx, who, body),
+            PageRoute::Account => settings::account(ctx, who, body),
         }
     });
     match result {
@@ -116,8 +123,16 @@ pub fn serve(ctx: &Ctx, route: PageRoute, body: &mut dyn Read) -> Response {
             "Not found",
             "There is nothing here, or you may not see it.",
         ),
+        Err(PageError::Internal(e)) => {
+            log::error!("page {}: {e}", crate::http::path_of(&ctx.req.target));
+            layout::error_page(
+                500,
+                "Something went wrong",
+                "The server could not do this. Try again later; the log says more.",
+            )
+        }
         Err(PageError::Store(e)) => {
-            log::error!("page {}: {e}", ctx.req.target);
+            log::error!("page {}: {e}", crate::http::path_of(&ctx.req.target));
             layout::error_page(
                 500,
                 "Something went wrong",
@@ -138,6 +153,8 @@ pub(crate) enum PageError {
     /// Missing, or hidden from this visitor: the same answer.
     NotFound,
     Store(crate::store::Error),
+    /// Anything else that is not the visitor's doing.
+    Internal(String),
 }
 
 impl From<crate::store::Error> for PageError {
