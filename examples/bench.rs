@@ -7,6 +7,15 @@
 //! from a pseudo-random generator through a 1 MiB buffer, so even a large file
 //! never sits in memory.
 //!
+//! An `https://` URL is served the same way over rustls (ring, as shelf
+//! itself: TLS 1.3 or 1.2, ALPN `http/1.1`, SNI and certificate check against
+//! the URL's host, a DNS name or an IP address). The handshake is done when the
+//! connection opens and the session is kept alive with it. The certificate is
+//! verified against the PEM CA certificates of `--ca-cert FILE`, or, without
+//! it, the system's (rustls-native-certs); there is no way to skip the check.
+//! The `backup` workload hands `--ca-cert` to `shelf backup` as
+//! `SHELF_CA_CERT`; `hostile` drives raw sockets and takes `http://` only.
+//!
 //! ```text
 //! # a local shelf, token from the environment, all workloads, 3 rounds
 //! SHELF_TOKEN=... cargo run --release --example bench
@@ -35,6 +44,11 @@
 //! # another server: nginx WebDAV with HTTP Basic auth
 //! cargo run --release --example bench -- \
 //!     --url 'http://127.0.0.1:8081/dav/{pkg}/{ver}/{file}' --basic bench:benchtoken
+//!
+//! # shelf serving TLS itself (shelf serve --tls-cert chain.pem --tls-key key.pem),
+//! # its certificate signed by a private CA
+//! cargo run --release --example bench -- --token T --ca-cert ca.pem \
+//!     --url 'https://localhost:8443/api/packages/admin/generic/{pkg}/{ver}/{file}'
 //! ```
 //!
 //! Workloads, each run `--rounds` times under a fresh package name
@@ -67,8 +81,8 @@
 //!   times `shelf check --db` on the backup. Needs a site admin's token and the
 //!   `shelf` binary (`--shelf-bin`, default target/release/shelf).
 //!
-//! * `hostile` (not part of `all`): each round PUTs one `--small-size` file,
-//!   then opens `--idle-conns` connections that each GET it once and then
+//! * `hostile` (not part of `all`, `http://` only): each round PUTs one
+//!   `--small-size` file, then opens `--idle-conns` connections that each GET it once and then
 //!   stay idle (kept alive: the server holds them under its idle timeout),
 //!   and keeps `--slow-conns` connections sending a request head (a valid GET
 //!   padded to 2 KiB) one byte a second, reopening each one the server closes
@@ -102,11 +116,15 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use argh::FromArgs;
 use base64::Engine as _;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
 const DEFAULT_URL: &str = "http://127.0.0.1:8080/api/packages/admin/generic/{pkg}/{ver}/{file}";
 /// Size of each connection's read buffer and of the upload write buffer.
@@ -126,10 +144,14 @@ const MB: f64 = 1e6;
 #[derive(FromArgs)]
 /// Load generator for shelf, or any server taking PUT/GET/DELETE on a URL.
 struct Args {
-    /// URL template with {pkg}, {ver} and {file} placeholders, http://host:port/path only
+    /// URL template with {pkg}, {ver} and {file} placeholders, http:// or https://host:port/path
     /// (default http://127.0.0.1:8080/api/packages/admin/generic/{pkg}/{ver}/{file})
     #[argh(option, default = "DEFAULT_URL.to_string()")]
     url: String,
+
+    /// PEM file of CA certificates to trust for an https:// URL, instead of the system's
+    #[argh(option)]
+    ca_cert: Option<String>,
 
     /// token sent as `Authorization: token T` (default: $SHELF_TOKEN)
     #[argh(option)]
@@ -291,7 +313,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
 
 // ------------------------------------------------------------------ target URL
 
-/// `http://host:port/path-template`, split once at start-up.
+/// `http[s]://host:port/path-template`, split once at start-up.
 struct Target {
     host: String,
     port: u16,
@@ -299,13 +321,24 @@ struct Target {
     authority: String,
     /// Path with `{pkg}`, `{ver}`, `{file}` placeholders.
     path: String,
+    /// For an `https://` URL: the client configuration and the name the
+    /// certificate is checked against (SNI), the URL's host.
+    tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
 }
 
 impl Target {
-    fn parse(url: &str) -> Result<Target, String> {
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("{url}: only http://host:port/path URLs are supported"))?;
+    /// Splits the URL; for `https://`, builds the TLS client with `ca_cert`'s
+    /// certificates as the roots (the system's when `None`).
+    fn parse(url: &str, ca_cert: Option<&str>) -> Result<Target, String> {
+        let (https, rest) = if let Some(r) = url.strip_prefix("http://") {
+            (false, r)
+        } else if let Some(r) = url.strip_prefix("https://") {
+            (true, r)
+        } else {
+            return Err(format!(
+                "{url}: only http:// or https://host:port/path URLs are supported"
+            ));
+        };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => return Err(format!("{url}: the URL has no path")),
@@ -328,6 +361,7 @@ impl Target {
             Some(p) => p
                 .parse::<u16>()
                 .map_err(|_| format!("{url}: bad port {p:?}"))?,
+            None if https => 443,
             None => 80,
         };
         for ph in ["{pkg}", "{ver}", "/{file}"] {
@@ -338,12 +372,28 @@ impl Target {
         if path.contains(['?', '#']) {
             return Err(format!("{url}: query strings are not supported"));
         }
+        let tls = if https {
+            let name = ServerName::try_from(host.to_string())
+                .map_err(|e| format!("{url}: {host:?} is not a TLS server name: {e}"))?;
+            Some((tls_config(ca_cert)?, name))
+        } else {
+            None
+        };
         Ok(Target {
             host: host.to_string(),
             port,
             authority: authority.to_string(),
             path: path.to_string(),
+            tls,
         })
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     fn file_path(&self, pkg: &str, ver: &str, file: &str) -> String {
@@ -371,8 +421,47 @@ impl Target {
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.authority, path)
+        format!("{}://{}{}", self.scheme(), self.authority, path)
     }
+}
+
+/// The TLS client: TLS 1.3 or 1.2 (rustls with ring, as shelf itself), ALPN
+/// http/1.1, verifying against `ca_cert` or else the system's CA certificates.
+fn tls_config(ca_cert: Option<&str>) -> Result<Arc<ClientConfig>, String> {
+    let mut roots = RootCertStore::empty();
+    match ca_cert {
+        Some(path) => {
+            let data = std::fs::read(path).map_err(|e| format!("--ca-cert {path}: {e}"))?;
+            for cert in CertificateDer::pem_slice_iter(&data) {
+                let cert = cert.map_err(|e| format!("--ca-cert {path}: not valid PEM: {e}"))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("--ca-cert {path}: unusable certificate: {e}"))?;
+            }
+            if roots.is_empty() {
+                return Err(format!(
+                    "--ca-cert {path}: no \"BEGIN CERTIFICATE\" block in it"
+                ));
+            }
+        }
+        None => {
+            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+            if roots.is_empty() {
+                return Err(
+                    "no system CA certificates for https://; pass the server's CA with --ca-cert"
+                        .to_string(),
+                );
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }
 
 // ------------------------------------------------------------------ content and hash
@@ -577,7 +666,7 @@ fn is_closed_kind(e: &io::Error) -> bool {
     )
 }
 
-/// A blocking connection with `TCP_NODELAY` and read/write timeouts of `timeout`.
+/// A blocking TCP connection with `TCP_NODELAY` and read/write timeouts of `timeout`.
 fn open(t: &Target, timeout: Duration) -> Result<TcpStream, String> {
     let s = TcpStream::connect((t.host.as_str(), t.port))
         .map_err(|e| format!("connect to {}: {e}", t.authority))?;
@@ -588,8 +677,58 @@ fn open(t: &Target, timeout: Duration) -> Result<TcpStream, String> {
     Ok(s)
 }
 
-fn connect(t: &Target, timeout: Duration) -> Result<BufReader<TcpStream>, String> {
-    Ok(BufReader::with_capacity(BUF, open(t, timeout)?))
+/// A client's transport: the socket, or a TLS session over it. The HTTP code
+/// above it only sees `Read + Write`.
+enum Wire {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Read for Wire {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Wire::Plain(s) => s.read(buf),
+            Wire::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Wire {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Wire::Plain(s) => s.write(buf),
+            Wire::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Wire::Plain(s) => s.flush(),
+            Wire::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// [`open`], then for `https://` the TLS handshake, completed here so that a
+/// failed handshake is a connection error (not a stale keep-alive).
+fn connect(t: &Target, timeout: Duration) -> Result<BufReader<Wire>, String> {
+    let tcp = open(t, timeout)?;
+    let wire = match &t.tls {
+        None => Wire::Plain(tcp),
+        Some((config, name)) => {
+            let mut tcp = tcp;
+            let mut c = ClientConnection::new(Arc::clone(config), name.clone())
+                .map_err(|e| format!("TLS session for {}: {e}", t.authority))?;
+            // Room for a whole upload buffer per write (rustls's default is 64 KiB).
+            c.set_buffer_limit(Some(BUF + (64 << 10)));
+            while c.is_handshaking() {
+                c.complete_io(&mut tcp)
+                    .map_err(|e| format!("TLS handshake with {}: {e}", t.authority))?;
+            }
+            Wire::Tls(Box::new(StreamOwned::new(c, tcp)))
+        }
+    };
+    Ok(BufReader::with_capacity(BUF, wire))
 }
 
 /// One client: one keep-alive connection, opened lazily and reopened when the
@@ -598,7 +737,7 @@ struct Conn<'a> {
     target: &'a Target,
     /// `Authorization: ...\r\n`, or empty.
     auth: &'a str,
-    stream: Option<BufReader<TcpStream>>,
+    stream: Option<BufReader<Wire>>,
     wbuf: Vec<u8>,
     /// Socket read/write timeout.
     timeout: Duration,
@@ -679,7 +818,7 @@ impl<'a> Conn<'a> {
 
 /// Writes the request (streaming the body through `wbuf`) and reads the answer.
 fn exchange(
-    stream: &mut BufReader<TcpStream>,
+    stream: &mut BufReader<Wire>,
     wbuf: &mut [u8],
     head: &[u8],
     body: Option<Body>,
@@ -704,12 +843,7 @@ fn exchange(
     }
 }
 
-fn send(
-    w: &mut TcpStream,
-    wbuf: &mut [u8],
-    head: &[u8],
-    body: Option<Body>,
-) -> io::Result<Option<u64>> {
+fn send(w: &mut Wire, wbuf: &mut [u8], head: &[u8], body: Option<Body>) -> io::Result<Option<u64>> {
     wbuf[..head.len()].copy_from_slice(head);
     let mut used = head.len();
     let Some(b) = body else {
@@ -734,7 +868,7 @@ fn send(
     }
 }
 
-fn read_line(r: &mut BufReader<TcpStream>, line: &mut Vec<u8>) -> io::Result<usize> {
+fn read_line<R: Read>(r: &mut BufReader<R>, line: &mut Vec<u8>) -> io::Result<usize> {
     line.clear();
     r.by_ref().take(MAX_LINE).read_until(b'\n', line)
 }
@@ -747,8 +881,8 @@ fn io_fail(what: &str) -> impl Fn(io::Error) -> Fail + '_ {
     move |e| Fail::Other(format!("{what}: {e}"))
 }
 
-fn read_response(
-    r: &mut BufReader<TcpStream>,
+fn read_response<R: Read>(
+    r: &mut BufReader<R>,
     method: &str,
     sink: &mut dyn FnMut(&[u8]),
 ) -> Result<Resp, Fail> {
@@ -885,8 +1019,8 @@ fn snippet_text(body: &[u8]) -> String {
     plain.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn read_exact_body(
-    r: &mut BufReader<TcpStream>,
+fn read_exact_body<R: Read>(
+    r: &mut BufReader<R>,
     n: u64,
     feed: &mut dyn FnMut(&[u8]),
 ) -> Result<(), Fail> {
@@ -907,8 +1041,8 @@ fn read_exact_body(
     Ok(())
 }
 
-fn read_chunked(
-    r: &mut BufReader<TcpStream>,
+fn read_chunked<R: Read>(
+    r: &mut BufReader<R>,
     line: &mut Vec<u8>,
     feed: &mut dyn FnMut(&[u8]),
 ) -> Result<(), Fail> {
@@ -1464,6 +1598,7 @@ impl Bench<'_> {
             .args(["--no-verify", "--server", &self.target.url("")])
             .args(limit.map(|l| ["--limit-rate", l]).iter().flatten())
             .env("SHELF_TOKEN", token)
+            .envs(self.args.ca_cert.as_ref().map(|c| ("SHELF_CA_CERT", c)))
             .output()
             .map_err(|e| format!("running {}: {e}", self.shelf_bin().display()))?;
         let secs = t.elapsed().as_secs_f64();
@@ -2623,13 +2758,21 @@ fn auth_header(args: &Args) -> Result<(String, &'static str), String> {
 
 fn main() -> ExitCode {
     let args: Args = argh::from_env();
-    let target = match Target::parse(&args.url) {
+    let target = match Target::parse(&args.url, args.ca_cert.as_deref()) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("bench: {e}");
             return ExitCode::from(2);
         }
     };
+    if args.ca_cert.is_some() && target.tls.is_none() {
+        eprintln!("bench: --ca-cert is for an https:// URL");
+        return ExitCode::from(2);
+    }
+    if args.workload.hostile() && target.tls.is_some() {
+        eprintln!("bench: the hostile workload drives plain sockets: http:// URLs only");
+        return ExitCode::from(2);
+    }
     let (auth, auth_kind) = match auth_header(&args) {
         Ok(a) => a,
         Err(e) => {
