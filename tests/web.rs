@@ -654,3 +654,95 @@ fn changing_the_password_signs_out_the_other_browsers() {
     );
     assert!(sign_in(&s, "alice", "a new secret").is_ok());
 }
+
+#[test]
+fn files_and_versions_are_deleted_after_a_confirmation_by_those_who_may() {
+    let s = registry();
+    admin_json(
+        &s,
+        "POST",
+        "/api/v1/admin/users",
+        json!({"username": "rita", "password": "reader password", "email": "r@example.com"}),
+    );
+    admin_json(
+        &s,
+        "PUT",
+        "/api/v1/orgs/opub/members/rita",
+        json!({"role": "read"}),
+    );
+    let version = "/opub/-/packages/generic/app/1.0.0";
+    let confirm = format!("{version}/-/delete?file=app.tar.gz");
+    // Anonymous: sent to sign in. A reader: no buttons, and the confirmation is refused.
+    let r = s.get(&confirm);
+    assert_eq!(r.status, 303);
+    assert!(r
+        .header("location")
+        .is_some_and(|l| l.starts_with("/user/login?redirect_to=")));
+    let rita = sign_in(&s, "rita", "reader password").expect("rita");
+    let page = s.req("GET", version, &[("Cookie", &rita)], b"").text();
+    assert!(
+        !page.contains("/-/delete"),
+        "a reader sees no delete: {page}"
+    );
+    assert_eq!(
+        s.req("GET", &confirm, &[("Cookie", &rita)], b"").status,
+        403
+    );
+    // The owner's admin sees them; the confirmation page changes nothing.
+    let alice = sign_in(&s, "alice", "correct horse battery").expect("alice");
+    let page = s.req("GET", version, &[("Cookie", &alice)], b"").text();
+    assert!(page.contains(&format!("href=\"{confirm}\"")), "{page}");
+    let ask = s.req("GET", &confirm, &[("Cookie", &alice)], b"");
+    assert_eq!(ask.status, 200);
+    assert!(ask.text().contains("cannot be undone"));
+    let file = "/api/packages/opub/generic/app/1.0.0/app.tar.gz";
+    assert_eq!(
+        s.get(file).status,
+        200,
+        "still there after the confirmation page"
+    );
+    // The POST needs the session's secret, then deletes; the version went with its last file.
+    let csrf = hidden_csrf(&ask.text());
+    let r = post_form(&s, &confirm, &alice, Some("http://test"), "confirm=yes");
+    assert_eq!(r.status, 403);
+    let r = post_form(
+        &s,
+        &confirm,
+        &alice,
+        Some("http://test"),
+        &format!("_csrf={csrf}&confirm=yes"),
+    );
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some("/opub/-/packages/generic/app"));
+    assert_eq!(s.get(file).status, 404);
+    // A whole version, from its own link.
+    let other = format!("/opub/-/packages/generic/app/{}", enc("2.0<b>\"x'"));
+    let r = post_form(
+        &s,
+        &format!("{other}/-/delete"),
+        &alice,
+        Some("http://test"),
+        &format!("_csrf={csrf}&confirm=yes"),
+    );
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        r.header("location"),
+        Some("/opub"),
+        "the package went with its last version"
+    );
+    assert_eq!(s.get(&other).status, 404);
+    // Both deletes are in the audit log, by alice.
+    let auth = format!("token {ADMIN_TOKEN}");
+    let log = s
+        .req(
+            "GET",
+            "/api/v1/admin/audit?owner=opub",
+            &[("Authorization", &auth)],
+            b"",
+        )
+        .text();
+    assert!(
+        log.contains("package.delete_file") && log.contains("package.delete_version"),
+        "{log}"
+    );
+}

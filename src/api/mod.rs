@@ -102,13 +102,14 @@ impl Api {
                 // can carry the next request.
                 let mut body = std::mem::take(&mut req.body);
                 let seen: &Request = req;
-                let audit = |actor: &str, action: &str, outcome: &str| {
-                    if outcome == "ok" {
-                        self.audit(seen, actor, action, "", "", outcome);
-                    } else {
-                        self.audit_refusal(seen, actor, action, "", "", outcome);
-                    }
-                };
+                let audit =
+                    |actor: &str, action: &str, owner: &str, target: &str, outcome: &str| {
+                        if outcome == "ok" {
+                            self.audit(seen, actor, action, owner, target, outcome);
+                        } else {
+                            self.audit_refusal(seen, actor, action, owner, target, outcome);
+                        }
+                    };
                 let ctx = crate::web::Ctx {
                     store: &self.store,
                     base: &base,

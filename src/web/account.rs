@@ -46,7 +46,7 @@ pub(super) fn sign_in(ctx: &Ctx, who: Option<&Viewer>, body: &mut dyn Read) -> R
                 &ctx.ip.to_string(),
                 agent,
             )?;
-            (ctx.audit)(&caller.user.login, "session.create", "ok");
+            (ctx.audit)(&caller.user.login, "session.create", "", "", "ok");
             Ok(see_other(&back)
                 .with_header(
                     "Set-Cookie",
@@ -55,7 +55,13 @@ pub(super) fn sign_in(ctx: &Ctx, who: Option<&Viewer>, body: &mut dyn Read) -> R
                 .with_header("Set-Cookie", set_cookie(ctx, LOGIN_COOKIE, "", 0)))
         }
         Err(AuthError::Invalid) => {
-            (ctx.audit)(&actor(ctx, &login), "auth.failure", "invalid credentials");
+            (ctx.audit)(
+                &actor(ctx, &login),
+                "auth.failure",
+                "",
+                "",
+                "invalid credentials",
+            );
             Ok(sign_in_form(
                 ctx,
                 401,
@@ -66,7 +72,7 @@ pub(super) fn sign_in(ctx: &Ctx, who: Option<&Viewer>, body: &mut dyn Read) -> R
         }
         Err(AuthError::Throttled(t)) => {
             if t.first {
-                (ctx.audit)(&actor(ctx, &login), "auth.failure", "throttled");
+                (ctx.audit)(&actor(ctx, &login), "auth.failure", "", "", "throttled");
             }
             let msg = format!(
                 "Too many failed sign-ins from your address. Try again in {} s.",
@@ -132,7 +138,7 @@ pub(super) fn sign_out(ctx: &Ctx, who: Option<&Viewer>, body: &mut dyn Read) -> 
     if let Some(secret) = cookie(ctx, SESSION_COOKIE) {
         ctx.store.end_session(&secret)?;
     }
-    (ctx.audit)(&who.user.login, "session.end", "ok");
+    (ctx.audit)(&who.user.login, "session.end", "", "", "ok");
     Ok(see_other("/").with_header("Set-Cookie", set_cookie(ctx, SESSION_COOKIE, "", 0)))
 }
 
@@ -154,7 +160,7 @@ pub(super) fn sessions(ctx: &Ctx, who: Option<&Viewer>, body: &mut dyn Read) -> 
         let id = field(&form, "id").and_then(|i| i.parse::<u64>().ok());
         if let Some(id) = id {
             if ctx.store.revoke_session(&who.user.login, id)? {
-                (ctx.audit)(&who.user.login, "session.revoke", "ok");
+                (ctx.audit)(&who.user.login, "session.revoke", "", "", "ok");
             }
         }
         if id == Some(who.session.id) {

@@ -151,6 +151,8 @@ pub(super) fn version(
     let example = first.clone().unwrap_or_else(|| "FILE".to_string());
     let fe = percent_encode(&example);
     let size: u64 = files.iter().map(|f| f.file.size).sum();
+    let can_delete = super::manage::may_delete(ctx, who, &owner, name)?;
+    let delete_url = format!("/{o}/-/packages/generic/{n}/{v}/-/delete");
     let body = html! {
         nav.crumbs aria-label="Breadcrumb" {
             a href="/" { "Explore" } " / " a href={ "/" (o) } { (owner.login) } " / "
@@ -172,6 +174,7 @@ pub(super) fn version(
                         th scope="col" { "File" } th scope="col" { "Size" }
                         th scope="col" { "SHA-256" } th scope="col" { "Published" }
                         th scope="col" { "Downloads" }
+                        @if can_delete { th scope="col" { span.visually-hidden { "Actions" } } }
                     } }
                     tbody {
                         @for f in &files {
@@ -184,11 +187,17 @@ pub(super) fn version(
                                 td.hash data-label="SHA-256" { code { (f.digests.sha256) } }
                                 td data-label="Published" { (when(f.file.created)) br; small { "by " (f.file.creator) } }
                                 td.num data-label="Downloads" { (f.file.downloads) }
+                                @if can_delete {
+                                    td { a.danger-link href={ (delete_url) "?file=" (percent_encode(&f.file.name)) } { "Delete" span.visually-hidden { " " (f.file.name) } } }
+                                }
                             }
                         }
                     }
                 }
             }
+        }
+        @if can_delete {
+            p { a.danger-link href=(delete_url) { "Delete this version…" } }
         }
         section.howto {
             h2 { "Use it" }
@@ -204,7 +213,7 @@ pub(super) fn version(
 }
 
 /// The owner, when this visitor may see it; else the same 404 as for no such owner.
-fn visible_owner(ctx: &Ctx, who: Option<&Viewer>, login: &str) -> Result<UserRecord> {
+pub(super) fn visible_owner(ctx: &Ctx, who: Option<&Viewer>, login: &str) -> Result<UserRecord> {
     let owner = ctx.store.get_user(login)?.ok_or(PageError::NotFound)?;
     if !readable(ctx, who, &owner)? {
         return Err(PageError::NotFound);

@@ -17,6 +17,7 @@
 mod account;
 mod browse;
 mod layout;
+mod manage;
 mod session;
 mod settings;
 
@@ -77,6 +78,9 @@ pub enum PageRoute {
     Tokens,
     /// `GET|POST /user/settings/account`: the password.
     Account,
+    /// `GET|POST /{owner}/-/packages/generic/{name}/{version}/-/delete[?file=F]`: confirm, then
+    /// delete the version or one file.
+    Delete(String, String, String),
 }
 
 /// What a page needs from the API around it.
@@ -90,8 +94,9 @@ pub struct Ctx<'a> {
     pub limiter: &'a Limiter,
     /// The client's address (the proxy's `X-Forwarded-For` when it is trusted).
     pub ip: IpAddr,
-    /// Records an audit entry: (actor, action, outcome).
-    pub audit: &'a dyn Fn(&str, &str, &str),
+    /// Records an audit entry: (actor, action, owner, target, outcome); an outcome other than
+    /// "ok" is a refusal, collapsed per address as the API's are.
+    pub audit: &'a dyn Fn(&str, &str, &str, &str, &str),
 }
 
 /// Answers one page request; `body` is the request's (read by the forms only).
@@ -114,6 +119,9 @@ pub fn serve(ctx: &Ctx, route: PageRoute, body: &mut dyn Read) -> Response {
             PageRoute::Sessions => account::sessions(ctx, who, body),
             PageRoute::Tokens => settings::tokens(ctx, who, body),
             PageRoute::Account => settings::account(ctx, who, body),
+            PageRoute::Delete(owner, name, version) => {
+                manage::delete(ctx, who, &owner, &name, &version, body)
+            }
         }
     });
     match result {

@@ -41,7 +41,7 @@ pub(super) fn tokens(ctx: &Ctx, who: Option<&Viewer>, body: &mut dyn Read) -> Re
     if field(&form, "action") == Some("revoke") {
         let id = field(&form, "id").unwrap_or("");
         if let Some(rec) = ctx.store.revoke_token(&login, id)? {
-            (ctx.audit)(&login, "token.revoke", "ok");
+            (ctx.audit)(&login, "token.revoke", "", "", "ok");
             let msg = format!("Token {} revoked.", rec.name);
             return tokens_page(ctx, who, 200, Some(Ok(msg)), None);
         }
@@ -54,7 +54,7 @@ pub(super) fn tokens(ctx: &Ctx, who: Option<&Viewer>, body: &mut dyn Read) -> Re
     let name = new.name.clone();
     match ctx.store.create_token(new)?.0 {
         TokenOutcome::Created(token) => {
-            (ctx.audit)(&login, "token.create", "ok");
+            (ctx.audit)(&login, "token.create", "", "", "ok");
             tokens_page(ctx, who, 201, None, Some((name, token)))
         }
         TokenOutcome::NameTaken => tokens_page(
@@ -238,7 +238,7 @@ pub(super) fn account(ctx: &Ctx, who: Option<&Viewer>, body: &mut dyn Read) -> R
     let stored = who.user.password.clone().unwrap_or_default();
     let refuse = |msg: &str| Ok(account_page(who, 422, Some(Err(msg.to_string()))));
     if !auth::verify_password(&stored, old) {
-        (ctx.audit)(&who.user.login, "password.change", "wrong password");
+        (ctx.audit)(&who.user.login, "password.change", "", "", "wrong password");
         return refuse("The current password is not right.");
     }
     if new.chars().count() < MIN_PASSWORD {
@@ -257,7 +257,7 @@ pub(super) fn account(ctx: &Ctx, who: Option<&Viewer>, body: &mut dyn Read) -> R
             ctx.store.revoke_session(&who.user.login, s.id)?;
         }
     }
-    (ctx.audit)(&who.user.login, "password.change", "ok");
+    (ctx.audit)(&who.user.login, "password.change", "", "", "ok");
     Ok(account_page(
         who,
         200,
