@@ -514,3 +514,63 @@ fn a_bad_certificate_or_key_stops_the_start_before_anything_is_created() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_tls_record_trickled_byte_by_byte_is_abandoned_at_the_minimum_body_rate() {
+    let dir = temp_dir("tls-trickle");
+    let pki = make_pki(&dir, "t");
+    let s = start_tls(&pki, &["--workers", "1", "--body-timeout", "60"]);
+    let mut c = tls(s.addr, &pki.ca);
+    let head = format!(
+        "PUT /api/packages/admin/generic/slow/1/f HTTP/1.1\r\nHost: localhost\r\n\
+         Authorization: token {ADMIN_TOKEN}\r\nContent-Length: 4096\r\n\r\n"
+    );
+    c.write_all(head.as_bytes()).expect("head");
+    c.flush().expect("flush");
+    // The body as one TLS record, whose bytes then go out one at a time, 5 a second: each
+    // socket read gets a byte, but no byte of plaintext comes out until the record is whole.
+    c.conn.writer().write_all(&[7u8; 4096]).expect("encrypt");
+    let mut record = Vec::new();
+    while c.conn.wants_write() {
+        c.conn.write_tls(&mut record).expect("record");
+    }
+    // The trickle goes on until the server answers (or for 60 s at most): the answer must
+    // come while the client is still sending, as it does for a plain trickle.
+    let mut tcp = c.sock.try_clone().expect("socket");
+    let sending = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let still = Arc::clone(&sending);
+    let trickle = std::thread::spawn(move || {
+        let started = Instant::now();
+        for b in record {
+            if !still.load(std::sync::atomic::Ordering::SeqCst)
+                || started.elapsed() > Duration::from_secs(60)
+                || tcp.write_all(&[b]).is_err()
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        still.store(false, std::sync::atomic::Ordering::SeqCst);
+    });
+    c.sock
+        .set_read_timeout(Some(Duration::from_secs(90)))
+        .expect("timeout");
+    let mut first = [0u8; 12];
+    let got = c.read_exact(&mut first);
+    let while_sending = sending.swap(false, std::sync::atomic::Ordering::SeqCst);
+    let _ = trickle.join();
+    assert!(got.is_ok(), "no answer: {got:?}");
+    assert_eq!(&first, b"HTTP/1.1 408");
+    assert!(
+        while_sending,
+        "answered only once the client stopped sending"
+    );
+    let mut other = tls(s.addr, &pki.ca);
+    assert_eq!(tls_get(&mut other, "/api/v1/version").status, 200);
+    assert_eq!(
+        tls_get(&mut other, "/api/packages/admin/generic/slow/1/f").status,
+        404,
+        "nothing stored"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -11,9 +11,21 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustls::ServerConnection;
+
+/// Records read in one call that yield no application data before the call gives up. rustls
+/// bounds empty records and KeyUpdates only per run, and alternating them resets both counts:
+/// a client could otherwise keep a read going forever on records that carry nothing.
+const MAX_RECORDS_WITHOUT_DATA: usize = 64;
+
+fn no_data() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        "TLS: too many records without application data",
+    )
+}
 
 /// A connection's socket, and its TLS session when it has one.
 pub(super) struct Link {
@@ -109,7 +121,7 @@ impl Link {
             return recv_nonblocking(&self.tcp, out);
         };
         let mut s = m.lock().map_err(|_| poisoned())?;
-        loop {
+        for _ in 0..MAX_RECORDS_WITHOUT_DATA {
             match s.reader().read(out) {
                 Ok(n) => return Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -128,6 +140,7 @@ impl Link {
             }
             process(&self.tcp, &mut s, true)?;
         }
+        Err(no_data())
     }
 
     /// Sends pending TLS output without blocking; `WouldBlock` if some is left.
@@ -146,28 +159,54 @@ impl AsRawFd for Link {
 }
 
 impl Read for &Link {
-    /// Blocking, bounded by the socket's read timeout. A TLS close without close_notify reads
-    /// as the end of input.
+    /// Blocking, and as a plain `recv` bounded by the socket's read timeout as a whole: records
+    /// that carry no data (or a record trickled in byte by byte) cannot stretch one call past
+    /// it. A TLS close without close_notify reads as the end of input.
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         let Some(m) = &self.tls else {
             return (&self.tcp).read(out);
         };
         let mut s = m.lock().map_err(|_| poisoned())?;
-        loop {
-            match s.reader().read(out) {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
-                Err(e) => return Err(e),
+        let timeout = self.tcp.read_timeout()?;
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut shortened = false;
+        let result = (|| {
+            for _ in 0..MAX_RECORDS_WITHOUT_DATA {
+                match s.reader().read(out) {
+                    Ok(n) => return Ok(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                    Err(e) => return Err(e),
+                }
+                flush_blocking(&self.tcp, &mut s)?;
+                if let Some(d) = deadline {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "TLS: no application data within the read timeout",
+                        ));
+                    }
+                    if shortened || Some(left) != timeout {
+                        self.tcp
+                            .set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+                        shortened = true;
+                    }
+                }
+                // A timeout here leaves the session intact: the bytes of a partial record stay
+                // buffered in it, and the next read goes on from them.
+                if s.read_tls(&mut &self.tcp)? == 0 {
+                    return Ok(0);
+                }
+                process(&self.tcp, &mut s, false)?;
             }
-            flush_blocking(&self.tcp, &mut s)?;
-            // A timeout here leaves the session intact: the bytes of a partial record stay
-            // buffered in it, and the next read goes on from them.
-            if s.read_tls(&mut &self.tcp)? == 0 {
-                return Ok(0);
-            }
-            process(&self.tcp, &mut s, false)?;
+            Err(no_data())
+        })();
+        if shortened {
+            // The connection buffer caches the timeout it set: put that one back.
+            self.tcp.set_read_timeout(timeout)?;
         }
+        result
     }
 }
 

@@ -459,7 +459,9 @@ const KEEPALIVE_GRACE_MS: i32 = 1;
 /// waits for a worker, so it never delays another client; else the connection parks at once.
 fn next_request_soon(ctx: &Ctx, conn: &mut Conn) -> bool {
     let shared = &ctx.shared;
-    if shared.queued.load(Ordering::SeqCst) > 0 || shared.shutting_down() {
+    // A TLS connection parks at once: its next record may carry no data, and the poller,
+    // not a worker, is where that waits (and where its session is pumped on return).
+    if conn.stream.is_tls() || shared.queued.load(Ordering::SeqCst) > 0 || shared.shutting_down() {
         return false;
     }
     let mut pfd = libc::pollfd {
@@ -471,15 +473,7 @@ fn next_request_soon(ctx: &Ctx, conn: &mut Conn) -> bool {
     if unsafe { libc::poll(&mut pfd, 1, KEEPALIVE_GRACE_MS) } <= 0 {
         return false;
     }
-    // Readable: a plain read returns at once. A TLS record may be partial, so its read is
-    // bounded by the grace too (the session keeps what arrived).
-    if conn.stream.is_tls()
-        && conn
-            .set_timeout(Duration::from_millis(KEEPALIVE_GRACE_MS as u64))
-            .is_err()
-    {
-        return false;
-    }
+    // Readable: a plain read returns at once.
     matches!(conn.fill(), Ok(n) if n > 0)
 }
 

@@ -28,7 +28,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 use super::link::{recv_nonblocking, send_nonblocking, Link};
-use super::request::head_ready;
+use super::request::{head_end_seen, head_ready};
 use super::response::{encode_head, Sent};
 use super::{access_log, Ctx, Ticket};
 
@@ -66,6 +66,8 @@ struct Waiting {
     writable: bool,
     /// A new TLS connection whose first byte has not been looked at yet.
     sniff: bool,
+    /// How far `pending` has been searched for the end of a head.
+    scanned: usize,
 }
 
 /// The poller's state; lives on the thread that called [`super::Server::run`].
@@ -291,6 +293,7 @@ impl Poller {
             in_head,
             writable: false,
             sniff: tls && new,
+            scanned: 0,
         });
         self.live += 1;
         self.prune_timers();
@@ -334,11 +337,14 @@ impl Poller {
                         w.gen = self.next_gen;
                         self.timers.push(Reverse((w.deadline, i, w.gen)));
                     }
-                    // A head can only become complete (or malformed) when a line ends, so
-                    // it is parsed once per line, not once per byte.
-                    let line_ended = got.contains(&b'\n');
+                    // The head is parsed only once its end may be there (an empty line after
+                    // the leading ones), or at the size limit: a head trickled in line by line
+                    // is searched in linear time, never re-parsed per line. A malformed head
+                    // is answered then (or closed at the head timeout).
+                    let end_seen = head_end_seen(&w.conn.pending, w.scanned);
+                    w.scanned = w.conn.pending.len();
                     if w.conn.pending.len() >= ctx.cfg.max_head_bytes
-                        || (line_ended && head_ready(&w.conn.pending, &ctx.cfg))
+                        || (end_seen && head_ready(&w.conn.pending, &ctx.cfg))
                     {
                         self.dispatch(i, jobs, &ctx.shared.queued);
                         return;
@@ -351,7 +357,8 @@ impl Poller {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     if w.conn.stream.is_tls() {
-                        log::info!("TLS connection from {}: {e}", w.conn.peer);
+                        // Scanners fail handshakes all day: not worth more than debug.
+                        log::debug!("TLS connection from {}: {e}", w.conn.peer);
                     } else {
                         log::debug!("reading from {}: {e}", w.conn.peer);
                     }

@@ -129,12 +129,40 @@ fn version_error(buffered: &[u8]) -> HeadError {
 /// head is complete, already malformed, or at the size limit. The poller hands a connection
 /// to a worker only then.
 pub(super) fn head_ready(bytes: &[u8], cfg: &ServerConfig) -> bool {
-    if bytes.len() >= cfg.max_head_bytes {
+    if bytes.len() >= cfg.max_head_bytes || leading_empty_lines(bytes) > MAX_LEADING_EMPTY {
         return true;
     }
     let mut slots = vec![httparse::EMPTY_HEADER; cfg.max_headers.max(1)];
     let mut req = httparse::Request::new(&mut slots);
     !matches!(req.parse(bytes), Ok(httparse::Status::Partial))
+}
+
+/// Bytes of empty lines (CR and LF) tolerated before a request line. RFC 9112 §2.2 asks a server
+/// to ignore at least one empty line there; more is no client's doing, and without a bound a
+/// client could make every look at its head re-read a growing run of them.
+const MAX_LEADING_EMPTY: usize = 16;
+
+/// How many CR/LF bytes `bytes` starts with (counted up to just past the bound).
+fn leading_empty_lines(bytes: &[u8]) -> usize {
+    bytes
+        .iter()
+        .take(MAX_LEADING_EMPTY + 1)
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count()
+}
+
+/// Whether a complete head may have arrived: after the leading empty lines, a line break then
+/// an empty line (or too many empty lines: malformed). Searches only from `from` (where the
+/// last search ended, less the length of a terminator), so that a head trickled in line by
+/// line costs linear time, not quadratic.
+pub(super) fn head_end_seen(bytes: &[u8], from: usize) -> bool {
+    let leading = leading_empty_lines(bytes);
+    if leading > MAX_LEADING_EMPTY {
+        return true;
+    }
+    let start = leading.max(from.saturating_sub(3));
+    let rest = bytes.get(start..).unwrap_or(&[]);
+    rest.windows(2).any(|w| w == b"\n\n") || rest.windows(3).any(|w| w == b"\n\r\n")
 }
 
 /// Reads and parses one request head; consumes exactly its bytes from `conn`.
@@ -146,6 +174,12 @@ pub(super) fn read_head(
     conn.compact();
     let max_headers = cfg.max_headers.max(1);
     loop {
+        if leading_empty_lines(conn.unread()) > MAX_LEADING_EMPTY {
+            return Err(HeadError::Reject(
+                400,
+                "too many empty lines before the request line",
+            ));
+        }
         if conn.buffered() > 0 {
             let mut slots = vec![httparse::EMPTY_HEADER; max_headers];
             let mut req = httparse::Request::new(&mut slots);

@@ -774,3 +774,35 @@ fn types_and_log_helpers() {
     assert!(head.ends_with("\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n"));
     assert!(!head.contains("Injected") && !head.contains("Length: 5"));
 }
+
+#[test]
+fn the_end_of_a_head_is_searched_from_where_the_last_search_stopped() {
+    use super::request::head_end_seen;
+    let head = b"GET / HTTP/1.1\r\nHost: x\r\n";
+    assert!(!head_end_seen(head, 0));
+    let mut whole = head.to_vec();
+    whole.extend_from_slice(b"\r\n");
+    // Found whether the terminator arrived whole or split across two reads.
+    assert!(head_end_seen(&whole, 0));
+    assert!(head_end_seen(&whole, head.len()));
+    assert!(head_end_seen(&whole, head.len() - 1));
+    assert!(head_end_seen(b"GET / HTTP/1.0\n\n", 15));
+    // Empty lines before the request line are no end; too many of them are malformed.
+    assert!(!head_end_seen(b"\r\n\r\nGET / HTTP/1.1\r\n", 0));
+    assert!(head_end_seen(&[b'\n'; 17], 16));
+    assert!(head_ready(&[b'\n'; 17], &test_config()));
+}
+
+#[test]
+fn too_many_empty_lines_before_the_request_line_are_a_400() {
+    let srv = start(test_config());
+    let mut c = Client::connect(srv.addr);
+    let mut req = b"\r\n".repeat(20);
+    req.extend_from_slice(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    c.send(&req);
+    assert_eq!(c.response(false).unwrap().status, 400);
+    // One empty line is ignored (RFC 9112 §2.2).
+    let mut c = Client::connect(srv.addr);
+    c.send(b"\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.response(false).unwrap().status, 200);
+}
