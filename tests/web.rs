@@ -641,8 +641,16 @@ fn changing_the_password_signs_out_the_other_browsers() {
         404,
         "signed out"
     );
+    // Every session made under the old password is over; this browser got a new one.
+    let fresh = set_cookie(&r, "shelf_session").expect("a new session");
+    let fresh = fresh.split(';').next().expect("pair");
     assert_eq!(
         s.req("GET", "/opriv", &[("Cookie", &two)], b"").status,
+        404,
+        "old cookie"
+    );
+    assert_eq!(
+        s.req("GET", "/opriv", &[("Cookie", fresh)], b"").status,
         200,
         "still in"
     );
@@ -653,6 +661,18 @@ fn changing_the_password_signs_out_the_other_browsers() {
         Err(401)
     );
     assert!(sign_in(&s, "alice", "a new secret").is_ok());
+    // An admin's password reset ends sessions too.
+    admin_json(
+        &s,
+        "PATCH",
+        "/api/v1/admin/users/alice",
+        json!({"password": "reset by the admin"}),
+    );
+    assert_eq!(
+        s.req("GET", "/opriv", &[("Cookie", fresh)], b"").status,
+        404,
+        "after a reset"
+    );
 }
 
 #[test]
@@ -745,4 +765,65 @@ fn files_and_versions_are_deleted_after_a_confirmation_by_those_who_may() {
         log.contains("package.delete_file") && log.contains("package.delete_version"),
         "{log}"
     );
+}
+
+#[test]
+fn a_creator_the_visitor_may_not_see_is_shown_as_the_ghost() {
+    let s = registry();
+    admin_json(
+        &s,
+        "POST",
+        "/api/v1/admin/users",
+        json!({"username": "hidden", "password": "hidden password", "email": "h@example.com",
+               "visibility": "private"}),
+    );
+    admin_json(
+        &s,
+        "PUT",
+        "/api/v1/orgs/opub/members/hidden",
+        json!({"role": "write"}),
+    );
+    let hidden = sign_in(&s, "hidden", "hidden password").expect("hidden");
+    // hidden publishes with a token made on its own page.
+    let page_html = s
+        .req(
+            "GET",
+            "/user/settings/applications",
+            &[("Cookie", &hidden)],
+            b"",
+        )
+        .text();
+    let csrf = hidden_csrf(&page_html);
+    let r = post_form(
+        &s,
+        "/user/settings/applications",
+        &hidden,
+        Some("http://test"),
+        &format!("_csrf={csrf}&action=create&name=ci&scope_package=write"),
+    );
+    let token = r
+        .text()
+        .split("id=\"new-token\"")
+        .nth(1)
+        .and_then(|r| r.split("value=\"").nth(1))
+        .and_then(|r| r.split('"').next())
+        .expect("token")
+        .to_string();
+    assert_eq!(
+        s.put_as(&token, "/api/packages/opub/generic/secret/1/f", b"x")
+            .status,
+        201
+    );
+    let (_, anon) = page(&s, "/opub/-/packages/generic/secret/1");
+    assert!(
+        !anon.contains("by hidden") && anon.contains("by Ghost"),
+        "{anon}"
+    );
+    let own = s.req(
+        "GET",
+        "/opub/-/packages/generic/secret/1",
+        &[("Cookie", &hidden)],
+        b"",
+    );
+    assert!(own.text().contains("by hidden"), "{}", own.text());
 }

@@ -1,6 +1,8 @@
 //! Browser sessions (the pages' sign-in, issue 13): kept by the SHA-256 of their secret, as
 //! tokens are, so that a copy of the database signs nobody in. A session expires, can be
-//! listed and revoked by its user, and ends when its user is deactivated.
+//! listed and revoked by its user, and ends when its user is deactivated, deleted (a new
+//! account of the same name has another id) or given a new password by anyone (the session
+//! holds a tag of the password hash it was made under).
 
 use super::{decode, encode, fold_case, now, Context, Result, Store, SESSIONS, USERS};
 use crate::store::UserRecord;
@@ -13,6 +15,10 @@ pub struct SessionRecord {
     pub id: u64,
     /// The user's login, case-folded.
     pub user: String,
+    /// The account's id: a later account of the same name is another one.
+    pub user_id: u64,
+    /// A tag of the password hash the session was made under.
+    pub password_tag: String,
     pub created: u64,
     pub expires: u64,
     /// The address it signed in from, and the browser's `User-Agent` (first 200 characters).
@@ -33,7 +39,7 @@ impl Store {
     /// dropped in the same commit, so the table never grows past the live ones.
     pub fn create_session(
         &self,
-        user: &str,
+        user: &UserRecord,
         ttl_secs: u64,
         addr: &str,
         agent: &str,
@@ -44,7 +50,9 @@ impl Store {
         let created = now();
         let mut record = SessionRecord {
             id: 0,
-            user: fold_case(user),
+            user: fold_case(&user.login),
+            user_id: user.id,
+            password_tag: password_tag(user),
             created,
             expires: created.saturating_add(ttl_secs),
             addr: addr.to_string(),
@@ -94,15 +102,15 @@ impl Store {
             return Ok(None);
         };
         let user: UserRecord = decode(u.value())?;
-        if !user.active {
+        if !belongs(&s, &user) {
             return Ok(None);
         }
         Ok(Some((user, s)))
     }
 
     /// A user's live sessions, newest first.
-    pub fn list_sessions(&self, user: &str) -> Result<Vec<SessionRecord>> {
-        let user = fold_case(user);
+    pub fn list_sessions(&self, owner: &UserRecord) -> Result<Vec<SessionRecord>> {
+        let user = fold_case(&owner.login);
         let t = now();
         let txn = self.db()?.begin_read().ctx("beginning a read")?;
         let sessions = txn.open_table(SESSIONS).ctx("opening sessions")?;
@@ -110,7 +118,7 @@ impl Store {
         for row in sessions.iter().ctx("listing sessions")? {
             let (_, v) = row.ctx("listing sessions")?;
             let s: SessionRecord = decode(v.value())?;
-            if s.user == user && s.expires > t {
+            if s.user == user && s.expires > t && belongs(&s, owner) {
                 out.push(s);
             }
         }
@@ -142,6 +150,25 @@ impl Store {
         })
     }
 
+    /// Ends every session of `login` (a password change from the pages); how many there were.
+    pub fn end_sessions_of(&self, login: &str) -> Result<u64> {
+        let user = fold_case(login);
+        self.durable(move |txn| {
+            let mut sessions = txn.open_table(SESSIONS).ctx("opening sessions")?;
+            let mut victims = Vec::new();
+            for row in sessions.iter().ctx("listing sessions")? {
+                let (k, v) = row.ctx("listing sessions")?;
+                if decode::<SessionRecord>(v.value())?.user == user {
+                    victims.push(*k.value());
+                }
+            }
+            for k in &victims {
+                sessions.remove(k).ctx("ending a session")?;
+            }
+            Ok(victims.len() as u64)
+        })
+    }
+
     /// Ends the session with this secret (sign-out).
     pub fn end_session(&self, secret: &str) -> Result<()> {
         let hash = super::token_hash(secret);
@@ -153,6 +180,21 @@ impl Store {
             Ok(())
         })
     }
+}
+
+/// Whether `s` is a live session of this very account, as it is now.
+fn belongs(s: &SessionRecord, user: &UserRecord) -> bool {
+    user.active
+        && user.kind == crate::store::OwnerKind::User
+        && user.id == s.user_id
+        && s.password_tag == password_tag(user)
+}
+
+/// The first 8 bytes of the SHA-256 of the account's password hash, in hex.
+fn password_tag(user: &UserRecord) -> String {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(user.password.as_deref().unwrap_or("").as_bytes());
+    hex::encode(&d[..8])
 }
 
 /// `bytes` random bytes as hex.
@@ -175,18 +217,19 @@ mod tests {
         let t = temp_store();
         let s = &t.store;
         assert!(s.create_user(&Owner::of("alice"), false).expect("user"));
+        let alice = s.get_user("alice").expect("read").expect("alice");
         let a = s
-            .create_session("Alice", 3600, "10.0.0.1", "test")
+            .create_session(&alice, 3600, "10.0.0.1", "test")
             .expect("session");
         let b = s
-            .create_session("alice", 3600, "10.0.0.2", "test")
+            .create_session(&alice, 3600, "10.0.0.2", "test")
             .expect("session");
         let (user, rec) = s.session_auth(&a.secret).expect("read").expect("live");
         assert_eq!((user.login.as_str(), rec.id), ("alice", a.record.id));
         assert_eq!(rec.csrf.len(), 64);
         assert!(s.session_auth("not a session").expect("read").is_none());
         let listed: Vec<u64> = s
-            .list_sessions("ALICE")
+            .list_sessions(&alice)
             .expect("list")
             .iter()
             .map(|x| x.id)
@@ -198,8 +241,20 @@ mod tests {
         s.end_session(&b.secret).expect("end");
         assert!(s.session_auth(&b.secret).expect("read").is_none());
         // An expired one is gone for reading at once, and from the table at the next sign-in.
-        let old = s.create_session("alice", 0, "", "").expect("session");
+        let old = s.create_session(&alice, 0, "", "").expect("session");
         assert!(s.session_auth(&old.secret).expect("read").is_none());
-        assert!(s.list_sessions("alice").expect("list").is_empty());
+        assert!(s.list_sessions(&alice).expect("list").is_empty());
+        // A new password (set anywhere) or a new account of the same name ends a session.
+        let c = s.create_session(&alice, 3600, "", "").expect("session");
+        s.update_owner("alice", |u| u.password = Some("$argon2id$other".into()))
+            .expect("update");
+        assert!(s.session_auth(&c.secret).expect("read").is_none());
+        let alice = s.get_user("alice").expect("read").expect("alice");
+        let d = s.create_session(&alice, 3600, "", "").expect("session");
+        assert!(s.session_auth(&d.secret).expect("read").is_some());
+        s.delete_owner("alice", true).expect("delete");
+        assert!(s.create_user(&Owner::of("alice"), false).expect("again"));
+        assert!(s.session_auth(&d.secret).expect("read").is_none());
+        assert_eq!(s.end_sessions_of("alice").expect("end"), 2);
     }
 }

@@ -612,6 +612,39 @@ impl Store {
         })
     }
 
+    /// Deletes the user's token with this id (never one whose name happens to be the number).
+    pub fn revoke_token_id(&self, login: &str, id: u64) -> Result<Option<TokenRecord>> {
+        let user = fold_case(login);
+        self.durable(move |txn| {
+            let mut index = txn.open_table(USER_TOKENS).ctx("opening user_tokens")?;
+            let mut tokens = txn.open_table(TOKENS).ctx("opening tokens")?;
+            let next = format!("{user}\0");
+            let mut victim = None;
+            for row in index
+                .range((user.as_str(), "")..(next.as_str(), ""))
+                .ctx("listing tokens")?
+            {
+                let (k, hash) = row.ctx("listing tokens")?;
+                let Some(t) = tokens.get(hash.value()).ctx("reading a token")? else {
+                    continue;
+                };
+                let rec: TokenRecord = decode(t.value())?;
+                if rec.id == id {
+                    victim = Some((k.value().1.to_string(), *hash.value(), rec));
+                    break;
+                }
+            }
+            let Some((name_key, hash, rec)) = victim else {
+                return Ok(None);
+            };
+            index
+                .remove((user.as_str(), name_key.as_str()))
+                .ctx("unindexing a token")?;
+            tokens.remove(&hash).ctx("deleting a token")?;
+            Ok(Some(rec))
+        })
+    }
+
     /// The token record and its user for a token in clear. Looked up by the token's hash.
     pub fn token_auth(&self, token: &str) -> Result<Option<(UserRecord, TokenRecord, [u8; 32])>> {
         let hash = token_hash(token);

@@ -40,12 +40,9 @@ pub(super) fn sign_in(ctx: &Ctx, who: Option<&Viewer>, body: &mut dyn Read) -> R
     match auth::sign_in(ctx.store, ctx.limiter, ctx.ip, &login, password) {
         Ok(caller) => {
             let agent = ctx.req.header("user-agent").unwrap_or("");
-            let s = ctx.store.create_session(
-                &caller.user.login,
-                SESSION_TTL,
-                &ctx.ip.to_string(),
-                agent,
-            )?;
+            let s =
+                ctx.store
+                    .create_session(&caller.user, SESSION_TTL, &ctx.ip.to_string(), agent)?;
             (ctx.audit)(&caller.user.login, "session.create", "", "", "ok");
             Ok(see_other(&back)
                 .with_header(
@@ -170,7 +167,7 @@ pub(super) fn sessions(ctx: &Ctx, who: Option<&Viewer>, body: &mut dyn Read) -> 
         }
         return Ok(see_other("/user/settings/sessions"));
     }
-    let list = ctx.store.list_sessions(&who.user.login)?;
+    let list = ctx.store.list_sessions(&who.user)?;
     let body = html! {
         h1 { "Sessions" }
         p.count { "Browsers signed in as " (who.user.login) ". Revoking one signs it out at once." }
@@ -194,7 +191,13 @@ pub(super) fn sessions(ctx: &Ctx, who: Option<&Viewer>, body: &mut dyn Read) -> 
             }
         }
     };
-    Ok(page(200, "Sessions", None, Some(who), body))
+    Ok(super::layout::private(page(
+        200,
+        "Sessions",
+        None,
+        Some(who),
+        body,
+    )))
 }
 
 /// The user name of a failed sign-in as the audit log records it: only when it names an

@@ -152,6 +152,25 @@ pub(super) fn version(
     let fe = percent_encode(&example);
     let size: u64 = files.iter().map(|f| f.file.size).sum();
     let can_delete = super::manage::may_delete(ctx, who, &owner, name)?;
+    // Creators as the API shows them: the Ghost when deleted or not visible to this visitor.
+    let mut shown = std::collections::HashMap::new();
+    let mut creator = |login: &str| -> Result<String> {
+        let key = fold_case(login);
+        if let Some(v) = shown.get(&key) {
+            return Ok(String::clone(v));
+        }
+        let v = match ctx.store.get_user(login)? {
+            Some(u) if auth::profile_visible(ctx.store, who.map(|w| &w.user), &u)? => u.login,
+            _ => "Ghost".to_string(),
+        };
+        shown.insert(key, v.clone());
+        Ok(v)
+    };
+    let version_creator = creator(&entry.version.creator)?;
+    let file_creators = files
+        .iter()
+        .map(|f| creator(&f.file.creator))
+        .collect::<Result<Vec<String>>>()?;
     let delete_url = format!("/{o}/-/packages/generic/{n}/{v}/-/delete");
     let body = html! {
         nav.crumbs aria-label="Breadcrumb" {
@@ -160,7 +179,7 @@ pub(super) fn version(
         }
         h1 { (name) " " span.ver { (version) } }
         p.meta {
-            "Published " (when(entry.version.created)) " by " (entry.version.creator)
+            "Published " (when(entry.version.created)) " by " (version_creator)
             " · " (count(files.len() as u64, "file")) ", " (human_size(size))
             " · " (count(entry.version.downloads, "download"))
         }
@@ -177,7 +196,7 @@ pub(super) fn version(
                         @if can_delete { th scope="col" { span.visually-hidden { "Actions" } } }
                     } }
                     tbody {
-                        @for f in &files {
+                        @for (f, by) in files.iter().zip(&file_creators) {
                             tr {
                                 td data-label="File" { a href={ (api) "/" (v) "/" (percent_encode(&f.file.name)) } { (f.file.name) } }
                                 td.num data-label="Size" title={ (f.file.size) " bytes" } {
@@ -185,7 +204,7 @@ pub(super) fn version(
                                     @if f.file.size >= 1024 { br; small { (f.file.size) " bytes" } }
                                 }
                                 td.hash data-label="SHA-256" { code { (f.digests.sha256) } }
-                                td data-label="Published" { (when(f.file.created)) br; small { "by " (f.file.creator) } }
+                                td data-label="Published" { (when(f.file.created)) br; small { "by " (by) } }
                                 td.num data-label="Downloads" { (f.file.downloads) }
                                 @if can_delete {
                                     td { a.danger-link href={ (delete_url) "?file=" (percent_encode(&f.file.name)) } { "Delete" span.visually-hidden { " " (f.file.name) } } }

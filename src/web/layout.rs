@@ -67,6 +67,16 @@ pub(crate) fn page(
     html_response(status, doc.into_string())
 }
 
+/// A page that shows a secret (a new token) or what only its user may see: kept by no cache.
+pub(crate) fn private(mut r: Response) -> Response {
+    for (k, v) in r.headers.iter_mut() {
+        if k.eq_ignore_ascii_case("cache-control") {
+            *v = "no-store".into();
+        }
+    }
+    r
+}
+
 pub(crate) fn html_response(status: u16, html: String) -> Response {
     Response {
         status,

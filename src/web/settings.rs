@@ -8,7 +8,7 @@ use maud::{html, Markup};
 
 use super::account::{checked_form, see_other};
 use super::layout::page;
-use super::session::{field, Viewer};
+use super::session::{field, Viewer, SESSION_COOKIE, SESSION_TTL};
 use super::{Ctx, PageError};
 use crate::auth::{self, SCOPE_CATEGORIES};
 use crate::dates::parse_rfc3339;
@@ -39,8 +39,12 @@ pub(super) fn tokens(ctx: &Ctx, who: Option<&Viewer>, body: &mut dyn Read) -> Re
     };
     let login = who.user.login.clone();
     if field(&form, "action") == Some("revoke") {
-        let id = field(&form, "id").unwrap_or("");
-        if let Some(rec) = ctx.store.revoke_token(&login, id)? {
+        let id = field(&form, "id").and_then(|i| i.parse::<u64>().ok());
+        let revoked = match id {
+            Some(id) => ctx.store.revoke_token_id(&login, id)?,
+            None => None,
+        };
+        if let Some(rec) = revoked {
             (ctx.audit)(&login, "token.revoke", "", "", "ok");
             let msg = format!("Token {} revoked.", rec.name);
             return tokens_page(ctx, who, 200, Some(Ok(msg)), None);
@@ -215,7 +219,13 @@ fn tokens_page(
             button.primary type="submit" { "Create token" }
         }
     };
-    Ok(page(status, "Access tokens", None, Some(who), body))
+    Ok(super::layout::private(page(
+        status,
+        "Access tokens",
+        None,
+        Some(who),
+        body,
+    )))
 }
 
 /// `GET|POST /user/settings/account`: change the password.
@@ -235,11 +245,24 @@ pub(super) fn account(ctx: &Ctx, who: Option<&Viewer>, body: &mut dyn Read) -> R
     let old = field(&form, "old_password").unwrap_or("");
     let new = field(&form, "password").unwrap_or("");
     let again = field(&form, "retype").unwrap_or("");
-    let stored = who.user.password.clone().unwrap_or_default();
     let refuse = |msg: &str| Ok(account_page(who, 422, Some(Err(msg.to_string()))));
-    if !auth::verify_password(&stored, old) {
-        (ctx.audit)(&who.user.login, "password.change", "", "", "wrong password");
-        return refuse("The current password is not right.");
+    // Checked as a sign-in is, with the same per-address limiter: a stolen session is no
+    // unthrottled way to guess the password.
+    match auth::sign_in(ctx.store, ctx.limiter, ctx.ip, &who.user.login, old) {
+        Ok(_) => {}
+        Err(auth::AuthError::Invalid) => {
+            (ctx.audit)(&who.user.login, "password.change", "", "", "wrong password");
+            return refuse("The current password is not right.");
+        }
+        Err(auth::AuthError::Throttled(t)) => {
+            let msg = format!(
+                "Too many wrong passwords. Try again in {} s.",
+                t.retry_after
+            );
+            return Ok(account_page(who, 429, Some(Err(msg)))
+                .with_header("Retry-After", t.retry_after.to_string()));
+        }
+        Err(auth::AuthError::Store(e)) => return Err(e.into()),
     }
     if new.chars().count() < MIN_PASSWORD {
         return refuse("The new password needs at least 8 characters.");
@@ -249,22 +272,31 @@ pub(super) fn account(ctx: &Ctx, who: Option<&Viewer>, body: &mut dyn Read) -> R
     }
     let hash = auth::hash_password(new)
         .map_err(|e| PageError::Internal(format!("hashing a new password: {e}")))?;
-    ctx.store
-        .update_owner(&who.user.login, move |u| u.password = Some(hash))?;
-    // Every other browser signed in as this user is signed out.
-    for s in ctx.store.list_sessions(&who.user.login)? {
-        if s.id != who.session.id {
-            ctx.store.revoke_session(&who.user.login, s.id)?;
-        }
-    }
-    (ctx.audit)(&who.user.login, "password.change", "", "", "ok");
+    let user = ctx
+        .store
+        .update_owner(&who.user.login, move |u| u.password = Some(hash))?
+        .ok_or(PageError::NotFound)?;
+    // Every session made under the old password is over (none matches it any more); this
+    // browser gets a new one.
+    ctx.store.end_sessions_of(&user.login)?;
+    let agent = ctx.req.header("user-agent").unwrap_or("");
+    let fresh = ctx
+        .store
+        .create_session(&user, SESSION_TTL, &ctx.ip.to_string(), agent)?;
+    (ctx.audit)(&user.login, "password.change", "", "", "ok");
+    let cookie = super::session::set_cookie(ctx, SESSION_COOKIE, &fresh.secret, SESSION_TTL);
+    let now_who = Viewer {
+        user,
+        session: fresh.record,
+    };
     Ok(account_page(
-        who,
+        &now_who,
         200,
         Some(Ok(
             "Password changed. Other browsers were signed out.".into()
         )),
-    ))
+    )
+    .with_header("Set-Cookie", cookie))
 }
 
 fn account_page(
