@@ -154,6 +154,131 @@ impl Store {
         Ok(Page { total, items })
     }
 
+    /// The newest versions across `owners` (logins), newest first, for the explore page; `q`
+    /// keeps packages whose name contains it. Returns items `skip..skip+limit` with their
+    /// owner's login, and the total. The work is bounded by the owners' package counts (when
+    /// searching) plus `skip + limit` rows of a k-way merge of their newest-first indexes,
+    /// whatever the registry holds; the totals come from the stored counters.
+    pub fn explore_versions(
+        &self,
+        owners: &[String],
+        q: Option<&str>,
+        skip: u64,
+        limit: u64,
+    ) -> Result<Page<(String, VersionEntry)>> {
+        use std::cmp::Reverse;
+        use std::collections::BinaryHeap;
+        let q = q.map(fold_case).filter(|q| !q.is_empty());
+        let txn = self.db()?.begin_read().ctx("beginning a read")?;
+        let order = txn.open_table(VERSION_ORDER).ctx("opening version_order")?;
+        let porder = txn.open_table(PACKAGE_ORDER).ctx("opening package_order")?;
+        let versions = txn.open_table(VERSIONS).ctx("opening versions")?;
+        let packages = txn.open_table(PACKAGES).ctx("opening packages")?;
+        let owner_counts = txn
+            .open_table(OWNER_VERSIONS)
+            .ctx("opening owner_versions")?;
+        let package_counts = txn
+            .open_table(PACKAGE_VERSIONS)
+            .ctx("opening package_versions")?;
+        // One newest-first source per owner, or per matching package of each owner.
+        type Key = (u64, String, String, String);
+        let mut sources: Vec<Box<dyn Iterator<Item = Result<Key>> + '_>> = Vec::new();
+        let mut total = 0u64;
+        let folded: Vec<String> = owners.iter().map(|o| fold_case(o)).collect();
+        for o in &folded {
+            let next = format!("{o}\0");
+            match &q {
+                None => {
+                    total += owner_counts
+                        .get(o.as_str())
+                        .ctx("counting versions")?
+                        .map(|g| g.value())
+                        .unwrap_or(0);
+                    let range = order
+                        .range((o.as_str(), 0u64, "", "")..(next.as_str(), 0u64, "", ""))
+                        .ctx("listing versions")?;
+                    let owner = o.clone();
+                    sources.push(Box::new(range.map(move |row| {
+                        let (k, _) = row.ctx("listing versions")?;
+                        let (_, rank, n, v) = k.value();
+                        Ok((rank, owner.clone(), n.to_string(), v.to_string()))
+                    })));
+                }
+                Some(q) => {
+                    for row in packages
+                        .range((o.as_str(), GENERIC, "")..(next.as_str(), GENERIC, ""))
+                        .ctx("listing packages")?
+                    {
+                        let (k, _) = row.ctx("listing packages")?;
+                        let n = k.value().2.to_string();
+                        if !n.contains(q.as_str()) {
+                            continue;
+                        }
+                        total += package_counts
+                            .get((o.as_str(), n.as_str()))
+                            .ctx("counting versions")?
+                            .map(|g| g.value())
+                            .unwrap_or(0);
+                        let n_next = format!("{n}\0");
+                        let range = porder
+                            .range(
+                                (o.as_str(), n.as_str(), 0u64, "")
+                                    ..(o.as_str(), n_next.as_str(), 0u64, ""),
+                            )
+                            .ctx("listing versions")?;
+                        let owner = o.clone();
+                        sources.push(Box::new(range.map(move |row| {
+                            let (k, _) = row.ctx("listing versions")?;
+                            let (_, n, rank, v) = k.value();
+                            Ok((rank, owner.clone(), n.to_string(), v.to_string()))
+                        })));
+                    }
+                }
+            }
+        }
+        // The k-way merge: a smaller rank is a newer version (ranks are u64::MAX - id).
+        let mut heap: BinaryHeap<Reverse<(Key, usize)>> = BinaryHeap::new();
+        for (i, src) in sources.iter_mut().enumerate() {
+            if let Some(k) = src.next() {
+                heap.push(Reverse((k?, i)));
+            }
+        }
+        let want = skip.saturating_add(limit);
+        let mut taken = 0u64;
+        let mut keys = Vec::new();
+        while taken < want {
+            let Some(Reverse((key, i))) = heap.pop() else {
+                break;
+            };
+            if taken >= skip {
+                keys.push(key);
+            }
+            taken += 1;
+            if let Some(k) = sources[i].next() {
+                heap.push(Reverse((k?, i)));
+            }
+        }
+        let mut items = Vec::with_capacity(keys.len());
+        for (_, o, n, v) in keys {
+            let package = packages
+                .get((o.as_str(), GENERIC, n.as_str()))
+                .ctx("reading a package")?
+                .ok_or_else(|| Error::Corrupt(format!("version of missing package {n}")))?;
+            let version = versions
+                .get((o.as_str(), GENERIC, n.as_str(), v.as_str()))
+                .ctx("reading a version")?
+                .ok_or_else(|| Error::Corrupt(format!("ordered version {n}/{v} is missing")))?;
+            items.push((
+                o,
+                VersionEntry {
+                    package: decode(package.value())?,
+                    version: decode(version.value())?,
+                },
+            ));
+        }
+        Ok(Page { total, items })
+    }
+
     /// A package's versions, newest first; `None` when the package does not exist.
     pub fn list_package_versions(
         &self,
@@ -388,5 +513,72 @@ impl Store {
             Ok(())
         })?;
         Ok(Some(digests))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::chunk::Want;
+    use crate::names::Owner;
+    use crate::store::tests::temp_store;
+    use crate::store::FileCoords;
+
+    #[test]
+    fn explore_merges_owners_newest_first_with_search_and_paging() {
+        let t = temp_store();
+        let s = &t.store;
+        for o in ["alice", "bob"] {
+            assert!(s.create_user(&Owner::of(o), false).expect("user"));
+        }
+        // Interleaved arrivals: alice/app 1, bob/tool 1, alice/app 2, bob/app 1, alice/lib 1.
+        for (o, n, v) in [
+            ("alice", "app", "1"),
+            ("bob", "tool", "1"),
+            ("alice", "app", "2"),
+            ("bob", "app", "1"),
+            ("alice", "lib", "1"),
+        ] {
+            s.upload(
+                &FileCoords::parse(o, n, v, "f"),
+                o,
+                &b"x"[..],
+                Want::default(),
+                |_| Ok(()),
+            )
+            .expect("upload");
+        }
+        let owners = vec!["alice".to_string(), "Bob".to_string()];
+        let names = |p: &super::Page<(String, super::VersionEntry)>| -> Vec<String> {
+            p.items
+                .iter()
+                .map(|(o, e)| format!("{o}/{}/{}", e.package.name, e.version.version))
+                .collect()
+        };
+        let all = s.explore_versions(&owners, None, 0, 10).expect("all");
+        assert_eq!(all.total, 5);
+        assert_eq!(
+            names(&all),
+            [
+                "alice/lib/1",
+                "bob/app/1",
+                "alice/app/2",
+                "bob/tool/1",
+                "alice/app/1"
+            ]
+        );
+        let page2 = s.explore_versions(&owners, None, 2, 2).expect("page 2");
+        assert_eq!(names(&page2), ["alice/app/2", "bob/tool/1"]);
+        let apps = s.explore_versions(&owners, Some("APP"), 0, 10).expect("q");
+        assert_eq!(apps.total, 3);
+        assert_eq!(names(&apps), ["bob/app/1", "alice/app/2", "alice/app/1"]);
+        let only_bob = s
+            .explore_versions(&owners[1..], Some("o"), 0, 10)
+            .expect("bob");
+        assert_eq!(names(&only_bob), ["bob/tool/1"]);
+        assert!(s
+            .explore_versions(&[], None, 0, 10)
+            .expect("none")
+            .items
+            .is_empty());
     }
 }

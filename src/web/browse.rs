@@ -21,28 +21,33 @@ pub(super) fn explore(ctx: &Ctx, who: Option<&Viewer>) -> Result<Response> {
     let body = if depth > MAX_DEPTH {
         too_deep()
     } else {
-        // Each visible owner's newest `depth` matches, merged: a page costs at most
-        // owners × depth index rows, however large the registry.
-        let mut all: Vec<(UserRecord, VersionEntry)> = Vec::new();
-        let mut total = 0u64;
+        // The visible owners' newest-first indexes, merged: a page costs their package counts
+        // (when searching) plus the rows up to its depth, whatever the registry holds.
+        let mut visible: Vec<UserRecord> = Vec::new();
         for kind in [OwnerKind::User, OwnerKind::Org] {
             for owner in ctx.store.list_owners(kind, 1, u64::MAX)?.items {
-                if !readable(ctx, who, &owner)? {
-                    continue;
+                if readable(ctx, who, &owner)? {
+                    visible.push(owner);
                 }
-                let found = ctx
-                    .store
-                    .list_owner_versions(&owner.login, q.as_deref(), 1, depth)?;
-                total += found.total;
-                all.extend(found.items.into_iter().map(|e| (owner.clone(), e)));
             }
         }
-        all.sort_by_key(|(_, e)| std::cmp::Reverse(e.version.id));
-        let skip = usize::try_from((page_no - 1) * PAGE_SIZE).unwrap_or(usize::MAX);
-        let shown: Vec<_> = all
+        let logins: Vec<String> = visible.iter().map(|o| o.login.clone()).collect();
+        let found = ctx.store.explore_versions(
+            &logins,
+            q.as_deref(),
+            (page_no - 1) * PAGE_SIZE,
+            PAGE_SIZE,
+        )?;
+        let total = found.total;
+        // Owners by their folded login, for their display form.
+        let display: std::collections::HashMap<String, &str> = visible
+            .iter()
+            .map(|o| (fold_case(&o.login), o.login.as_str()))
+            .collect();
+        let shown: Vec<(String, VersionEntry)> = found
+            .items
             .into_iter()
-            .skip(skip)
-            .take(PAGE_SIZE as usize)
+            .map(|(o, e)| (display.get(&o).map_or(o.clone(), |d| d.to_string()), e))
             .collect();
         html! {
             h1 { @if let Some(q) = &q { "Packages matching “" (q) "”" } @else { "Packages" } }
@@ -51,7 +56,7 @@ pub(super) fn explore(ctx: &Ctx, who: Option<&Viewer>) -> Result<Response> {
                 p.empty { @if q.is_some() { "Nothing matches." } @else { "Nothing has been published yet, or nothing you may see." } }
             } @else {
                 ul.list {
-                    @for (owner, e) in &shown { li { (version_row(&owner.login, e, true)) } }
+                    @for (owner, e) in &shown { li { (version_row(owner, e, true)) } }
                 }
             }
             (pager("/", ctx.query, page_no, total))
