@@ -126,10 +126,9 @@ impl Api {
             Route::NotAllowed(Family::Page, allow) => crate::web::not_allowed(allow),
             route => v1::handle(self, req, route, &path, &query, &mut who),
         };
-        Response {
-            user: who,
-            ..response
-        }
+        // A page names its signed-in user itself.
+        let user = who.or_else(|| response.user.clone());
+        Response { user, ..response }
     }
 
     /// Who is calling: credentials from `Authorization`, else the `token`/`access_token` query

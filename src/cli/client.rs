@@ -486,7 +486,11 @@ fn handshake_error(authority: &str, name: &ServerName<'_>, e: io::Error) -> Erro
     let tls = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
     let why = match tls {
         Some(rustls::Error::InvalidCertificate(c)) => match c {
-            C::UnknownIssuer | C::BadSignature => format!(
+            C::BadSignature => format!(
+                "the certificate of {host} does not verify: its signature is bad (a damaged \
+                 or forged certificate)"
+            ),
+            C::UnknownIssuer => format!(
                 "the certificate of {host} is not signed by a CA this client trusts (unknown \
                  issuer); if your site runs its own CA, pass its certificate with --ca-cert \
                  FILE or SHELF_CA_CERT"

@@ -478,6 +478,7 @@ impl Poller {
         if let Some(conn) = self.remove(i) {
             queued.fetch_add(1, Ordering::SeqCst);
             if jobs.send(conn).is_err() {
+                queued.fetch_sub(1, Ordering::SeqCst);
                 log::error!("all HTTP workers are gone; closing a ready connection");
             }
         }

@@ -104,7 +104,9 @@ pub fn serve(ctx: &Ctx, route: PageRoute, body: &mut dyn Read) -> Response {
     if let PageRoute::Asset(name) = &route {
         return asset(name);
     }
+    let mut signed_in = None;
     let result = session::viewer(ctx).and_then(|who| {
+        signed_in = who.as_ref().map(|w| w.user.login.clone());
         let who = who.as_ref();
         match route {
             PageRoute::Asset(_) => Err(PageError::NotFound),
@@ -124,7 +126,8 @@ pub fn serve(ctx: &Ctx, route: PageRoute, body: &mut dyn Read) -> Response {
             }
         }
     });
-    match result {
+    // The access log names the signed-in user, as it names a token's.
+    let mut response = match result {
         Ok(page) => page,
         Err(PageError::NotFound) => layout::error_page(
             404,
@@ -147,7 +150,9 @@ pub fn serve(ctx: &Ctx, route: PageRoute, body: &mut dyn Read) -> Response {
                 "The server could not read the registry. Try again later; the log says more.",
             )
         }
-    }
+    };
+    response.user = signed_in;
+    response
 }
 
 /// The 405 for a page path with a method it does not take.
