@@ -105,6 +105,12 @@ fn serve(s: ServeSettings) -> Result<(), Error> {
     if let Some(tls) = &tls {
         server.set_tls(Arc::clone(tls));
     }
+    if let Some(addr) = &s.redirect_http {
+        let at = server.add_redirect_http(addr).map_err(Error::io(format!(
+            "cannot listen on {addr} (--redirect-http)"
+        )))?;
+        log::info!("redirecting http://{at} to https");
+    }
     // Not cli::open_store: `serve` is the server, and its "in use" needs no --server hint.
     let existed = s.db.exists();
     let store = Store::open(&s.db)?;

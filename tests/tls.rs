@@ -574,3 +574,73 @@ fn a_tls_record_trickled_byte_by_byte_is_abandoned_at_the_minimum_body_rate() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn redirect_http_answers_every_plain_request_with_a_308_to_https() {
+    let dir = temp_dir("tls-redirect");
+    let pki = make_pki(&dir, "r");
+    // A free port for the plain listener.
+    let plain = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let plain_addr = plain.local_addr().expect("addr");
+    drop(plain);
+    let addr = plain_addr.to_string();
+    let s = start_tls(&pki, &["--redirect-http", &addr, "--workers", "1"]);
+    let tls_port = s.addr.port();
+    let ask = |req: &[u8]| {
+        let mut c = TcpStream::connect(plain_addr).expect("connect");
+        c.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        c.write_all(req).expect("send");
+        let mut got = Vec::new();
+        let _ = c.read_to_end(&mut got);
+        String::from_utf8_lossy(&got).into_owned()
+    };
+    let r =
+        ask(b"GET /api/packages/admin/generic/p/1/f?x=1 HTTP/1.1\r\nHost: localhost:8080\r\n\r\n");
+    assert!(r.starts_with("HTTP/1.1 308 Permanent Redirect\r\n"), "{r}");
+    assert!(
+        r.contains(&format!(
+            "Location: https://localhost:{tls_port}/api/packages/admin/generic/p/1/f?x=1\r\n"
+        )),
+        "{r}"
+    );
+    let r = ask(b"PUT /x HTTP/1.1\r\nHost: [::1]:80\r\nContent-Length: 3\r\n\r\nabc");
+    assert!(
+        r.contains(&format!("Location: https://[::1]:{tls_port}/x\r\n")),
+        "{r}"
+    );
+    let r = ask(b"GET / HTTP/1.1\r\nHost: a\"b\r\n\r\n");
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    // curl follows it to the TLS port.
+    let out = curl(&[
+        "--cacert",
+        pki.ca.to_str().expect("utf-8"),
+        "-L",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code} %{url_effective}",
+        &format!("http://localhost:{}/api/v1/version", plain_addr.port()),
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("200 https://localhost:{tls_port}/api/v1/version"),
+        "{out:?}"
+    );
+    // Without TLS the flag is refused.
+    let out = Command::new(bin())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--redirect-http",
+            "127.0.0.1:0",
+            "--db",
+        ])
+        .arg(dir.join("no.redb"))
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs --tls-cert"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -297,6 +297,10 @@ pub struct Serve {
     /// the PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1; env SHELF_TLS_KEY)
     #[argh(option)]
     pub tls_key: Option<PathBuf>,
+    /// with TLS: also listen on this address in plain HTTP and answer every request there with
+    /// a 308 to https, e.g. 0.0.0.0:80 (env SHELF_REDIRECT_HTTP)
+    #[argh(option)]
+    pub redirect_http: Option<String>,
     /// failed sign-ins in a row one address may make before it is answered 429 (default 10;
     /// one more is allowed every 6 s; env SHELF_AUTH_FAILURE_BURST)
     #[argh(option)]
@@ -1133,6 +1137,8 @@ pub struct ServeSettings {
     pub external_url: Option<String>,
     /// The certificate chain and key files, when serving HTTPS.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// A plain address whose requests are redirected to https.
+    pub redirect_http: Option<String>,
     pub auth_failure_burst: u32,
     pub audit_retention_days: u64,
     pub trusted_proxies: Vec<std::net::IpAddr>,
@@ -1342,10 +1348,17 @@ impl ServeSettings {
                 ))
             }
         };
+        let redirect_http = s.redirect_http.or_else(|| env_or("SHELF_REDIRECT_HTTP"));
+        if redirect_http.is_some() && tls.is_none() {
+            return Err(Error::Usage(
+                "--redirect-http redirects to https: it needs --tls-cert and --tls-key".into(),
+            ));
+        }
         Ok(ServeSettings {
             listen,
             db: db_path(s.db),
             tls,
+            redirect_http,
             workers,
             max_connections,
             max_connections_per_ip,

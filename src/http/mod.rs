@@ -815,6 +815,8 @@ pub struct Server {
     shared: Arc<Shared>,
     observer: Option<Arc<dyn Observer>>,
     tls: Option<Arc<Tls>>,
+    /// `--redirect-http`: a plain listener whose requests get a 308 to https.
+    redirect: Option<TcpListener>,
 }
 
 /// Stops a running [`Server`]; `Clone + Send`.
@@ -871,7 +873,18 @@ impl Server {
             }),
             observer: None,
             tls: None,
+            redirect: None,
         })
+    }
+
+    /// Also listens on `addr` in plain HTTP, answering every request there with a 308 to the
+    /// same host and path over https (`--redirect-http`); the address it listens on.
+    pub fn add_redirect_http(&mut self, addr: &str) -> io::Result<SocketAddr> {
+        let listener = TcpListener::bind(addr)
+            .map_err(|e| io::Error::new(e.kind(), format!("binding {addr}: {e}")))?;
+        let local = listener.local_addr()?;
+        self.redirect = Some(listener);
+        Ok(local)
     }
 
     /// Serves TLS on every connection, with the pair `tls` holds (and reloads).
@@ -911,9 +924,10 @@ impl Server {
             shared,
             observer,
             tls,
+            redirect,
         } = self;
         let workers = shared.workers;
-        let mut poller = Poller::new(poll, listener).map_err(|e| {
+        let mut poller = Poller::new(poll, listener, redirect).map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!("registering the listener with the poller: {e}"),

@@ -33,6 +33,8 @@ use super::response::{encode_head, Sent};
 use super::{access_log, Ctx, Ticket};
 
 pub(super) const LISTENER: Token = Token(usize::MAX - 1);
+/// The plain listener of `--redirect-http`, whose requests get a 308 to https.
+pub(super) const REDIRECT: Token = Token(usize::MAX - 2);
 pub(super) const WAKER: Token = Token(usize::MAX);
 /// Bytes read from a waiting connection per `recv`.
 const READ_CHUNK: usize = 16 * 1024;
@@ -66,6 +68,8 @@ struct Waiting {
     writable: bool,
     /// A new TLS connection whose first byte has not been looked at yet.
     sniff: bool,
+    /// Came in on the redirect listener: answered here with a 308, never by a worker.
+    redirect: bool,
     /// How far `pending` has been searched for the end of a head.
     scanned: usize,
 }
@@ -74,6 +78,8 @@ struct Waiting {
 pub(super) struct Poller {
     poll: Poll,
     listener: TcpListener,
+    /// `--redirect-http`: a plain listener, and the https port its 308s point to.
+    redirect: Option<(TcpListener, u16)>,
     slots: Vec<Option<Waiting>>,
     free: Vec<usize>,
     live: usize,
@@ -87,16 +93,34 @@ pub(super) struct Poller {
 
 impl Poller {
     /// `poll` already has the waker registered; the listener is registered here.
-    pub(super) fn new(poll: Poll, listener: TcpListener) -> io::Result<Poller> {
+    pub(super) fn new(
+        poll: Poll,
+        listener: TcpListener,
+        redirect: Option<TcpListener>,
+    ) -> io::Result<Poller> {
         listener.set_nonblocking(true)?;
         poll.registry().register(
             &mut SourceFd(&listener.as_raw_fd()),
             LISTENER,
             Interest::READABLE,
         )?;
+        let https_port = listener.local_addr()?.port();
+        let redirect = match redirect {
+            Some(r) => {
+                r.set_nonblocking(true)?;
+                poll.registry().register(
+                    &mut SourceFd(&r.as_raw_fd()),
+                    REDIRECT,
+                    Interest::READABLE,
+                )?;
+                Some((r, https_port))
+            }
+            None => None,
+        };
         Ok(Poller {
             poll,
             listener,
+            redirect,
             slots: Vec::new(),
             free: Vec::new(),
             live: 0,
@@ -127,7 +151,7 @@ impl Poller {
             }
             for ev in events.iter() {
                 match ev.token() {
-                    LISTENER => self.accept_all(ctx, jobs),
+                    LISTENER | REDIRECT => self.accept_all(ctx, jobs),
                     WAKER => {}
                     Token(i) => self.on_ready(i, ctx, jobs),
                 }
@@ -136,7 +160,7 @@ impl Poller {
             // sends after the drain wakes the poller again.
             shared.wake_pending.store(false, Ordering::SeqCst);
             while let Ok(p) = returns.try_recv() {
-                self.park(p, ctx, jobs, false);
+                let _ = self.park(p, ctx, jobs, false);
             }
             let now = Instant::now();
             if self.accept_paused_until.is_some_and(|t| now >= t) {
@@ -162,13 +186,28 @@ impl Poller {
         if self.accept_paused_until.is_some() {
             return;
         }
-        for _ in 0..ACCEPT_BATCH {
-            match self.listener.accept() {
+        let mut from_redirect = false;
+        let mut batch = 0;
+        while batch < ACCEPT_BATCH {
+            batch += 1;
+            let accepted = match (&self.redirect, from_redirect) {
+                (Some((r, _)), true) => r.accept(),
+                _ => self.listener.accept(),
+            };
+            match accepted {
                 Ok((stream, peer)) => {
                     if ctx.shared.shutting_down() {
                         return;
                     }
-                    self.admit(ctx, jobs, stream, peer);
+                    self.admit(ctx, jobs, stream, peer, from_redirect);
+                }
+                // The main listener is drained: on to the redirect listener, if there is one.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && !from_redirect => {
+                    if self.redirect.is_none() {
+                        return;
+                    }
+                    from_redirect = true;
+                    batch = 0;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e)
@@ -205,14 +244,21 @@ impl Poller {
     }
 
     /// Counts a new connection against both caps (or refuses it with a fast 503) and parks it.
-    fn admit(&mut self, ctx: &Ctx, jobs: &Sender<Parked>, stream: TcpStream, peer: SocketAddr) {
+    fn admit(
+        &mut self,
+        ctx: &Ctx,
+        jobs: &Sender<Parked>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        redirect: bool,
+    ) {
         let shared = &ctx.shared;
         shared.accepted.fetch_add(1, Ordering::Relaxed);
         let ticket = match Ticket::take(shared, &ctx.cfg, peer) {
             Ok(t) => t,
             Err(body) => {
                 shared.refused.fetch_add(1, Ordering::Relaxed);
-                if ctx.tls.is_some() {
+                if ctx.tls.is_some() && !redirect {
                     // Nothing can be said before a handshake: the refusal is the close.
                     log::debug!("connection from {peer} refused: {body}");
                 } else {
@@ -229,6 +275,7 @@ impl Poller {
             return;
         }
         let link = match &ctx.tls {
+            _ if redirect => Link::plain(stream),
             None => Link::plain(stream),
             Some(tls) => match tls.session() {
                 Ok(session) => Link::tls(stream, session),
@@ -244,13 +291,23 @@ impl Poller {
             ticket,
             pending: Vec::new(),
         };
-        self.park(conn, ctx, jobs, true);
+        self.park_new(conn, ctx, jobs, redirect);
     }
 
-    /// Holds `conn` until its next head is ready (or it times out or closes).
-    fn park(&mut self, conn: Parked, ctx: &Ctx, jobs: &Sender<Parked>, new: bool) {
+    /// Parks a connection just accepted.
+    fn park_new(&mut self, conn: Parked, ctx: &Ctx, jobs: &Sender<Parked>, redirect: bool) {
+        if let Some(i) = self.park(conn, ctx, jobs, true) {
+            if let Some(Some(w)) = self.slots.get_mut(i) {
+                w.redirect = redirect;
+                w.sniff &= !redirect;
+            }
+        }
+    }
+
+    /// Holds `conn` until its next head is ready (or it times out or closes); its slot.
+    fn park(&mut self, conn: Parked, ctx: &Ctx, jobs: &Sender<Parked>, new: bool) -> Option<usize> {
         if ctx.shared.shutting_down() {
-            return;
+            return None;
         }
         let fd = conn.stream.as_raw_fd();
         let i = match self.free.pop() {
@@ -272,7 +329,7 @@ impl Poller {
                 conn.peer
             );
             self.free.push(i);
-            return;
+            return None;
         }
         let in_head = new || !conn.pending.is_empty();
         let tls = conn.stream.is_tls();
@@ -294,6 +351,7 @@ impl Poller {
             writable: false,
             sniff: tls && new,
             scanned: 0,
+            redirect: false,
         });
         self.live += 1;
         self.prune_timers();
@@ -302,6 +360,7 @@ impl Poller {
             // event would report those.
             self.on_ready(i, ctx, jobs);
         }
+        Some(i)
     }
 
     /// Reads what a connection sent (on TLS, advancing the handshake); dispatches it once its
@@ -346,7 +405,11 @@ impl Poller {
                     if w.conn.pending.len() >= ctx.cfg.max_head_bytes
                         || (end_seen && head_ready(&w.conn.pending, &ctx.cfg))
                     {
-                        self.dispatch(i, jobs, &ctx.shared.queued);
+                        if w.redirect {
+                            self.answer_redirect(i);
+                        } else {
+                            self.dispatch(i, jobs, &ctx.shared.queued);
+                        }
                         return;
                     }
                 }
@@ -421,6 +484,82 @@ impl Poller {
                 false
             }
         }
+    }
+
+    /// The `--redirect-http` answer, from the poller (no worker, no body read): 308 to the same
+    /// host and path on https, or 400 without a usable Host; then the connection closes.
+    fn answer_redirect(&mut self, i: usize) {
+        let Some(conn) = self.remove(i) else {
+            return;
+        };
+        let started = Instant::now();
+        let port = self.redirect.as_ref().map_or(443, |(_, p)| *p);
+        let mut slots = [httparse::EMPTY_HEADER; 100];
+        let mut req = httparse::Request::new(&mut slots);
+        let parsed = matches!(req.parse(&conn.pending), Ok(httparse::Status::Complete(_)));
+        let host = req
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("host"))
+            .and_then(|h| std::str::from_utf8(h.value).ok())
+            .map(str::trim)
+            .filter(|h| {
+                !h.is_empty()
+                    && h.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+            });
+        let (status, head) = match (parsed, host) {
+            (true, Some(host)) => {
+                // The host without its port (an IPv6 literal keeps its brackets).
+                let name = match host.rfind(']') {
+                    Some(end) => &host[..=end],
+                    None => host.split(':').next().unwrap_or(host),
+                };
+                let path = req.path.filter(|p| p.starts_with('/')).unwrap_or("/");
+                let port = if port == 443 {
+                    String::new()
+                } else {
+                    format!(":{port}")
+                };
+                let location = format!("https://{name}{port}{path}");
+                (
+                    308,
+                    format!(
+                        "HTTP/1.1 308 Permanent Redirect\r\nLocation: {location}\r\n\
+                         Content-Length: 0\r\nConnection: close\r\n\r\n"
+                    ),
+                )
+            }
+            _ => (
+                400,
+                "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n\
+                 Content-Length: 28\r\nConnection: close\r\n\r\nmissing or bad Host header\r\n"
+                    .to_string(),
+            ),
+        };
+        let tcp = conn.stream.tcp();
+        let ok = send_nonblocking(tcp, head.as_bytes()).is_ok_and(|n| n == head.len());
+        let _ = tcp.shutdown(Shutdown::Write);
+        let mut drained = 0;
+        while drained < 4 * READ_CHUNK {
+            match recv_nonblocking(tcp, &mut self.scratch) {
+                Ok(n) if n > 0 => drained += n,
+                _ => break,
+            }
+        }
+        let sent = Sent {
+            status,
+            body_bytes: 0,
+            ok,
+        };
+        access_log(
+            conn.peer,
+            req.method.unwrap_or("-"),
+            super::path_of(req.path.unwrap_or("-")),
+            &sent,
+            started,
+            None,
+        );
     }
 
     /// Sends a TLS connection's pending output, and watches for writability while some is left.
