@@ -35,6 +35,10 @@
 //! cargo run --release --example bench -- --token T --workload listing \
 //!     --rounds 3 --listing-skip-setup
 //!
+//! # issue 13: the HTML pages over the same 100,000 versions, reused
+//! cargo run --release --example bench -- --token T --workload pages \
+//!     --rounds 3 --listing-skip-setup --no-cleanup
+//!
 //! # issue 12: 4 KiB GETs while 10,000 idle keep-alive connections and 1,000
 //! # slow heads are held (raise the server's --max-connections and
 //! # --idle-timeout first); the server's memory comes from /proc/PID/status
@@ -74,6 +78,22 @@
 //!   At the end the packages are deleted
 //!   (`DELETE {base}/api/v1/packages/{owner}/generic/{pkg}`).
 //!
+//! * `pages` (shelf only, not part of `all`): the HTML pages (issue 13) over
+//!   the `listing` data set, published the same way with the same flags
+//!   (`--listing-versions`, `--listing-packages`, `--listing-skip-setup`).
+//!   Each round times, on one keep-alive connection without credentials (a
+//!   visitor who is not signed in: the owner must be public) after 10 warm-up
+//!   requests, `--listing-requests` sequential GETs of each page: the owner's
+//!   (`{base}/{owner}`), a deep page of it (`?page=400`, 20 versions a page),
+//!   an owner search (`?q=-NNNN`), explore (`{base}/`), an explore search
+//!   (`/?q=listing-NNNN`), that package's page
+//!   (`/{owner}/-/packages/generic/listing-NNNN`) and its version `1.0.0`:
+//!   p50/p99/max latency and the largest HTML body in bytes, flagged when over
+//!   issue 13's 100 KB (10^5 bytes). Each answer must be a 200 showing the
+//!   version count (`<p class="count">`; explore's counts every owner, so at
+//!   least) and the rows of its page (`<a class="row"`), or, for the version,
+//!   its files table. The packages are deleted at the end, as by `listing`.
+//!
 //! * `backup` (shelf only, not part of `all`): once, `--backup-data` bytes are
 //!   published as 64 MiB files; each round runs `shelf backup --server` with no
 //!   other load (MB/s of the stream), then batches of `--small-count` small PUTs
@@ -108,6 +128,8 @@
 //! medians over the rounds (`large PUT  <x> MB/s`,
 //! `small GET  <x> req/s  p50 <ms> ms  p99 <ms> ms`,
 //! `listing deep  p50 <ms> ms  p99 <ms> ms  max <ms> ms`,
+//! `pages owner  p50 <ms> ms  p99 <ms> ms  max <ms> ms  html <bytes> B`,
+//! `pages html max <bytes> B (<page>)`,
 //! `hostile GET  <x> req/s  p50 <ms> ms  p99 <ms> ms ...`, ...), then `errors N`.
 //! Any failed request (non-2xx status, short body, hash mismatch, I/O error)
 //! is printed to stderr and makes the exit status 1; bad usage exits 2.
@@ -161,7 +183,7 @@ struct Args {
     #[argh(option)]
     basic: Option<String>,
 
-    /// workload to run: large, small, all (both), listing, backup or hostile (default all)
+    /// workload to run: large, small, all (both), listing, pages, backup or hostile (default all)
     #[argh(option, default = "Workload::All", from_str_fn(parse_workload))]
     workload: Workload,
 
@@ -189,7 +211,7 @@ struct Args {
     #[argh(switch)]
     no_cleanup: bool,
 
-    /// versions the listing workload publishes (default 100000)
+    /// versions the listing and pages workloads publish (default 100000)
     #[argh(option, default = "100_000")]
     listing_versions: usize,
 
@@ -197,7 +219,7 @@ struct Args {
     #[argh(option, default = "100")]
     listing_packages: usize,
 
-    /// timed requests per listing query, after 10 warm-up ones (default 200)
+    /// timed requests per listing query or page, after 10 warm-up ones (default 200)
     #[argh(option, default = "200")]
     listing_requests: usize,
 
@@ -242,6 +264,7 @@ enum Workload {
     Small,
     All,
     Listing,
+    Pages,
     Backup,
     Hostile,
 }
@@ -256,6 +279,13 @@ impl Workload {
     fn listing(self) -> bool {
         self == Workload::Listing
     }
+    fn pages(self) -> bool {
+        self == Workload::Pages
+    }
+    /// The workloads that publish (or reuse) the listing data set.
+    fn listing_data(self) -> bool {
+        matches!(self, Workload::Listing | Workload::Pages)
+    }
     fn backup(self) -> bool {
         self == Workload::Backup
     }
@@ -268,6 +298,7 @@ impl Workload {
             Workload::Small => "small",
             Workload::All => "all",
             Workload::Listing => "listing",
+            Workload::Pages => "pages",
             Workload::Backup => "backup",
             Workload::Hostile => "hostile",
         }
@@ -280,10 +311,11 @@ fn parse_workload(s: &str) -> Result<Workload, String> {
         "small" => Ok(Workload::Small),
         "all" => Ok(Workload::All),
         "listing" => Ok(Workload::Listing),
+        "pages" => Ok(Workload::Pages),
         "backup" => Ok(Workload::Backup),
         "hostile" => Ok(Workload::Hostile),
         _ => Err(format!(
-            "unknown workload {s:?}: use large, small, all, listing, backup or hostile"
+            "unknown workload {s:?}: use large, small, all, listing, pages, backup or hostile"
         )),
     }
 }
@@ -1147,6 +1179,9 @@ struct Summary {
     large_get: Vec<f64>,
     small: [Vec<SmallStat>; 3],
     listing: [Vec<ListingStat>; 3],
+    pages: [Vec<ListingStat>; PAGES.len()],
+    /// Largest HTML body of each page over all the rounds, in bytes.
+    pages_html: [usize; PAGES.len()],
     backup: Vec<BackupStat>,
     hostile: Vec<HostileStat>,
 }
@@ -2438,7 +2473,7 @@ impl Listing {
     fn new(t: &Target, packages: usize) -> Result<Listing, String> {
         let bad = || {
             format!(
-                "{}: the listing workload needs a shelf or Gitea URL, .../api/packages/{{owner}}/...",
+                "{}: the listing and pages workloads need a shelf or Gitea URL, .../api/packages/{{owner}}/...",
                 t.url(&t.path)
             )
         };
@@ -2490,6 +2525,27 @@ impl Listing {
             self.package(k)
         )
     }
+
+    /// The HTML page of the owner (`/{owner}`), with `query` when not empty.
+    fn owner_page(&self, query: &str) -> String {
+        let q = if query.is_empty() { "" } else { "?" };
+        format!("{}/{}{q}{query}", self.prefix, self.owner)
+    }
+
+    /// The HTML page of package `k` (its versions), or of its version `ver`.
+    fn package_page(&self, k: usize, ver: Option<&str>) -> String {
+        let mut p = format!(
+            "{}/{}/-/packages/generic/{}",
+            self.prefix,
+            self.owner,
+            self.package(k)
+        );
+        if let Some(v) = ver {
+            p.push('/');
+            p.push_str(v);
+        }
+        p
+    }
 }
 
 /// What the listings should report: versions of the owner, and of the
@@ -2497,6 +2553,15 @@ impl Listing {
 struct ListingExpect {
     total: u64,
     search: u64,
+}
+
+/// p50, p99 and max of sorted latencies, in ms (NaN when there is none).
+fn latency_stat(sorted: &[Duration]) -> ListingStat {
+    ListingStat {
+        p50: percentile_ms(sorted, 0.50),
+        p99: percentile_ms(sorted, 0.99),
+        max: sorted.last().map_or(f64::NAN, |d| d.as_secs_f64() * 1e3),
+    }
 }
 
 /// Number of elements of the JSON array `body`, or `None` when it is not one.
@@ -2637,35 +2702,12 @@ impl Bench<'_> {
                 exp.search.min(LISTING_LIMIT),
             ),
         ];
-        let mut body = Vec::new();
         for (q, (query, want_total, want_len)) in queries.iter().enumerate() {
             let path = l.list_path(query);
-            let url = self.target.url(&path);
-            let mut lats = Vec::with_capacity(self.args.listing_requests);
-            let (mut failed, mut seen) = (0usize, None);
-            for k in 0..LISTING_WARMUP + self.args.listing_requests {
-                body.clear();
-                let t = Instant::now();
-                let r = conn.request("GET", &path, None, &mut |b| body.extend_from_slice(b));
-                let lat = t.elapsed();
-                let r = match r {
-                    Ok(r) if r.ok() => r,
-                    Ok(r) => {
-                        self.errors.report(&format!("GET {url}: {}", r.describe()));
-                        failed += 1;
-                        continue;
-                    }
-                    Err(e) => {
-                        self.errors.report(&e);
-                        failed += 1;
-                        continue;
-                    }
-                };
-                if k >= LISTING_WARMUP {
-                    lats.push(lat);
-                }
+            let mut seen = None;
+            let (lats, failed) = self.sequential_gets(conn, &path, &mut |r, body| {
                 seen = r.total_count;
-                let wrong = match (r.total_count, json_array_len(&body)) {
+                match (r.total_count, json_array_len(body)) {
                     (None, _) => Some("no X-Total-Count header".to_string()),
                     (Some(t), _) if t != *want_total => {
                         Some(format!("X-Total-Count {t}, expected {want_total}"))
@@ -2675,19 +2717,9 @@ impl Bench<'_> {
                         Some(format!("{n} items, expected {want_len}"))
                     }
                     _ => None,
-                };
-                if let Some(w) = wrong {
-                    self.errors
-                        .report(&format!("GET {url}: HTTP {}: {w}", r.status));
-                    failed += 1;
                 }
-            }
-            lats.sort_unstable();
-            let stat = ListingStat {
-                p50: percentile_ms(&lats, 0.50),
-                p99: percentile_ms(&lats, 0.99),
-                max: lats.last().map_or(f64::NAN, |d| d.as_secs_f64() * 1e3),
-            };
+            });
+            let stat = latency_stat(&lats);
             let seen = seen.map_or("none".to_string(), |t| t.to_string());
             let mut line = format!(
                 "round {round} listing {:<7} {} req  p50 {} ms  p99 {} ms  max {} ms  X-Total-Count {seen}  ?{query}",
@@ -2704,6 +2736,51 @@ impl Bench<'_> {
             }
             println!("{line}");
         }
+    }
+
+    /// `LISTING_WARMUP` untimed GETs of `path` on `conn`, then `--listing-requests`
+    /// timed ones: their latencies, sorted (of the 2xx answers), and how many
+    /// requests failed: an I/O error, a non-2xx status, or an answer `check`
+    /// finds wrong (it sees the response and its whole body, and says why).
+    fn sequential_gets(
+        &self,
+        conn: &mut Conn,
+        path: &str,
+        check: &mut dyn FnMut(&Resp, &[u8]) -> Option<String>,
+    ) -> (Vec<Duration>, usize) {
+        let url = self.target.url(path);
+        let mut body = Vec::new();
+        let mut lats = Vec::with_capacity(self.args.listing_requests);
+        let mut failed = 0usize;
+        for k in 0..LISTING_WARMUP + self.args.listing_requests {
+            body.clear();
+            let t = Instant::now();
+            let r = conn.request("GET", path, None, &mut |b| body.extend_from_slice(b));
+            let lat = t.elapsed();
+            let r = match r {
+                Ok(r) if r.ok() => r,
+                Ok(r) => {
+                    self.errors.report(&format!("GET {url}: {}", r.describe()));
+                    failed += 1;
+                    continue;
+                }
+                Err(e) => {
+                    self.errors.report(&e);
+                    failed += 1;
+                    continue;
+                }
+            };
+            if k >= LISTING_WARMUP {
+                lats.push(lat);
+            }
+            if let Some(w) = check(&r, &body) {
+                self.errors
+                    .report(&format!("GET {url}: HTTP {}: {w}", r.status));
+                failed += 1;
+            }
+        }
+        lats.sort_unstable();
+        (lats, failed)
     }
 
     /// Deletes the listing packages through the JSON API.
@@ -2726,6 +2803,161 @@ impl Bench<'_> {
             "listing cleanup DELETE {deleted} packages  {:.3} s",
             t.elapsed().as_secs_f64()
         );
+    }
+}
+
+// ------------------------------------------------------------------ pages workload
+
+/// Versions per page of shelf's HTML lists (Gitea's UI pages by 20 as well).
+const PAGE_ITEMS: u64 = 20;
+/// The deep owner page; shelf lists up to 10,000 versions deep (page 500).
+const PAGES_DEEP: u64 = 400;
+/// Issue 13's budget for the HTML of one page (KB = 10^3 bytes, as MB here).
+const PAGES_HTML_BUDGET: usize = 100_000;
+const PAGES: [&str; 7] = [
+    "owner",
+    "deep",
+    "search",
+    "explore",
+    "explore-search",
+    "package",
+    "version",
+];
+
+/// What a page's HTML should show.
+enum PageWant {
+    /// A version list: `<p class="count">N versions</p>` with N `total` (or,
+    /// `at_least`, no fewer: explore counts every owner's versions) and the
+    /// rows (`<a class="row"`) of page `page` of N.
+    List {
+        total: u64,
+        at_least: bool,
+        page: u64,
+    },
+    /// A version: its files table.
+    Files,
+}
+
+/// Why `body` is not the page `want` describes, when it is not.
+fn check_page(body: &[u8], want: &PageWant) -> Option<String> {
+    let (total, at_least, page) = match *want {
+        PageWant::Files => {
+            return find(body, b"<table class=\"files\"")
+                .is_none()
+                .then(|| "no files table".to_string())
+        }
+        PageWant::List {
+            total,
+            at_least,
+            page,
+        } => (total, at_least, page),
+    };
+    let Some(n) = html_count(body) else {
+        return Some("no version count".to_string());
+    };
+    if n != total && !(at_least && n > total) {
+        let least = if at_least { "at least " } else { "" };
+        return Some(format!("{n} versions, expected {least}{total}"));
+    }
+    let rows = occurrences(body, b"<a class=\"row\"") as u64;
+    let want_rows = n.saturating_sub((page - 1) * PAGE_ITEMS).min(PAGE_ITEMS);
+    (rows != want_rows).then(|| format!("{rows} rows, expected {want_rows}"))
+}
+
+/// The number of `<p class="count">N versions</p>`.
+fn html_count(body: &[u8]) -> Option<u64> {
+    const TAG: &[u8] = b"<p class=\"count\">";
+    let start = find(body, TAG)? + TAG.len();
+    let digits = body[start..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    std::str::from_utf8(&body[start..start + digits])
+        .ok()?
+        .parse()
+        .ok()
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn occurrences(hay: &[u8], needle: &[u8]) -> usize {
+    hay.windows(needle.len()).filter(|w| *w == needle).count()
+}
+
+impl Bench<'_> {
+    /// Times the pages, one after the other on `conn` (anonymous, as a
+    /// visitor who is not signed in).
+    fn pages_round(
+        &self,
+        conn: &mut Conn,
+        l: &Listing,
+        exp: &ListingExpect,
+        round: usize,
+        sum: &mut Summary,
+    ) {
+        let k = l.search_package();
+        let list = |total, at_least, page| PageWant::List {
+            total,
+            at_least,
+            page,
+        };
+        let pages = [
+            (l.owner_page(""), list(exp.total, false, 1)),
+            (
+                l.owner_page(&format!("page={PAGES_DEEP}")),
+                list(exp.total, false, PAGES_DEEP),
+            ),
+            (
+                l.owner_page(&format!("q={}", l.fragment())),
+                list(exp.search, false, 1),
+            ),
+            (format!("{}/", l.prefix), list(exp.total, true, 1)),
+            (
+                format!("{}/?q={}", l.prefix, l.package(k)),
+                list(exp.search, true, 1),
+            ),
+            (l.package_page(k, None), list(exp.search, false, 1)),
+            (l.package_page(k, Some("1.0.0")), PageWant::Files),
+        ];
+        for (p, (path, want)) in pages.iter().enumerate() {
+            if exp.search == 0 && matches!(PAGES[p], "package" | "version") {
+                println!(
+                    "round {round} pages {} skipped ({} has no version)",
+                    PAGES[p],
+                    l.package(k)
+                );
+                continue;
+            }
+            let mut html = 0usize;
+            let (lats, failed) = self.sequential_gets(conn, path, &mut |r, body| {
+                if r.status != 200 {
+                    return Some("not 200".to_string());
+                }
+                html = html.max(body.len());
+                check_page(body, want)
+            });
+            let stat = latency_stat(&lats);
+            sum.pages_html[p] = sum.pages_html[p].max(html);
+            let mut line = format!(
+                "round {round} pages {:<14} {} req  p50 {} ms  p99 {} ms  max {} ms  html {html} B  {path}",
+                PAGES[p],
+                lats.len(),
+                ms(stat.p50),
+                ms(stat.p99),
+                ms(stat.max)
+            );
+            if html > PAGES_HTML_BUDGET {
+                line.push_str("  over 100 KB");
+            }
+            if failed > 0 {
+                line.push_str(&format!("  errors {failed}"));
+            } else if !lats.is_empty() {
+                sum.pages[p].push(stat);
+            }
+            println!("{line}");
+        }
     }
 }
 
@@ -2784,7 +3016,7 @@ fn main() -> ExitCode {
         eprintln!("bench: --rounds and --concurrency must be at least 1");
         return ExitCode::from(2);
     }
-    let listing = if args.workload.listing() {
+    let listing = if args.workload.listing_data() {
         if args.listing_versions == 0 || args.listing_packages == 0 || args.listing_requests == 0 {
             eprintln!(
                 "bench: --listing-versions, --listing-packages and --listing-requests must be at least 1"
@@ -2863,6 +3095,8 @@ fn main() -> ExitCode {
 
     let mut sum = Summary::default();
     let mut large_conn = Conn::new(&target, &auth);
+    // The pages are timed as a visitor who is not signed in sees them.
+    let mut page_conn = Conn::new(&target, "");
     let mut small_conns: Vec<Conn> = (0..args.concurrency.min(args.small_count.max(1)))
         .map(|_| Conn::new(&target, &auth))
         .collect();
@@ -2890,8 +3124,14 @@ fn main() -> ExitCode {
         }
         if let Some(l) = &listing {
             match &expect {
+                Some(exp) if args.workload.pages() => {
+                    bench.pages_round(&mut page_conn, l, exp, round, &mut sum)
+                }
                 Some(exp) => bench.listing_round(&mut large_conn, l, exp, round, &mut sum),
-                None => println!("round {round} listing skipped (no version published)"),
+                None => println!(
+                    "round {round} {} skipped (no version published)",
+                    args.workload.name()
+                ),
             }
         }
         if !args.no_cleanup && (args.workload.large() || args.workload.small()) {
@@ -2984,7 +3224,7 @@ fn main() -> ExitCode {
             );
         }
     }
-    if listing.is_some() {
+    if args.workload.listing() {
         for (k, name) in LISTING_QUERIES.iter().enumerate() {
             let v = &sum.listing[k];
             let p50: Vec<f64> = v.iter().map(|s| s.p50).collect();
@@ -2997,6 +3237,33 @@ fn main() -> ExitCode {
                 _ => println!("listing {name}  n/a (no round without errors)"),
             }
         }
+    }
+    if args.workload.pages() {
+        for (k, name) in PAGES.iter().enumerate() {
+            let v = &sum.pages[k];
+            let p50: Vec<f64> = v.iter().map(|s| s.p50).collect();
+            let p99: Vec<f64> = v.iter().map(|s| s.p99).collect();
+            let max: Vec<f64> = v.iter().map(|s| s.max).collect();
+            match (median(&p50), median(&p99), median(&max)) {
+                (Some(a), Some(b), Some(c)) => println!(
+                    "pages {name}  p50 {a:.3} ms  p99 {b:.3} ms  max {c:.3} ms  html {} B",
+                    sum.pages_html[k]
+                ),
+                _ => println!("pages {name}  n/a (no round without errors)"),
+            }
+        }
+        let (p, most) = sum
+            .pages_html
+            .iter()
+            .enumerate()
+            .max_by_key(|&(_, b)| *b)
+            .map_or(("none", 0), |(p, b)| (PAGES[p], *b));
+        let over = if most > PAGES_HTML_BUDGET {
+            "  over 100 KB"
+        } else {
+            ""
+        };
+        println!("pages html max {most} B ({p}){over}");
     }
     if let (true, Some(l)) = (args.no_cleanup, &listing) {
         println!(
