@@ -827,3 +827,76 @@ fn a_creator_the_visitor_may_not_see_is_shown_as_the_ghost() {
     );
     assert!(own.text().contains("by hidden"), "{}", own.text());
 }
+
+#[test]
+fn the_site_admin_pages_show_storage_and_the_audit_log_to_site_admins_only() {
+    let s = registry();
+    admin_json(
+        &s,
+        "POST",
+        "/api/v1/admin/users",
+        json!({"username": "root", "password": "root password", "email": "root@example.com"}),
+    );
+    admin_json(
+        &s,
+        "PATCH",
+        "/api/v1/admin/users/root",
+        json!({"admin": true}),
+    );
+    let root = sign_in(&s, "root", "root password").expect("root");
+    let alice = sign_in(&s, "alice", "correct horse battery").expect("alice");
+    let (missing_status, missing_body) = page(&s, "/nobody");
+    for path in ["/-/admin", "/-/admin/audit"] {
+        // Anyone but a site admin: the same 404 as for a page that does not exist.
+        assert_eq!(
+            page(&s, path),
+            (missing_status, missing_body.clone()),
+            "{path}"
+        );
+        let r = s.req("GET", path, &[("Cookie", &alice)], b"");
+        assert_eq!(r.status, 404, "{path} for alice");
+        let r = s.req("GET", path, &[("Cookie", &root)], b"");
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        assert_eq!(r.header("cache-control"), Some("no-store"));
+    }
+    let storage = s.req("GET", "/-/admin", &[("Cookie", &root)], b"").text();
+    assert!(
+        storage.contains("Deduplication") && storage.contains("href=\"/opriv\""),
+        "{storage}"
+    );
+    let log = s
+        .req(
+            "GET",
+            "/-/admin/audit?action=session",
+            &[("Cookie", &root)],
+            b"",
+        )
+        .text();
+    assert!(
+        log.contains("session.create") && log.contains("alice"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("<code>package.publish</code>"),
+        "filtered: {log}"
+    );
+    // Targets are escaped like everything else.
+    let log = s
+        .req(
+            "GET",
+            "/-/admin/audit?owner=opub",
+            &[("Cookie", &root)],
+            b"",
+        )
+        .text();
+    assert!(
+        log.contains("<code>package.publish</code>") && log.contains("app/2.0&lt;b&gt;"),
+        "{log}"
+    );
+    assert!(!log.contains("2.0<b>"));
+    let home = s.req("GET", "/", &[("Cookie", &root)], b"").text();
+    assert!(
+        home.contains("href=\"/-/admin\""),
+        "the header links the admin pages"
+    );
+}

@@ -302,6 +302,8 @@ fn page_read(segs: &[&str]) -> Option<PageRoute> {
     let route = match segs {
         ["", ""] => PageRoute::Explore,
         ["", "-", "static", file] => PageRoute::Asset(d(file)?),
+        ["", "-", "admin"] => PageRoute::AdminStorage,
+        ["", "-", "admin", "audit"] => PageRoute::AdminAudit,
         ["", owner] | ["", owner, "-", "packages"] if *owner != "-" => PageRoute::Owner(d(owner)?),
         ["", owner, "-", "packages", "generic", name] => PageRoute::Package(d(owner)?, d(name)?),
         ["", owner, "-", "packages", "generic", name, version] => {

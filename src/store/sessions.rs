@@ -67,7 +67,8 @@ impl Store {
             let mut expired = Vec::new();
             for row in sessions.iter().ctx("listing sessions")? {
                 let (k, v) = row.ctx("listing sessions")?;
-                if decode::<SessionRecord>(v.value())?.expires <= created {
+                // A row that no longer decodes is no session anyone can use: dropped too.
+                if readable(v.value()).is_none_or(|s| s.expires <= created) {
                     expired.push(*k.value());
                 }
             }
@@ -93,7 +94,9 @@ impl Store {
         let Some(row) = sessions.get(&hash).ctx("reading a session")? else {
             return Ok(None);
         };
-        let s: SessionRecord = decode(row.value())?;
+        let Some(s) = readable(row.value()) else {
+            return Ok(None);
+        };
         if s.expires <= now() {
             return Ok(None);
         }
@@ -117,7 +120,9 @@ impl Store {
         let mut out = Vec::new();
         for row in sessions.iter().ctx("listing sessions")? {
             let (_, v) = row.ctx("listing sessions")?;
-            let s: SessionRecord = decode(v.value())?;
+            let Some(s) = readable(v.value()) else {
+                continue;
+            };
             if s.user == user && s.expires > t && belongs(&s, owner) {
                 out.push(s);
             }
@@ -134,7 +139,9 @@ impl Store {
             let mut victim = None;
             for row in sessions.iter().ctx("listing sessions")? {
                 let (k, v) = row.ctx("listing sessions")?;
-                let s: SessionRecord = decode(v.value())?;
+                let Some(s) = readable(v.value()) else {
+                    continue;
+                };
                 if s.user == user && s.id == id {
                     victim = Some(*k.value());
                     break;
@@ -158,7 +165,7 @@ impl Store {
             let mut victims = Vec::new();
             for row in sessions.iter().ctx("listing sessions")? {
                 let (k, v) = row.ctx("listing sessions")?;
-                if decode::<SessionRecord>(v.value())?.user == user {
+                if readable(v.value()).is_none_or(|s| s.user == user) {
                     victims.push(*k.value());
                 }
             }
@@ -180,6 +187,13 @@ impl Store {
             Ok(())
         })
     }
+}
+
+/// A stored session, or `None` for a row that does not decode (written by another version):
+/// sessions are disposable, so such a row signs nobody in and is dropped, instead of making
+/// every sign-in fail.
+fn readable(bytes: &[u8]) -> Option<SessionRecord> {
+    decode(bytes).ok()
 }
 
 /// Whether `s` is a live session of this very account, as it is now.
@@ -256,5 +270,29 @@ mod tests {
         assert!(s.create_user(&Owner::of("alice"), false).expect("again"));
         assert!(s.session_auth(&d.secret).expect("read").is_none());
         assert_eq!(s.end_sessions_of("alice").expect("end"), 2);
+    }
+
+    #[test]
+    fn a_row_that_does_not_decode_signs_nobody_in_and_breaks_no_sign_in() {
+        use crate::store::{Context, SESSIONS};
+        let t = temp_store();
+        let s = &t.store;
+        assert!(s.create_user(&Owner::of("alice"), false).expect("user"));
+        let junk = crate::store::token_hash("junk");
+        s.quick_write(|txn| {
+            txn.open_table(SESSIONS)
+                .ctx("sessions")?
+                .insert(&junk, b"not a session record".as_slice())
+                .ctx("junk")?;
+            Ok(())
+        })
+        .expect("junk row");
+        assert!(s.session_auth("junk").expect("read").is_none());
+        let alice = s.get_user("alice").expect("read").expect("alice");
+        assert!(s.list_sessions(&alice).expect("list").is_empty());
+        let a = s
+            .create_session(&alice, 3600, "", "")
+            .expect("a sign-in still works");
+        assert!(s.session_auth(&a.secret).expect("read").is_some());
     }
 }

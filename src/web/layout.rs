@@ -45,6 +45,7 @@ pub(crate) fn page(
                                 a href="/user/settings/applications" { "Tokens" }
                                 a href="/user/settings/account" { "Password" }
                                 a href="/user/settings/sessions" { "Sessions" }
+                                @if who.user.is_admin { a href="/-/admin" { "Site admin" } }
                                 form.inline method="post" action="/user/logout" {
                                     input type="hidden" name="_csrf" value=(who.session.csrf);
                                     button type="submit" { "Sign out" }

@@ -15,6 +15,7 @@
 //! Sign-in, sessions and the forms come next.
 
 mod account;
+mod admin;
 mod browse;
 mod layout;
 mod manage;
@@ -81,6 +82,10 @@ pub enum PageRoute {
     /// `GET|POST /{owner}/-/packages/generic/{name}/{version}/-/delete[?file=F]`: confirm, then
     /// delete the version or one file.
     Delete(String, String, String),
+    /// `/-/admin`: storage, for site admins.
+    AdminStorage,
+    /// `/-/admin/audit`: the audit log, for site admins.
+    AdminAudit,
 }
 
 /// What a page needs from the API around it.
@@ -121,6 +126,8 @@ pub fn serve(ctx: &Ctx, route: PageRoute, body: &mut dyn Read) -> Response {
             PageRoute::Sessions => account::sessions(ctx, who, body),
             PageRoute::Tokens => settings::tokens(ctx, who, body),
             PageRoute::Account => settings::account(ctx, who, body),
+            PageRoute::AdminStorage => admin::storage(ctx, who),
+            PageRoute::AdminAudit => admin::audit(ctx, who),
             PageRoute::Delete(owner, name, version) => {
                 manage::delete(ctx, who, &owner, &name, &version, body)
             }
