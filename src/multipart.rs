@@ -33,6 +33,12 @@ const BAD_DISPOSITION: &str = "multipart: malformed Content-Disposition part hea
 const HEADERS_TOO_LARGE: &str = "multipart: part header block larger than 8 KiB";
 const TOO_MANY_HEADERS: &str = "multipart: more than 50 part headers";
 const BAD_BOUNDARY: &str = "multipart: invalid boundary (RFC 2046: 1-70 characters)";
+const FIELD_TOO_LARGE: &str = "multipart: a form field before the file is larger than 4 KiB";
+const TOO_MANY_FIELDS: &str = "multipart: more than 16 form fields before the file";
+/// Largest form field kept, when fields are kept (`FirstFilePart::keeping_fields`).
+const MAX_FIELD_BYTES: usize = 4 * 1024;
+/// Most form fields kept before the file part.
+const MAX_FIELDS: usize = 16;
 
 /// The boundary from a Content-Type header value such as
 /// `multipart/form-data; boundary="abc"` (case-insensitive type and parameter name, quoted or
@@ -82,6 +88,11 @@ pub struct FirstFilePart<R: Read> {
     header_scanned: usize,
     /// `Headers`: window offset up to which there is no `\n` after `header_scanned`.
     header_searched: usize,
+    /// Keep the text fields that come before the file part (bounded), instead of skipping.
+    keep_fields: bool,
+    /// The field being read (`Skip` state): its name and bytes so far.
+    capture: Option<(String, Vec<u8>)>,
+    fields: Vec<(String, String)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,7 +142,25 @@ impl<R: Read> FirstFilePart<R> {
             pending: None,
             header_scanned: 0,
             header_searched: 0,
+            keep_fields: false,
+            capture: None,
+            fields: Vec::new(),
         }
+    }
+
+    /// As [`FirstFilePart::new`], keeping the form fields before the file part (at most 16 of
+    /// at most 4 KiB each; more is an `InvalidData` error), e.g. a form's CSRF secret. Memory
+    /// stays bounded.
+    pub fn keeping_fields(body: R, boundary: &str) -> FirstFilePart<R> {
+        let mut p = FirstFilePart::new(body, boundary);
+        p.keep_fields = true;
+        p
+    }
+
+    /// The fields kept before the file part (see [`FirstFilePart::keeping_fields`]), valid
+    /// after `open()`.
+    pub fn fields(&self) -> &[(String, String)] {
+        &self.fields
     }
 
     /// The part's filename (available after the first successful read, or call `open()`),
@@ -210,10 +239,22 @@ impl<R: Read> FirstFilePart<R> {
         }
     }
 
+    /// Adds skipped content to the field being kept, if any.
+    fn keep(&mut self, n: usize) -> io::Result<()> {
+        if let Some((_, value)) = &mut self.capture {
+            if value.len() + n > MAX_FIELD_BYTES {
+                return Err(self.fail(ErrorKind::InvalidData, FIELD_TOO_LARGE));
+            }
+            value.extend_from_slice(&self.buf[self.start..self.start + n]);
+        }
+        Ok(())
+    }
+
     fn step_skip(&mut self) -> io::Result<()> {
         match scan(&self.buf[self.start..self.end], &self.delim) {
             Err(msg) => Err(self.fail(ErrorKind::InvalidData, msg)),
             Ok(Scan::Content(n)) => {
+                self.keep(n)?;
                 self.start += n;
                 Ok(())
             }
@@ -234,6 +275,14 @@ impl<R: Read> FirstFilePart<R> {
                 len,
                 close,
             }) => {
+                self.keep(content)?;
+                if let Some((name, value)) = self.capture.take() {
+                    if self.fields.len() >= MAX_FIELDS {
+                        return Err(self.fail(ErrorKind::InvalidData, TOO_MANY_FIELDS));
+                    }
+                    self.fields
+                        .push((name, String::from_utf8_lossy(&value).into_owned()));
+                }
                 self.start += content + len;
                 self.delimiter_seen(close)
             }
@@ -282,8 +331,8 @@ impl<R: Read> FirstFilePart<R> {
                 return Err(self.fail(ErrorKind::InvalidData, HEADERS_TOO_LARGE));
             }
         };
-        let file = match parse_part_headers(block) {
-            Ok(file) => file,
+        let (file, field) = match parse_part_headers(block) {
+            Ok(parsed) => parsed,
             Err(msg) => return Err(self.fail(ErrorKind::InvalidData, msg)),
         };
         self.start += consumed;
@@ -297,7 +346,12 @@ impl<R: Read> FirstFilePart<R> {
                 self.ready = 0;
                 self.pending = None;
             }
-            _ => self.state = State::Skip,
+            _ => {
+                if self.keep_fields && !self.found_file {
+                    self.capture = field.map(|name| (name, Vec::new()));
+                }
+                self.state = State::Skip;
+            }
         }
         Ok(())
     }
@@ -484,9 +538,10 @@ fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
 }
 
 /// Parses a part's header lines (CRLF or LF, obs-fold continuations allowed) and returns the
-/// filename if the part is a file part: `Content-Disposition: form-data` with a non-empty
-/// `name` and a non-empty `filename*` or `filename`.
-fn parse_part_headers(block: &[u8]) -> Result<Option<String>, &'static str> {
+/// filename if the part is a file part (`Content-Disposition: form-data` with a non-empty
+/// `name` and a non-empty `filename*` or `filename`), else the field name of a form field.
+type PartHeaders = (Option<String>, Option<String>);
+fn parse_part_headers(block: &[u8]) -> Result<PartHeaders, &'static str> {
     let mut count = 0;
     let mut disposition: Option<Vec<u8>> = None;
     let mut in_disposition = false;
@@ -520,7 +575,7 @@ fn parse_part_headers(block: &[u8]) -> Result<Option<String>, &'static str> {
         }
     }
     let Some(value) = disposition else {
-        return Ok(None);
+        return Ok((None, None));
     };
     let (kind, params) = parse_params(&value).ok_or(BAD_DISPOSITION)?;
     let param = |name: &[u8]| {
@@ -530,8 +585,9 @@ fn parse_part_headers(block: &[u8]) -> Result<Option<String>, &'static str> {
             .map(|(_, v)| v.as_slice())
     };
     if !kind.eq_ignore_ascii_case(b"form-data") || param(b"name").is_none_or(<[u8]>::is_empty) {
-        return Ok(None);
+        return Ok((None, None));
     }
+    let field = param(b"name").map(|n| String::from_utf8_lossy(n).into_owned());
     let filename = match (param(b"filename*"), param(b"filename")) {
         (Some(ext), plain) => match decode_ext_value(ext) {
             Some(name) if !name.is_empty() => Some(name),
@@ -542,7 +598,14 @@ fn parse_part_headers(block: &[u8]) -> Result<Option<String>, &'static str> {
         },
         (None, plain) => plain.map(|v| String::from_utf8_lossy(v).into_owned()),
     };
-    Ok(filename.filter(|name| !name.is_empty()))
+    let filename = filename.filter(|name| !name.is_empty());
+    let field =
+        if filename.is_none() && param(b"filename").is_none() && param(b"filename*").is_none() {
+            field
+        } else {
+            None
+        };
+    Ok((filename, field))
 }
 
 /// RFC 5987 / RFC 2231 `charset'language'percent-encoded` (UTF-8, ISO-8859-1, US-ASCII).
@@ -1328,5 +1391,72 @@ mod tests {
                 assert_eq!(find_byte(b'\r', &hay), hay.iter().position(|&b| b == b'\r'));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod field_tests {
+    use super::*;
+
+    fn body(parts: &[(&str, Option<&str>, &str)]) -> Vec<u8> {
+        let mut b = Vec::new();
+        for (name, file, value) in parts {
+            b.extend_from_slice(b"--XyZ\r\n");
+            match file {
+                Some(f) => b.extend_from_slice(
+                    format!(
+                        "Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\n\r\n"
+                    )
+                    .as_bytes(),
+                ),
+                None => b.extend_from_slice(
+                    format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
+                ),
+            }
+            b.extend_from_slice(value.as_bytes());
+            b.extend_from_slice(b"\r\n");
+        }
+        b.extend_from_slice(b"--XyZ--\r\n");
+        b
+    }
+
+    #[test]
+    fn fields_before_the_file_are_kept_only_when_asked_and_bounded() {
+        let raw = body(&[
+            ("_csrf", None, "abc"),
+            ("version", None, "1.0"),
+            ("file", Some("a.bin"), "DATA"),
+            ("after", None, "ignored"),
+        ]);
+        let mut p = FirstFilePart::keeping_fields(&raw[..], "XyZ");
+        p.open().expect("open");
+        assert_eq!(
+            p.fields(),
+            [
+                ("_csrf".to_string(), "abc".to_string()),
+                ("version".to_string(), "1.0".to_string())
+            ]
+        );
+        let mut data = Vec::new();
+        p.read_to_end(&mut data).expect("read");
+        assert_eq!(data, b"DATA");
+        assert_eq!(p.filename(), Some("a.bin"));
+        // Not asked: skipped, whatever their size.
+        let big = "x".repeat(10_000);
+        let raw = body(&[("big", None, &big), ("file", Some("a"), "D")]);
+        let mut p = FirstFilePart::new(&raw[..], "XyZ");
+        p.open().expect("open");
+        assert!(p.fields().is_empty());
+        // Asked: a field over 4 KiB, or a 17th, is an error.
+        let mut p = FirstFilePart::keeping_fields(&raw[..], "XyZ");
+        assert_eq!(p.open().map_err(|e| e.kind()), Err(ErrorKind::InvalidData));
+        let many: Vec<(String, Option<&str>, &str)> =
+            (0..17).map(|i| (format!("f{i}"), None, "v")).collect();
+        let mut parts: Vec<(&str, Option<&str>, &str)> =
+            many.iter().map(|(n, f, v)| (n.as_str(), *f, *v)).collect();
+        parts.push(("file", Some("a"), "D"));
+        let raw = body(&parts);
+        let mut p = FirstFilePart::keeping_fields(&raw[..], "XyZ");
+        assert_eq!(p.open().map_err(|e| e.kind()), Err(ErrorKind::InvalidData));
     }
 }

@@ -900,3 +900,116 @@ fn the_site_admin_pages_show_storage_and_the_audit_log_to_site_admins_only() {
         "the header links the admin pages"
     );
 }
+
+fn multipart(fields: &[(&str, &str)], file: (&str, &[u8])) -> (String, Vec<u8>) {
+    let boundary = "----shelfTestBoundary7MA4YWxkTrZu0gW";
+    let mut b = Vec::new();
+    for (k, v) in fields {
+        b.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n")
+                .as_bytes(),
+        );
+    }
+    b.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{}\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n",
+            file.0
+        )
+        .as_bytes(),
+    );
+    b.extend_from_slice(file.1);
+    b.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), b)
+}
+
+#[test]
+fn a_file_is_published_through_the_upload_form_with_the_registrys_checks() {
+    let s = registry();
+    admin_json(
+        &s,
+        "POST",
+        "/api/v1/admin/users",
+        json!({"username": "rita", "password": "reader password", "email": "r@example.com"}),
+    );
+    admin_json(
+        &s,
+        "PUT",
+        "/api/v1/orgs/opub/members/rita",
+        json!({"role": "read"}),
+    );
+    let alice = sign_in(&s, "alice", "correct horse battery").expect("alice");
+    let form = s.req(
+        "GET",
+        "/opub/-/upload?package=app&version=3.0",
+        &[("Cookie", &alice)],
+        b"",
+    );
+    assert_eq!(form.status, 200);
+    let html = form.text();
+    assert!(html.contains("enctype=\"multipart/form-data\"") && html.contains("value=\"3.0\""));
+    let csrf = hidden_csrf(&html);
+    let data = pattern(3 << 20, 11);
+    let post = |cookie: &str, fields: &[(&str, &str)], file: (&str, &[u8])| {
+        let (ct, body) = multipart(fields, file);
+        s.req(
+            "POST",
+            "/opub/-/upload",
+            &[
+                ("Content-Type", &ct),
+                ("Cookie", cookie),
+                ("Origin", "http://test"),
+            ],
+            &body,
+        )
+    };
+    let fields = [
+        ("_csrf", csrf.as_str()),
+        ("package", "app"),
+        ("version", "3.0"),
+    ];
+    let r = post(&alice, &fields, ("app-3.0.tar.gz", &data));
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(
+        r.header("location"),
+        Some("/opub/-/packages/generic/app/3.0")
+    );
+    let got = s.get("/api/packages/opub/generic/app/3.0/app-3.0.tar.gz");
+    assert!(
+        got.status == 200 && got.body == data,
+        "the bytes, as uploaded"
+    );
+    // The registry's refusals, as pages: the same file again, a bad version, a reader.
+    let r = post(&alice, &fields, ("app-3.0.tar.gz", b"other"));
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(r.text().contains("Upload refused"));
+    let r = post(&alice, &fields, ("bad|name", b"x"));
+    assert_eq!(r.status, 400, "an invalid file name: {}", r.text());
+    let empty = [
+        ("_csrf", csrf.as_str()),
+        ("package", "app"),
+        ("version", ""),
+    ];
+    assert_eq!(post(&alice, &empty, ("f", b"x")).status, 400, "no version");
+    let rita = sign_in(&s, "rita", "reader password").expect("rita");
+    let rita_csrf = hidden_csrf(
+        &s.req("GET", "/opub/-/upload", &[("Cookie", &rita)], b"")
+            .text(),
+    );
+    let r = post(
+        &rita,
+        &[
+            ("_csrf", rita_csrf.as_str()),
+            ("package", "app"),
+            ("version", "4.0"),
+        ],
+        ("f", b"x"),
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    // Without the session's secret, or signed out: nothing is published.
+    let none = [("_csrf", "0000"), ("package", "app"), ("version", "5.0")];
+    assert_eq!(post(&alice, &none, ("f", b"x")).status, 403);
+    assert_eq!(post("", &fields, ("g", b"x")).status, 303);
+    assert_eq!(s.get("/api/packages/opub/generic/app/5.0/f").status, 404);
+    assert_eq!(s.get("/api/packages/opub/generic/app/3.0/g").status, 404);
+}

@@ -11,6 +11,7 @@ mod error;
 mod limits;
 mod monitor;
 mod ops;
+mod pages;
 mod ranges;
 mod reference;
 mod registry;
@@ -96,6 +97,9 @@ impl Api {
             Route::Generic(route) => registry::handle(self, req, route, &query, &mut who),
             Route::NotAllowed(Family::Registry, allow) => registry::not_allowed(allow),
             Route::NotFound(Family::Registry | Family::Ops) => registry::not_found(),
+            Route::Page(crate::web::PageRoute::Upload(owner)) if req.method == "POST" => {
+                pages::upload(self, req, &owner)
+            }
             Route::Page(page) => {
                 let base = self.base_url(req);
                 // The forms read the body; it goes back afterwards, so that the connection

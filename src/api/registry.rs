@@ -342,7 +342,15 @@ impl<'a> Upload<'a> {
         })?;
         let mut part = multipart::FirstFilePart::new(&mut req.body, &boundary);
         part.open().map_err(multipart_error)?;
-        let mut body = LimitedBody::new(&mut part, self.limit, self.quota_left);
+        self.receive_part(&mut part)
+    }
+
+    /// As `receive_form`, for a file part already opened (the pages' upload form).
+    fn receive_part<R: Read>(
+        &self,
+        part: &mut multipart::FirstFilePart<R>,
+    ) -> Result<Published, ApiError> {
+        let mut body = LimitedBody::new(part, self.limit, self.quota_left);
         let stored = self.store(&mut body);
         match (stored, body.refusal()) {
             (Ok(p), _) => Ok(p),
@@ -362,6 +370,57 @@ impl<'a> Upload<'a> {
             Some(self.quota),
         )
     }
+}
+
+/// The pages' upload form (`web/`): the file part of a form already opened, published to `at`
+/// for a signed-in `caller` with the registry's own checks, in its order: write permission,
+/// the names, the version count, an existing file, then the body under the size limit and the
+/// owner's quota, and the publishing commit. Audited as `package.publish`, as the API's PUT.
+pub(super) fn upload_from_form<R: Read>(
+    api: &Api,
+    req: &Request,
+    caller: &Caller,
+    owner: &UserRecord,
+    (name, version, file): (&str, &str, &str),
+    part: &mut multipart::FirstFilePart<R>,
+) -> Result<Response, ApiError> {
+    let target = format!("{name}/{version}/{file}");
+    let actor = caller.user.login.clone();
+    match auth::package_access(&api.store, Some(caller), owner, Some(name), Access::Write)? {
+        Ok(()) => {}
+        Err(_) => {
+            api.audit_refusal(
+                req,
+                &actor,
+                "package.publish",
+                &owner.login,
+                &target,
+                "refused",
+            );
+            return Err(ApiError::NoPermission);
+        }
+    }
+    let result = (|| {
+        let name = PackageName::parse(name).ok_or(ApiError::InvalidName)?;
+        let version = Version::parse(version).ok_or(ApiError::InvalidVersion)?;
+        let file = crate::names::FileName::parse(file).ok_or(ApiError::InvalidFileName)?;
+        let at = FileCoords::new(&owner.login, &name, &version, &file);
+        let up = Upload::allowed(api, req, Some(caller), at, Expected::default(), true)?;
+        match up.receive_part(part)? {
+            Published::Created => Ok(Response::new(201)),
+            Published::Conflict => Err(ApiError::FileExists),
+            Published::UnknownContent => Err(ApiError::Internal("upload without content".into())),
+        }
+    })();
+    api.audit(
+        req,
+        &actor,
+        "package.publish",
+        &owner.login,
+        &target,
+        outcome(&result),
+    );
+    result
 }
 
 /// The server's default limits (`--max-file-size` and the owner quotas) and whether the caller

@@ -279,6 +279,10 @@ fn page(method: &str, segs: &[&str]) -> Option<Route> {
         ["", "user", "settings", "sessions"] => (PageRoute::Sessions, "GET, HEAD, POST"),
         ["", "user", "settings", "applications"] => (PageRoute::Tokens, "GET, HEAD, POST"),
         ["", "user", "settings", "account"] => (PageRoute::Account, "GET, HEAD, POST"),
+        ["", owner, "-", "upload"] if *owner != "-" => {
+            let d = |s: &str| percent_decode(s).filter(|v| !v.is_empty());
+            (PageRoute::Upload(d(owner)?), "GET, HEAD, POST")
+        }
         ["", owner, "-", "packages", "generic", name, version, "-", "delete"] => {
             let d = |s: &str| percent_decode(s).filter(|v| !v.is_empty());
             (

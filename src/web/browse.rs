@@ -77,9 +77,11 @@ pub(super) fn owner(ctx: &Ctx, who: Option<&Viewer>, owner: &str) -> Result<Resp
             ctx.store
                 .list_owner_versions(&owner.login, q.as_deref(), page_no, PAGE_SIZE)?;
         let path = format!("/{}/-/packages", percent_encode(&owner.login));
+        let can_upload = super::manage::may_delete(ctx, who, &owner, "")?;
         html! {
             nav.crumbs aria-label="Breadcrumb" { a href="/" { "Explore" } " / " span { (owner.login) } }
             h1 { (owner.login) }
+            @if can_upload { p { a href={ "/" (percent_encode(&owner.login)) "/-/upload" } { "Upload a file…" } } }
             @if !owner.full_name.is_empty() { p.sub { (owner.full_name) } }
             @if !owner.description.is_empty() { p.desc { (owner.description) } }
             form.filter method="get" action=(path) {
@@ -221,7 +223,11 @@ pub(super) fn version(
             }
         }
         @if can_delete {
-            p { a.danger-link href=(delete_url) { "Delete this version…" } }
+            p {
+                a href={ "/" (o) "/-/upload?package=" (percent_encode(name)) "&version=" (percent_encode(version)) } { "Upload a file to this version" }
+                " · "
+                a.danger-link href=(delete_url) { "Delete this version…" }
+            }
         }
         section.howto {
             h2 { "Use it" }

@@ -170,3 +170,38 @@ fn after_version(ctx: &Ctx, owner: &UserRecord, name: &str) -> Result<String> {
         },
     )
 }
+
+/// `GET /{owner}/-/upload[?package=P&version=V]`: the upload form. Its fields come before the
+/// file in the form, so that the server reads the CSRF secret and the names first and then
+/// streams the file (the POST is served by the API, through the registry's upload path).
+pub(super) fn upload_form(ctx: &Ctx, who: Option<&Viewer>, owner: &str) -> Result<Response> {
+    let owner = super::browse::visible_owner(ctx, who, owner)?;
+    let o = percent_encode(&owner.login);
+    let Some(viewer) = who else {
+        let back = format!("/{o}/-/upload");
+        return Ok(see_other(&format!(
+            "/user/login?redirect_to={}",
+            percent_encode(&back)
+        )));
+    };
+    let package = super::browse::param(ctx.query, "package").unwrap_or_default();
+    let version = super::browse::param(ctx.query, "version").unwrap_or_default();
+    let body = html! {
+        nav.crumbs aria-label="Breadcrumb" { a href="/" { "Explore" } " / " a href={ "/" (o) } { (owner.login) } " / " span { "Upload" } }
+        section.narrow {
+            h1 { "Upload to " (owner.login) }
+            form.stack method="post" action={ "/" (o) "/-/upload" } enctype="multipart/form-data" {
+                input type="hidden" name="_csrf" value=(viewer.session.csrf);
+                label for="u-package" { "Package" }
+                input #u-package type="text" name="package" value=(package) required maxlength="255";
+                label for="u-version" { "Version " small { "(new or existing)" } }
+                input #u-version type="text" name="version" value=(version) required maxlength="255";
+                label for="u-file" { "File" }
+                input #u-file type="file" name="file" required;
+                button.primary type="submit" { "Upload" }
+            }
+            p.note { "The same limits apply as to an upload with curl: the file size limit, the owner's quota, and no replacing a file that exists." }
+        }
+    };
+    Ok(page(200, "Upload", None, who, body))
+}

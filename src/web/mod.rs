@@ -82,6 +82,9 @@ pub enum PageRoute {
     /// `GET|POST /{owner}/-/packages/generic/{name}/{version}/-/delete[?file=F]`: confirm, then
     /// delete the version or one file.
     Delete(String, String, String),
+    /// `GET /{owner}/-/upload[?package=P&version=V]`: the upload form. Its POST (multipart) is
+    /// taken by the API, which publishes through the registry's own upload path.
+    Upload(String),
     /// `/-/admin`: storage, for site admins.
     AdminStorage,
     /// `/-/admin/audit`: the audit log, for site admins.
@@ -126,6 +129,7 @@ pub fn serve(ctx: &Ctx, route: PageRoute, body: &mut dyn Read) -> Response {
             PageRoute::Sessions => account::sessions(ctx, who, body),
             PageRoute::Tokens => settings::tokens(ctx, who, body),
             PageRoute::Account => settings::account(ctx, who, body),
+            PageRoute::Upload(owner) => manage::upload_form(ctx, who, &owner),
             PageRoute::AdminStorage => admin::storage(ctx, who),
             PageRoute::AdminAudit => admin::audit(ctx, who),
             PageRoute::Delete(owner, name, version) => {
@@ -160,6 +164,35 @@ pub fn serve(ctx: &Ctx, route: PageRoute, body: &mut dyn Read) -> Response {
     };
     response.user = signed_in;
     response
+}
+
+/// For the upload form's POST, which the API serves: the signed-in user and the session's CSRF
+/// secret, from the cookie.
+pub(crate) fn signed_in(
+    store: &Store,
+    req: &Request,
+) -> Result<Option<(crate::store::UserRecord, String)>, crate::store::Error> {
+    let Some(secret) = session::cookie_of(req, session::SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    Ok(store
+        .session_auth(&secret)?
+        .map(|(user, session)| (user, session.csrf)))
+}
+
+/// Whether a posted form comes from this site (see `session::same_origin`).
+pub(crate) fn from_this_site(base: &str, req: &Request) -> bool {
+    session::same_origin_of(base, req)
+}
+
+/// Constant-time comparison of a form's secret.
+pub(crate) fn secret_matches(given: &str, want: &str) -> bool {
+    session::secret_eq(given, want)
+}
+
+/// A page saying why something was refused (for the API's answers to page forms).
+pub(crate) fn refusal_page(status: u16, heading: &str, text: &str) -> Response {
+    layout::error_page(status, heading, text)
 }
 
 /// The 405 for a page path with a method it does not take.

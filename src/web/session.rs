@@ -37,8 +37,12 @@ pub(crate) fn viewer(ctx: &Ctx) -> Result<Option<Viewer>, PageError> {
 
 /// The value of cookie `name` from the request's `Cookie` headers.
 pub(crate) fn cookie(ctx: &Ctx, name: &str) -> Option<String> {
-    ctx.req
-        .headers
+    cookie_of(ctx.req, name)
+}
+
+/// The value of cookie `name` in `req`.
+pub(crate) fn cookie_of(req: &crate::http::Request, name: &str) -> Option<String> {
+    req.headers
         .get_all("cookie")
         .flat_map(|h| h.split(';'))
         .filter_map(|c| c.trim().split_once('='))
@@ -60,15 +64,19 @@ pub(crate) fn set_cookie(ctx: &Ctx, name: &str, value: &str, max_age: u64) -> St
 /// Whether a state-changing request comes from one of our own pages: its `Origin` (or, when a
 /// browser sent none, its `Referer`) is this site, and the browser does not call it cross-site.
 pub(crate) fn same_origin(ctx: &Ctx) -> bool {
-    let ours = origin_of(ctx.base);
-    if ctx
-        .req
+    same_origin_of(ctx.base, ctx.req)
+}
+
+/// As [`same_origin`], for a site at `base`.
+pub(crate) fn same_origin_of(base: &str, req: &crate::http::Request) -> bool {
+    let ours = origin_of(base);
+    if req
         .header("sec-fetch-site")
         .is_some_and(|s| s.eq_ignore_ascii_case("cross-site"))
     {
         return false;
     }
-    match (ctx.req.header("origin"), ctx.req.header("referer")) {
+    match (req.header("origin"), req.header("referer")) {
         (Some(o), _) => o.eq_ignore_ascii_case(ours),
         (None, Some(r)) => origin_of(r).eq_ignore_ascii_case(ours),
         // Neither: not a browser's form post; the CSRF secret still has to match.
