@@ -419,6 +419,17 @@ pub fn authenticate(
     result.map(Some)
 }
 
+/// Equality of two secrets in time independent of where they differ and of their lengths
+/// (both are hashed first). For the metrics token and the pages' CSRF secrets.
+pub fn secret_eq(a: &[u8], b: &[u8]) -> bool {
+    use sha2::{Digest, Sha256};
+    let (x, y) = (Sha256::digest(a), Sha256::digest(b));
+    x.iter()
+        .zip(y.iter())
+        .fold(0u8, |acc, (p, q)| acc | (p ^ q))
+        == 0
+}
+
 /// A sign-in with a password only (the pages' form: a token is no password there), throttled
 /// per address like every other failed credential.
 pub fn sign_in(

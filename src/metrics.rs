@@ -341,7 +341,7 @@ impl Metrics {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, t)| t.trim())
             .unwrap_or("");
-        constant_time_eq(given.as_bytes(), want.as_bytes()) && !given.is_empty()
+        crate::auth::secret_eq(given.as_bytes(), want.as_bytes()) && !given.is_empty()
     }
 
     /// Whether `/metrics` needs a token.
@@ -572,16 +572,6 @@ impl Observer for Metrics {
             }
         }
     }
-}
-
-/// Equality of two secrets in time independent of where they differ and of their lengths.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    use sha2::{Digest, Sha256};
-    let (x, y) = (Sha256::digest(a), Sha256::digest(b));
-    x.iter()
-        .zip(y.iter())
-        .fold(0u8, |acc, (p, q)| acc | (p ^ q))
-        == 0
 }
 
 #[cfg(target_os = "linux")]

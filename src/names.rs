@@ -195,6 +195,14 @@ pub fn audit_text(name: &str) -> String {
     format!("(invalid, {} bytes: {preview}{more})", name.len())
 }
 
+/// The first query parameter `name`, form-decoded (`+` is a space here, unlike in paths).
+pub fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| percent_decode(&v.replace('+', " ")))?
+    })
+}
+
 /// Decodes `%XX` escapes of one path segment (`+` stays `+`). `None` for a bad escape or a
 /// result that is not UTF-8.
 pub fn percent_decode(s: &str) -> Option<String> {

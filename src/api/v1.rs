@@ -9,7 +9,7 @@ use super::routes::{Family, PackageOp, Route};
 use super::Api;
 use crate::auth::{self, Access, AuthError, Caller, Denied};
 use crate::http::{Request, Response};
-use crate::names::{percent_decode, percent_encode, PackageName, Segment, Version};
+use crate::names::{percent_encode, PackageName, Segment, Version};
 use crate::store::{self, Deleted, FileEntry, OwnerKind, Page, UserRecord, VersionEntry};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -36,13 +36,7 @@ pub(super) fn handle(
     }
 }
 
-/// Query parameters, form-decoded (`+` is a space here, unlike in paths).
-pub(super) fn query_param(query: &str, name: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then(|| percent_decode(&v.replace('+', " ")))?
-    })
-}
+pub(super) use crate::names::query_param;
 
 /// `page` (≥ 1; all digits but beyond u64: the last possible page, past any end) and `limit`
 /// (1 to 50, default 30). Offsets are computed with `store::page_offset`, which saturates.

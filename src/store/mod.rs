@@ -47,7 +47,7 @@ pub use observe::{ByteTotals, ReadyProbe, RowCounts, StatsCache};
 pub use observe::{Quiet, Steps, Unit};
 pub use recovery::Fault;
 pub use scrub::{ScrubConfig, ScrubState};
-pub use sessions::{NewSession, SessionRecord};
+pub use sessions::{random_hex, NewSession, SessionRecord};
 pub use stats::{compact, OwnerStats, Stats};
 pub use users::{new_token, token_hash, Created, NewToken, UserDeleted};
 

@@ -211,8 +211,8 @@ fn password_tag(user: &UserRecord) -> String {
     hex::encode(&d[..8])
 }
 
-/// `bytes` random bytes as hex.
-fn random_hex(bytes: usize) -> Result<String> {
+/// `bytes` random bytes as hex (session secrets, CSRF secrets).
+pub fn random_hex(bytes: usize) -> Result<String> {
     let mut b = vec![0u8; bytes];
     getrandom::fill(&mut b).map_err(|e| {
         let e = std::io::Error::other(format!("no randomness: {e}"));

@@ -229,7 +229,7 @@ fn checked(ctx: &Ctx, who: &Viewer, form: &[(String, String)]) -> bool {
 
 /// Where to go after signing in: a path on this site only (never `//host` or a URL).
 fn redirect_target(ctx: &Ctx) -> String {
-    super::browse::param(ctx.query, "redirect_to")
+    crate::names::query_param(ctx.query, "redirect_to")
         .filter(|p| p.starts_with('/') && !p.starts_with("//") && !p.contains('\\'))
         .filter(|p| !p.bytes().any(|b| b.is_ascii_control()))
         .unwrap_or_else(|| "/".to_string())

@@ -6,11 +6,12 @@ use std::sync::atomic::Ordering;
 
 use maud::html;
 
-use super::browse::{param, when};
+use super::browse::when;
 use super::layout::{page, private};
 use super::session::Viewer;
 use super::{Ctx, PageError};
 use crate::http::Response;
+use crate::names::query_param as param;
 use crate::store::AuditFilter;
 use crate::units::human_size;
 

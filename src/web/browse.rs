@@ -7,7 +7,7 @@ use super::session::Viewer;
 use super::{Ctx, PageError, MAX_DEPTH, PAGE_SIZE};
 use crate::auth::{self, Access, Caller};
 use crate::http::Response;
-use crate::names::{percent_decode, percent_encode};
+use crate::names::{percent_encode, query_param as param};
 use crate::store::{fold_case, OwnerKind, Page, UserRecord, VersionEntry};
 use crate::units::human_size;
 
@@ -333,13 +333,6 @@ fn page_number(query: &str) -> u64 {
         .and_then(|p| p.parse::<u64>().ok())
         .filter(|&p| p >= 1)
         .unwrap_or(1)
-}
-
-pub(super) fn param(query: &str, name: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then(|| percent_decode(&v.replace('+', " ")))?
-    })
 }
 
 fn count(n: u64, what: &str) -> String {

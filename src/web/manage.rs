@@ -72,7 +72,7 @@ pub(super) fn delete(
     let n = percent_encode(&fold_case(pname));
     let v = percent_encode(&fold_case(vname));
     let version_page = format!("/{o}/-/packages/generic/{n}/{v}");
-    let file = super::browse::param(ctx.query, "file");
+    let file = crate::names::query_param(ctx.query, "file");
     if let Some(f) = &file {
         let files = ctx
             .store
@@ -184,8 +184,8 @@ pub(super) fn upload_form(ctx: &Ctx, who: Option<&Viewer>, owner: &str) -> Resul
             percent_encode(&back)
         )));
     };
-    let package = super::browse::param(ctx.query, "package").unwrap_or_default();
-    let version = super::browse::param(ctx.query, "version").unwrap_or_default();
+    let package = crate::names::query_param(ctx.query, "package").unwrap_or_default();
+    let version = crate::names::query_param(ctx.query, "version").unwrap_or_default();
     let body = html! {
         nav.crumbs aria-label="Breadcrumb" { a href="/" { "Explore" } " / " a href={ "/" (o) } { (owner.login) } " / " span { "Upload" } }
         section.narrow {

@@ -139,22 +139,14 @@ pub(crate) fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a 
         .map(|(_, v)| v.as_str())
 }
 
-/// Equality of two secrets in time independent of where they differ.
+/// A form's secret against the one it must match (never an empty one).
 pub(crate) fn secret_eq(a: &str, b: &str) -> bool {
-    use sha2::{Digest, Sha256};
-    let (x, y) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
-    !a.is_empty()
-        && x.iter()
-            .zip(y.iter())
-            .fold(0u8, |acc, (p, q)| acc | (p ^ q))
-            == 0
+    !a.is_empty() && crate::auth::secret_eq(a.as_bytes(), b.as_bytes())
 }
 
 /// A fresh random secret (hex) for the sign-in form's CSRF cookie.
 pub(crate) fn random_secret() -> Option<String> {
-    let mut b = [0u8; 32];
-    getrandom::fill(&mut b).ok()?;
-    Some(hex::encode(b))
+    crate::store::random_hex(32).ok()
 }
 
 #[cfg(test)]
