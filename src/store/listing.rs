@@ -40,6 +40,29 @@ pub fn page_offset(page: u64, limit: u64) -> usize {
     usize::try_from(page.saturating_sub(1).saturating_mul(limit)).unwrap_or(usize::MAX)
 }
 
+/// The package and version an order index names (owner, name and version folded): both must
+/// exist, since the index is written with them.
+fn ordered_entry(
+    packages: &redb::ReadOnlyTable<super::PackageKey<'static>, &'static [u8]>,
+    versions: &redb::ReadOnlyTable<super::VersionKey<'static>, &'static [u8]>,
+    o: &str,
+    n: &str,
+    v: &str,
+) -> Result<VersionEntry> {
+    let package = packages
+        .get((o, GENERIC, n))
+        .ctx("reading a package")?
+        .ok_or_else(|| Error::Corrupt(format!("version of missing package {n}")))?;
+    let version = versions
+        .get((o, GENERIC, n, v))
+        .ctx("reading a version")?
+        .ok_or_else(|| Error::Corrupt(format!("ordered version {n}/{v} is missing")))?;
+    Ok(VersionEntry {
+        package: decode(package.value())?,
+        version: decode(version.value())?,
+    })
+}
+
 impl Store {
     /// An owner's versions of every package, newest first; `q` keeps packages whose name
     /// contains it (case-insensitive). `page` counts from 1.
@@ -138,18 +161,7 @@ impl Store {
         }
         let mut items = Vec::with_capacity(keys.len());
         for (n, v) in keys {
-            let package = packages
-                .get((o.as_str(), GENERIC, n.as_str()))
-                .ctx("reading a package")?
-                .ok_or_else(|| Error::Corrupt(format!("version of missing package {n}")))?;
-            let version = versions
-                .get((o.as_str(), GENERIC, n.as_str(), v.as_str()))
-                .ctx("reading a version")?
-                .ok_or_else(|| Error::Corrupt(format!("ordered version {n}/{v} is missing")))?;
-            items.push(VersionEntry {
-                package: decode(package.value())?,
-                version: decode(version.value())?,
-            });
+            items.push(ordered_entry(&packages, &versions, &o, &n, &v)?);
         }
         Ok(Page { total, items })
     }
@@ -260,21 +272,8 @@ impl Store {
         }
         let mut items = Vec::with_capacity(keys.len());
         for (_, o, n, v) in keys {
-            let package = packages
-                .get((o.as_str(), GENERIC, n.as_str()))
-                .ctx("reading a package")?
-                .ok_or_else(|| Error::Corrupt(format!("version of missing package {n}")))?;
-            let version = versions
-                .get((o.as_str(), GENERIC, n.as_str(), v.as_str()))
-                .ctx("reading a version")?
-                .ok_or_else(|| Error::Corrupt(format!("ordered version {n}/{v} is missing")))?;
-            items.push((
-                o,
-                VersionEntry {
-                    package: decode(package.value())?,
-                    version: decode(version.value())?,
-                },
-            ));
+            let entry = ordered_entry(&packages, &versions, &o, &n, &v)?;
+            items.push((o, entry));
         }
         Ok(Page { total, items })
     }

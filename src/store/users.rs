@@ -580,40 +580,23 @@ impl Store {
 
     /// Deletes the user's token with that name (any case) or id; the revoked record, or `None`.
     pub fn revoke_token(&self, login: &str, name_or_id: &str) -> Result<Option<TokenRecord>> {
-        let user = fold_case(login);
         let wanted = name_or_id.to_string();
-        self.durable(move |txn| {
-            let mut index = txn.open_table(USER_TOKENS).ctx("opening user_tokens")?;
-            let mut tokens = txn.open_table(TOKENS).ctx("opening tokens")?;
-            let next = format!("{user}\0");
-            let mut victim = None;
-            for row in index
-                .range((user.as_str(), "")..(next.as_str(), ""))
-                .ctx("listing tokens")?
-            {
-                let (k, hash) = row.ctx("listing tokens")?;
-                let Some(t) = tokens.get(hash.value()).ctx("reading a token")? else {
-                    continue;
-                };
-                let rec: TokenRecord = decode(t.value())?;
-                if rec.name.eq_ignore_ascii_case(&wanted) || rec.id.to_string() == wanted {
-                    victim = Some((k.value().1.to_string(), *hash.value(), rec));
-                    break;
-                }
-            }
-            let Some((name_key, hash, rec)) = victim else {
-                return Ok(None);
-            };
-            index
-                .remove((user.as_str(), name_key.as_str()))
-                .ctx("unindexing a token")?;
-            tokens.remove(&hash).ctx("deleting a token")?;
-            Ok(Some(rec))
+        self.revoke_token_where(login, move |rec| {
+            rec.name.eq_ignore_ascii_case(&wanted) || rec.id.to_string() == wanted
         })
     }
 
     /// Deletes the user's token with this id (never one whose name happens to be the number).
     pub fn revoke_token_id(&self, login: &str, id: u64) -> Result<Option<TokenRecord>> {
+        self.revoke_token_where(login, move |rec| rec.id == id)
+    }
+
+    /// Deletes the first of the user's tokens (in name order) that `pick` chooses.
+    fn revoke_token_where(
+        &self,
+        login: &str,
+        pick: impl Fn(&TokenRecord) -> bool + Send + 'static,
+    ) -> Result<Option<TokenRecord>> {
         let user = fold_case(login);
         self.durable(move |txn| {
             let mut index = txn.open_table(USER_TOKENS).ctx("opening user_tokens")?;
@@ -629,7 +612,7 @@ impl Store {
                     continue;
                 };
                 let rec: TokenRecord = decode(t.value())?;
-                if rec.id == id {
+                if pick(&rec) {
                     victim = Some((k.value().1.to_string(), *hash.value(), rec));
                     break;
                 }
