@@ -24,14 +24,7 @@ pub(super) fn upload(api: &Api, req: &mut Request, owner: &str) -> Response {
                 format!("/user/login?redirect_to=%2F{o}%2F-%2Fupload"),
             )
         }
-        Err(e) => {
-            log::error!("upload form: {e}");
-            return web::refusal_page(
-                500,
-                "Something went wrong",
-                "The server could not read the session.",
-            );
-        }
+        Err(e) => return unreadable(&e),
     };
     if !web::from_this_site(&base, req) {
         return expired();
@@ -90,26 +83,12 @@ fn publish<R: std::io::Read>(
     let owner_rec = match api.store.get_user(owner) {
         Ok(Some(rec)) => rec,
         Ok(None) => return not_found(),
-        Err(e) => {
-            log::error!("upload form: {e}");
-            return web::refusal_page(
-                500,
-                "Something went wrong",
-                "The server could not read the registry.",
-            );
-        }
+        Err(e) => return unreadable(&e),
     };
     match auth::profile_visible(&api.store, Some(user), &owner_rec) {
         Ok(true) => {}
         Ok(false) => return not_found(),
-        Err(e) => {
-            log::error!("upload form: {e}");
-            return web::refusal_page(
-                500,
-                "Something went wrong",
-                "The server could not read the registry.",
-            );
-        }
+        Err(e) => return unreadable(&e),
     }
     let caller = Caller {
         user: user.clone(),
@@ -147,6 +126,16 @@ fn expired() -> Response {
         403,
         "Form expired",
         "This form was not sent from this site, or it is too old. Go back, reload the page and try again.",
+    )
+}
+
+/// The store could not be read: logged, and a 500 page.
+fn unreadable(e: &crate::store::Error) -> Response {
+    log::error!("upload form: {e}");
+    web::refusal_page(
+        500,
+        "Something went wrong",
+        "The server could not read the registry. Try again later; the log says more.",
     )
 }
 

@@ -448,18 +448,8 @@ impl Poller {
                 let started = Instant::now();
                 let body = "Client sent an HTTP request to an HTTPS server.\n";
                 let answer = format!("HTTP/1.0 400 Bad Request\r\n\r\n{body}");
-                let tcp = w.conn.stream.tcp();
-                let ok = send_nonblocking(tcp, answer.as_bytes()).is_ok_and(|n| n == answer.len());
-                let _ = tcp.shutdown(Shutdown::Write);
-                // The request bytes that are here are read, so that closing with them unread
-                // does not make the kernel reset the connection before the answer is read.
-                let mut drained = 0;
-                while drained < 4 * READ_CHUNK {
-                    match recv_nonblocking(tcp, &mut self.scratch) {
-                        Ok(n) if n > 0 => drained += n,
-                        _ => break,
-                    }
-                }
+                let ok =
+                    answer_and_close(w.conn.stream.tcp(), answer.as_bytes(), &mut self.scratch);
                 let sent = Sent {
                     status: 400,
                     body_bytes: if ok { body.len() as u64 } else { 0 },
@@ -537,16 +527,7 @@ impl Poller {
                     .to_string(),
             ),
         };
-        let tcp = conn.stream.tcp();
-        let ok = send_nonblocking(tcp, head.as_bytes()).is_ok_and(|n| n == head.len());
-        let _ = tcp.shutdown(Shutdown::Write);
-        let mut drained = 0;
-        while drained < 4 * READ_CHUNK {
-            match recv_nonblocking(tcp, &mut self.scratch) {
-                Ok(n) if n > 0 => drained += n,
-                _ => break,
-            }
-        }
+        let ok = answer_and_close(conn.stream.tcp(), head.as_bytes(), &mut self.scratch);
         let sent = Sent {
             status,
             body_bytes: 0,
@@ -660,6 +641,23 @@ impl Poller {
             .filter_map(|(i, s)| s.as_ref().map(|w| Reverse((w.deadline, i, w.gen))))
             .collect();
     }
+}
+
+/// The poller's own answers (plain HTTP on the TLS port, the redirect): one send that never
+/// blocks, a write shutdown, then the request bytes that are here are read, so that closing
+/// with them unread does not make the kernel reset the connection before the answer is read.
+/// Whether the whole answer went out.
+fn answer_and_close(tcp: &TcpStream, answer: &[u8], scratch: &mut [u8]) -> bool {
+    let ok = send_nonblocking(tcp, answer).is_ok_and(|n| n == answer.len());
+    let _ = tcp.shutdown(Shutdown::Write);
+    let mut drained = 0;
+    while drained < 4 * READ_CHUNK {
+        match recv_nonblocking(tcp, scratch) {
+            Ok(n) if n > 0 => drained += n,
+            _ => break,
+        }
+    }
+    ok
 }
 
 /// The fast 503 for a connection over a cap: one write that never blocks (a new connection's
