@@ -272,6 +272,32 @@ fn long_listings_are_paged_newest_first() {
     assert!(deep.contains("too far back"), "{deep}");
 }
 
+/// The token a tokens page shows once, after it was made.
+fn new_token(html: &str) -> String {
+    html.split("id=\"new-token\"")
+        .nth(1)
+        .and_then(|r| r.split("value=\"").nth(1))
+        .and_then(|r| r.split('"').next())
+        .expect("the new token")
+        .to_string()
+}
+
+/// The user `rita` (password "reader password"), with the read role in `opub`.
+fn add_reader_rita(s: &Server) {
+    admin_json(
+        s,
+        "POST",
+        "/api/v1/admin/users",
+        json!({"username": "rita", "password": "reader password", "email": "r@example.com"}),
+    );
+    admin_json(
+        s,
+        "PUT",
+        "/api/v1/orgs/opub/members/rita",
+        json!({"role": "read"}),
+    );
+}
+
 /// The `name=value` of a response's `Set-Cookie` for `name`.
 fn set_cookie(r: &Resp, name: &str) -> Option<String> {
     r.headers
@@ -535,14 +561,7 @@ fn tokens_are_made_shown_once_used_and_revoked_from_the_page() {
     // A token limited to opub's packages, with write access, expiring in 2099.
     let r = make("name=ci&scope_package=write&owner=opub&expires=2099-12-31");
     assert_eq!(r.status, 201, "{}", r.text());
-    let html = r.text();
-    let token = html
-        .split("id=\"new-token\"")
-        .nth(1)
-        .and_then(|r| r.split("value=\"").nth(1))
-        .and_then(|r| r.split('"').next())
-        .expect("the new token")
-        .to_string();
+    let token = new_token(&r.text());
     assert_eq!(token.len(), 40);
     // It works on the API, within its limits, and the list shows its use but never the token.
     assert_eq!(
@@ -678,18 +697,7 @@ fn changing_the_password_signs_out_the_other_browsers() {
 #[test]
 fn files_and_versions_are_deleted_after_a_confirmation_by_those_who_may() {
     let s = registry();
-    admin_json(
-        &s,
-        "POST",
-        "/api/v1/admin/users",
-        json!({"username": "rita", "password": "reader password", "email": "r@example.com"}),
-    );
-    admin_json(
-        &s,
-        "PUT",
-        "/api/v1/orgs/opub/members/rita",
-        json!({"role": "read"}),
-    );
+    add_reader_rita(&s);
     let version = "/opub/-/packages/generic/app/1.0.0";
     let confirm = format!("{version}/-/delete?file=app.tar.gz");
     // Anonymous: sent to sign in. A reader: no buttons, and the confirmation is refused.
@@ -801,14 +809,7 @@ fn a_creator_the_visitor_may_not_see_is_shown_as_the_ghost() {
         Some("http://test"),
         &format!("_csrf={csrf}&action=create&name=ci&scope_package=write"),
     );
-    let token = r
-        .text()
-        .split("id=\"new-token\"")
-        .nth(1)
-        .and_then(|r| r.split("value=\"").nth(1))
-        .and_then(|r| r.split('"').next())
-        .expect("token")
-        .to_string();
+    let token = new_token(&r.text());
     assert_eq!(
         s.put_as(&token, "/api/packages/opub/generic/secret/1/f", b"x")
             .status,
@@ -926,18 +927,7 @@ fn multipart(fields: &[(&str, &str)], file: (&str, &[u8])) -> (String, Vec<u8>) 
 #[test]
 fn a_file_is_published_through_the_upload_form_with_the_registrys_checks() {
     let s = registry();
-    admin_json(
-        &s,
-        "POST",
-        "/api/v1/admin/users",
-        json!({"username": "rita", "password": "reader password", "email": "r@example.com"}),
-    );
-    admin_json(
-        &s,
-        "PUT",
-        "/api/v1/orgs/opub/members/rita",
-        json!({"role": "read"}),
-    );
+    add_reader_rita(&s);
     let alice = sign_in(&s, "alice", "correct horse battery").expect("alice");
     let form = s.req(
         "GET",
